@@ -1,0 +1,188 @@
+/* cli.c - shared helpers of the bitplan subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bitplan: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_status(int st)
+{
+    if (st == BP_OK)
+        return BP_EXIT_OK;
+    const char *m = bp_errmsg();
+    cli_error("%s", *m ? m : bp_status_str(st));
+    return bp_exit_code(st);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "bitplan %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'bitplan %s --help')\n", cmd);
+    return BP_EXIT_INPUT;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo,
+                  int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_usage(cmd, "%s expects an integer from %lld to %lld, got '%s'",
+                  opt, (long long)lo, (long long)hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_progress_enabled(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = isatty(STDERR_FILENO);
+    return on;
+}
+
+void cli_progress(const char *what, int64_t done, int64_t total)
+{
+    if (!cli_progress_enabled())
+        return;
+    int width = 30, fill = total ? (int)(width * done / total) : width;
+    fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld", what, fill,
+            "##############################", width - fill, "",
+            (long long)done, (long long)total);
+    fflush(stderr);
+}
+
+void cli_progress_end(void)
+{
+    if (cli_progress_enabled())
+        fputs("\r\033[K", stderr);
+}
+
+void cli_set_threads(int threads)
+{
+    bp_set_threads(threads);
+}
+
+int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
+                  const char *ypath, int64_t limit)
+{
+    int st;
+    memset(d, 0, sizeof *d);
+    d->xpath = xpath;
+    if (g->n_inputs != 1)
+        return bp_fail(BP_EUNSUPPORTED, "%s: the model has %d inputs; bitplan "
+                       "feeds models with one input", g->path, g->n_inputs);
+    const bp_value *in = &g->values[g->inputs[0]];
+    if ((st = bp_npy_open(&d->x, xpath)))
+        return st;
+    int rank = bp_npy_rank(d->x);
+    const int64_t *dims = bp_npy_dims(d->x);
+    int ok = rank == in->decl_rank;
+    for (int i = 1; ok && i < rank; i++)
+        ok = dims[i] == in->decl_dims[i];
+    if (!ok) {
+        char want[128], got[128];
+        int64_t wd[BP_MAX_RANK];
+        memcpy(wd, in->decl_dims, sizeof wd);
+        wd[0] = dims[0];
+        bp_shape_str(want, sizeof want, in->decl_rank, wd);
+        bp_shape_str(got, sizeof got, rank, dims);
+        cli_data_close(d);
+        return bp_fail(BP_EINVAL, "%s: samples have shape %s; model input '%s' "
+                       "expects %s (N samples along axis 0)", xpath, got,
+                       in->name, want);
+    }
+    if (bp_npy_dtype(d->x) != BP_F32 && bp_npy_dtype(d->x) != BP_F64 &&
+        bp_npy_dtype(d->x) != BP_U8) {
+        cli_data_close(d);
+        return bp_fail(BP_EINVAL, "%s: dtype %s; expected float32, float64 or "
+                       "uint8 samples", xpath, bp_dtype_name(bp_npy_dtype(d->x)));
+    }
+    d->count = bp_npy_count(d->x);
+    if (limit > 0 && limit < d->count)
+        d->count = limit;
+    if (d->count < 1) {
+        cli_data_close(d);
+        return bp_fail(BP_EINVAL, "%s: holds no samples", xpath);
+    }
+    d->sample_numel = bp_npy_row_numel(d->x);
+    const bp_value *out = &g->values[g->outputs[0]];
+    d->n_classes = out->rank >= 2 ? out->dims[out->rank - 1] : 0;
+    if (ypath) {
+        bp_npy *y = NULL;
+        if ((st = bp_npy_open(&y, ypath))) {
+            cli_data_close(d);
+            return st;
+        }
+        int64_t ny = bp_npy_count(y);
+        if (bp_npy_rank(y) != 1 || (bp_npy_dtype(y) != BP_I64 &&
+                                    bp_npy_dtype(y) != BP_I32 &&
+                                    bp_npy_dtype(y) != BP_U8)) {
+            bp_npy_close(&y);
+            cli_data_close(d);
+            return bp_fail(BP_EINVAL, "%s: labels must be a 1-D integer array "
+                           "(int64, int32 or uint8)", ypath);
+        }
+        if (ny != bp_npy_count(d->x)) {
+            bp_npy_close(&y);
+            int64_t nx = bp_npy_count(d->x);
+            cli_data_close(d);
+            return bp_fail(BP_EINVAL, "%s: %lld labels for %lld samples in %s",
+                           ypath, (long long)ny, (long long)nx, xpath);
+        }
+        d->labels = malloc((size_t)d->count * sizeof *d->labels);
+        if (!d->labels) {
+            bp_npy_close(&y);
+            cli_data_close(d);
+            return BP_ENOMEM;
+        }
+        st = bp_npy_read_rows(y, 0, d->count, BP_I64, d->labels);
+        bp_npy_close(&y);
+        if (st) {
+            cli_data_close(d);
+            return st;
+        }
+        for (int64_t i = 0; i < d->count; i++)
+            if (d->labels[i] < 0 || (d->n_classes && d->labels[i] >= d->n_classes)) {
+                int64_t bad = d->labels[i];
+                cli_data_close(d);
+                return bp_fail(BP_EINVAL, "%s: label %lld at index %lld is "
+                               "outside 0..%lld (the model has %lld outputs)",
+                               ypath, (long long)bad, (long long)i,
+                               (long long)d->n_classes - 1,
+                               (long long)d->n_classes);
+            }
+    }
+    return BP_OK;
+}
+
+void cli_data_close(cli_data *d)
+{
+    bp_npy_close(&d->x);
+    free(d->labels);
+    d->labels = NULL;
+}
+
+int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf)
+{
+    return bp_npy_read_rows(d->x, start, n, dt, buf);
+}

@@ -1,0 +1,62 @@
+/* cli.h - what the bitplan subcommands share: the command table, error
+ * reporting with exit codes, and feeding .npy data to a model in batches.
+ * Nothing here is part of libbitplan. */
+#ifndef BP_CLI_H
+#define BP_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bitplan.h"
+
+/* Exit codes (DESIGN.md): 0 ok, 1 failed check, 2 bad input. */
+enum { BP_EXIT_OK = 0, BP_EXIT_CHECK = 1, BP_EXIT_INPUT = 2, BP_EXIT_INTERNAL = 3 };
+
+typedef struct bp_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} bp_cmd;
+
+/* "bitplan: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports the library's last message for status st; returns the exit code. */
+int cli_status(int st);
+/* A usage error: message plus the --help hint; returns BP_EXIT_INPUT. */
+int cli_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parses a positive integer option value; exits through cli_usage. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s,
+                  int64_t lo, int64_t hi, int64_t *out);
+
+/* stderr is a terminal: progress lines are drawn only then. */
+int cli_progress_enabled(void);
+void cli_progress(const char *what, int64_t done, int64_t total);
+void cli_progress_end(void);
+
+/* Sets BLAS threads (0 = leave the library default). */
+void cli_set_threads(int threads);
+
+/* Data fed to a model: X (and optional labels Y) checked against the model's
+ * input, read in batches. */
+typedef struct cli_data {
+    bp_npy *x;
+    const char *xpath;
+    int64_t count;          /* samples used (after --samples) */
+    int64_t sample_numel;
+    int64_t *labels;        /* (count) or NULL */
+    int64_t n_classes;      /* from the model output, for label checks */
+} cli_data;
+
+/* Opens xpath (and ypath when not NULL) for graph g, whose single input
+ * must match the sample shape; limit > 0 keeps the first `limit` samples.
+ * On error prints nothing and returns a status with the message set. */
+int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
+                  const char *ypath, int64_t limit);
+void cli_data_close(cli_data *d);
+
+/* Reads samples [start, start+n) into buf as dtype dt. */
+int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf);
+
+#endif

@@ -1,0 +1,58 @@
+/* main.c - the bitplan command: dispatches to one file per subcommand. */
+#include "config.h"
+#include "cli.h"
+
+#include <signal.h>
+#include <string.h>
+
+int cmd_inspect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+static const bp_cmd commands[] = {
+    {"inspect", cmd_inspect, "layers, shapes, parameters and MACs of a model"},
+    {"eval", cmd_eval, "float accuracy and outputs of a model on data"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bitplan COMMAND [options]\n\n"
+               "Hessian-aware mixed-precision planning for neural networks.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'bitplan COMMAND --help' describes each command.\n"
+               "exit codes: 0 ok, 1 a check failed (budget, accuracy), "
+               "2 bad input, 3 internal error\n");
+}
+
+/* Interrupted runs must not leave temporary outputs behind. */
+static void on_signal(int sig)
+{
+    bp_outfile_cleanup_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return BP_EXIT_INPUT;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return BP_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("bitplan %s\n", PACKAGE_VERSION);
+        return BP_EXIT_OK;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see 'bitplan --help')", argv[1]);
+    return BP_EXIT_INPUT;
+}
