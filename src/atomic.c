@@ -119,8 +119,8 @@ int bp_outfile_open(bp_outfile **out, const char *path)
     const char *base = slash ? slash + 1 : path;
     size_t dirlen = (size_t)(base - path); /* including the '/' */
     if (!*base)
-        return bp_fail(BP_EINVAL,
-                       "%s: names a directory, expected a file path", path);
+        return bp_fail(BP_EINVAL, "%s: names a directory, expected a file path",
+                       path);
 
     bp_outfile *f = calloc(1, sizeof *f);
     size_t tmplen = strlen(path) + sizeof "/..XXXXXX";

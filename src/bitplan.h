@@ -17,5 +17,6 @@
 #include "graph.h"
 #include "onnx.h"
 #include "exec.h"
+#include "quant.h"
 
 #endif

@@ -36,7 +36,7 @@
 struct bp_npy {
     FILE *fp;
     char *path;
-    bp_dtype dtype; /* as stored; bool is read as BP_U8 */
+    bp_dtype dtype;        /* as stored; bool is read as BP_U8 */
     const char *type_name; /* "float32", ..., "bool" for messages */
     int rank;
     int64_t dims[BP_MAX_RANK];
@@ -118,9 +118,10 @@ static int match_word(struct parser *p, const char *w)
     size_t k = strlen(w);
     if (p->n - p->i >= k && memcmp(p->s + p->i, w, k) == 0) {
         size_t e = p->i + k;
-        if (e == p->n || !(p->s[e] == '_' || (p->s[e] >= 'a' && p->s[e] <= 'z') ||
-                           (p->s[e] >= 'A' && p->s[e] <= 'Z') ||
-                           (p->s[e] >= '0' && p->s[e] <= '9'))) {
+        if (e == p->n ||
+            !(p->s[e] == '_' || (p->s[e] >= 'a' && p->s[e] <= 'z') ||
+              (p->s[e] >= 'A' && p->s[e] <= 'Z') ||
+              (p->s[e] >= '0' && p->s[e] <= '9'))) {
             p->i = e;
             return 1;
         }
@@ -164,7 +165,7 @@ static int parse_shape(struct parser *p, struct hdr *h)
     skip_ws(p);
     h->rank = 0;
     while (peek(p) != ')') {
-        int64_t v;
+        int64_t v = 0;
         int neg, st = parse_dim(p, &v, &neg);
         if (st)
             return st;
@@ -203,8 +204,9 @@ static int parse_value(struct parser *p, struct hdr *h, const char *key,
                        "(expected 'descr', 'fortran_order' and 'shape')",
                        p->path, (int)(klen > 40 ? 40 : klen), key);
     if (h->seen & (1u << k))
-        return bp_fail(BP_EINVAL, "%s: malformed .npy header: duplicate key '%s'",
-                       p->path, keys[k]);
+        return bp_fail(BP_EINVAL,
+                       "%s: malformed .npy header: duplicate key '%s'", p->path,
+                       keys[k]);
     h->seen |= 1u << k;
 
     if (k == 0) {
@@ -275,15 +277,15 @@ static int parse_header(struct hdr *h, const char *s, size_t n,
     for (int k = 0; k < 3; k++)
         if (!(h->seen & (1u << k)))
             return bp_fail(BP_EINVAL,
-                           "%s: malformed .npy header: missing key '%s'",
-                           path, keys[k]);
+                           "%s: malformed .npy header: missing key '%s'", path,
+                           keys[k]);
     return BP_OK;
 }
 
 /* --- dtypes ------------------------------------------------------------ */
 
-#define SUPPORTED_DTYPES                                                      \
-    "float32 '<f4', float64 '<f8', int64 '<i8', int32 '<i4', uint8 '|u1', " \
+#define SUPPORTED_DTYPES                                                       \
+    "float32 '<f4', float64 '<f8', int64 '<i8', int32 '<i4', uint8 '|u1', "    \
     "int8 '|i1' or bool '|b1'"
 
 static const struct {
@@ -330,16 +332,18 @@ static int parse_descr(const struct hdr *h, const char *path, bp_dtype *dt,
     int numpy_like = (size_t)h->descr_len == strlen(h->descr) && *d &&
                      strchr("biufcmMOSUV", *d) && d[1] >= '0' && d[1] <= '9';
     for (const char *c = d + 1; numpy_like && *c; c++)
-        numpy_like = strchr("0123456789[]abcdefghijklmnopqrstuvwxyzA", *c) != NULL;
+        numpy_like = (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') ||
+                     *c == '[' || *c == ']';
     if (numpy_like && order == '>')
         return bp_fail(BP_EUNSUPPORTED,
                        "%s: big-endian dtype '%s' is not supported; expected "
                        "a little-endian " SUPPORTED_DTYPES,
                        path, h->descr);
     if (numpy_like)
-        return bp_fail(BP_EUNSUPPORTED,
-                       "%s: dtype '%s' is not supported; expected " SUPPORTED_DTYPES,
-                       path, h->descr);
+        return bp_fail(
+            BP_EUNSUPPORTED,
+            "%s: dtype '%s' is not supported; expected " SUPPORTED_DTYPES, path,
+            h->descr);
     return bp_fail(BP_EINVAL,
                    "%s: malformed .npy header: unknown dtype '%.*s'; "
                    "expected " SUPPORTED_DTYPES,
@@ -387,12 +391,12 @@ static int read_header(bp_npy *f, int64_t file_size)
                        "(expected 1.0, 2.0 or 3.0)",
                        path, major, minor);
     int lenbytes = major == 1 ? 2 : 4;
-    int st = read_exact(f->fp, pre + 8, (size_t)lenbytes, path,
-                        "the header length");
+    int st =
+        read_exact(f->fp, pre + 8, (size_t)lenbytes, path, "the header length");
     if (st)
         return st;
-    uint32_t hlen = major == 1 ? (uint32_t)pre[8] | (uint32_t)pre[9] << 8
-                               : le32(pre + 8);
+    uint32_t hlen =
+        major == 1 ? (uint32_t)pre[8] | (uint32_t)pre[9] << 8 : le32(pre + 8);
     int64_t prefix = 8 + lenbytes;
     if ((int64_t)hlen > file_size - prefix)
         return bp_fail(BP_EINVAL,
@@ -433,7 +437,11 @@ static int read_header(bp_npy *f, int64_t file_size)
                        path);
     char shape[BP_MAX_RANK * 21 + 3];
     bp_shape_str(shape, sizeof shape, h.rank, h.dims);
-    if (bp_shape_numel(h.rank, h.dims, &f->numel) != BP_OK)
+    /* The sample size is checked on its own: a zero dims[0] makes numel 0
+     * whatever the other dims claim. */
+    if (bp_shape_numel(h.rank, h.dims, &f->numel) != BP_OK ||
+        (h.rank > 1 &&
+         bp_shape_numel(h.rank - 1, h.dims + 1, &f->row_numel) != BP_OK))
         return bp_fail(BP_EINVAL,
                        "%s: malformed .npy header: shape %s is too large "
                        "(more than 2^59 elements)",
@@ -442,9 +450,8 @@ static int read_header(bp_npy *f, int64_t file_size)
     f->rank = h.rank;
     memcpy(f->dims, h.dims, sizeof f->dims);
     f->rows = h.rank ? h.dims[0] : 1;
-    f->row_numel = 1;
-    for (int i = 1; i < h.rank; i++)
-        f->row_numel *= h.dims[i]; /* <= numel, or 0 */
+    if (h.rank <= 1)
+        f->row_numel = 1;
     f->data_off = prefix + (int64_t)hlen;
 
     /* numel <= INT64_MAX / 16 and itemsize <= 8: no overflow. */
@@ -514,10 +521,22 @@ static int is_float(bp_dtype dt) { return dt == BP_F32 || dt == BP_F64; }
 static void int_range(bp_dtype dt, int64_t *lo, int64_t *hi)
 {
     switch (dt) {
-    case BP_I32: *lo = INT32_MIN; *hi = INT32_MAX; break;
-    case BP_U8: *lo = 0; *hi = UINT8_MAX; break;
-    case BP_I8: *lo = INT8_MIN; *hi = INT8_MAX; break;
-    default: *lo = INT64_MIN; *hi = INT64_MAX; break;
+    case BP_I32:
+        *lo = INT32_MIN;
+        *hi = INT32_MAX;
+        break;
+    case BP_U8:
+        *lo = 0;
+        *hi = UINT8_MAX;
+        break;
+    case BP_I8:
+        *lo = INT8_MIN;
+        *hi = INT8_MAX;
+        break;
+    default:
+        *lo = INT64_MIN;
+        *hi = INT64_MAX;
+        break;
     }
 }
 
@@ -568,13 +587,13 @@ static int convert(const bp_npy *f, void *dst, bp_dtype to, const void *src,
                 return bp_fail(BP_EINVAL,
                                "%s: value %lld at element %lld (sample %lld) "
                                "is out of range for %s",
-                               f->path, (long long)v, (long long)at, sample_of(f, at),
-                               bp_dtype_name(to));
+                               f->path, (long long)v, (long long)at,
+                               sample_of(f, at), bp_dtype_name(to));
             store_int(dst, i, to, v);
             continue;
         }
-        double v = from == BP_F32 ? ((const float *)src)[i]
-                                  : ((const double *)src)[i];
+        double v =
+            from == BP_F32 ? ((const float *)src)[i] : ((const double *)src)[i];
         if (to == BP_F32) {
             ((float *)dst)[i] = (float)v;
             continue;
@@ -587,15 +606,16 @@ static int convert(const bp_npy *f, void *dst, bp_dtype to, const void *src,
             return bp_fail(BP_EINVAL,
                            "%s: value %.17g at element %lld (sample %lld) is "
                            "not an integer; cannot convert %s to %s",
-                           f->path, v, (long long)at, sample_of(f, at), f->type_name,
-                           bp_dtype_name(to));
+                           f->path, v, (long long)at, sample_of(f, at),
+                           f->type_name, bp_dtype_name(to));
         int ok = to == BP_I64 ? v >= -0x1p63 && v < 0x1p63
                               : v >= (double)lo && v <= (double)hi;
         if (!ok)
             return bp_fail(BP_EINVAL,
                            "%s: value %.17g at element %lld (sample %lld) is "
                            "out of range for %s",
-                           f->path, v, (long long)at, sample_of(f, at), bp_dtype_name(to));
+                           f->path, v, (long long)at, sample_of(f, at),
+                           bp_dtype_name(to));
         store_int(dst, i, to, (int64_t)v);
     }
     return BP_OK;
@@ -604,8 +624,8 @@ static int convert(const bp_npy *f, void *dst, bp_dtype to, const void *src,
 static int read_fail(const bp_npy *f, int64_t off)
 {
     if (ferror(f->fp))
-        return bp_fail(BP_EIO, "%s: cannot read data at byte %lld: %s",
-                       f->path, (long long)off, strerror(errno));
+        return bp_fail(BP_EIO, "%s: cannot read data at byte %lld: %s", f->path,
+                       (long long)off, strerror(errno));
     return bp_fail(BP_EIO,
                    "%s: file ends early at byte %lld (was it truncated "
                    "after opening?)",
@@ -704,11 +724,13 @@ int bp_npy_save(const char *path, const bp_tensor *t)
      * values, spare room for axis 0 to grow, space padding and '\n' to a
      * multiple of ARRAY_ALIGN bytes counting the 10-byte prefix. */
     char hdr[512];
-    int k = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, "
-                     "'shape': (", save_descr[t->dtype]);
+    int k = snprintf(hdr, sizeof hdr,
+                     "{'descr': '%s', 'fortran_order': False, "
+                     "'shape': (",
+                     save_descr[t->dtype]);
     for (int i = 0; i < t->rank; i++)
-        k += snprintf(hdr + k, sizeof hdr - (size_t)k, "%s%lld",
-                      i ? ", " : "", (long long)t->dims[i]);
+        k += snprintf(hdr + k, sizeof hdr - (size_t)k, "%s%lld", i ? ", " : "",
+                      (long long)t->dims[i]);
     k += snprintf(hdr + k, sizeof hdr - (size_t)k, "%s), }",
                   t->rank == 1 ? "," : "");
     if (t->rank > 0) {
@@ -722,8 +744,9 @@ int bp_npy_save(const char *path, const bp_tensor *t)
     memset(hdr + k, ' ', (size_t)pad);
     k += pad;
     hdr[k++] = '\n';
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                             (unsigned char)(k & 0xff), (unsigned char)(k >> 8)};
+    unsigned char pre[10] = MAGIC "\x01\x00"; /* version 1.0 */
+    pre[8] = (unsigned char)(k & 0xff);
+    pre[9] = (unsigned char)(k >> 8);
 
     bp_outfile *of;
     int st = bp_outfile_open(&of, path);

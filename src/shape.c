@@ -296,6 +296,13 @@ int bp_pool_geom_of(const bp_graph *g, const bp_node *n, bp_pool_geom *geo)
         return node_fail(g, n, "window larger than the padded input");
     if (pads[0] >= ks[0] * dl[0] || pads[1] >= ks[1] * dl[1])
         return node_fail(g, n, "pads must be smaller than the window");
+    /* the average-pool kernel counts padded taps as if the trailing pads
+     * equalled the leading ones */
+    if (n->op == BP_OP_AVERAGEPOOL && geo->count_include_pad &&
+        (pads[2] != pads[0] || pads[3] != pads[1]))
+        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (AveragePool): "
+                       "count_include_pad with asymmetric pads is not "
+                       "supported", g->path, n->name);
     geo->pad_t = pads[0];
     geo->pad_l = pads[1];
     return BP_OK;

@@ -1,0 +1,51 @@
+/* plan.h - the precision plan (plan.json): what `bitplan solve` writes and
+ * `bitplan run` executes.
+ *
+ * Keys scripts rely on (issue 4):
+ *   {"layers":[{"name","w_bits","a_bits"}],
+ *    "predicted":{"size_bytes","latency_s","bops","objective"},
+ *    "status","gap"}
+ * plus "model":{"path","sha256"}, "profile", "budgets":[{"kind","value",
+ * "text"}], per-layer predicted bytes/latency/omega, and the solver's seconds.
+ * A plan names layers by their weight initializer, so it applies to exactly
+ * the model whose sha256 it records. */
+#ifndef BP_PLAN_H
+#define BP_PLAN_H
+
+#include <stdint.h>
+
+typedef struct bp_plan_layer {
+    char *name;
+    int w_bits, a_bits;
+    double size_bytes, latency_s, bops, omega; /* predicted, this layer */
+} bp_plan_layer;
+
+typedef struct bp_plan_budget {
+    char *kind;     /* "size", "latency", "bops" */
+    double value;   /* resolved absolute value: bytes, seconds, BOPs */
+    char *text;     /* as the user wrote it: "25%", "1.5MiB" */
+} bp_plan_budget;
+
+typedef struct bp_plan {
+    char *model_path, *model_sha256;
+    char *profile;
+    int n_budgets;
+    bp_plan_budget *budgets;
+    int n_layers;
+    bp_plan_layer *layers;
+    double size_bytes, latency_s, bops, objective; /* predicted totals */
+    char *status;   /* "optimal", "feasible", ... */
+    double gap;
+    double solve_seconds;
+} bp_plan;
+
+int bp_plan_new(bp_plan **out, int n_layers, int n_budgets);
+void bp_plan_free(bp_plan **p);
+/* BP_EINVAL naming the file and field when malformed. */
+int bp_plan_load(bp_plan **out, const char *path);
+/* Atomic write. */
+int bp_plan_save(const bp_plan *p, const char *path);
+/* The JSON text (caller frees), as --json prints it. */
+int bp_plan_to_json(const bp_plan *p, char **text);
+
+#endif
