@@ -13,7 +13,7 @@ static const char *const op_names[] = {
     "AveragePool", "GlobalAveragePool", "ReduceMean", "BatchNormalization",
     "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat",
     "Gather", "Identity", "Constant", "Dropout", "Shape", "Cast", "Slice",
-    "ConstantOfShape"};
+    "ConstantOfShape", "Pad"};
 _Static_assert(sizeof op_names / sizeof op_names[0] == BP_OP_COUNT,
                "op name table out of step with enum bp_op");
 

@@ -434,6 +434,40 @@ int bp_slice_params(const bp_graph *g, const bp_node *n, int64_t *start,
     return BP_OK;
 }
 
+int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
+                  int64_t *end, double *value)
+{
+    const bp_value *x = in_val(g, n, 0);
+    int64_t p[2 * BP_MAX_RANK];
+    const bp_attr *mode = bp_node_attr(n, "mode");
+    if (mode && mode->type == BP_ATTR_STRING && strcmp(mode->s, "constant") != 0)
+        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): mode '%s' is not "
+                       "supported; only constant padding", g->path, n->name,
+                       mode->s);
+    int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
+                          : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
+    if (c != 2 * x->rank)
+        return node_fail(g, n, "pads must be a constant of %d entries",
+                         2 * x->rank);
+    if (n->n_in > 3 && n->in[3] >= 0)
+        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): the axes input "
+                       "is not supported", g->path, n->name);
+    for (int d = 0; d < x->rank; d++) {
+        begin[d] = p[d];
+        end[d] = p[x->rank + d];
+        if (begin[d] < 0 || end[d] < 0)
+            return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): negative "
+                           "pads (cropping) are not supported", g->path, n->name);
+    }
+    *value = g->opset < 11 ? bp_node_attr_float(n, "value", 0.0) : 0.0;
+    const bp_tensor *v = bp_value_const(g, n->n_in > 2 ? n->in[2] : -1);
+    if (v && bp_tensor_numel(v) >= 1)
+        *value = bp_tensor_get(v, 0);
+    else if (n->n_in > 2 && n->in[2] >= 0)
+        return node_fail(g, n, "constant_value must be a constant");
+    return BP_OK;
+}
+
 /* --- per-op output shapes -------------------------------------------------- */
 
 static int is_float(bp_dtype dt) { return dt == BP_F32 || dt == BP_F64; }
@@ -780,6 +814,15 @@ static int infer_node(bp_graph *g, const bp_node *n)
             y->dims[d] = ((const int64_t *)s->data)[d];
         const bp_attr *v = bp_node_attr(n, "value");
         y->dtype = v && v->t ? v->t->dtype : BP_F32;
+        break;
+    }
+    case BP_OP_PAD: {
+        int64_t b[BP_MAX_RANK], e[BP_MAX_RANK];
+        double v;
+        if ((st = bp_pad_params(g, n, b, e, &v)))
+            return st;
+        for (int d = 0; d < x->rank; d++)
+            y->dims[d] = x->dims[d] + b[d] + e[d];
         break;
     }
     case BP_OP_CONSTANT:

@@ -28,12 +28,16 @@ int bp_shape_numel(int rank, const int64_t *dims, int64_t *numel)
 {
     if (rank < 0 || rank > BP_MAX_RANK)
         return BP_EINVAL;
-    int64_t n = 1;
+    /* nz is the product of the nonzero dims: a zero axis must not hide an
+     * absurd claim elsewhere in the shape */
+    int64_t n = 1, nz = 1;
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0)
             return BP_EINVAL;
-        if (dims[i] != 0 && n > (INT64_MAX / 16) / dims[i])
+        if (dims[i] != 0 && nz > (INT64_MAX / 16) / dims[i])
             return BP_EINVAL;
+        if (dims[i] != 0)
+            nz *= dims[i];
         n *= dims[i];
     }
     *numel = n;
@@ -63,7 +67,7 @@ int bp_tensor_new(bp_tensor **out, bp_dtype dt, int rank, const int64_t *dims)
                        (long long)n);
     bp_tensor *t = calloc(1, sizeof *t);
     if (!t)
-        return BP_ENOMEM;
+        return bp_fail(BP_ENOMEM, "out of memory");
     t->dtype = dt;
     t->rank = rank;
     if (rank > 0)
@@ -127,10 +131,14 @@ void bp_tensor_set(bp_tensor *t, int64_t i, double v)
 char *bp_shape_str(char *buf, size_t n, int rank, const int64_t *dims)
 {
     size_t k = 0;
-    k += (size_t)snprintf(buf + k, n > k ? n - k : 0, "(");
-    for (int i = 0; i < rank; i++)
-        k += (size_t)snprintf(buf + k, n > k ? n - k : 0, "%s%lld",
-                              i ? "," : "", (long long)dims[i]);
-    snprintf(buf + k, n > k ? n - k : 0, ")");
+    if (!n)
+        return buf;
+    buf[0] = '\0';
+    k += (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "",
+                              (long long)dims[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, ")");
     return buf;
 }
