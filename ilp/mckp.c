@@ -1195,7 +1195,22 @@ static int mip_body(void *ctx)
             io.tm_lim = left <= 0 ? 1 : left > 2e6 ? INT_MAX
                                                    : (int)(left * 1e3) + 1;
         }
+        if (getenv("MCKP_PRESOLVE")) io.presolve = atoi(getenv("MCKP_PRESOLVE"));
+        if (getenv("MCKP_PP")) io.pp_tech = atoi(getenv("MCKP_PP"));
+        if (getenv("MCKP_BR")) io.br_tech = atoi(getenv("MCKP_BR"));
+        if (getenv("MCKP_BT")) io.bt_tech = atoi(getenv("MCKP_BT"));
+        if (getenv("MCKP_SR")) io.sr_heur = atoi(getenv("MCKP_SR"));
+        if (getenv("MCKP_COV")) io.cov_cuts = atoi(getenv("MCKP_COV"));
+        if (getenv("MCKP_MIR")) io.mir_cuts = atoi(getenv("MCKP_MIR"));
+        if (getenv("MCKP_GMI")) io.gmi_cuts = atoi(getenv("MCKP_GMI"));
+        if (!io.presolve) {
+            glp_smcp sm; glp_init_smcp(&sm); sm.msg_lev = GLP_MSG_OFF;
+            glp_scale_prob(lp, GLP_SF_AUTO); glp_adv_basis(lp, 0);
+            glp_simplex(lp, &sm);
+        }
+        double tt0 = now_s();
         int irc = glp_intopt(lp, &io);
+        if (getenv("MCKP_T")) fprintf(stderr, "intopt %.3f ms\n", 1e3*(now_s()-tt0));
         int mst = glp_mip_status(lp);
         if (irc != 0 && irc != GLP_ETMLIM && irc != GLP_ESTOP &&
             irc != GLP_EMIPGAP && irc != GLP_ENOPFS && irc != GLP_ENODFS) {
