@@ -772,9 +772,40 @@ typedef struct lpwork {
     int *arg;                  /* (G) a group's single band choice */
     int *row_of;               /* (G) row of a free group, -1: single */
     double *mu;                /* (G) dual of a group's row */
+    const double *r2;          /* (G) sorted gaps to each group's second
+                                  best choice at the warm start */
+    double *lam0;              /* (K) the warm start */
+    int want;                  /* groups given a second choice */
     model d;
     int rounds;
 } lpwork;
+
+/* The band at the warm start: every group's Lagrangian choice, plus the
+ * choices within delta of it, delta set so that about w->want groups get a
+ * second choice. */
+static void band_select(lpwork *w)
+{
+    const mk *m = w->m;
+    double delta = w->r2[w->want - 1];
+    for (int g = 0; g < m->G; g++) {
+        double vmin = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            vmin = fmin(vmin, v);
+        }
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            if (v - vmin <= delta)
+                w->band[j] = 1;
+        }
+    }
+}
 
 /* The LP over the band (normalised units; F: groups with two or more band
  * choices, the others sit at their single band choice f_g):
@@ -789,8 +820,7 @@ static int band_lp_body(void *ctx)
     const mk *m = w->m;
     const int G = m->G, K = m->K;
     model *d = &w->d;
-    int widened = 0;
-    for (w->rounds = 1; w->rounds <= 12; w->rounds++) {
+    for (w->rounds = 1; w->rounds <= 16; w->rounds++) {
         int nfree = 0, ncols = 0, rc;
         for (int g = 0; g < G; g++) {
             int cnt = 0;
@@ -846,14 +876,15 @@ static int band_lp_body(void *ctx)
                            glpk_code_name(src), st);
         }
         if (st == GLP_NOFEAS) {
+            /* the groups held at one choice leave no room: widen the band
+             * fourfold, up to every choice */
             glp_delete_prob(lp);
-            if (widened)
+            if (w->want == G)
                 return bp_fail(BP_EINFEASIBLE, "no assignment meets all "
                                "budgets together (even the LP relaxation is "
                                "infeasible)");
-            for (int i = 0; i < m->cfirst[G]; i++)
-                w->band[m->cand[i]] = 1;
-            widened = 1;
+            w->want = w->want > G / 4 ? G : 4 * w->want;
+            band_select(w);
             continue;
         }
         for (int k = 0; k < K; k++)
@@ -901,7 +932,7 @@ static int band_lp_body(void *ctx)
  * valid bound, so tolerances cost tightness, never correctness).  The band
  * starts as every group's Lagrangian choice at the warm start lam, plus the
  * choices within delta of it, delta set so that about 64 + G/16 groups get
- * a second choice. */
+ * a second choice; widened when that LP is infeasible. */
 static int band_lp(const mk *m, double *lam, int *lp_rounds)
 {
     const int G = m->G, K = m->K, N = m->N;
@@ -915,6 +946,7 @@ static int band_lp(const mk *m, double *lam, int *lp_rounds)
     w.row_of = xcalloc((size_t)G, sizeof *w.row_of);
     w.mu = xcalloc((size_t)G, sizeof *w.mu);
     double *r2 = xcalloc((size_t)G, sizeof *r2);
+    double lam0[BP_MCKP_MAX_BUDGETS];
     if (!w.band || !w.arg || !w.row_of || !w.mu || !r2) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
@@ -935,20 +967,12 @@ static int band_lp(const mk *m, double *lam, int *lp_rounds)
         r2[g] = v2 - vmin;
         w.mu[g] = vmin;
     }
-    int want = G < 64 + G / 16 ? G : 64 + G / 16;
     qsort(r2, (size_t)G, sizeof *r2, cmp_double);
-    double delta = r2[want - 1];
-    for (int g = 0; g < G; g++) {
-        w.band[w.arg[g]] = 1;
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-            int j = m->cand[i];
-            double v = m->on[j];
-            for (int k = 0; k < K; k++)
-                v += lam[k] * MK_AN(m, k, j);
-            if (v - w.mu[g] <= delta)
-                w.band[j] = 1;
-        }
-    }
+    w.r2 = r2;
+    w.want = G < 64 + G / 16 ? G : 64 + G / 16;
+    w.lam0 = lam0;
+    memcpy(lam0, lam, (size_t)K * sizeof *lam);
+    band_select(&w);
     rc = glpk_guarded(m->verbose, band_lp_body, &w, "the LP relaxation");
     *lp_rounds = w.rounds;
 out:
@@ -1385,6 +1409,9 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         else
             target = 2 * fabs(lagrangian(&m, lam, NULL, NULL)) + 1;
         subgradient(&m, target, lam, 60);
+        if (m.verbose)
+            fprintf(stderr, "mckp: warm start L = %.12g (%.3g ms)\n",
+                    lagrangian(&m, lam, NULL, NULL) / m.so, 1e3 * (now_s() - t0));
         if ((rc = band_lp(&m, lam, &lp_rounds)))
             goto out;
     }
@@ -1494,6 +1521,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                 cnt += keep[m.cand[i]];
             any_free = cnt >= 2;
         }
+        if (getenv("MCKP_NOMIP")) any_free = 0;
         if (!any_free) {
             if (!have_inc) {
                 /* every group down to one choice and still no incumbent:
