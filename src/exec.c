@@ -532,7 +532,8 @@ int bp_exec_node(const bp_graph *g, int i, bp_dtype dt, void *const *val,
         if (!idx)
             return BP_ENOMEM;
         for (int64_t k = 0; k < nidx; k++) {
-            idx[k] = (int64_t)bp_tensor_get(ix, k);
+            idx[k] = ix->dtype == BP_I64 ? ((const int64_t *)ix->data)[k]
+                                         : (int64_t)bp_tensor_get(ix, k);
             if (idx[k] < 0)
                 idx[k] += len;
             if (idx[k] < 0 || idx[k] >= len) {

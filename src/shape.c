@@ -36,6 +36,22 @@ const bp_tensor *bp_value_const(const bp_graph *g, int v)
     return g->values[v].data ? g->values[v].data : g->values[v].known;
 }
 
+/* Element i as int64: exact for integer tensors, clamped (never undefined)
+ * for floats that a hostile file may set to anything. */
+static int64_t get_i64(const bp_tensor *t, int64_t i)
+{
+    if (t->dtype == BP_I64)
+        return ((const int64_t *)t->data)[i];
+    double v = bp_tensor_get(t, i);
+    if (!(v == v))
+        return 0;
+    if (v >= 9.2e18)
+        return INT64_MAX;
+    if (v <= -9.2e18)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
 static const bp_value *in_val(const bp_graph *g, const bp_node *n, int k)
 {
     return k < n->n_in && n->in[k] >= 0 ? &g->values[n->in[k]] : NULL;
@@ -68,9 +84,7 @@ static int ints_in_or_attr(const bp_graph *g, const bp_node *n, int k,
         if (cnt > max)
             return -3;
         for (int64_t i = 0; i < cnt; i++)
-            out[i] = (int64_t)bp_tensor_get(t, i);
-        if (t->dtype == BP_I64)
-            memcpy(out, t->data, (size_t)cnt * sizeof *out);
+            out[i] = get_i64(t, i);
         return (int)cnt;
     }
     int c = bp_node_attr_ints(n, attr, out, max);
@@ -848,13 +862,6 @@ static int infer_node(bp_graph *g, const bp_node *n)
 }
 
 /* --- static evaluation ------------------------------------------------------- */
-
-static int64_t get_i64(const bp_tensor *t, int64_t i)
-{
-    if (t->dtype == BP_I64)
-        return ((const int64_t *)t->data)[i];
-    return (int64_t)bp_tensor_get(t, i);
-}
 
 int bp_eval_static(const bp_graph *g, const bp_node *n, bp_tensor **outs)
 {

@@ -115,15 +115,26 @@ double bp_tensor_get(const bp_tensor *t, int64_t i)
     }
 }
 
+/* v clamped into [lo, hi], NaN to 0: converting an out-of-range double to
+ * an integer type is undefined behaviour, and files can hold anything. */
+static double clampd(double v, double lo, double hi)
+{
+    return !(v == v) ? 0 : v < lo ? lo : v > hi ? hi : v;
+}
+
 void bp_tensor_set(bp_tensor *t, int64_t i, double v)
 {
     switch (t->dtype) {
     case BP_F32: ((float *)t->data)[i] = (float)v; break;
     case BP_F64: ((double *)t->data)[i] = v; break;
-    case BP_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case BP_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case BP_U8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    case BP_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case BP_I64:
+        ((int64_t *)t->data)[i] = (int64_t)clampd(v, -9.2e18, 9.2e18);
+        break;
+    case BP_I32:
+        ((int32_t *)t->data)[i] = (int32_t)clampd(v, INT32_MIN, INT32_MAX);
+        break;
+    case BP_U8: ((uint8_t *)t->data)[i] = (uint8_t)clampd(v, 0, 255); break;
+    case BP_I8: ((int8_t *)t->data)[i] = (int8_t)clampd(v, -128, 127); break;
     default: break;
     }
 }

@@ -12,7 +12,7 @@ B=$(dirname "$BITPLAN")
 OUT="$B/tests/sanitized"
 mkdir -p "$OUT"
 CC=${CC:-cc}
-FLAGS="-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+FLAGS="-g -O1 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer"
 FLAGS="$FLAGS -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$SRCDIR/src -I$B/src -I$B"
 FLAGS="$FLAGS -DBP_SRCDIR=\"$SRCDIR\" $(pkg-config --cflags openblas lapacke libcjson libprotobuf-c check)"
 LIBS="$(pkg-config --libs openblas lapacke libcjson libprotobuf-c check) -lglpk -lm -lpthread"
@@ -42,6 +42,27 @@ for t in "$SRCDIR"/tests/check_*.c; do
     else
         fail "$name under ASan+UBSan:"
         tail -40 "$TMP/$name.log"
+    fi
+done
+# the fuzz targets replay their seeds and regressions under the sanitizers
+for t in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
+    name=$(basename "$t" .c); tgt=${name#fuzz_}
+    # shellcheck disable=SC2086
+    if ! $CC $FLAGS "$SRCDIR/tests/fuzz/driver.c" "$t" $objs $LIBS -o "$OUT/replay_$tgt" 2>"$TMP/cc.err"; then
+        fail "compile replay_$tgt: $(head -c 500 "$TMP/cc.err")"
+        continue
+    fi
+    case $tgt in
+        onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo" ;;
+        npy) seeds="$TD/npy $TD/crafted" ;;
+        *) seeds="$SRCDIR/tests/fuzz/seeds/$tgt" ;;
+    esac
+    # shellcheck disable=SC2086
+    if "$OUT/replay_$tgt" $seeds "$SRCDIR/tests/fuzz/regress/$tgt" >"$TMP/r.log" 2>&1; then
+        pass "replay_$tgt under ASan+UBSan: $(tail -1 "$TMP/r.log")"
+    else
+        fail "replay_$tgt under ASan+UBSan:"
+        tail -20 "$TMP/r.log"
     fi
 done
 finish
