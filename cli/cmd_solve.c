@@ -154,6 +154,15 @@ int cmd_solve(int argc, char **argv)
         return cli_usage("solve", "--format hawq writes next to -o PLAN.json: "
                          "give -o");
     }
+    if (out) {
+        /* an unwritable target fails now, in one line, not after solving */
+        bp_outfile *probe = NULL;
+        if ((st = bp_outfile_open(&probe, out))) {
+            ilp_args_free(&a);
+            return cli_status(st);
+        }
+        bp_outfile_abort(&probe);
+    }
     if ((rc = ilp_ctx_load("solve", &a, &ctx))) {
         ilp_args_free(&a);
         return rc;

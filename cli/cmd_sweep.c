@@ -371,6 +371,24 @@ int cmd_sweep(int argc, char **argv)
         ilp_args_free(&a);
         return cli_status(validate_points());
     }
+    {
+        /* an unusable DIR fails now, in one line, not after solving */
+        struct stat sb;
+        char *parent = strdup(dir), *slash = parent ? strrchr(parent, '/') : NULL;
+        if (slash)
+            *(slash == parent ? slash + 1 : slash) = '\0';
+        const char *pd = slash ? parent : ".";
+        int bad = stat(dir, &sb) == 0 ? !S_ISDIR(sb.st_mode)
+                                      : !parent || stat(pd, &sb) != 0 ||
+                                            !S_ISDIR(sb.st_mode);
+        free(parent);
+        if (bad) {
+            ilp_args_free(&a);
+            return cli_status(bp_fail(BP_EIO, "%s: cannot create the output "
+                              "directory (its parent must exist; a file of "
+                              "that name must not)", dir));
+        }
+    }
     if ((rc = ilp_ctx_load("sweep", &a, &ctx))) {
         ilp_args_free(&a);
         return rc;

@@ -205,8 +205,11 @@ static int int_field(const char *file, const char *at, const cJSON *obj,
                      int64_t *out)
 {
     char want[96], p[512];
-    snprintf(want, sizeof want, "a whole number from %lld to %lld",
-             (long long)lo, (long long)hi);
+    if (hi >= (INT64_C(1) << 50))
+        snprintf(want, sizeof want, "a whole number >= %lld", (long long)lo);
+    else
+        snprintf(want, sizeof want, "a whole number from %lld to %lld",
+                 (long long)lo, (long long)hi);
     double v = 0;
     const cJSON *item;
     int st = field(file, at, obj, key, want, opt, &item);
