@@ -772,9 +772,44 @@ typedef struct lpwork {
     int *arg;                  /* (G) a group's single band choice */
     int *row_of;               /* (G) row of a free group, -1: single */
     double *mu;                /* (G) dual of a group's row */
+    const double *r2;          /* (G) sorted gaps to each group's second
+                                  best choice at the warm start */
+    double *lam0;              /* (K) the warm start */
+    const int *inc;            /* (G) a feasible assignment, or NULL */
+    int want;                  /* groups given a second choice */
     model d;
     int rounds;
 } lpwork;
+
+/* The band at the warm start: every group's Lagrangian choice, plus the
+ * choices within delta of it, delta set so that about w->want groups get a
+ * second choice, plus the choices of a feasible assignment when there is
+ * one (which keeps the LP over the band feasible). */
+static void band_select(lpwork *w)
+{
+    const mk *m = w->m;
+    double delta = w->r2[w->want - 1];
+    for (int g = 0; g < m->G; g++) {
+        double vmin = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            vmin = fmin(vmin, v);
+        }
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            if (v - vmin <= delta)
+                w->band[j] = 1;
+        }
+        if (w->inc)
+            w->band[w->inc[g]] = 1;
+    }
+}
 
 /* The LP over the band (normalised units; F: groups with two or more band
  * choices, the others sit at their single band choice f_g):
@@ -789,8 +824,7 @@ static int band_lp_body(void *ctx)
     const mk *m = w->m;
     const int G = m->G, K = m->K;
     model *d = &w->d;
-    int widened = 0;
-    for (w->rounds = 1; w->rounds <= 12; w->rounds++) {
+    for (w->rounds = 1; w->rounds <= 16; w->rounds++) {
         int nfree = 0, ncols = 0, rc;
         for (int g = 0; g < G; g++) {
             int cnt = 0;
@@ -835,6 +869,9 @@ static int band_lp_body(void *ctx)
         glp_smcp sm;
         glp_init_smcp(&sm);
         sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
+        /* the duals feed bounds: ask for them tighter than the default */
+        sm.tol_bnd = 1e-9;
+        sm.tol_dj = 1e-9;
         glp_scale_prob(lp, GLP_SF_AUTO);
         glp_adv_basis(lp, 0);
         int src = glp_simplex(lp, &sm);
@@ -846,18 +883,26 @@ static int band_lp_body(void *ctx)
                            glpk_code_name(src), st);
         }
         if (st == GLP_NOFEAS) {
+            /* the groups held at one choice leave no room: widen the band
+             * fourfold, up to every choice */
             glp_delete_prob(lp);
-            if (widened)
+            if (w->want == G)
                 return bp_fail(BP_EINFEASIBLE, "no assignment meets all "
                                "budgets together (even the LP relaxation is "
                                "infeasible)");
-            for (int i = 0; i < m->cfirst[G]; i++)
-                w->band[m->cand[i]] = 1;
-            widened = 1;
+            w->want = w->want > G / 4 ? G : 4 * w->want;
+            band_select(w);
             continue;
         }
         for (int k = 0; k < K; k++)
             w->lam[k] = fmax(0, -glp_get_row_dual(lp, nfree + k + 1));
+        if (getenv("MCKP_DBGLP")) {
+            double fixedo = 0;
+            for (int g = 0; g < G; g++) if (w->row_of[g] < 0) fixedo += m->on[w->arg[g]];
+            fprintf(stderr, "DBG LP obj %.12g (+fixed %.12g = %.12g) L(lam) %.12g lam %g %g duals %g %g status %d\n",
+                glp_get_obj_val(lp), fixedo, glp_get_obj_val(lp)+fixedo, lagrangian(m, w->lam, NULL, NULL),
+                w->lam[0], w->lam[1], glp_get_row_dual(lp, nfree + 1), glp_get_row_dual(lp, nfree + 2), glp_get_status(lp));
+        }
         for (int g = 0; g < G; g++)
             if (w->row_of[g] >= 0)
                 w->mu[g] = glp_get_row_dual(lp, w->row_of[g] + 1);
@@ -901,8 +946,8 @@ static int band_lp_body(void *ctx)
  * valid bound, so tolerances cost tightness, never correctness).  The band
  * starts as every group's Lagrangian choice at the warm start lam, plus the
  * choices within delta of it, delta set so that about 64 + G/16 groups get
- * a second choice. */
-static int band_lp(const mk *m, double *lam, int *lp_rounds)
+ * a second choice; widened when that LP is infeasible. */
+static int band_lp(const mk *m, double *lam, const int *inc, int *lp_rounds)
 {
     const int G = m->G, K = m->K, N = m->N;
     int rc = BP_OK;
@@ -915,6 +960,7 @@ static int band_lp(const mk *m, double *lam, int *lp_rounds)
     w.row_of = xcalloc((size_t)G, sizeof *w.row_of);
     w.mu = xcalloc((size_t)G, sizeof *w.mu);
     double *r2 = xcalloc((size_t)G, sizeof *r2);
+    double lam0[BP_MCKP_MAX_BUDGETS];
     if (!w.band || !w.arg || !w.row_of || !w.mu || !r2) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
@@ -935,20 +981,13 @@ static int band_lp(const mk *m, double *lam, int *lp_rounds)
         r2[g] = v2 - vmin;
         w.mu[g] = vmin;
     }
-    int want = G < 64 + G / 16 ? G : 64 + G / 16;
     qsort(r2, (size_t)G, sizeof *r2, cmp_double);
-    double delta = r2[want - 1];
-    for (int g = 0; g < G; g++) {
-        w.band[w.arg[g]] = 1;
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-            int j = m->cand[i];
-            double v = m->on[j];
-            for (int k = 0; k < K; k++)
-                v += lam[k] * MK_AN(m, k, j);
-            if (v - w.mu[g] <= delta)
-                w.band[j] = 1;
-        }
-    }
+    w.r2 = r2;
+    w.want = G < 64 + G / 16 ? G : 64 + G / 16;
+    w.lam0 = lam0;
+    w.inc = inc;
+    memcpy(lam0, lam, (size_t)K * sizeof *lam);
+    band_select(&w);
     rc = glpk_guarded(m->verbose, band_lp_body, &w, "the LP relaxation");
     *lp_rounds = w.rounds;
 out:
@@ -970,87 +1009,208 @@ static void totals_active(const mk *m, const int *sel, double *T)
     }
 }
 
-/* Makes sel (global choice per group) meet every budget with the safety
- * margin by moves of least objective increase per unit of excess removed;
- * then spends the slack on moves of most objective decrease per unit of
- * (normalised) cost.  Returns 1 when sel ends feasible. */
-static int greedy(const mk *m, int *sel)
+typedef struct move { double key; int g, j; } move;
+
+static int cmp_move(const void *a, const void *b)
+{
+    double x = ((const move *)a)->key, y = ((const move *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* Resource prices for the heuristics: the LP duals, with a floor so that a
+ * budget with a zero dual still counts a little. */
+static void prices(const mk *m, const double *lam, double *pw)
+{
+    double mx = 0;
+    for (int k = 0; k < m->K; k++)
+        mx = fmax(mx, lam[k]);
+    for (int k = 0; k < m->K; k++)
+        pw[k] = fmax(lam[k], mx > 0 ? 1e-3 * mx : 1.0);
+}
+
+/* Makes sel (global choice per group) meet every budget, judged against
+ * the safe caps, then spends the slack; both in passes that rank one move
+ * per group and apply them in order while they still fit, so a pass costs
+ * O(N log N).  Repair ranks by objective increase per unit of excess
+ * removed (normalised costs); filling by objective decrease per unit of
+ * cost priced at pw.  mv: scratch (G).  Returns 1 when sel ends feasible. */
+static int greedy(const mk *m, const double *pw, int *sel, move *mv)
 {
     const int K = m->K;
     double T[BP_MCKP_MAX_BUDGETS];
-    int max_moves = 4 * m->G + 64;
-    /* repair */
-    for (int mv = 0;; mv++) {
+    for (int pass = 0;; pass++) {
         totals_active(m, sel, T);
         int bad = 0;
         for (int k = 0; k < K; k++)
             bad |= T[k] > m->safe[k];
         if (!bad)
             break;
-        if (mv >= max_moves)
+        if (pass >= 64)
             return 0;
-        double best = INFINITY;
-        int bg = -1, bj = -1;
+        int nm = 0;
         for (int g = 0; g < m->G; g++) {
             int cur = sel[g];
+            double best = INFINITY;
+            int bj = -1;
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
                 if (j == cur)
                     continue;
                 double red = 0;
-                int ok = 1;
-                for (int k = 0; k < K && ok; k++) {
-                    double da = MK_A(m, k, j) - MK_A(m, k, cur);
-                    double ex = T[k] - m->safe[k];
-                    if (ex > 0)
-                        red += (da < 0 ? fmin(ex, -da) : -da) * m->sc[k];
-                    else if (T[k] + da > m->safe[k])
-                        ok = 0;
-                }
-                if (!ok || red <= 0)
+                for (int k = 0; k < K; k++)
+                    if (T[k] > m->safe[k])
+                        red -= (MK_A(m, k, j) - MK_A(m, k, cur)) * m->sc[k];
+                if (red <= 0)
                     continue;
                 double score = (m->on[j] - m->on[cur]) / red;
                 if (score < best)
-                    best = score, bg = g, bj = j;
+                    best = score, bj = j;
             }
+            if (bj >= 0)
+                mv[nm].key = best, mv[nm].g = g, mv[nm++].j = bj;
         }
-        if (bg < 0)
+        qsort(mv, (size_t)nm, sizeof *mv, cmp_move);
+        int applied = 0;
+        for (int i = 0; i < nm; i++) {
+            int g = mv[i].g, j = mv[i].j, cur = sel[g], useful = 0, ok = 1;
+            for (int k = 0; k < K; k++) {
+                double da = MK_A(m, k, j) - MK_A(m, k, cur);
+                if (T[k] > m->safe[k])
+                    useful |= da < 0;
+                else if (T[k] + da > m->safe[k])
+                    ok = 0;
+            }
+            if (!useful || !ok)
+                continue;
+            sel[g] = j;
+            applied++;
+            int still = 0;
+            for (int k = 0; k < K; k++) {
+                T[k] += MK_A(m, k, j) - MK_A(m, k, cur);
+                still |= T[k] > m->safe[k];
+            }
+            if (!still)
+                break;
+        }
+        if (!applied)
             return 0;
-        sel[bg] = bj;
     }
-    /* improve */
-    for (int mv = 0; mv < max_moves; mv++) {
+    for (int pass = 0; pass < 64; pass++) {
         totals_active(m, sel, T);
-        double best = 0;
-        int bg = -1, bj = -1;
+        int nm = 0;
         for (int g = 0; g < m->G; g++) {
             int cur = sel[g];
+            double best = 0;
+            int bj = -1;
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
-                double dO = m->on[j] - m->on[cur];
-                if (j == cur || dO >= 0)
-                    continue;
-                double use = 0;
-                int ok = 1;
+                double dO = m->on[j] - m->on[cur], use = 0;
+                int ok = j != cur && dO < 0;
                 for (int k = 0; k < K && ok; k++) {
                     double da = MK_A(m, k, j) - MK_A(m, k, cur);
                     if (T[k] + da > m->safe[k])
                         ok = 0;
                     else if (da > 0)
-                        use += da * m->sc[k];
+                        use += da * m->sc[k] * pw[k];
                 }
                 if (!ok)
                     continue;
-                double score = -dO / (use + 1e-300);
-                if (score > best)
-                    best = score, bg = g, bj = j;
+                double eff = use > 0 ? -dO / use : INFINITY;
+                if (eff > best)
+                    best = eff, bj = j;
             }
+            if (bj >= 0)
+                mv[nm].key = -best, mv[nm].g = g, mv[nm++].j = bj;
         }
-        if (bg < 0)
+        if (!nm)
             break;
-        sel[bg] = bj;
+        qsort(mv, (size_t)nm, sizeof *mv, cmp_move);
+        for (int i = 0; i < nm; i++) {
+            int g = mv[i].g, j = mv[i].j, cur = sel[g], ok = 1;
+            for (int k = 0; k < K; k++)
+                if (T[k] + MK_A(m, k, j) - MK_A(m, k, cur) > m->safe[k])
+                    ok = 0;
+            if (!ok)
+                continue;
+            for (int k = 0; k < K; k++)
+                T[k] += MK_A(m, k, j) - MK_A(m, k, cur);
+            sel[g] = j;
+        }
     }
     return 1;
+}
+
+/* Pair moves: one group up and another down (or any two changes) that
+ * together fit and lower the objective, among the moves of the `ncore`
+ * groups whose two best choices at lambda are closest; best pair first,
+ * until none improves.  sel must meet the safe caps; it still does after. */
+static void pair_search(const mk *m, const double *lam, int *sel, move *mv,
+                        int ncore)
+{
+    const int K = m->K, G = m->G;
+    if (ncore > G)
+        ncore = G;
+    if (ncore < 2)
+        return;
+    /* rank groups by the gap between their two best Lagrangian values */
+    for (int g = 0; g < G; g++) {
+        double v1 = INFINITY, v2 = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < K; k++)
+                v += lam[k] * MK_AN(m, k, j);
+            if (v < v1)
+                v2 = v1, v1 = v;
+            else if (v < v2)
+                v2 = v;
+        }
+        mv[g].key = v2 - v1, mv[g].g = g, mv[g].j = -1;
+    }
+    qsort(mv, (size_t)G, sizeof *mv, cmp_move);
+    int *core = malloc((size_t)ncore * sizeof *core);
+    if (!core)
+        return;                        /* a heuristic: skip quietly */
+    for (int i = 0; i < ncore; i++)
+        core[i] = mv[i].g;
+    double T[BP_MCKP_MAX_BUDGETS];
+    for (int it = 0; it < 4 * ncore; it++) {
+        totals_active(m, sel, T);
+        double best = 0;
+        int bg1 = -1, bj1 = -1, bg2 = -1, bj2 = -1;
+        for (int a = 0; a < ncore; a++) {
+            int g1 = core[a], c1 = sel[g1];
+            for (int i1 = m->cfirst[g1]; i1 < m->cfirst[g1 + 1]; i1++) {
+                int j1 = m->cand[i1];
+                if (j1 == c1)
+                    continue;
+                double o1 = m->on[j1] - m->on[c1];
+                double d1[BP_MCKP_MAX_BUDGETS];
+                for (int k = 0; k < K; k++)
+                    d1[k] = MK_A(m, k, j1) - MK_A(m, k, c1);
+                for (int b = a + 1; b < ncore; b++) {
+                    int g2 = core[b], c2 = sel[g2];
+                    for (int i2 = m->cfirst[g2]; i2 < m->cfirst[g2 + 1]; i2++) {
+                        int j2 = m->cand[i2];
+                        double o = o1 + m->on[j2] - m->on[c2];
+                        if (j2 == c2 || o >= best)
+                            continue;
+                        int ok = 1;
+                        for (int k = 0; k < K && ok; k++)
+                            ok = T[k] + d1[k] + MK_A(m, k, j2) - MK_A(m, k, c2)
+                                 <= m->safe[k];
+                        if (ok)
+                            best = o, bg1 = g1, bj1 = j1, bg2 = g2, bj2 = j2;
+                    }
+                }
+            }
+        }
+        if (bg1 < 0)
+            break;
+        sel[bg1] = bj1;
+        sel[bg2] = bj2;
+    }
+    free(core);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1065,11 +1225,22 @@ typedef struct mipctx {
     double bound;          /* best GLPK bound seen, GLPK units (-inf: none) */
     int stopped;           /* the callback ended the search: 1 on time,
                               2 with the gap reached */
+    const double *heur;    /* 1-based column values of our incumbent for
+                              glp_ios_heur_sol, or NULL (needs presolve off:
+                              with presolve on, the tree's columns are not
+                              ours) */
+    int nodes;
 } mipctx;
 
 static void mip_callback(glp_tree *T, void *info)
 {
     mipctx *c = info;
+    if (glp_ios_reason(T) == GLP_IHEUR && c->heur) {
+        glp_ios_heur_sol(T, c->heur);
+        c->heur = NULL;
+    }
+    if (glp_ios_reason(T) == GLP_ISELECT)
+        c->nodes++;
     int p = glp_ios_best_node(T);
     if (p)
         c->bound = fmax(c->bound, glp_ios_node_bound(T, p));
@@ -1097,6 +1268,7 @@ typedef struct mipwork {
     const mk *m;
     const unsigned char *keep; /* (N) choices left after fixing */
     const int *fixsel;         /* (G) choice of a group with one left */
+    const int *inc;            /* (G) our incumbent, or NULL */
     int *row_of;               /* (G) row of a free group, -1: fixed */
     int *col_j;                /* (N) choice of each column */
     int *sel;                  /* (G) GLPK's assignment, global indices */
@@ -1180,7 +1352,7 @@ static int mip_body(void *ctx)
         }
         glp_prob *lp = glpk_build(d);
         mipctx cb = {m->deadline, w->scale, w->offset, w->incumbent,
-                     w->rel_gap, -INFINITY, 0};
+                     w->rel_gap, -INFINITY, 0, NULL, 0};
         glp_iocp io;
         glp_init_iocp(&io);
         io.msg_lev = m->verbose ? GLP_MSG_ON : GLP_MSG_OFF;
@@ -1195,7 +1367,30 @@ static int mip_body(void *ctx)
             io.tm_lim = left <= 0 ? 1 : left > 2e6 ? INT_MAX
                                                    : (int)(left * 1e3) + 1;
         }
+        if (getenv("MCKP_PRESOLVE")) io.presolve = atoi(getenv("MCKP_PRESOLVE"));
+        if (getenv("MCKP_PP")) io.pp_tech = atoi(getenv("MCKP_PP"));
+        if (getenv("MCKP_BR")) io.br_tech = atoi(getenv("MCKP_BR"));
+        if (getenv("MCKP_BT")) io.bt_tech = atoi(getenv("MCKP_BT"));
+        if (getenv("MCKP_SR")) io.sr_heur = atoi(getenv("MCKP_SR"));
+        if (getenv("MCKP_COV")) io.cov_cuts = atoi(getenv("MCKP_COV"));
+        if (getenv("MCKP_MIR")) io.mir_cuts = atoi(getenv("MCKP_MIR"));
+        if (getenv("MCKP_GMI")) io.gmi_cuts = atoi(getenv("MCKP_GMI"));
+        double *hx = NULL;
+        if (!io.presolve) {
+            glp_smcp sm; glp_init_smcp(&sm); sm.msg_lev = GLP_MSG_OFF;
+            glp_scale_prob(lp, GLP_SF_AUTO); glp_adv_basis(lp, 0);
+            glp_simplex(lp, &sm);
+            if (w->inc && !getenv("MCKP_NOHEUR")) {
+                hx = calloc((size_t)nc + 1, sizeof *hx);
+                for (int c = 0; c < nc; c++)
+                    hx[c + 1] = w->inc[m->gof[w->col_j[c]]] == w->col_j[c];
+                cb.heur = hx;
+            }
+        }
+        double tt0 = now_s();
         int irc = glp_intopt(lp, &io);
+        if (getenv("MCKP_T")) fprintf(stderr, "intopt %.3f ms, %d nodes\n", 1e3*(now_s()-tt0), cb.nodes);
+        free(hx);
         int mst = glp_mip_status(lp);
         if (irc != 0 && irc != GLP_ETMLIM && irc != GLP_ESTOP &&
             irc != GLP_EMIPGAP && irc != GLP_ENOPFS && irc != GLP_ENODFS) {
@@ -1258,6 +1453,7 @@ static int solve_mip(const mk *m, const unsigned char *keep, const int *fixsel,
     w->m = m;
     w->keep = keep;
     w->fixsel = fixsel;
+    w->inc = isfinite(incumbent) ? fixsel : NULL;
     w->incumbent = incumbent;
     w->rel_gap = rel_gap;
     w->bound = -INFINITY;
@@ -1324,6 +1520,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     mk m;
     int *sel = NULL, *arg = NULL;
     unsigned char *keep = NULL;
+    move *mv = NULL;
     bp_mckp_result res;
     memset(&res, 0, sizeof res);
     rc = mk_init(&m, p, n);
@@ -1335,20 +1532,22 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     sel = xcalloc((size_t)G, sizeof *sel);
     arg = xcalloc((size_t)G, sizeof *arg);
     keep = xcalloc((size_t)n, 1);
+    mv = xcalloc((size_t)G, sizeof *mv);
     res.choice = xcalloc((size_t)G, sizeof *res.choice);
-    if (!sel || !arg || !keep || !res.choice) {
+    if (!sel || !arg || !keep || !mv || !res.choice) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
     }
 
     /* step 2: lambda and the Lagrangian bound */
-    double lam[BP_MCKP_MAX_BUDGETS] = {0};
+    double lam[BP_MCKP_MAX_BUDGETS] = {0}, pw[BP_MCKP_MAX_BUDGETS];
     int lp_rounds = 0, have_inc = 0;
     if (K == 1) {
         if ((rc = hull_lambda(&m, lam)))
             goto out;
     } else if (K >= 2) {
-        /* warm start: each budget's own optimal dual, shared out */
+        /* warm start: each budget's own optimal dual, shared out, then a
+         * feasible assignment from there and a few subgradient steps */
         for (int k = 0; k < K; k++) {
             mk one = m;
             one.K = 1;
@@ -1362,7 +1561,8 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             lam[k] = l1 / K;
         }
         lagrangian(&m, lam, sel, NULL);
-        have_inc = greedy(&m, sel);
+        prices(&m, lam, pw);
+        have_inc = greedy(&m, pw, sel, mv);
         double target = 0;
         if (have_inc)
             for (int g = 0; g < G; g++)
@@ -1370,7 +1570,23 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         else
             target = 2 * fabs(lagrangian(&m, lam, NULL, NULL)) + 1;
         subgradient(&m, target, lam, 60);
-        if ((rc = band_lp(&m, lam, &lp_rounds)))
+        /* GLPK's tolerances are absolute: rescale the objective so that a
+         * group's share is about 1 */
+        double Lw = lagrangian(&m, lam, NULL, NULL);
+        if (Lw > 0) {
+            double f = G / Lw;
+            for (int j = 0; j < n; j++)
+                m.on[j] *= f;
+            for (int k = 0; k < K; k++)
+                lam[k] *= f;
+            m.so *= f;
+        }
+        if (m.verbose)
+            fprintf(stderr, "mckp: warm start L = %.12g, U = %.12g (%.3g ms)\n",
+                    lagrangian(&m, lam, NULL, NULL) / m.so,
+                    have_inc ? target / (m.so / (Lw > 0 ? G / Lw : 1)) : INFINITY,
+                    1e3 * (now_s() - t0));
+        if ((rc = band_lp(&m, lam, have_inc ? sel : NULL, &lp_rounds)))
             goto out;
     }
     double Ln = lagrangian(&m, lam, arg, NULL);
@@ -1382,7 +1598,29 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         goto out;
     }
     memcpy(cand_sel, arg, (size_t)G * sizeof *arg);
-    if (greedy(&m, cand_sel)) {
+    if (getenv("MCKP_DBGX")) {
+        double T0[BP_MCKP_MAX_BUDGETS], ox = 0; totals_active(&m, arg, T0);
+        for (int g = 0; g < G; g++) ox += p->obj[arg[g]];
+        fprintf(stderr, "DBGX x(lam*): obj %.12g  use/cap:", ox);
+        for (int k = 0; k < K; k++) fprintf(stderr, " %.9f", T0[k] / m.cap[k]);
+        fprintf(stderr, "  lam:"); for (int k = 0; k < K; k++) fprintf(stderr, " %g", lam[k]);
+        fprintf(stderr, "\n");
+        int cnt = 0;
+        for (int g = 0; g < G; g++) {
+            double v1 = INFINITY, v2 = INFINITY; int j1 = -1, j2 = -1;
+            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                int j = m.cand[i]; double v = m.on[j];
+                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                if (v < v1) v2 = v1, j2 = j1, v1 = v, j1 = j; else if (v < v2) v2 = v, j2 = j;
+            }
+            if (v2 - v1 < 1e-6 * fabs(v1) && cnt++ < 6)
+                fprintf(stderr, "DBGX near-tie group %d: choices %d/%d obj %.6g/%.6g cost0 %.6g/%.6g cost1 %.6g/%.6g\n", g, j1 - m.first[g], j2 - m.first[g],
+                    p->obj[j1], p->obj[j2], MK_A(&m,0,j1), MK_A(&m,0,j2), MK_A(&m,1,j1), MK_A(&m,1,j2));
+        }
+    }
+    prices(&m, lam, pw);
+    if (greedy(&m, pw, cand_sel, mv)) {
+        pair_search(&m, lam, cand_sel, mv, 48);
         double oa = 0, ob = 0;
         for (int g = 0; g < G; g++)
             oa += m.on[cand_sel[g]], ob += have_inc ? m.on[sel[g]] : 0;
@@ -1391,6 +1629,40 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         have_inc = 1;
     }
     free(cand_sel);
+    if (getenv("MCKP_CORE") && K >= 1) {
+        int ncore = atoi(getenv("MCKP_CORE"));
+        /* core: groups with the closest two best values at lambda */
+        for (int g = 0; g < G; g++) {
+            double v1 = INFINITY, v2 = INFINITY;
+            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                int j = m.cand[i];
+                double v = m.on[j];
+                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                if (v < v1) v2 = v1, v1 = v; else if (v < v2) v2 = v;
+            }
+            mv[g].key = v2 - v1, mv[g].g = g, mv[g].j = -1;
+        }
+        qsort(mv, (size_t)G, sizeof *mv, cmp_move);
+        unsigned char *ck = calloc((size_t)n, 1);
+        int *fs = malloc((size_t)G * sizeof *fs);
+        for (int g = 0; g < G; g++) { fs[g] = sel[g]; ck[sel[g]] = 1; }
+        for (int i = 0; i < ncore && i < G; i++) {
+            int g = mv[i].g;
+            for (int q = m.cfirst[g]; q < m.cfirst[g + 1]; q++) ck[m.cand[q]] = 1;
+        }
+        double tc = now_s();
+        mipwork cw;
+        int crc = solve_mip(&m, ck, fs, INFINITY, 0, &cw);
+        double co, ct[BP_MCKP_MAX_BUDGETS];
+        if (!crc && cw.have) {
+            eval_global(p, n, cw.sel, &co, ct);
+            fprintf(stderr, "CORE %d groups: obj %.12g (%.3g ms)\n", cw.nfree, co, 1e3*(now_s()-tc));
+            double cu; eval_global(p, n, sel, &cu, ct);
+            if (co < cu) memcpy(sel, cw.sel, (size_t)G * sizeof *sel);
+        } else fprintf(stderr, "CORE failed %d\n", crc);
+        mipwork_free(&cw);
+        free(ck); free(fs);
+    }
     double U = INFINITY, tot[BP_MCKP_MAX_BUDGETS];
     if (have_inc) {
         eval_global(p, n, sel, &U, tot);
@@ -1447,6 +1719,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             for (int k = 0; k < K; k++)
                 lc += lam[k] * m.capn[k];
             double Un = U * m.so;
+            if (getenv("MCKP_FORCE_U")) Un = atof(getenv("MCKP_FORCE_U")) * m.so;
             tau = (Un - Ln) + 1e-9 * (fabs(Un) + lc) + 1e-300;
         }
         for (int g = 0; g < G; g++) {
@@ -1479,6 +1752,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                 cnt += keep[m.cand[i]];
             any_free = cnt >= 2;
         }
+        if (getenv("MCKP_NOMIP")) any_free = 0;
         if (!any_free) {
             if (!have_inc) {
                 /* every group down to one choice and still no incumbent:
@@ -1554,6 +1828,6 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     res.choice = NULL;
 out:
     mk_free(&m);
-    free(sel), free(arg), free(keep), free(res.choice);
+    free(sel), free(arg), free(keep), free(mv), free(res.choice);
     return rc;
 }

@@ -163,6 +163,37 @@ static int window_out(int64_t in, int64_t k, int64_t s, int64_t d,
     return 0;
 }
 
+/* strides, dilations and pads of a Conv or pool node with sp spatial axes,
+ * right-aligned into 2-D arrays (pads: top, left, bottom, right). */
+static int window_attrs(const bp_graph *g, const bp_node *n, int sp,
+                        int64_t *st, int64_t *dl, int64_t *pads)
+{
+    int64_t tmp[8];
+    int c;
+    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
+        if (c != sp)
+            return node_fail(g, n, "strides has %d entries", c);
+        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
+    }
+    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
+        if (c != sp)
+            return node_fail(g, n, "dilations has %d entries", c);
+        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
+    }
+    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
+        if (c != 2 * sp)
+            return node_fail(g, n, "pads has %d entries", c);
+        for (int i = 0; i < sp; i++) {
+            pads[2 - sp + i] = tmp[i];
+            pads[2 + 2 - sp + i] = tmp[sp + i];
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        if (pads[i] < 0)
+            return node_fail(g, n, "negative pads are not supported");
+    return BP_OK;
+}
+
 static const char *attr_str(const bp_node *n, const char *name)
 {
     const bp_attr *a = bp_node_attr(n, name);
@@ -181,25 +212,9 @@ int bp_conv_geom_of(const bp_graph *g, const bp_node *n, bp_conv_geom *geo)
     int sp = x->rank - 2;
     int64_t ks[2] = {1, 1}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
     int64_t tmp[8];
-    int c;
-    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "strides has %d entries", c);
-        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "dilations has %d entries", c);
-        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
-        if (c != 2 * sp) return node_fail(g, n, "pads has %d entries", c);
-        for (int i = 0; i < sp; i++) {
-            pads[2 - sp + i] = tmp[i];
-            pads[2 + 2 - sp + i] = tmp[sp + i];
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        if (pads[i] < 0)
-            return node_fail(g, n, "negative pads are not supported");
+    int c, st_;
+    if ((st_ = window_attrs(g, n, sp, st, dl, pads)))
+        return st_;
     ks[0] = sp == 2 ? w->dims[2] : 1;
     ks[1] = w->dims[x->rank - 1];
     if ((c = bp_node_attr_ints(n, "kernel_shape", tmp, 8)) >= 0) {
@@ -252,28 +267,12 @@ int bp_pool_geom_of(const bp_graph *g, const bp_node *n, bp_pool_geom *geo)
     int sp = x->rank - 2;
     int64_t ks[2] = {1, 1}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
     int64_t tmp[8];
-    int c = bp_node_attr_ints(n, "kernel_shape", tmp, 8);
+    int st_, c = bp_node_attr_ints(n, "kernel_shape", tmp, 8);
     if (c != sp)
         return node_fail(g, n, "kernel_shape must have %d entries", sp);
     memcpy(ks + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "strides has %d entries", c);
-        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "dilations has %d entries", c);
-        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
-        if (c != 2 * sp) return node_fail(g, n, "pads has %d entries", c);
-        for (int i = 0; i < sp; i++) {
-            pads[2 - sp + i] = tmp[i];
-            pads[2 + 2 - sp + i] = tmp[sp + i];
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        if (pads[i] < 0)
-            return node_fail(g, n, "negative pads are not supported");
+    if ((st_ = window_attrs(g, n, sp, st, dl, pads)))
+        return st_;
     int ceil_mode = (int)bp_node_attr_int(n, "ceil_mode", 0);
     geo->n = x->dims[0];
     geo->c = x->dims[1];

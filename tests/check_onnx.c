@@ -272,7 +272,7 @@ START_TEST(test_bad_files)
         {"unsupported_op.onnx", BP_EUNSUPPORTED, "'Mish'"},
         {"external_data.onnx", BP_EUNSUPPORTED, "external file"},
         {"huge_tensor.onnx", BP_EINVAL, "declares 1000000000000 elements"},
-        {"cycle.onnx", BP_EINVAL, "cycle"},
+        {"cycle.onnx", BP_EINVAL, "reads its own output"},
         {"bad_shape.onnx", BP_EINVAL, "A has 128 columns"},
     };
     char path[512];
