@@ -7,7 +7,7 @@
 
 #include <getopt.h>
 
-#include "alloc.h"
+#include "../ilp/alloc.h"
 #include "cli.h"
 
 /* getopt_long codes of the shared options (above any short option). */

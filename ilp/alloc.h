@@ -43,7 +43,7 @@
 #include "mckp.h"
 #include "plan.h"
 #include "profile.h"
-#include "sensfile.h"
+#include "../sensitivity/sensfile.h"
 
 typedef enum bp_budget_kind {
     BP_BUDGET_SIZE = 0,      /* bytes */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "../ilp/alloc.h"
 #include "onnx.h"
 #include "status.h"
 

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cost.h"
+#include "../ilp/cost.h"
 #include "jsonmut.h"
-#include "profile.h"
+#include "../ilp/profile.h"
 #include "status.h"
 
 #define PROFILES BP_SRCDIR "/profiles"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "jsonmut.h"
-#include "sensfile.h"
+#include "../sensitivity/sensfile.h"
 #include "status.h"
 
 #define SENS BP_SRCDIR "/tests/data/ilp/cnn_sens.json"
