@@ -156,6 +156,8 @@ void bp_budget_format(char *buf, size_t n, bp_budget_kind k, double v,
         }
     }
     snprintf(buf, n, "%.*g%s", digits, v / u->scale, u->name);
+    if (strchr(buf, 'e') && fabs(v / u->scale) >= 1)   /* 190005812B */
+        snprintf(buf, n, "%.0f%s", v / u->scale, u->name);
 }
 
 /* Formats a (value, budget) pair with just enough digits to tell them

@@ -203,9 +203,9 @@ static int load_roofline(const char *file, const cJSON *root, bp_profile *p)
     if (!p->peaks)
         return bp_fail(BP_ENOMEM, "%s: out of memory", file);
     p->n_peaks = n;
-    for (int i = 0; i < n; i++) {
+    const cJSON *e = arr->child;
+    for (int i = 0; i < n; i++, e = e->next) {
         char at[32];
-        const cJSON *e = cJSON_GetArrayItem(arr, i);
         int64_t w, a;
         snprintf(at, sizeof at, "peak_ops[%d]", i);
         if (!cJSON_IsObject(e))
@@ -235,13 +235,13 @@ static int load_roofline(const char *file, const cJSON *root, bp_profile *p)
         return st;
     p->compute_efficiency = p->memory_efficiency = 1;
     if (cJSON_GetObjectItemCaseSensitive(root, "efficiency")) {
-        const cJSON *e;
-        if ((st = bp_json_obj(file, "", root, "efficiency", &e)) ||
-            (st = bp_json_num(file, "efficiency", e, "compute",
+        const cJSON *ef;
+        if ((st = bp_json_obj(file, "", root, "efficiency", &ef)) ||
+            (st = bp_json_num(file, "efficiency", ef, "compute",
                               &p->compute_efficiency)) ||
-            (st = bp_json_num(file, "efficiency", e, "memory",
+            (st = bp_json_num(file, "efficiency", ef, "memory",
                               &p->memory_efficiency)) ||
-            (st = bp_json_str(file, "efficiency", e, "source", &s)))
+            (st = bp_json_str(file, "efficiency", ef, "source", &s)))
             return st;
         if (!(p->compute_efficiency > 0 && p->compute_efficiency <= 1 &&
               p->memory_efficiency > 0 && p->memory_efficiency <= 1))
@@ -285,9 +285,9 @@ static int load_table(const char *file, const cJSON *root, bp_profile *p)
     if (!p->entries)
         return bp_fail(BP_ENOMEM, "%s: out of memory", file);
     p->n_entries = n;
-    for (int i = 0; i < n; i++) {
+    const cJSON *e = arr->child, *sh;
+    for (int i = 0; i < n; i++, e = e->next) {
         char at[32];
-        const cJSON *e = cJSON_GetArrayItem(arr, i), *sh;
         bp_profile_entry *t = &p->entries[i];
         int64_t w, a;
         snprintf(at, sizeof at, "entries[%d]", i);

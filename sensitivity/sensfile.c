@@ -250,20 +250,27 @@ int bp_sens_load(bp_sens **out, const char *path)
         st = bp_fail(BP_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    for (int i = 0; i < n; i++)
-        if ((st = read_layer(path, cJSON_GetArrayItem(arr, i), i,
-                             &s->layers[i])))
+    const cJSON *lj = arr->child;
+    for (int i = 0; i < n; i++, lj = lj->next)
+        if ((st = read_layer(path, lj, i, &s->layers[i])))
             goto out;
-    /* Names identify layers in plans and ties: they must be unique.  A
-     * quadratic scan is fine at a few thousand layers; sort above that. */
-    for (int i = 0; i < n && n <= 20000; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(s->layers[i].name, s->layers[j].name) == 0) {
-                st = bp_fail(BP_EINVAL, "%s: layers[%d].name: \"%s\" is also "
-                             "layers[%d]'s (names must be unique)", path, i,
-                             s->layers[i].name, j);
-                goto out;
-            }
+    /* names identify layers in plans and ties: they must be unique */
+    int i_dup, j_dup;
+    const char **names = malloc((size_t)n * sizeof *names);
+    if (!names) {
+        st = bp_fail(BP_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        names[i] = s->layers[i].name;
+    int dup = bp_first_duplicate(names, n, &i_dup, &j_dup);
+    free(names);
+    if (dup) {
+        st = bp_fail(BP_EINVAL, "%s: layers[%d].name: \"%s\" is also "
+                     "layers[%d]'s (names must be unique)", path, j_dup,
+                     s->layers[j_dup].name, i_dup);
+        goto out;
+    }
     *out = s;
     s = NULL;
 out:

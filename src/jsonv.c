@@ -289,3 +289,52 @@ int bp_json_save(const cJSON *root, const char *path)
     free(buf);
     return st;
 }
+
+struct named {
+    const char *name;
+    int i;
+};
+
+static int cmp_named(const void *x, const void *y)
+{
+    const struct named *a = x, *b = y;
+    int c = strcmp(a->name, b->name);
+    return c ? c : (a->i > b->i) - (a->i < b->i);
+}
+
+int bp_first_duplicate(const char *const *names, int n, int *i, int *j)
+{
+    struct named *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    int found = 0, bi = 0, bj = 0;
+    if (!v) {
+        /* no memory for the index: fall back to the quadratic scan */
+        for (int b = 1; b < n && !found; b++)
+            for (int a = 0; a < b && !found; a++)
+                if (!strcmp(names[a], names[b])) {
+                    found = 1;
+                    bi = a;
+                    bj = b;
+                }
+    } else {
+        for (int k = 0; k < n; k++)
+            v[k] = (struct named){names[k], k};
+        qsort(v, (size_t)n, sizeof *v, cmp_named);
+        for (int k = 1; k < n; k++)
+            if (!strcmp(v[k - 1].name, v[k].name) &&
+                (!found || v[k].i < bj)) {
+                /* the first index of this name's run */
+                int r = k - 1;
+                while (r > 0 && !strcmp(v[r - 1].name, v[k].name))
+                    r--;
+                found = 1;
+                bi = v[r].i;
+                bj = v[k].i;
+            }
+        free(v);
+    }
+    if (found) {
+        *i = bi;
+        *j = bj;
+    }
+    return found;
+}

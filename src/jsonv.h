@@ -65,6 +65,10 @@ cJSON *bp_json_add_num(cJSON *obj, const char *key, double v);
 /* Appends a number to an array the same way. */
 cJSON *bp_json_push_num(cJSON *arr, double v);
 
+/* 1 when two of names[0..n) are equal, with *i < *j the first such pair
+ * in the order of j (then i); 0 otherwise.  O(n log n). */
+int bp_first_duplicate(const char *const *names, int n, int *i, int *j);
+
 /* Prints root (cJSON's formatted layout, tab-indented, trailing newline)
  * and writes it to path atomically.  BP_ENOMEM or bp_write_file_atomic's
  * status. */

@@ -142,10 +142,10 @@ int bp_plan_load(bp_plan **out, const char *path)
         (st = dup_str(path, s, &p->status)) ||
         (st = bp_json_nonneg(path, "", root, "gap", &p->gap)))
         goto out;
-    for (int i = 0; i < nb; i++) {
+    const cJSON *bj = barr->child, *lj = larr->child;
+    for (int i = 0; i < nb; i++, bj = bj->next) {
         char at[32];
         bp_plan_budget *b = &p->budgets[i];
-        const cJSON *bj = cJSON_GetArrayItem(barr, i);
         snprintf(at, sizeof at, "budgets[%d]", i);
         if (!cJSON_IsObject(bj)) {
             st = bp_fail(BP_EINVAL, "%s: %s: expected an object", path, at);
@@ -164,10 +164,9 @@ int bp_plan_load(bp_plan **out, const char *path)
             (st = dup_str(path, s, &b->text)))
             goto out;
     }
-    for (int i = 0; i < nl; i++) {
+    for (int i = 0; i < nl; i++, lj = lj->next) {
         char at[32];
         bp_plan_layer *l = &p->layers[i];
-        const cJSON *lj = cJSON_GetArrayItem(larr, i);
         int64_t w, a;
         snprintf(at, sizeof at, "layers[%d]", i);
         if (!cJSON_IsObject(lj)) {
@@ -190,13 +189,22 @@ int bp_plan_load(bp_plan **out, const char *path)
                          "initializer's name)", path, at);
             goto out;
         }
-        for (int j = 0; j < i && nl <= 20000; j++)
-            if (!strcmp(l->name, p->layers[j].name)) {
-                st = bp_fail(BP_EINVAL, "%s: %s.name: \"%s\" is also "
-                             "layers[%d]'s (names must be unique)", path, at,
-                             l->name, j);
-                goto out;
-            }
+    }
+    const char **names = malloc((size_t)nl * sizeof *names);
+    int i_dup, j_dup;
+    if (!names) {
+        st = bp_fail(BP_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < nl; i++)
+        names[i] = p->layers[i].name;
+    int dup = bp_first_duplicate(names, nl, &i_dup, &j_dup);
+    free(names);
+    if (dup) {
+        st = bp_fail(BP_EINVAL, "%s: layers[%d].name: \"%s\" is also "
+                     "layers[%d]'s (names must be unique)", path, j_dup,
+                     p->layers[j_dup].name, i_dup);
+        goto out;
     }
     *out = p;
     p = NULL;
