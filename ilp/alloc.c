@@ -807,6 +807,10 @@ int bp_alloc_solve_caps(const bp_alloc *a, int nb, const bp_budget_kind *kinds,
         double fixed = kinds[j] == BP_BUDGET_SIZE ? a->fixed_bytes : 0;
         cap[j] = caps[j] - fixed;
         double lo = extreme(a, kinds[j], 0, pick);
+        /* (lo + fixed) - fixed may round below lo: a cap at the smallest
+         * total (the first point of a sweep) must stay reachable */
+        if (cap[j] < lo && caps[j] >= lo + fixed)
+            cap[j] = lo;
         if (cap[j] < lo) {
             char vb[64], cb[64], how[512], spec[96];
             const char *text = texts && texts[j] ? texts[j] : NULL;

@@ -445,6 +445,39 @@ START_TEST(test_unreachable_budget)
 }
 END_TEST
 
+START_TEST(test_fixed_bytes)
+{
+    /* parameters that stay float count in every plan's size and in the
+     * float32 baseline; the smallest total stays reachable exactly */
+    cnn c;
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(bp_profile_open(&c.prof, "bops"), BP_OK);
+    ck_assert_int_eq(bp_sens_load(&c.sens, SENS), BP_OK);
+    c.sens->float_params = 100003;
+    c.sens->other_params = 12347;
+    ck_assert_int_eq(bp_alloc_new(&c.a, c.sens, SENS, NULL, 0, NULL, c.prof,
+                                  NULL), BP_OK);
+    ck_assert(bp_alloc_float_bytes(c.a) == 4.0 * 100003);
+    double lo, hi, lo0 = 0;
+    ck_assert_int_eq(bp_alloc_total_range(c.a, BP_BUDGET_SIZE, &lo, &hi), BP_OK);
+    for (int i = 0; i < 7; i++)
+        lo0 += ceil(c.sens->layers[i].numel * 2 / 8.0) +
+               8.0 * c.sens->layers[i].out_channels;
+    ck_assert(lo == lo0 + 4.0 * 12347);
+    bp_budget_kind k = BP_BUDGET_SIZE;
+    bp_alloc_result r;
+    ck_assert_int_eq(bp_alloc_solve_caps(c.a, 1, &k, &lo, NULL, NULL, &r), BP_OK);
+    ck_assert(r.size_bytes == lo);
+    bp_alloc_result_free(&r);
+    bp_budget b;
+    ck_assert_int_eq(bp_budget_parse("size=10x", &b), BP_OK);
+    double v;
+    ck_assert_int_eq(bp_alloc_resolve(c.a, &b, &v), BP_OK);
+    ck_assert(v == 4.0 * 100003 / 10);
+    cnn_close(&c);
+}
+END_TEST
+
 START_TEST(test_joint_budgets)
 {
     cnn c;
@@ -756,6 +789,7 @@ int main(void)
     tcase_add_test(tc, test_budget_parse);
     tcase_add_test(tc, test_random_vs_brute_force);
     tcase_add_test(tc, test_unreachable_budget);
+    tcase_add_test(tc, test_fixed_bytes);
     tcase_add_test(tc, test_joint_budgets);
     tcase_add_test(tc, test_input_errors);
     tcase_add_test(tc, test_dominance);
