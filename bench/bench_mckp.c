@@ -70,6 +70,8 @@ static double kernel_peak(int b)
     return b <= 2 ? 4 * p8 : b <= 4 ? 2 * p8 : p8;
 }
 
+static double tr_lo = 1e-3, tr_hi = 1e1, s2_lo = 1e-5, s2_hi = 1e-2;
+
 static void make_instance(instance *in, int G, int C, uint64_t seed,
                           double f_size, double f_lat)
 {
@@ -84,8 +86,8 @@ static void make_instance(instance *in, int G, int C, uint64_t seed,
     for (int g = 0; g < G; g++) {
         in->nc[g] = C;
         double numel = floor(log_unif(1e3, 1e6));
-        double trace = numel * log_unif(1e-3, 1e1);   /* Tr(H) */
-        double sigma2 = log_unif(1e-5, 1e-2);         /* weight variance */
+        double trace = numel * log_unif(tr_lo, tr_hi);   /* Tr(H) */
+        double sigma2 = log_unif(s2_lo, s2_hi);          /* weight variance */
         double reuse = floor(log_unif(1, 3000));      /* output positions */
         double act_bytes = 2 * reuse * sqrt(numel);   /* int8 in + out */
         for (int c = 0; c < C; c++) {
@@ -182,7 +184,7 @@ static int run_pulp(const char *script, const char *path, double tlim,
 int main(int argc, char **argv)
 {
     int use_pulp = 1, repeat = 5, verbose = 0;
-    double pulp_tlim = 300;
+    double pulp_tlim = 300, tlim = 1;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *script = NULL;
     for (int i = 1; i < argc; i++) {
@@ -192,6 +194,8 @@ int main(int argc, char **argv)
             pulp_tlim = atof(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--time-limit") && i + 1 < argc)
+            tlim = atof(argv[++i]);
         else if (!strcmp(argv[i], "--verbose"))
             verbose = 1;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
@@ -207,6 +211,8 @@ int main(int argc, char **argv)
     }
     if (repeat < 1)
         repeat = 1;
+    if (getenv("BENCH_SPREAD"))
+        sscanf(getenv("BENCH_SPREAD"), "%lf,%lf,%lf,%lf", &tr_lo, &tr_hi, &s2_lo, &s2_hi);
     /* the script: --script, $SRCDIR/bench, next to the binary, ./bench */
     static char spath[4096];
     if (!script) {
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
         }
         bp_mckp_opts o;
         bp_mckp_opts_default(&o);
-        o.time_limit_s = 10;
+        o.time_limit_s = tlim;
         o.verbose = verbose;
         double *ts = malloc((size_t)repeat * sizeof *ts);
         bp_mckp_result r = {0};
@@ -285,6 +291,10 @@ int main(int argc, char **argv)
         int feas;
         double obj;
         bp_mckp_eval(&in.p, r.choice, &obj, tot, &feas);
+        if (getenv("BENCH_DUMP")) {   /* TEMP */
+            char dp[4200]; snprintf(dp, sizeof dp, "%s.sol", path);
+            FILE *df = fopen(dp, "w"); for (int g = 0; g < in.G; g++) fprintf(df, "%d\n", r.choice[g]); fclose(df);
+        }
         printf("   bitplan: %.3f ms (median of %d; min %.3f ms)  objective "
                "%.12g  bound %.12g  gap %.2e  %s\n", 1e3 * ts[repeat / 2],
                repeat, 1e3 * ts[0], r.objective, r.bound, r.gap, r.optimal

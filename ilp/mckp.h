@@ -45,6 +45,10 @@ typedef struct bp_mckp_opts {
                                   max(|objective|, 1e-12) <= rel_gap; 0 asks
                                   for a proven optimum */
     int verbose;               /* progress and GLPK's output on stderr */
+    int core_groups;           /* groups in the core heuristic's small MIP;
+                                  0: the default (48).  Tuning and tests: a
+                                  tiny core leaves the work to fixing and the
+                                  final MIP */
 } bp_mckp_opts;
 
 typedef struct bp_mckp_result {
@@ -64,7 +68,8 @@ typedef struct bp_mckp_result {
                                   GLPK answer broke a cap by its tolerance) */
 } bp_mckp_result;
 
-/* Fills *o with the defaults: no time limit, rel_gap 0, quiet. */
+/* Fills *o with the defaults: no time limit, rel_gap 0, quiet, default
+ * core. */
 void bp_mckp_opts_default(bp_mckp_opts *o);
 
 /* Solves p to optimality (or to o->rel_gap, or until o->time_limit_s; o may
