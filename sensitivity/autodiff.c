@@ -64,7 +64,16 @@ struct bp_ad {
     const char *gn_want;
     double *gn_tr;
     double *wtbuf;      /* (max_batch) */
+    /* per conv node: im2col of the primal input (valid for the batch) and
+     * of its tangent (valid for the current product), or NULL when over
+     * the memory budget */
+    double **colx, **colt;
+    char *colx_ok, *colt_ok;
 };
+
+/* Elements (per kind) the column caches may take: past this, convs rebuild
+ * their im2col matrices chunk by chunk. */
+#define COL_BUDGET ((int64_t)1 << 25)
 
 #define VAL(v) ((const double *)bp_exec_value(ad->ex, (v)))
 
@@ -353,10 +362,16 @@ static int node_jvp(bp_ad *ad, int i)
         bp_conv_geom geo;
         if ((st = bp_conv_geom_of(g, n, &geo)))
             return st;
-        if (T(0))
-            bp_gconv_fwd(dy, T(0), VAL(n->in[1]), &geo, ad->work);
-        if (T(1))
-            bp_gconv_fwd(dy, VAL(n->in[0]), T(1), &geo, ad->work);
+        if (T(0)) {
+            bp_gconv_fwd(dy, T(0), VAL(n->in[1]), &geo, ad->work, ad->colt[i],
+                         0);
+            ad->colt_ok[i] = 1;
+        }
+        if (T(1)) {
+            bp_gconv_fwd(dy, VAL(n->in[0]), T(1), &geo, ad->work, ad->colx[i],
+                         ad->colx_ok[i]);
+            ad->colx_ok[i] = 1;
+        }
         if (T(2)) {
             const double *db = T(2);
             const int64_t npix = geo.oh * geo.ow;
@@ -587,8 +602,9 @@ static double gn_binary(bp_ad *ad, const bp_node *n, int k, const double *gy)
     return total;
 }
 
-static double gn_param(bp_ad *ad, const bp_node *n, int k, const double *gy)
+static double gn_param(bp_ad *ad, int i, int k, const double *gy)
 {
+    const bp_node *n = &ad->g->nodes[i];
     const bp_graph *g = ad->g;
     const bp_value *y = &g->values[n->out[0]];
     const bp_value *x = &g->values[n->in[0]];
@@ -599,9 +615,13 @@ static double gn_param(bp_ad *ad, const bp_node *n, int k, const double *gy)
         bp_conv_geom geo;
         if (bp_conv_geom_of(g, n, &geo))
             return NAN;
-        if (k == 1)
-            return bp_gconv_sample_sqnorm(ad->wt, gy, VAL(n->in[0]), &geo,
-                                          ad->work);
+        if (k == 1) {
+            double t = bp_gconv_sample_sqnorm(ad->wt, gy, VAL(n->in[0]), &geo,
+                                              ad->work, ad->colx[i],
+                                              ad->colx_ok[i]);
+            ad->colx_ok[i] = 1;
+            return t;
+        }
         const int64_t npix = geo.oh * geo.ow;
         for (int64_t s = 0; s < nb; s++) {
             double q = 0;
@@ -692,16 +712,17 @@ static double gn_param(bp_ad *ad, const bp_node *n, int k, const double *gy)
 /* Adds input k's contribution for node n: dst of in[k], or in a Gauss-Newton
  * pass the per-sample norm of a wanted parameter.  Returns the destination
  * to write, or NULL when input k takes nothing. */
-static double *vjp_dst(bp_ad *ad, const bp_node *n, int k, const double *gy,
+static double *vjp_dst(bp_ad *ad, int i, int k, const double *gy,
                        int second)
 {
+    const bp_node *n = &ad->g->nodes[i];
     int v = in_at(n, k);
     if (v < 0 || !diff_slot(n, k))
         return NULL;
     if (ad->gn && ad->pidx[v] >= 0) {
         int p = ad->pidx[v];
         if (!second && ad->gn_want[p])
-            ad->gn_tr[p] += gn_param(ad, n, k, gy);
+            ad->gn_tr[p] += gn_param(ad, i, k, gy);
         return NULL;
     }
     if (ad->dst[v])
@@ -725,7 +746,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
     /* operand k as the VJP reads it: primal, or its tangent (NULL = zero) */
 #define OP(k) (second ? (in_at(n, (k)) >= 0 ? ad->tp[n->in[k]] : NULL) \
                       : VAL(n->in[k]))
-#define D(k) vjp_dst(ad, n, (k), gy, second)
+#define D(k) vjp_dst(ad, i, (k), gy, second)
     contig(y->rank, y->dims, ystr);
 
     switch (n->op) {
@@ -733,11 +754,16 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         bp_conv_geom geo;
         if ((st = bp_conv_geom_of(g, n, &geo)))
             return st;
-        double *d0 = D(0), *d1 = D(1), *d2 = second ? NULL : D(2);
-        if (d0 && OP(1))
-            bp_gconv_bwd_data(d0, gy, OP(1), &geo, ad->work);
-        if (d1 && OP(0))
-            bp_gconv_bwd_weight(d1, gy, OP(0), 1.0, &geo, ad->work);
+        /* the R-pass goes through conv_rpass; this is the linear VJP */
+        double *d0 = D(0), *d1 = D(1), *d2 = D(2);
+        if (d0)
+            bp_gconv_bwd_data(d0, gy, VAL(n->in[1]), NULL, NULL, &geo,
+                              ad->work);
+        if (d1) {
+            bp_gconv_bwd_weight(d1, gy, VAL(n->in[0]), 1.0, &geo, ad->work,
+                                ad->colx[i], ad->colx_ok[i]);
+            ad->colx_ok[i] = 1;
+        }
         if (d2)
             bp_gconv_bwd_bias(d2, gy, &geo);
         return BP_OK;
@@ -985,6 +1011,41 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
 #undef D
 }
 
+/* Both halves of the R-pass of conv node i at once: rg the output's
+ * R-adjoint (or NULL), g its primal adjoint (or NULL when no input carries a
+ * tangent).  The two data terms share one col2im, and the weight terms
+ * read the cached columns of x and dx. */
+static int conv_rpass(bp_ad *ad, int i, const double *rg, const double *g)
+{
+    const bp_node *n = &ad->g->nodes[i];
+    bp_conv_geom geo;
+    int st;
+    if ((st = bp_conv_geom_of(ad->g, n, &geo)))
+        return st;
+    const double *X = VAL(n->in[0]), *W = VAL(n->in[1]);
+    const double *dX = ad->tp[n->in[0]], *dW = ad->tp[n->in[1]];
+    double *d0 = vjp_dst(ad, i, 0, NULL, 0), *d1 = vjp_dst(ad, i, 1, NULL, 0);
+    double *d2 = rg ? vjp_dst(ad, i, 2, NULL, 0) : NULL;
+    const double *g2 = g && dW ? g : NULL;
+    if (d0 && (rg || g2)) {
+        if (rg)
+            bp_gconv_bwd_data(d0, rg, W, g2, dW, &geo, ad->work);
+        else
+            bp_gconv_bwd_data(d0, g2, dW, NULL, NULL, &geo, ad->work);
+    }
+    if (d1 && rg) {
+        bp_gconv_bwd_weight(d1, rg, X, 1.0, &geo, ad->work, ad->colx[i],
+                            ad->colx_ok[i]);
+        ad->colx_ok[i] = 1;
+    }
+    if (d1 && g && dX)
+        bp_gconv_bwd_weight(d1, g, dX, 1.0, &geo, ad->work, ad->colt[i],
+                            ad->colt_ok[i]);
+    if (d2)
+        bp_gconv_bwd_bias(d2, rg, &geo);
+    return BP_OK;
+}
+
 /* ---- pass drivers ------------------------------------------------------------ */
 
 /* mask[v] = v is forward-reachable (through live nodes) from a parameter p
@@ -1053,6 +1114,12 @@ static int backward(bp_ad *ad, int second)
         if (!want)
             continue;
         const int yv = n->out[0];
+        if (second && tnz && n->op == BP_OP_CONV) {
+            if ((st = conv_rpass(ad, i, ad->anz[yv] ? ad->dst[yv] : NULL,
+                                 ad->adj[yv])))
+                return st;
+            continue;
+        }
         if (ad->anz[yv] && (st = node_vjp(ad, i, ad->dst[yv], 0)))
             return st;
         if (second && tnz && op_second_order(n->op) &&
@@ -1080,7 +1147,10 @@ static int separable(bp_ad *ad)
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0 && dep[n->in[k]])
                 d = 1;
-        if (!d)
+        const bp_value *y0 = &g->values[n->out[0]];
+        /* shape arithmetic (Shape -> Gather -> Concat) depends only on
+         * shapes: it cannot mix samples */
+        if (!d || (y0->dtype != BP_F32 && y0->dtype != BP_F64))
             continue;
         const bp_value *x = &g->values[n->in[0]];
         for (int k = 0; k < n->n_out; k++)
@@ -1333,7 +1403,11 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
     /* active values, in topological order */
     for (int i = 0; i < nn; i++) {
         const bp_node *n = &g->nodes[i];
+        const bp_value *y = &g->values[n->out[0]];
         int act = 0;
+        /* an integer output (Shape) carries no derivative */
+        if (y->dtype != BP_F32 && y->dtype != BP_F64)
+            continue;
         for (int k = 0; k < n->n_in; k++) {
             int v = n->in[k];
             if (v < 0 || !ad->active[v])
@@ -1349,8 +1423,7 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
             }
             act = 1;
         }
-        const bp_value *y = &g->values[n->out[0]];
-        if (act && (y->dtype == BP_F32 || y->dtype == BP_F64))
+        if (act)
             ad->active[n->out[0]] = 1;
     }
     /* live: active output that reaches the logits */
@@ -1385,6 +1458,33 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
         }
         int64_t w = node_work(g, n);
         work = w > work ? w : work;
+    }
+    ad->colx = calloc((size_t)nn + 1, sizeof *ad->colx);
+    ad->colt = calloc((size_t)nn + 1, sizeof *ad->colt);
+    ad->colx_ok = calloc((size_t)nn + 1, 1);
+    ad->colt_ok = calloc((size_t)nn + 1, 1);
+    if (!ad->colx || !ad->colt || !ad->colx_ok || !ad->colt_ok) {
+        st = BP_ENOMEM;
+        goto fail;
+    }
+    {
+        int64_t used = 0;
+        for (int i = 0; i < nn; i++) {
+            bp_conv_geom geo;
+            if (!ad->live[i] || g->nodes[i].op != BP_OP_CONV ||
+                bp_conv_geom_of(g, &g->nodes[i], &geo))
+                continue;
+            int64_t sz = bp_gconv_col_size(&geo);
+            if (used + sz > COL_BUDGET)
+                continue;
+            used += sz;
+            ad->colx[i] = malloc((size_t)sz * sizeof(double));
+            ad->colt[i] = malloc((size_t)sz * sizeof(double));
+            if (!ad->colx[i] || !ad->colt[i]) {
+                st = BP_ENOMEM;
+                goto fail;
+            }
+        }
     }
     ad->work = malloc((size_t)work * sizeof *ad->work);
     ad->prob = malloc((size_t)(max_batch * ad->C + 1) * sizeof *ad->prob);
@@ -1421,6 +1521,16 @@ void bp_ad_free(bp_ad **adp)
     if (ad->pgrad)
         for (int p = 0; p < ad->np; p++)
             free(ad->pgrad[p]);
+    if (ad->g && ad->colx)
+        for (int i = 0; i < ad->g->n_nodes; i++) {
+            free(ad->colx[i]);
+            if (ad->colt)
+                free(ad->colt[i]);
+        }
+    free(ad->colx);
+    free(ad->colt);
+    free(ad->colx_ok);
+    free(ad->colt_ok);
     free(ad->pv);
     free(ad->pnumel);
     free(ad->pidx);
@@ -1470,6 +1580,7 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     if (g->n_inputs != 1)
         return bp_fail(BP_EUNSUPPORTED, "%s: the model has %d inputs; "
                        "expected one", g->path, g->n_inputs);
+    memset(ad->colx_ok, 0, (size_t)g->n_nodes);
     if ((st = bp_exec_run(ad->ex, in, n)))
         return st;
     ad->n = n;
@@ -1547,6 +1658,7 @@ int bp_ad_hvp(bp_ad *ad, const double *const *v, double *const *hv)
         vm[p] = v[p] != NULL;
         om[p] = hv[p] != NULL;
     }
+    memset(ad->colt_ok, 0, (size_t)g->n_nodes);
     /* tangent pass over the closure of v's support */
     closure(ad, vm, ad->mask);
     for (int u = 0; u < g->n_values; u++) {

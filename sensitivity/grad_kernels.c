@@ -43,6 +43,11 @@ int64_t bp_gconv_work(const bp_conv_geom *g)
     return (kk + mg) * npix * ch + mg * kk + 1;
 }
 
+int64_t bp_gconv_col_size(const bp_conv_geom *g)
+{
+    return g->n * g->group * conv_kk(g) * g->oh * g->ow + 1;
+}
+
 /* [*lo, *hi) = the o in [0, count) with 0 <= off + o * step < n (step > 0). */
 static void span(int64_t off, int64_t step, int64_t n, int64_t count,
                  int64_t *lo, int64_t *hi)
@@ -59,28 +64,38 @@ static void span(int64_t off, int64_t step, int64_t n, int64_t count,
 
 /* x (cg, h, w) of one sample and group -> col rows (cg*kh*kw) of npix
  * entries each, row stride ld: row (ci, ki, kj) holds tap (ki, kj) of channel
- * ci under every output position, 0 in padding. */
+ * ci under every output position, 0 in padding.  Every entry is written
+ * once: zeros only where a tap falls into padding. */
 static void im2col(double *col, int64_t ld, const double *x, int64_t cg,
                    const bp_conv_geom *g)
 {
     const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const int64_t sh = g->stride_h, sw = g->stride_w;
     for (int64_t ci = 0; ci < cg; ci++) {
         const double *xc = x + ci * h * w;
         for (int64_t ki = 0; ki < g->kh; ki++) {
             const int64_t offh = ki * g->dil_h - g->pad_t;
             int64_t y0, y1;
-            span(offh, g->stride_h, h, oh, &y0, &y1);
+            span(offh, sh, h, oh, &y0, &y1);
             for (int64_t kj = 0; kj < g->kw; kj++, col += ld) {
                 const int64_t offw = kj * g->dil_w - g->pad_l;
                 int64_t x0, x1;
-                span(offw, g->stride_w, w, ow, &x0, &x1);
-                memset(col, 0, (size_t)(oh * ow) * sizeof *col);
+                span(offw, sw, w, ow, &x0, &x1);
+                memset(col, 0, (size_t)(y0 * ow) * sizeof *col);
                 for (int64_t oy = y0; oy < y1; oy++) {
-                    const double *xr = xc + (oy * g->stride_h + offh) * w;
+                    const double *xr = xc + (oy * sh + offh) * w + offw;
                     double *c = col + oy * ow;
-                    for (int64_t ox = x0; ox < x1; ox++)
-                        c[ox] = xr[ox * g->stride_w + offw];
+                    for (int64_t ox = 0; ox < x0; ox++)
+                        c[ox] = 0;
+                    if (sw == 1)
+                        memcpy(c + x0, xr + x0, (size_t)(x1 - x0) * sizeof *c);
+                    else
+                        for (int64_t ox = x0; ox < x1; ox++)
+                            c[ox] = xr[ox * sw];
+                    for (int64_t ox = x1; ox < ow; ox++)
+                        c[ox] = 0;
                 }
+                memset(col + y1 * ow, 0, (size_t)((oh - y1) * ow) * sizeof *col);
             }
         }
     }
@@ -91,21 +106,26 @@ static void col2im(double *x, const double *col, int64_t ld, int64_t cg,
                    const bp_conv_geom *g)
 {
     const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const int64_t sh = g->stride_h, sw = g->stride_w;
     for (int64_t ci = 0; ci < cg; ci++) {
         double *xc = x + ci * h * w;
         for (int64_t ki = 0; ki < g->kh; ki++) {
             const int64_t offh = ki * g->dil_h - g->pad_t;
             int64_t y0, y1;
-            span(offh, g->stride_h, h, oh, &y0, &y1);
+            span(offh, sh, h, oh, &y0, &y1);
             for (int64_t kj = 0; kj < g->kw; kj++, col += ld) {
                 const int64_t offw = kj * g->dil_w - g->pad_l;
                 int64_t x0, x1;
-                span(offw, g->stride_w, w, ow, &x0, &x1);
+                span(offw, sw, w, ow, &x0, &x1);
                 for (int64_t oy = y0; oy < y1; oy++) {
-                    double *xr = xc + (oy * g->stride_h + offh) * w;
+                    double *xr = xc + (oy * sh + offh) * w + offw;
                     const double *c = col + oy * ow;
-                    for (int64_t ox = x0; ox < x1; ox++)
-                        xr[ox * g->stride_w + offw] += c[ox];
+                    if (sw == 1)
+                        for (int64_t ox = x0; ox < x1; ox++)
+                            xr[ox] += c[ox];
+                    else
+                        for (int64_t ox = x0; ox < x1; ox++)
+                            xr[ox * sw] += c[ox];
                 }
             }
         }
@@ -120,6 +140,23 @@ static void im2col_chunk(double *col, const double *x, int64_t n0,
     for (int64_t s = 0; s < cnt; s++)
         im2col(col + s * npix, cnt * npix,
                x + ((n0 + s) * g->c + gi * cg) * g->h * g->w, cg, g);
+}
+
+/* The im2col matrix of chunk (n0, cnt), group gi: from the cache (filling it
+ * first when not ready) or built in the workspace. */
+static const double *chunk_col(const double *x, int64_t n0, int64_t cnt,
+                               int64_t gi, const bp_conv_geom *g, double *work,
+                               double *col, int ready)
+{
+    const int64_t kk = conv_kk(g), npix = g->oh * g->ow;
+    if (!col) {
+        im2col_chunk(work, x, n0, cnt, gi, g);
+        return work;
+    }
+    double *c = col + n0 * g->group * kk * npix + gi * kk * cnt * npix;
+    if (!ready)
+        im2col_chunk(c, x, n0, cnt, gi, g);
+    return c;
 }
 
 /* yt (mg, cnt*npix) <- y (n, m, npix) rows of group gi */
@@ -149,21 +186,21 @@ static void scatter_out(double *y, const double *yt, int64_t n0, int64_t cnt,
 }
 
 void bp_gconv_fwd(double *y, const double *x, const double *w,
-                  const bp_conv_geom *g, double *work)
+                  const bp_conv_geom *g, double *work, double *col, int ready)
 {
     const int64_t npix = g->oh * g->ow, mg = g->m / g->group, kk = conv_kk(g);
     const int64_t ch = conv_chunk(g);
     if (g->n == 0 || npix == 0 || mg == 0 || kk == 0)
         return;
-    double *col = work, *yt = work + kk * npix * ch;
+    double *yt = work + kk * npix * ch;
     for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
         const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
         const int64_t ld = cnt * npix;
         assert(ld <= INT_MAX && kk <= INT_MAX);
         for (int64_t gi = 0; gi < g->group; gi++) {
-            im2col_chunk(col, x, n0, cnt, gi, g);
+            const double *c = chunk_col(x, n0, cnt, gi, g, work, col, ready);
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg,
-                        (int)ld, (int)kk, 1.0, w + gi * mg * kk, (int)kk, col,
+                        (int)ld, (int)kk, 1.0, w + gi * mg * kk, (int)kk, c,
                         (int)ld, 0.0, yt, (int)ld);
             scatter_out(y, yt, n0, cnt, gi, g);
         }
@@ -171,6 +208,7 @@ void bp_gconv_fwd(double *y, const double *x, const double *w,
 }
 
 void bp_gconv_bwd_data(double *dx, const double *dy, const double *w,
+                       const double *dy2, const double *w2,
                        const bp_conv_geom *g, double *work)
 {
     const int64_t npix = g->oh * g->ow, mg = g->m / g->group, kk = conv_kk(g);
@@ -178,15 +216,18 @@ void bp_gconv_bwd_data(double *dx, const double *dy, const double *w,
     if (g->n == 0 || npix == 0 || mg == 0 || kk == 0)
         return;
     double *col = work, *yt = work + kk * npix * ch;
+    const int two = dy2 && w2;
     for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
         const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
         const int64_t ld = cnt * npix;
         for (int64_t gi = 0; gi < g->group; gi++) {
-            gather_out(yt, dy, n0, cnt, gi, g);
-            /* col (kk, ld) = w_g^T (kk, mg) @ yt (mg, ld) */
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk,
-                        (int)ld, (int)mg, 1.0, w + gi * mg * kk, (int)kk, yt,
-                        (int)ld, 0.0, col, (int)ld);
+            /* col (kk, ld) = w_g^T (kk, mg) @ yt (mg, ld) [+ w2_g^T yt2] */
+            for (int t = 0; t < 1 + two; t++) {
+                gather_out(yt, t ? dy2 : dy, n0, cnt, gi, g);
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk,
+                            (int)ld, (int)mg, 1.0, (t ? w2 : w) + gi * mg * kk,
+                            (int)kk, yt, (int)ld, t ? 1.0 : 0.0, col, (int)ld);
+            }
             for (int64_t s = 0; s < cnt; s++)
                 col2im(dx + ((n0 + s) * g->c + gi * cg) * g->h * g->w,
                        col + s * npix, ld, cg, g);
@@ -195,22 +236,23 @@ void bp_gconv_bwd_data(double *dx, const double *dy, const double *w,
 }
 
 void bp_gconv_bwd_weight(double *dw, const double *dy, const double *x,
-                         double alpha, const bp_conv_geom *g, double *work)
+                         double alpha, const bp_conv_geom *g, double *work,
+                         double *col, int ready)
 {
     const int64_t npix = g->oh * g->ow, mg = g->m / g->group, kk = conv_kk(g);
     const int64_t ch = conv_chunk(g);
     if (g->n == 0 || npix == 0 || mg == 0 || kk == 0)
         return;
-    double *col = work, *yt = work + kk * npix * ch;
+    double *yt = work + kk * npix * ch;
     for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
         const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
         const int64_t ld = cnt * npix;
         for (int64_t gi = 0; gi < g->group; gi++) {
-            im2col_chunk(col, x, n0, cnt, gi, g);
+            const double *c = chunk_col(x, n0, cnt, gi, g, work, col, ready);
             gather_out(yt, dy, n0, cnt, gi, g);
             /* dw_g (mg, kk) += alpha yt (mg, ld) @ col^T (ld, kk) */
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg,
-                        (int)kk, (int)ld, alpha, yt, (int)ld, col, (int)ld,
+                        (int)kk, (int)ld, alpha, yt, (int)ld, c, (int)ld,
                         1.0, dw + gi * mg * kk, (int)kk);
         }
     }
@@ -218,20 +260,20 @@ void bp_gconv_bwd_weight(double *dw, const double *dy, const double *x,
 
 double bp_gconv_sample_sqnorm(const double *wt, const double *dy,
                               const double *x, const bp_conv_geom *g,
-                              double *work)
+                              double *work, double *col, int ready)
 {
     const int64_t npix = g->oh * g->ow, mg = g->m / g->group, kk = conv_kk(g);
     const int64_t ch = conv_chunk(g);
     double total = 0;
     if (g->n == 0 || npix == 0 || mg == 0 || kk == 0)
         return 0;
-    double *col = work, *yt = work + kk * npix * ch;
+    double *yt = work + kk * npix * ch;
     double *tmp = yt + mg * npix * ch;
     for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
         const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
         const int64_t ld = cnt * npix;
         for (int64_t gi = 0; gi < g->group; gi++) {
-            im2col_chunk(col, x, n0, cnt, gi, g);
+            const double *c = chunk_col(x, n0, cnt, gi, g, work, col, ready);
             gather_out(yt, dy, n0, cnt, gi, g);
             for (int64_t s = 0; s < cnt; s++) {
                 const double wn = wt[n0 + s];
@@ -240,7 +282,7 @@ double bp_gconv_sample_sqnorm(const double *wt, const double *dy,
                 /* dW_s (mg, kk) = yt_s (mg, npix) @ col_s^T (npix, kk) */
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg,
                             (int)kk, (int)npix, 1.0, yt + s * npix, (int)ld,
-                            col + s * npix, (int)ld, 0.0, tmp, (int)kk);
+                            c + s * npix, (int)ld, 0.0, tmp, (int)kk);
                 total += wn * bp_g_dot(tmp, tmp, mg * kk);
             }
         }

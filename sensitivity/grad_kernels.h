@@ -20,28 +20,41 @@
 /* ---- convolution ---------------------------------------------------------
  * Samples are processed in chunks whose im2col matrices sit side by side,
  * col (c/g*kh*kw, chunk*oh*ow), so that one GEMM covers a whole chunk
- * instead of one small GEMM per sample. */
+ * instead of one small GEMM per sample.
+ *
+ * Column cache: the kernels that read x through its im2col matrix take an
+ * optional `col` buffer of bp_gconv_col_size() elements holding im2col(x)
+ * for the whole batch.  With ready = 1 they read it; with ready = 0 they
+ * fill it as they go (so the next call can read it); with col == NULL they
+ * rebuild each chunk in the workspace.  The autodiff keeps one cache per
+ * conv for the primal input and one for its tangent. */
 
 /* Workspace elements the conv kernels below need for geometry g. */
 int64_t bp_gconv_work(const bp_conv_geom *g);
+/* Elements of a whole-batch column cache for geometry g. */
+int64_t bp_gconv_col_size(const bp_conv_geom *g);
 
 /* y (n,m,oh,ow) += conv(x (n,c,h,w), w (m,c/g,kh,kw)) */
 void bp_gconv_fwd(double *y, const double *x, const double *w,
-                  const bp_conv_geom *g, double *work);
+                  const bp_conv_geom *g, double *work, double *col, int ready);
 
-/* dx (n,c,h,w) += conv_transpose(dy (n,m,oh,ow), w): the VJP for x */
+/* dx (n,c,h,w) += conv_transpose(dy, w) + conv_transpose(dy2, w2): the VJP
+ * for x, of one or two (dy2 == NULL or w2 == NULL: one) output adjoints
+ * through one col2im. */
 void bp_gconv_bwd_data(double *dx, const double *dy, const double *w,
+                       const double *dy2, const double *w2,
                        const bp_conv_geom *g, double *work);
 
 /* dw (m,c/g,kh,kw) += alpha * sum_n dy_n (*) x_n: the VJP for w */
 void bp_gconv_bwd_weight(double *dw, const double *dy, const double *x,
-                         double alpha, const bp_conv_geom *g, double *work);
+                         double alpha, const bp_conv_geom *g, double *work,
+                         double *col, int ready);
 
 /* sum_n wt[n] * ||dW_n||^2 with dW_n the weight gradient of sample n alone
  * (dy_n (*) x_n): weighted per-sample squared gradient norms. */
 double bp_gconv_sample_sqnorm(const double *wt, const double *dy,
                               const double *x, const bp_conv_geom *g,
-                              double *work);
+                              double *work, double *col, int ready);
 
 /* db (m) += sum over n, oh, ow of dy (n,m,oh,ow) */
 void bp_gconv_bwd_bias(double *db, const double *dy, const bp_conv_geom *g);
