@@ -69,6 +69,13 @@ struct bp_ad {
      * the memory budget */
     double **colx, **colt;
     char *colx_ok, *colt_ok;
+    /* per max pool node: the routes of the batch (see bp_g_maxpool_fwd) */
+    int64_t **route;
+    char *route_ok;
+    /* per conv node: per-sample Gram matrices of its input columns, where
+     * they make the Gauss-Newton norms cheaper */
+    double **gram;
+    char *gram_ok;
 };
 
 /* Elements (per kind) the column caches may take: past this, convs rebuild
@@ -463,9 +470,11 @@ static int node_jvp(bp_ad *ad, int i)
         bp_pool_geom geo;
         if ((st = bp_pool_geom_of(g, n, &geo)))
             return st;
-        if (n->op == BP_OP_MAXPOOL)
-            bp_g_maxpool_fwd(dy, VAL(n->in[0]), T(0), &geo);
-        else
+        if (n->op == BP_OP_MAXPOOL) {
+            bp_g_maxpool_fwd(dy, VAL(n->in[0]), T(0), &geo, ad->route[i],
+                             ad->route_ok[i]);
+            ad->route_ok[i] = 1;
+        } else
             bp_g_avgpool_fwd(dy, T(0), &geo);
         return BP_OK;
     }
@@ -615,11 +624,21 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
         bp_conv_geom geo;
         if (bp_conv_geom_of(g, n, &geo))
             return NAN;
+        if (k == 1 && ad->gram[i]) {
+            if (!ad->gram_ok[i]) {
+                bp_gconv_gram(ad->gram[i], VAL(n->in[0]), &geo, ad->work,
+                              ad->colx[i], ad->colx_ok[i]);
+                ad->colx_ok[i] = ad->colx[i] != NULL;
+                ad->gram_ok[i] = 1;
+            }
+            return bp_gconv_sample_sqnorm_gram(ad->wt, gy, ad->gram[i], &geo,
+                                               ad->work);
+        }
         if (k == 1) {
             double t = bp_gconv_sample_sqnorm(ad->wt, gy, VAL(n->in[0]), &geo,
                                               ad->work, ad->colx[i],
                                               ad->colx_ok[i]);
-            ad->colx_ok[i] = 1;
+            ad->colx_ok[i] = ad->colx[i] != NULL;
             return t;
         }
         const int64_t npix = geo.oh * geo.ow;
@@ -762,7 +781,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         if (d1) {
             bp_gconv_bwd_weight(d1, gy, VAL(n->in[0]), 1.0, &geo, ad->work,
                                 ad->colx[i], ad->colx_ok[i]);
-            ad->colx_ok[i] = 1;
+            ad->colx_ok[i] = ad->colx[i] != NULL;
         }
         if (d2)
             bp_gconv_bwd_bias(d2, gy, &geo);
@@ -930,9 +949,11 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         if ((st = bp_pool_geom_of(g, n, &geo)))
             return st;
         double *d0 = D(0);
-        if (d0 && n->op == BP_OP_MAXPOOL)
-            bp_g_maxpool_bwd(d0, VAL(n->in[0]), gy, &geo);
-        else if (d0)
+        if (d0 && n->op == BP_OP_MAXPOOL) {
+            bp_g_maxpool_bwd(d0, VAL(n->in[0]), gy, &geo, ad->route[i],
+                             ad->route_ok[i]);
+            ad->route_ok[i] = 1;
+        } else if (d0)
             bp_g_avgpool_bwd(d0, gy, &geo);
         return BP_OK;
     }
@@ -1463,10 +1484,23 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
     ad->colt = calloc((size_t)nn + 1, sizeof *ad->colt);
     ad->colx_ok = calloc((size_t)nn + 1, 1);
     ad->colt_ok = calloc((size_t)nn + 1, 1);
-    if (!ad->colx || !ad->colt || !ad->colx_ok || !ad->colt_ok) {
+    ad->route = calloc((size_t)nn + 1, sizeof *ad->route);
+    ad->route_ok = calloc((size_t)nn + 1, 1);
+    ad->gram = calloc((size_t)nn + 1, sizeof *ad->gram);
+    ad->gram_ok = calloc((size_t)nn + 1, 1);
+    if (!ad->colx || !ad->colt || !ad->colx_ok || !ad->colt_ok ||
+        !ad->route || !ad->route_ok || !ad->gram || !ad->gram_ok) {
         st = BP_ENOMEM;
         goto fail;
     }
+    for (int i = 0; i < nn; i++)
+        if (ad->live[i] && g->nodes[i].op == BP_OP_MAXPOOL) {
+            int64_t cnt = vnumel(&g->values[g->nodes[i].out[0]]) + 1;
+            if (!(ad->route[i] = malloc((size_t)cnt * sizeof **ad->route))) {
+                st = BP_ENOMEM;
+                goto fail;
+            }
+        }
     {
         int64_t used = 0;
         for (int i = 0; i < nn; i++) {
@@ -1474,6 +1508,15 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
             if (!ad->live[i] || g->nodes[i].op != BP_OP_CONV ||
                 bp_conv_geom_of(g, &g->nodes[i], &geo))
                 continue;
+            if (bp_gconv_gram_pays(&geo) &&
+                bp_gconv_gram_size(&geo) <= COL_BUDGET / 4) {
+                ad->gram[i] = malloc((size_t)bp_gconv_gram_size(&geo) *
+                                     sizeof(double));
+                if (!ad->gram[i]) {
+                    st = BP_ENOMEM;
+                    goto fail;
+                }
+            }
             int64_t sz = bp_gconv_col_size(&geo);
             if (used + sz > COL_BUDGET)
                 continue;
@@ -1531,6 +1574,16 @@ void bp_ad_free(bp_ad **adp)
     free(ad->colt);
     free(ad->colx_ok);
     free(ad->colt_ok);
+    if (ad->g && ad->route)
+        for (int i = 0; i < ad->g->n_nodes; i++)
+            free(ad->route[i]);
+    free(ad->route);
+    free(ad->route_ok);
+    if (ad->g && ad->gram)
+        for (int i = 0; i < ad->g->n_nodes; i++)
+            free(ad->gram[i]);
+    free(ad->gram);
+    free(ad->gram_ok);
     free(ad->pv);
     free(ad->pnumel);
     free(ad->pidx);
@@ -1581,6 +1634,8 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
         return bp_fail(BP_EUNSUPPORTED, "%s: the model has %d inputs; "
                        "expected one", g->path, g->n_inputs);
     memset(ad->colx_ok, 0, (size_t)g->n_nodes);
+    memset(ad->route_ok, 0, (size_t)g->n_nodes);
+    memset(ad->gram_ok, 0, (size_t)g->n_nodes);
     if ((st = bp_exec_run(ad->ex, in, n)))
         return st;
     ad->n = n;

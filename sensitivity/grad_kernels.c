@@ -290,6 +290,67 @@ double bp_gconv_sample_sqnorm(const double *wt, const double *dy,
     return total;
 }
 
+int bp_gconv_gram_pays(const bp_conv_geom *g)
+{
+    return g->oh * g->ow < conv_kk(g);
+}
+
+int64_t bp_gconv_gram_size(const bp_conv_geom *g)
+{
+    const int64_t npix = g->oh * g->ow;
+    return g->n * g->group * npix * npix + 1;
+}
+
+void bp_gconv_gram(double *A, const double *x, const bp_conv_geom *g,
+                   double *work, double *col, int ready)
+{
+    const int64_t npix = g->oh * g->ow, kk = conv_kk(g);
+    const int64_t ch = conv_chunk(g);
+    if (g->n == 0 || npix == 0 || kk == 0)
+        return;
+    for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
+        const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
+        const int64_t ld = cnt * npix;
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            const double *c = chunk_col(x, n0, cnt, gi, g, work, col, ready);
+            for (int64_t s = 0; s < cnt; s++)
+                /* A_s (npix, npix) = col_s^T (npix, kk) @ col_s (kk, npix) */
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)npix,
+                            (int)npix, (int)kk, 1.0, c + s * npix, (int)ld,
+                            c + s * npix, (int)ld, 0.0,
+                            A + ((n0 + s) * g->group + gi) * npix * npix,
+                            (int)npix);
+        }
+    }
+}
+
+double bp_gconv_sample_sqnorm_gram(const double *wt, const double *dy,
+                                   const double *A, const bp_conv_geom *g,
+                                   double *work)
+{
+    const int64_t npix = g->oh * g->ow, mg = g->m / g->group;
+    double total = 0;
+    if (g->n == 0 || npix == 0 || mg == 0)
+        return 0;
+    double *B = work;
+    for (int64_t s = 0; s < g->n; s++) {
+        if (wt[s] == 0)
+            continue;
+        double q = 0;
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            /* B (npix, npix) = G^T G, G (mg, npix) the rows of sample s */
+            const double *G = dy + (s * g->m + gi * mg) * npix;
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)npix,
+                        (int)npix, (int)mg, 1.0, G, (int)npix, G, (int)npix,
+                        0.0, B, (int)npix);
+            q += bp_g_dot(B, A + (s * g->group + gi) * npix * npix,
+                          npix * npix);
+        }
+        total += wt[s] * q;
+    }
+    return total;
+}
+
 void bp_gconv_bwd_bias(double *db, const double *dy, const bp_conv_geom *g)
 {
     const int64_t npix = g->oh * g->ow;
@@ -651,9 +712,30 @@ static int64_t max_tap(const double *xp, int64_t oy, int64_t ox,
     return at;
 }
 
-void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
-                      const bp_pool_geom *g)
+/* Routes of every output: offset of its max tap in x, or -1. */
+static void max_routes(int64_t *idx, const double *x, const bp_pool_geom *g)
 {
+    const int64_t plane = g->h * g->w;
+    for (int64_t p = 0; p < g->n * g->c; p++)
+        for (int64_t oy = 0; oy < g->oh; oy++)
+            for (int64_t ox = 0; ox < g->ow; ox++) {
+                const int64_t at = max_tap(x + p * plane, oy, ox, g);
+                *idx++ = at >= 0 ? p * plane + at : -1;
+            }
+}
+
+void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
+                      const bp_pool_geom *g, int64_t *idx, int ready)
+{
+    const int64_t ny = g->n * g->c * g->oh * g->ow;
+    if (idx) {
+        if (!ready)
+            max_routes(idx, x, g);
+        for (int64_t o = 0; o < ny; o++)
+            if (idx[o] >= 0)
+                dy[o] += dx[idx[o]];
+        return;
+    }
     const int64_t plane = g->h * g->w;
     for (int64_t p = 0; p < g->n * g->c; p++)
         for (int64_t oy = 0; oy < g->oh; oy++)
@@ -665,8 +747,17 @@ void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
 }
 
 void bp_g_maxpool_bwd(double *gx, const double *x, const double *gy,
-                      const bp_pool_geom *g)
+                      const bp_pool_geom *g, int64_t *idx, int ready)
 {
+    const int64_t ny = g->n * g->c * g->oh * g->ow;
+    if (idx) {
+        if (!ready)
+            max_routes(idx, x, g);
+        for (int64_t o = 0; o < ny; o++)
+            if (idx[o] >= 0)
+                gx[idx[o]] += gy[o];
+        return;
+    }
     const int64_t plane = g->h * g->w;
     for (int64_t p = 0; p < g->n * g->c; p++)
         for (int64_t oy = 0; oy < g->oh; oy++)

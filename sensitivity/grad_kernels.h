@@ -56,6 +56,19 @@ double bp_gconv_sample_sqnorm(const double *wt, const double *dy,
                               const double *x, const bp_conv_geom *g,
                               double *work, double *col, int ready);
 
+/* The same sum through Gram matrices, cheaper when oh*ow < c/g*kh*kw:
+ * ||G_n C_n^T||^2 = <G_n^T G_n, C_n^T C_n> with C_n the im2col matrix of
+ * sample n.  bp_gconv_gram fills A (n, group, npix, npix) with C_n^T C_n,
+ * which does not depend on dy and so serves every pass over one batch;
+ * work holds bp_gconv_work(g) elements. */
+int bp_gconv_gram_pays(const bp_conv_geom *g);
+int64_t bp_gconv_gram_size(const bp_conv_geom *g);
+void bp_gconv_gram(double *A, const double *x, const bp_conv_geom *g,
+                   double *work, double *col, int ready);
+double bp_gconv_sample_sqnorm_gram(const double *wt, const double *dy,
+                                   const double *A, const bp_conv_geom *g,
+                                   double *work);
+
 /* db (m) += sum over n, oh, ow of dy (n,m,oh,ow) */
 void bp_gconv_bwd_bias(double *db, const double *dy, const bp_conv_geom *g);
 
@@ -121,11 +134,13 @@ void bp_g_softmax_second(double *gx, const double *y, const double *dy,
 /* ---- pools ---------------------------------------------------------------- */
 
 /* Max pool routes through the window's first maximal tap, as the forward
- * kernel picks it.  fwd: dy (n,c,oh,ow) += dx[argmax]; bwd: gx[argmax] += g */
+ * kernel picks it.  fwd: dy (n,c,oh,ow) += dx[argmax]; bwd: gx[argmax] += g.
+ * idx (n,c,oh,ow), when not NULL, caches the routes (offsets into x, -1 for
+ * an empty window): read when ready, else filled. */
 void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
-                      const bp_pool_geom *g);
+                      const bp_pool_geom *g, int64_t *idx, int ready);
 void bp_g_maxpool_bwd(double *gx, const double *x, const double *gy,
-                      const bp_pool_geom *g);
+                      const bp_pool_geom *g, int64_t *idx, int ready);
 /* Average pool (linear): fwd dy += avgpool(dx); bwd gx += avgpool^T(gy) */
 void bp_g_avgpool_fwd(double *dy, const double *dx, const bp_pool_geom *g);
 void bp_g_avgpool_bwd(double *gx, const double *gy, const bp_pool_geom *g);
