@@ -198,6 +198,85 @@ int main(int argc, char **argv)
     printf("2. wall seconds to every layer's trace at 2%% (including the "
            "loss pass):\n");
     double t_exact = traces_time(g, &d, &o, "default (auto: exact)");
+    {
+        bp_hessian *h = NULL;
+        if (bp_hessian_new(&h, g, &d, o.batch))
+            die("hessian");
+        int n = bp_hessian_n_layers(h);
+        double *ev = calloc((size_t)n, sizeof *ev);
+        int *it = calloc((size_t)n, sizeof *it);
+        bp_sens_opts oe;
+        bp_sens_opts_default(&oe);
+        double te = now();
+        if (bp_hessian_top_eigs(h, &oe, ev, it))
+            die("eigenvalues");
+        te = now() - te;
+        printf("  top eigenvalues (Lanczos, tol 1e-6) %7.2f s  (%lld "
+               "products)\n", te, (long long)bp_hessian_products(h));
+        for (int i = 0; i < n; i++)
+            printf("      %-24s %12.6g  %d iterations\n",
+                   bp_hessian_layer(h, i)->name, ev[i], it[i]);
+        if (all) {
+            /* per-sample relative standard deviation of Hutchinson samples,
+             * vectors restricted to the block vs over all layers at once */
+            enum { S = 30 };
+            double *sb = calloc((size_t)n * S, sizeof *sb);
+            double *sg = calloc((size_t)n * S, sizeof *sg);
+            int64_t tot = 0;
+            for (int i = 0; i < n; i++)
+                tot += bp_hessian_layer(h, i)->numel;
+            double *rv = malloc((size_t)tot * sizeof *rv);
+            double *rhv = malloc((size_t)tot * sizeof *rhv);
+            uint64_t st = 12345;
+            for (int k = 0; k < S; k++) {
+                for (int64_t j = 0; j < tot; j++) {
+                    st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+                    rv[j] = (st >> 63) ? 1.0 : -1.0;
+                }
+                if (bp_hessian_hvp(h, rv, rhv))
+                    die("hvp");
+                int64_t off = 0;
+                for (int i = 0; i < n; i++) {
+                    const int64_t ni = bp_hessian_layer(h, i)->numel;
+                    const double *vi = rv + off;
+                    double *hb = malloc((size_t)ni * sizeof *hb), a = 0, b = 0;
+                    for (int64_t j = 0; j < ni; j++)
+                        a += vi[j] * rhv[off + j];
+                    if (bp_hessian_block_hvp(h, i, 1, &vi, &hb))
+                        die("block hvp");
+                    for (int64_t j = 0; j < ni; j++)
+                        b += vi[j] * hb[j];
+                    sg[i * S + k] = a;
+                    sb[i * S + k] = b;
+                    free(hb);
+                    off += ni;
+                }
+            }
+            printf("  per-sample relative std of Hutchinson samples (%d "
+                   "samples):\n", S);
+            for (int i = 0; i < n; i++) {
+                double mb = 0, mg = 0, vb = 0, vg = 0;
+                for (int k = 0; k < S; k++) {
+                    mb += sb[i * S + k] / S;
+                    mg += sg[i * S + k] / S;
+                }
+                for (int k = 0; k < S; k++) {
+                    vb += (sb[i * S + k] - mb) * (sb[i * S + k] - mb) / (S - 1);
+                    vg += (sg[i * S + k] - mg) * (sg[i * S + k] - mg) / (S - 1);
+                }
+                printf("      %-24s block %6.2f   global %6.2f\n",
+                       bp_hessian_layer(h, i)->name, sqrt(vb) / fabs(mb),
+                       sqrt(vg) / fabs(mb));
+            }
+            free(sb);
+            free(sg);
+            free(rv);
+            free(rhv);
+        }
+        free(ev);
+        free(it);
+        bp_hessian_free(&h);
+    }
     if (all) {
         o.max_samples = 100000;
         o.trace = BP_TRACE_HUTCHPP;

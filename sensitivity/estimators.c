@@ -1356,6 +1356,17 @@ static int perturbation(const bp_graph *g, const bp_layer *l, int bits,
     return st;
 }
 
+/* Shortest of %.15g, %.16g, %.17g that reads back as x. */
+static const char *shortest(char *buf, size_t n, double x)
+{
+    for (int p = 15; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    return buf;
+}
+
 int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
                    const bp_sens_opts *o)
 {
@@ -1422,15 +1433,15 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
     s->stop_reason = xstrdup(!sampled ? "exact" : hit ? "max-samples"
                                                       : "tolerance");
     /* the estimator settings, as a JSON object */
-    char bits[128] = "", buf[1024];
+    char bits[128] = "", buf[1024], ftol[32], fetol[32];
     for (int b = 0; b < o->n_bits; b++) {
         size_t at = strlen(bits);
         snprintf(bits + at, sizeof bits - at, "%s%d", b ? "," : "", o->bits[b]);
     }
     snprintf(buf, sizeof buf,
              "{\"trace\":\"%s\",\"scope\":\"%s\",\"scope_used\":\"%s\","
-             "\"tol\":%.17g,\"max_samples\":%lld,\"min_samples\":%lld,"
-             "\"sketch\":%d,\"eig\":\"%s\",\"eig_tol\":%.17g,"
+             "\"tol\":%s,\"max_samples\":%lld,\"min_samples\":%lld,"
+             "\"sketch\":%d,\"eig\":\"%s\",\"eig_tol\":%s,"
              "\"eig_max_iter\":%d,\"batch\":%lld,\"bits\":[%s],"
              "\"targets\":\"%s\",\"hessian_products\":%lld}",
              method_name(o->trace),
@@ -1438,11 +1449,13 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
              : o->scope == BP_SCOPE_GLOBAL ? "global" : "auto",
              scope == BP_SCOPE_BLOCK ? "block"
              : scope == BP_SCOPE_GLOBAL ? "global" : "none",
-             o->tol, (long long)o->max_samples, (long long)o->min_samples,
+             shortest(ftol, sizeof ftol, o->tol), (long long)o->max_samples,
+             (long long)o->min_samples,
              o->sketch,
              o->eig == BP_EIG_LANCZOS ? "lanczos"
              : o->eig == BP_EIG_POWER ? "power" : "none",
-             o->eig_tol, o->eig_max_iter, (long long)h->batch, bits,
+             shortest(fetol, sizeof fetol, o->eig_tol), o->eig_max_iter,
+             (long long)h->batch, bits,
              d->labels ? "labels" : "top-1", (long long)h->products);
     s->settings = xstrdup(buf);
     if (!s->stop_reason || !s->settings)

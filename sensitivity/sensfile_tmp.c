@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int bp_sens_new(bp_sens **out, int n_layers)
 {
@@ -63,10 +64,17 @@ static void str(FILE *f, const char *s)
 
 static void num(FILE *f, double x)
 {
-    if (isfinite(x))
-        fprintf(f, "%.17g", x);
-    else
+    char buf[32];
+    if (!isfinite(x)) {
         fputs("null", f);
+        return;
+    }
+    for (int p = 15; p <= 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    fputs(buf, f);
 }
 
 int bp_sens_save(const bp_sens *s, const char *path)
