@@ -29,10 +29,17 @@ static const char help[] =
     "  --samples N         use only the first N samples\n"
     "  --batch N           samples per pass (default 256)\n"
     "  --seed N            seed of every random vector (default 0)\n"
-    "  --threads N         BLAS threads (default: OpenBLAS's choice)\n"
+    "  --threads N         threads: independent Hessian-vector products run in\n"
+    "                      parallel, BLAS uses them otherwise (default: one\n"
+    "                      worker, BLAS threads as OpenBLAS chooses); results\n"
+    "                      do not depend on it\n"
     "  --trace M           auto|exact|hutchpp|hutchinson (default auto: exact\n"
     "                      where the logits are piecewise linear in the layer,\n"
-    "                      Hutch++ elsewhere)\n"
+    "                      by the Gauss-Newton identity, one backward pass per\n"
+    "                      class; Hutch++ elsewhere, or every unit vector for a\n"
+    "                      block smaller than the cheapest sampling plan).\n"
+    "                      exact on a non-piecewise-linear layer costs one\n"
+    "                      product per weight\n"
     "  --scope S           auto|block|global: Rademacher vectors restricted to\n"
     "                      one layer, or over all sampled layers at once (auto\n"
     "                      pilots both and keeps the cheaper)\n"
@@ -41,7 +48,9 @@ static const char help[] =
     "  --max-samples N     products per layer at most (default 500)\n"
     "  --min-samples N     samples per layer before the rule applies (30)\n"
     "  --sketch K          Hutch++ sketch size (default 20)\n"
-    "  --eig M             lanczos|power|none (default lanczos)\n"
+    "  --eig M             lanczos|power|none (default lanczos: the largest\n"
+    "                      eigenvalue; power: PyHessian's power iteration, the\n"
+    "                      dominant one, relative change 1e-3)\n"
     "  --eig-tol X         Lanczos Ritz residual bound, relative (1e-6)\n"
     "  --eig-iter N        iterations at most (default 100)\n"
     "  --bits LIST         candidate weight bit-widths, 1..16 (default\n"
@@ -302,6 +311,8 @@ int cmd_sensitivity(int argc, char **argv)
     if (!outpath)
         return cli_usage("sensitivity", "-o SENS.json is required");
     cli_set_threads((int)threads);
+    /* the same threads run independent products (directions, classes) */
+    o.threads = threads > 0 ? (int)threads : 1;
     o.progress = on_progress;
 
     int st, rc = BP_EXIT_OK;

@@ -25,9 +25,32 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The state of one pass (a product, a Gauss-Newton class pass, the primal
+ * backward): everything a pass writes.  Passes of different threads touch
+ * nothing else, so directions and classes can run in parallel. */
+typedef struct pass {
+    double **tp;        /* (n_values) tangent of the current pass, or NULL */
+    double **dst;       /* (n_values) adjoint of the current pass, or NULL */
+    char *anz;          /* (n_values) dst holds something nonzero */
+    char *mask, *need;  /* (n_values) scratch */
+    double **tan;       /* (n_values) tangent buffers of live outputs */
+    double **radj;      /* (n_values) R-adjoint / scratch adjoint buffers */
+    double **colt;      /* (n_nodes) im2col of a conv's input tangent */
+    char *colt_ok;      /* (n_nodes) colt holds the current product's */
+    double *work;       /* (work_n) kernel workspace */
+    /* Gauss-Newton pass */
+    int gn;
+    const double *wt;   /* (n) per-sample weights */
+    const char *gn_want;
+    double *gn_tr;
+    double *wtbuf;      /* (max_batch) */
+} pass;
 
 struct bp_ad {
     bp_graph *g;
@@ -44,36 +67,28 @@ struct bp_ad {
     char *live;         /* (n_nodes) differentiated */
     char *pl, *gnok;    /* (np) */
     double **adj;       /* (n_values) primal adjoints, active computed values */
-    double **tan;       /* (n_values) tangent buffers */
-    double **radj;      /* (n_values) R-adjoint / scratch adjoint buffers */
-    double **tp;        /* (n_values) tangent of the current pass, or NULL */
-    double **dst;       /* (n_values) adjoint of the current pass, or NULL */
-    char *anz;          /* (n_values) dst holds something nonzero */
-    char *mask;         /* (n_values) scratch */
+    char *mask;         /* (n_values) scratch of the serial helpers */
     char *dep;          /* (n_values) depends on the graph input */
     double *prob;       /* (max_batch, C) softmax of the logits */
     int64_t *target;    /* (max_batch) */
     double loss;
     int64_t correct;
     double **pgrad;     /* (np) gradient of the current batch */
-    double *work;
     int64_t work_n;
-    /* Gauss-Newton pass state */
-    int gn;
-    const double *wt;   /* (n) per-sample weights */
-    const char *gn_want;
-    double *gn_tr;
-    double *wtbuf;      /* (max_batch) */
-    /* per conv node: im2col of the primal input (valid for the batch) and
-     * of its tangent (valid for the current product), or NULL when over
-     * the memory budget */
-    double **colx, **colt;
-    char *colx_ok, *colt_ok;
-    /* per max pool node: the routes of the batch (see bp_g_maxpool_fwd) */
+    int64_t *cap;       /* (n_values) elements at max_batch */
+    int64_t *colcap;    /* (n_nodes) column cache elements at max_batch */
+    int nthreads;       /* passes in ps */
+    pass *ps;
+    /* Shared caches, filled when a batch is set (or, for gram, before a
+     * Gauss-Newton trace) and only read by passes.  Per conv node: im2col
+     * of the primal input (for convs whose weight is differentiated; NULL
+     * over the memory budget) and per-sample Gram matrices of it (where
+     * they make the Gauss-Newton norms cheaper); per max pool node: the
+     * routes of the batch (see bp_g_maxpool_fwd). */
+    double **colx;
+    char *colx_ok;
     int64_t **route;
     char *route_ok;
-    /* per conv node: per-sample Gram matrices of its input columns, where
-     * they make the Gauss-Newton norms cheaper */
     double **gram;
     char *gram_ok;
 };
@@ -83,6 +98,9 @@ struct bp_ad {
 #define COL_BUDGET ((int64_t)1 << 25)
 
 #define VAL(v) ((const double *)bp_exec_value(ad->ex, (v)))
+/* the shared caches of node i when filled, else NULL (rebuild in work) */
+#define CX(i) (ad->colx_ok[i] ? ad->colx[i] : NULL)
+#define RT(i) (ad->route_ok[i] ? ad->route[i] : NULL)
 
 static int64_t vnumel(const bp_value *v)
 {
@@ -349,18 +367,18 @@ static int slice_view(const bp_graph *g, const bp_node *n, int64_t *xs,
 
 /* ---- the tangent pass: dy of node i from its inputs' tangents -------------- */
 
-static int node_jvp(bp_ad *ad, int i)
+static int node_jvp(bp_ad *ad, pass *P, int i)
 {
     const bp_graph *g = ad->g;
     const bp_node *n = &g->nodes[i];
     const int yv = n->out[0];
     const bp_value *y = &g->values[yv];
     const bp_value *x = &g->values[n->in[0]];
-    double *dy = ad->tan[yv];
+    double *dy = P->tan[yv];
     const int64_t ny = vnumel(y);
     int64_t ystr[BP_MAX_RANK];
     int st;
-#define T(k) (in_at(n, (k)) >= 0 ? ad->tp[n->in[k]] : NULL)
+#define T(k) (in_at(n, (k)) >= 0 ? P->tp[n->in[k]] : NULL)
     memset(dy, 0, (size_t)ny * sizeof *dy);
     contig(y->rank, y->dims, ystr);
 
@@ -370,14 +388,12 @@ static int node_jvp(bp_ad *ad, int i)
         if ((st = bp_conv_geom_of(g, n, &geo)))
             return st;
         if (T(0)) {
-            bp_gconv_fwd(dy, T(0), VAL(n->in[1]), &geo, ad->work, ad->colt[i],
+            bp_gconv_fwd(dy, T(0), VAL(n->in[1]), &geo, P->work, P->colt[i],
                          0);
-            ad->colt_ok[i] = 1;
+            P->colt_ok[i] = 1;
         }
         if (T(1)) {
-            bp_gconv_fwd(dy, VAL(n->in[0]), T(1), &geo, ad->work, ad->colx[i],
-                         ad->colx_ok[i]);
-            ad->colx_ok[i] = 1;
+            bp_gconv_fwd(dy, VAL(n->in[0]), T(1), &geo, P->work, CX(i), 1);
         }
         if (T(2)) {
             const double *db = T(2);
@@ -471,9 +487,7 @@ static int node_jvp(bp_ad *ad, int i)
         if ((st = bp_pool_geom_of(g, n, &geo)))
             return st;
         if (n->op == BP_OP_MAXPOOL) {
-            bp_g_maxpool_fwd(dy, VAL(n->in[0]), T(0), &geo, ad->route[i],
-                             ad->route_ok[i]);
-            ad->route_ok[i] = 1;
+            bp_g_maxpool_fwd(dy, VAL(n->in[0]), T(0), &geo, RT(i), 1);
         } else
             bp_g_avgpool_fwd(dy, T(0), &geo);
         return BP_OK;
@@ -571,7 +585,8 @@ static int node_jvp(bp_ad *ad, int i)
 /* ||reduce of the sample-n slice of a broadcast product||^2 for binary ops:
  * tmp (param shape) = sum over y's sample slice of gy * other (Add/Sub:
  * other = NULL, sign folded in the square; Div: through bp_g_div_vjp). */
-static double gn_binary(bp_ad *ad, const bp_node *n, int k, const double *gy)
+static double gn_binary(bp_ad *ad, pass *P, const bp_node *n, int k,
+                        const double *gy)
 {
     const bp_graph *g = ad->g;
     const bp_value *y = &g->values[n->out[0]];
@@ -584,11 +599,11 @@ static double gn_binary(bp_ad *ad, const bp_node *n, int k, const double *gy)
     memcpy(sd, y->dims, sizeof sd);
     sd[0] = 1;
     const int64_t pn = vnumel(pv);
-    double *tmp = ad->work;
+    double *tmp = P->work;
     const double *A = VAL(n->in[0]), *B = VAL(n->in[1]);
     double total = 0;
     for (int64_t s = 0; s < ad->n; s++) {
-        if (ad->wt[s] == 0)
+        if (P->wt[s] == 0)
             continue;
         memset(tmp, 0, (size_t)pn * sizeof *tmp);
         const double *gs = gy + s * ystr[0];
@@ -606,12 +621,12 @@ static double gn_binary(bp_ad *ad, const bp_node *n, int k, const double *gy)
                          y->rank, sd);
             break;
         }
-        total += ad->wt[s] * bp_g_dot(tmp, tmp, pn);
+        total += P->wt[s] * bp_g_dot(tmp, tmp, pn);
     }
     return total;
 }
 
-static double gn_param(bp_ad *ad, int i, int k, const double *gy)
+static double gn_param(bp_ad *ad, pass *P, int i, int k, const double *gy)
 {
     const bp_node *n = &ad->g->nodes[i];
     const bp_graph *g = ad->g;
@@ -624,23 +639,12 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
         bp_conv_geom geo;
         if (bp_conv_geom_of(g, n, &geo))
             return NAN;
-        if (k == 1 && ad->gram[i]) {
-            if (!ad->gram_ok[i]) {
-                bp_gconv_gram(ad->gram[i], VAL(n->in[0]), &geo, ad->work,
-                              ad->colx[i], ad->colx_ok[i]);
-                ad->colx_ok[i] = ad->colx[i] != NULL;
-                ad->gram_ok[i] = 1;
-            }
-            return bp_gconv_sample_sqnorm_gram(ad->wt, gy, ad->gram[i], &geo,
-                                               ad->work);
-        }
-        if (k == 1) {
-            double t = bp_gconv_sample_sqnorm(ad->wt, gy, VAL(n->in[0]), &geo,
-                                              ad->work, ad->colx[i],
-                                              ad->colx_ok[i]);
-            ad->colx_ok[i] = ad->colx[i] != NULL;
-            return t;
-        }
+        if (k == 1 && ad->gram_ok[i])
+            return bp_gconv_sample_sqnorm_gram(P->wt, gy, ad->gram[i], &geo,
+                                               P->work);
+        if (k == 1)
+            return bp_gconv_sample_sqnorm(P->wt, gy, VAL(n->in[0]), &geo,
+                                          P->work, CX(i), 1);
         const int64_t npix = geo.oh * geo.ow;
         for (int64_t s = 0; s < nb; s++) {
             double q = 0;
@@ -651,7 +655,7 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
                     b += r[p];
                 q += b * b;
             }
-            total += ad->wt[s] * q;
+            total += P->wt[s] * q;
         }
         return total;
     }
@@ -675,7 +679,7 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
                     t += gs[j];
                 q = beta * beta * t * t;
             }
-            total += ad->wt[s] * q;
+            total += P->wt[s] * q;
         }
         return total;
     }
@@ -685,23 +689,23 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
         const int64_t r = p.M / nb; /* rows per sample */
         const double *A = VAL(n->in[0]);
         for (int64_t s = 0; s < nb; s++) {
-            if (ad->wt[s] == 0)
+            if (P->wt[s] == 0)
                 continue;
             const double *As = A + s * r * p.K, *Gs = gy + s * r * p.N;
             double q;
             if (r == 1) {
                 q = bp_g_dot(As, As, p.K) * bp_g_dot(Gs, Gs, p.N);
             } else {
-                memset(ad->work, 0, (size_t)(p.K * p.N) * sizeof *ad->work);
-                dgemm(1, 0, p.K, p.N, r, 1.0, As, p.K, Gs, p.N, ad->work, p.N);
-                q = bp_g_dot(ad->work, ad->work, p.K * p.N);
+                memset(P->work, 0, (size_t)(p.K * p.N) * sizeof *P->work);
+                dgemm(1, 0, p.K, p.N, r, 1.0, As, p.K, Gs, p.N, P->work, p.N);
+                q = bp_g_dot(P->work, P->work, p.K * p.N);
             }
-            total += ad->wt[s] * q;
+            total += P->wt[s] * q;
         }
         return total;
     }
     case BP_OP_ADD: case BP_OP_SUB: case BP_OP_MUL: case BP_OP_DIV:
-        return gn_binary(ad, n, k, gy);
+        return gn_binary(ad, P, n, k, gy);
     case BP_OP_BATCHNORM: {
         double eps = bp_node_attr_float(n, "epsilon", 1e-5);
         const int64_t c = x->dims[1];
@@ -719,7 +723,7 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
                                 : gy[o + j];
                 q += t * t;
             }
-            total += ad->wt[s] * q;
+            total += P->wt[s] * q;
         }
         return total;
     }
@@ -731,28 +735,29 @@ static double gn_param(bp_ad *ad, int i, int k, const double *gy)
 /* Adds input k's contribution for node n: dst of in[k], or in a Gauss-Newton
  * pass the per-sample norm of a wanted parameter.  Returns the destination
  * to write, or NULL when input k takes nothing. */
-static double *vjp_dst(bp_ad *ad, int i, int k, const double *gy,
+static double *vjp_dst(bp_ad *ad, pass *P, int i, int k, const double *gy,
                        int second)
 {
     const bp_node *n = &ad->g->nodes[i];
     int v = in_at(n, k);
     if (v < 0 || !diff_slot(n, k))
         return NULL;
-    if (ad->gn && ad->pidx[v] >= 0) {
+    if (P->gn && ad->pidx[v] >= 0) {
         int p = ad->pidx[v];
-        if (!second && ad->gn_want[p])
-            ad->gn_tr[p] += gn_param(ad, i, k, gy);
+        if (!second && P->gn_want[p])
+            P->gn_tr[p] += gn_param(ad, P, i, k, gy);
         return NULL;
     }
-    if (ad->dst[v])
-        ad->anz[v] = 1;
-    return ad->dst[v];
+    if (P->dst[v])
+        P->anz[v] = 1;
+    return P->dst[v];
 }
 
 /* node i's VJP with output adjoint gy into its inputs' adjoints; with second
  * set, the second-order half of the R-pass instead (gy is then the primal
  * adjoint and the operands are tangents, ad->tp). */
-static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
+static int node_vjp(bp_ad *ad, pass *P, int i, const double *gy,
+                    int second)
 {
     const bp_graph *g = ad->g;
     const bp_node *n = &g->nodes[i];
@@ -763,9 +768,9 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
     int64_t ystr[BP_MAX_RANK];
     int st;
     /* operand k as the VJP reads it: primal, or its tangent (NULL = zero) */
-#define OP(k) (second ? (in_at(n, (k)) >= 0 ? ad->tp[n->in[k]] : NULL) \
+#define OP(k) (second ? (in_at(n, (k)) >= 0 ? P->tp[n->in[k]] : NULL) \
                       : VAL(n->in[k]))
-#define D(k) vjp_dst(ad, i, (k), gy, second)
+#define D(k) vjp_dst(ad, P, i, (k), gy, second)
     contig(y->rank, y->dims, ystr);
 
     switch (n->op) {
@@ -777,11 +782,10 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         double *d0 = D(0), *d1 = D(1), *d2 = D(2);
         if (d0)
             bp_gconv_bwd_data(d0, gy, VAL(n->in[1]), NULL, NULL, &geo,
-                              ad->work);
+                              P->work);
         if (d1) {
-            bp_gconv_bwd_weight(d1, gy, VAL(n->in[0]), 1.0, &geo, ad->work,
-                                ad->colx[i], ad->colx_ok[i]);
-            ad->colx_ok[i] = ad->colx[i] != NULL;
+            bp_gconv_bwd_weight(d1, gy, VAL(n->in[0]), 1.0, &geo, P->work,
+                                CX(i), 1);
         }
         if (d2)
             bp_gconv_bwd_bias(d2, gy, &geo);
@@ -842,7 +846,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
             double *d0 = D(0), *d1 = D(1);
             if (second)
                 bp_g_div_second(d0, d1, gy, VAL(n->in[0]), as, VAL(n->in[1]),
-                                bs, ad->tp[n->in[0]], ad->tp[n->in[1]],
+                                bs, P->tp[n->in[0]], P->tp[n->in[1]],
                                 y->rank, y->dims);
             else if (d0 || d1)
                 bp_g_div_vjp(d0, d1, gy, VAL(n->in[0]), as, VAL(n->in[1]), bs,
@@ -876,7 +880,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         if (second) {
             if (op != BP_UN_SIGMOID && op != BP_UN_TANH)
                 return BP_OK;
-            const double *t = ad->tp[n->in[0]];
+            const double *t = P->tp[n->in[0]];
             double *d0 = t ? D(0) : NULL;
             if (d0)
                 bp_g_unary_d2(d0, gy, t, VAL(n->in[0]), VAL(yv), ny, op);
@@ -891,7 +895,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
         int64_t outer, len, inner;
         bp_softmax_split(g, n, &outer, &len, &inner);
         if (second) {
-            const double *t = ad->tp[yv];
+            const double *t = P->tp[yv];
             double *d0 = t ? D(0) : NULL;
             if (d0)
                 bp_g_softmax_second(d0, VAL(yv), t, gy, outer, len, inner);
@@ -950,9 +954,7 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
             return st;
         double *d0 = D(0);
         if (d0 && n->op == BP_OP_MAXPOOL) {
-            bp_g_maxpool_bwd(d0, VAL(n->in[0]), gy, &geo, ad->route[i],
-                             ad->route_ok[i]);
-            ad->route_ok[i] = 1;
+            bp_g_maxpool_bwd(d0, VAL(n->in[0]), gy, &geo, RT(i), 1);
         } else if (d0)
             bp_g_avgpool_bwd(d0, gy, &geo);
         return BP_OK;
@@ -1036,7 +1038,8 @@ static int node_vjp(bp_ad *ad, int i, const double *gy, int second)
  * R-adjoint (or NULL), g its primal adjoint (or NULL when no input carries a
  * tangent).  The two data terms share one col2im, and the weight terms
  * read the cached columns of x and dx. */
-static int conv_rpass(bp_ad *ad, int i, const double *rg, const double *g)
+static int conv_rpass(bp_ad *ad, pass *P, int i, const double *rg,
+                      const double *g)
 {
     const bp_node *n = &ad->g->nodes[i];
     bp_conv_geom geo;
@@ -1044,24 +1047,22 @@ static int conv_rpass(bp_ad *ad, int i, const double *rg, const double *g)
     if ((st = bp_conv_geom_of(ad->g, n, &geo)))
         return st;
     const double *X = VAL(n->in[0]), *W = VAL(n->in[1]);
-    const double *dX = ad->tp[n->in[0]], *dW = ad->tp[n->in[1]];
-    double *d0 = vjp_dst(ad, i, 0, NULL, 0), *d1 = vjp_dst(ad, i, 1, NULL, 0);
-    double *d2 = rg ? vjp_dst(ad, i, 2, NULL, 0) : NULL;
+    const double *dX = P->tp[n->in[0]], *dW = P->tp[n->in[1]];
+    double *d0 = vjp_dst(ad, P, i, 0, NULL, 0), *d1 = vjp_dst(ad, P, i, 1, NULL, 0);
+    double *d2 = rg ? vjp_dst(ad, P, i, 2, NULL, 0) : NULL;
     const double *g2 = g && dW ? g : NULL;
     if (d0 && (rg || g2)) {
         if (rg)
-            bp_gconv_bwd_data(d0, rg, W, g2, dW, &geo, ad->work);
+            bp_gconv_bwd_data(d0, rg, W, g2, dW, &geo, P->work);
         else
-            bp_gconv_bwd_data(d0, g2, dW, NULL, NULL, &geo, ad->work);
+            bp_gconv_bwd_data(d0, g2, dW, NULL, NULL, &geo, P->work);
     }
     if (d1 && rg) {
-        bp_gconv_bwd_weight(d1, rg, X, 1.0, &geo, ad->work, ad->colx[i],
-                            ad->colx_ok[i]);
-        ad->colx_ok[i] = 1;
+        bp_gconv_bwd_weight(d1, rg, X, 1.0, &geo, P->work, CX(i), 1);
     }
     if (d1 && g && dX)
-        bp_gconv_bwd_weight(d1, g, dX, 1.0, &geo, ad->work, ad->colt[i],
-                            ad->colt_ok[i]);
+        bp_gconv_bwd_weight(d1, g, dX, 1.0, &geo, P->work, P->colt[i],
+                            P->colt_ok[i]);
     if (d2)
         bp_gconv_bwd_bias(d2, rg, &geo);
     return BP_OK;
@@ -1092,19 +1093,19 @@ static void closure(bp_ad *ad, const char *sel, char *mask)
 
 /* Zeroes the buffers of the pass's computed adjoints: dst[v] = buf[v] for
  * computed values with need[v], params get pdst[p] (NULL: not wanted). */
-static void setup_dst(bp_ad *ad, double **buf, const char *need,
+static void setup_dst(bp_ad *ad, pass *P, double **buf, const char *need,
                       double *const *pdst)
 {
     const bp_graph *g = ad->g;
     for (int v = 0; v < g->n_values; v++) {
-        ad->dst[v] = NULL;
-        ad->anz[v] = 0;
+        P->dst[v] = NULL;
+        P->anz[v] = 0;
         if (ad->pidx[v] >= 0) {
-            ad->dst[v] = pdst ? pdst[ad->pidx[v]] : NULL;
+            P->dst[v] = pdst ? pdst[ad->pidx[v]] : NULL;
             continue;
         }
         if (need[v] && buf[v]) {
-            ad->dst[v] = buf[v];
+            P->dst[v] = buf[v];
             memset(buf[v], 0, (size_t)vnumel(&g->values[v]) * sizeof *buf[v]);
         }
     }
@@ -1113,7 +1114,7 @@ static void setup_dst(bp_ad *ad, double **buf, const char *need,
 /* Reverse sweep over the live nodes that can reach a wanted input.  With
  * second set (the R-pass), adds each node's second-order half wherever one
  * of its inputs carries a tangent. */
-static int backward(bp_ad *ad, int second)
+static int backward(bp_ad *ad, pass *P, int second)
 {
     const bp_graph *g = ad->g;
     int st;
@@ -1126,25 +1127,25 @@ static int backward(bp_ad *ad, int second)
             int v = n->in[k];
             if (v < 0 || !diff_slot(n, k))
                 continue;
-            if (ad->dst[v] || (ad->gn && ad->pidx[v] >= 0 &&
-                               ad->gn_want[ad->pidx[v]]))
+            if (P->dst[v] || (P->gn && ad->pidx[v] >= 0 &&
+                               P->gn_want[ad->pidx[v]]))
                 want = 1;
-            if (ad->tp[v])
+            if (P->tp[v])
                 tnz = 1;
         }
         if (!want)
             continue;
         const int yv = n->out[0];
         if (second && tnz && n->op == BP_OP_CONV) {
-            if ((st = conv_rpass(ad, i, ad->anz[yv] ? ad->dst[yv] : NULL,
+            if ((st = conv_rpass(ad, P, i, P->anz[yv] ? P->dst[yv] : NULL,
                                  ad->adj[yv])))
                 return st;
             continue;
         }
-        if (ad->anz[yv] && (st = node_vjp(ad, i, ad->dst[yv], 0)))
+        if (P->anz[yv] && (st = node_vjp(ad, P, i, P->dst[yv], 0)))
             return st;
         if (second && tnz && op_second_order(n->op) &&
-            (st = node_vjp(ad, i, ad->adj[yv], 1)))
+            (st = node_vjp(ad, P, i, ad->adj[yv], 1)))
             return st;
     }
     return BP_OK;
@@ -1333,6 +1334,76 @@ static int64_t node_work(const bp_graph *g, const bp_node *n)
     return w;
 }
 
+/* Allocates pass P: tables, the tangent and R-adjoint buffers of every
+ * live output, the tangent column caches of convs with an active input. */
+static int pass_init(bp_ad *ad, pass *P)
+{
+    const bp_graph *g = ad->g;
+    const int nv = g->n_values, nn = g->n_nodes;
+    memset(P, 0, sizeof *P);
+    P->tp = calloc((size_t)nv + 1, sizeof *P->tp);
+    P->dst = calloc((size_t)nv + 1, sizeof *P->dst);
+    P->anz = calloc((size_t)nv + 1, 1);
+    P->mask = calloc((size_t)nv + 1, 1);
+    P->need = calloc((size_t)nv + 1, 1);
+    P->tan = calloc((size_t)nv + 1, sizeof *P->tan);
+    P->radj = calloc((size_t)nv + 1, sizeof *P->radj);
+    P->colt = calloc((size_t)nn + 1, sizeof *P->colt);
+    P->colt_ok = calloc((size_t)nn + 1, 1);
+    P->work = malloc((size_t)ad->work_n * sizeof *P->work);
+    P->wtbuf = calloc((size_t)ad->max_batch, sizeof *P->wtbuf);
+    if (!P->tp || !P->dst || !P->anz || !P->mask || !P->need || !P->tan ||
+        !P->radj || !P->colt || !P->colt_ok || !P->work || !P->wtbuf)
+        return BP_ENOMEM;
+    int64_t used = 0;
+    for (int i = 0; i < nn; i++) {
+        if (!ad->live[i])
+            continue;
+        /* sizes at max_batch: the graph's shapes are those of the last
+         * batch */
+        const bp_node *n = &g->nodes[i];
+        const int v = n->out[0];
+        const int64_t cnt = ad->cap[v];
+        P->tan[v] = malloc((size_t)cnt * sizeof(double));
+        P->radj[v] = malloc((size_t)cnt * sizeof(double));
+        if (!P->tan[v] || !P->radj[v])
+            return BP_ENOMEM;
+        if (n->op != BP_OP_CONV || !ad->active[n->in[0]])
+            continue;
+        const int64_t sz = ad->colcap[i];
+        if (used + sz > COL_BUDGET)
+            continue;
+        used += sz;
+        if (!(P->colt[i] = malloc((size_t)sz * sizeof(double))))
+            return BP_ENOMEM;
+    }
+    return BP_OK;
+}
+
+static void pass_free(const bp_ad *ad, pass *P)
+{
+    for (int v = 0; v < ad->g->n_values; v++) {
+        if (P->tan)
+            free(P->tan[v]);
+        if (P->radj)
+            free(P->radj[v]);
+    }
+    for (int i = 0; P->colt && i < ad->g->n_nodes; i++)
+        free(P->colt[i]);
+    free(P->tp);
+    free(P->dst);
+    free(P->anz);
+    free(P->mask);
+    free(P->need);
+    free(P->tan);
+    free(P->radj);
+    free(P->colt);
+    free(P->colt_ok);
+    free(P->work);
+    free(P->wtbuf);
+    memset(P, 0, sizeof *P);
+}
+
 int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
               int64_t max_batch)
 {
@@ -1359,20 +1430,22 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
     ad->pl = calloc((size_t)n_params, 1);
     ad->gnok = calloc((size_t)n_params, 1);
     ad->adj = calloc((size_t)nv + 1, sizeof *ad->adj);
-    ad->tan = calloc((size_t)nv + 1, sizeof *ad->tan);
-    ad->radj = calloc((size_t)nv + 1, sizeof *ad->radj);
-    ad->tp = calloc((size_t)nv + 1, sizeof *ad->tp);
-    ad->dst = calloc((size_t)nv + 1, sizeof *ad->dst);
-    ad->anz = calloc((size_t)nv + 1, 1);
     ad->mask = calloc((size_t)nv + 1, 1);
     ad->dep = calloc((size_t)nv + 1, 1);
     ad->pgrad = calloc((size_t)n_params, sizeof *ad->pgrad);
     ad->target = calloc((size_t)max_batch, sizeof *ad->target);
-    ad->wtbuf = calloc((size_t)max_batch, sizeof *ad->wtbuf);
-    if (!ad->pv || !ad->pnumel || !ad->pidx || !ad->active || !ad->live ||
-        !ad->pl || !ad->gnok || !ad->adj || !ad->tan || !ad->radj ||
-        !ad->tp || !ad->dst || !ad->anz || !ad->mask || !ad->dep || !ad->pgrad ||
-        !ad->target || !ad->wtbuf) {
+    ad->colx = calloc((size_t)nn + 1, sizeof *ad->colx);
+    ad->colx_ok = calloc((size_t)nn + 1, 1);
+    ad->route = calloc((size_t)nn + 1, sizeof *ad->route);
+    ad->route_ok = calloc((size_t)nn + 1, 1);
+    ad->gram = calloc((size_t)nn + 1, sizeof *ad->gram);
+    ad->gram_ok = calloc((size_t)nn + 1, 1);
+    ad->cap = calloc((size_t)nv + 1, sizeof *ad->cap);
+    ad->colcap = calloc((size_t)nn + 1, sizeof *ad->colcap);
+    if (!ad->cap || !ad->colcap || !ad->pv || !ad->pnumel || !ad->pidx || !ad->active || !ad->live ||
+        !ad->pl || !ad->gnok || !ad->adj || !ad->mask || !ad->dep ||
+        !ad->pgrad || !ad->target || !ad->colx || !ad->colx_ok ||
+        !ad->route || !ad->route_ok || !ad->gram || !ad->gram_ok) {
         st = BP_ENOMEM;
         goto fail;
     }
@@ -1462,80 +1535,58 @@ int bp_ad_new(bp_ad **out, bp_graph *g, const int *params, int n_params,
                     reach[n->in[k]] = 1;
         }
     }
-    /* buffers: adjoints, tangents and R-adjoints of active computed values */
-    int64_t work = 1;
+    /* shared buffers: primal adjoints, caches; then the first pass */
+    int64_t work = 1, used = 0;
     for (int i = 0; i < nn; i++) {
         if (!ad->live[i])
             continue;
         const bp_node *n = &g->nodes[i];
         int v = n->out[0];
         int64_t cnt = vnumel(&g->values[v]) + 1;
-        ad->adj[v] = malloc((size_t)cnt * sizeof(double));
-        ad->tan[v] = malloc((size_t)cnt * sizeof(double));
-        ad->radj[v] = malloc((size_t)cnt * sizeof(double));
-        if (!ad->adj[v] || !ad->tan[v] || !ad->radj[v]) {
+        ad->cap[v] = cnt;
+        if (!(ad->adj[v] = malloc((size_t)cnt * sizeof(double)))) {
             st = BP_ENOMEM;
             goto fail;
         }
         int64_t w = node_work(g, n);
         work = w > work ? w : work;
-    }
-    ad->colx = calloc((size_t)nn + 1, sizeof *ad->colx);
-    ad->colt = calloc((size_t)nn + 1, sizeof *ad->colt);
-    ad->colx_ok = calloc((size_t)nn + 1, 1);
-    ad->colt_ok = calloc((size_t)nn + 1, 1);
-    ad->route = calloc((size_t)nn + 1, sizeof *ad->route);
-    ad->route_ok = calloc((size_t)nn + 1, 1);
-    ad->gram = calloc((size_t)nn + 1, sizeof *ad->gram);
-    ad->gram_ok = calloc((size_t)nn + 1, 1);
-    if (!ad->colx || !ad->colt || !ad->colx_ok || !ad->colt_ok ||
-        !ad->route || !ad->route_ok || !ad->gram || !ad->gram_ok) {
-        st = BP_ENOMEM;
-        goto fail;
-    }
-    for (int i = 0; i < nn; i++)
-        if (ad->live[i] && g->nodes[i].op == BP_OP_MAXPOOL) {
-            int64_t cnt = vnumel(&g->values[g->nodes[i].out[0]]) + 1;
-            if (!(ad->route[i] = malloc((size_t)cnt * sizeof **ad->route))) {
-                st = BP_ENOMEM;
-                goto fail;
-            }
+        if (n->op == BP_OP_MAXPOOL &&
+            !(ad->route[i] = malloc((size_t)cnt * sizeof **ad->route))) {
+            st = BP_ENOMEM;
+            goto fail;
         }
-    {
-        int64_t used = 0;
-        for (int i = 0; i < nn; i++) {
-            bp_conv_geom geo;
-            if (!ad->live[i] || g->nodes[i].op != BP_OP_CONV ||
-                bp_conv_geom_of(g, &g->nodes[i], &geo))
-                continue;
-            if (bp_gconv_gram_pays(&geo) &&
-                bp_gconv_gram_size(&geo) <= COL_BUDGET / 4) {
-                ad->gram[i] = malloc((size_t)bp_gconv_gram_size(&geo) *
-                                     sizeof(double));
-                if (!ad->gram[i]) {
-                    st = BP_ENOMEM;
-                    goto fail;
-                }
-            }
-            int64_t sz = bp_gconv_col_size(&geo);
-            if (used + sz > COL_BUDGET)
-                continue;
-            used += sz;
-            ad->colx[i] = malloc((size_t)sz * sizeof(double));
-            ad->colt[i] = malloc((size_t)sz * sizeof(double));
-            if (!ad->colx[i] || !ad->colt[i]) {
-                st = BP_ENOMEM;
-                goto fail;
-            }
+        bp_conv_geom geo;
+        if (n->op != BP_OP_CONV || bp_conv_geom_of(g, n, &geo))
+            continue;
+        ad->colcap[i] = bp_gconv_col_size(&geo);
+        if (!ad->active[n->in[1]])
+            continue;
+        if (bp_gconv_gram_pays(&geo) &&
+            bp_gconv_gram_size(&geo) <= COL_BUDGET / 4 &&
+            !(ad->gram[i] = malloc((size_t)bp_gconv_gram_size(&geo) *
+                                   sizeof(double)))) {
+            st = BP_ENOMEM;
+            goto fail;
         }
-    }
-    ad->work = malloc((size_t)work * sizeof *ad->work);
-    ad->prob = malloc((size_t)(max_batch * ad->C + 1) * sizeof *ad->prob);
-    if (!ad->work || !ad->prob) {
-        st = BP_ENOMEM;
-        goto fail;
+        const int64_t sz = bp_gconv_col_size(&geo);
+        if (used + sz > COL_BUDGET)
+            continue;
+        used += sz;
+        if (!(ad->colx[i] = malloc((size_t)sz * sizeof(double)))) {
+            st = BP_ENOMEM;
+            goto fail;
+        }
     }
     ad->work_n = work;
+    ad->prob = malloc((size_t)(max_batch * ad->C + 1) * sizeof *ad->prob);
+    ad->ps = calloc(1, sizeof *ad->ps);
+    if (!ad->prob || !ad->ps) {
+        st = BP_ENOMEM;
+        goto fail;
+    }
+    ad->nthreads = 1;
+    if ((st = pass_init(ad, &ad->ps[0])))
+        goto fail;
     int sep = separable(ad);
     for (int p = 0; p < n_params; p++) {
         ad->pl[p] = (char)piecewise_linear(ad, p);
@@ -1548,42 +1599,48 @@ fail:
     return st;
 }
 
+int bp_ad_set_threads(bp_ad *ad, int n)
+{
+    if (n < 1)
+        n = 1;
+    if (n <= ad->nthreads)
+        return BP_OK;
+    pass *ps = realloc(ad->ps, (size_t)n * sizeof *ps);
+    if (!ps)
+        return BP_ENOMEM;
+    ad->ps = ps;
+    for (int t = ad->nthreads; t < n; t++) {
+        int st = pass_init(ad, &ps[t]);
+        if (st) {
+            pass_free(ad, &ps[t]);
+            return st;
+        }
+        ad->nthreads = t + 1;
+    }
+    return BP_OK;
+}
+
 void bp_ad_free(bp_ad **adp)
 {
     if (!adp || !*adp)
         return;
     bp_ad *ad = *adp;
-    if (ad->g && ad->adj)
-        for (int v = 0; v < ad->g->n_values; v++) {
-            free(ad->adj[v]);
-            if (ad->tan)
-                free(ad->tan[v]);
-            if (ad->radj)
-                free(ad->radj[v]);
-        }
-    if (ad->pgrad)
-        for (int p = 0; p < ad->np; p++)
-            free(ad->pgrad[p]);
-    if (ad->g && ad->colx)
-        for (int i = 0; i < ad->g->n_nodes; i++) {
+    const int nv = ad->g->n_values, nn = ad->g->n_nodes;
+    for (int v = 0; ad->adj && v < nv; v++)
+        free(ad->adj[v]);
+    for (int p = 0; ad->pgrad && p < ad->np; p++)
+        free(ad->pgrad[p]);
+    for (int i = 0; i < nn; i++) {
+        if (ad->colx)
             free(ad->colx[i]);
-            if (ad->colt)
-                free(ad->colt[i]);
-        }
-    free(ad->colx);
-    free(ad->colt);
-    free(ad->colx_ok);
-    free(ad->colt_ok);
-    if (ad->g && ad->route)
-        for (int i = 0; i < ad->g->n_nodes; i++)
+        if (ad->route)
             free(ad->route[i]);
-    free(ad->route);
-    free(ad->route_ok);
-    if (ad->g && ad->gram)
-        for (int i = 0; i < ad->g->n_nodes; i++)
+        if (ad->gram)
             free(ad->gram[i]);
-    free(ad->gram);
-    free(ad->gram_ok);
+    }
+    for (int t = 0; ad->ps && t < ad->nthreads; t++)
+        pass_free(ad, &ad->ps[t]);
+    free(ad->ps);
     free(ad->pv);
     free(ad->pnumel);
     free(ad->pidx);
@@ -1592,18 +1649,19 @@ void bp_ad_free(bp_ad **adp)
     free(ad->pl);
     free(ad->gnok);
     free(ad->adj);
-    free(ad->tan);
-    free(ad->radj);
-    free(ad->tp);
-    free(ad->dst);
-    free(ad->anz);
     free(ad->mask);
     free(ad->dep);
     free(ad->prob);
     free(ad->target);
     free(ad->pgrad);
-    free(ad->work);
-    free(ad->wtbuf);
+    free(ad->colx);
+    free(ad->colx_ok);
+    free(ad->route);
+    free(ad->route_ok);
+    free(ad->gram);
+    free(ad->gram_ok);
+    free(ad->cap);
+    free(ad->colcap);
     bp_exec_free(&ad->ex);
     free(ad);
     *adp = NULL;
@@ -1621,10 +1679,37 @@ int64_t bp_ad_batch_correct(const bp_ad *ad) { return ad->correct; }
 
 /* ---- batches, gradients, products ------------------------------------------------ */
 
+/* The shared caches of the batch: input columns of convs whose weight is
+ * differentiated, max-pool routes. */
+static int fill_caches(bp_ad *ad)
+{
+    const bp_graph *g = ad->g;
+    int st;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const bp_node *n = &g->nodes[i];
+        if (ad->colx[i]) {
+            bp_conv_geom geo;
+            if ((st = bp_conv_geom_of(g, n, &geo)))
+                return st;
+            bp_gconv_fill_col(ad->colx[i], VAL(n->in[0]), &geo);
+            ad->colx_ok[i] = 1;
+        }
+        if (ad->route[i]) {
+            bp_pool_geom geo;
+            if ((st = bp_pool_geom_of(g, n, &geo)))
+                return st;
+            bp_g_maxpool_routes(ad->route[i], VAL(n->in[0]), &geo);
+            ad->route_ok[i] = 1;
+        }
+    }
+    return BP_OK;
+}
+
 int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
                     int64_t n, double weight)
 {
     const bp_graph *g = ad->g;
+    pass *P = &ad->ps[0];
     int st;
     if (n < 1 || n > ad->max_batch)
         return bp_fail(BP_EINVAL, "autodiff: batch of %lld samples; expected "
@@ -1640,6 +1725,8 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
         return st;
     ad->n = n;
     ad->weight = weight;
+    if ((st = fill_caches(ad)))
+        return st;
     const int64_t C = ad->C;
     const double *z = VAL(ad->logits);
     ad->loss = 0;
@@ -1674,19 +1761,19 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     /* primal backward: adjoints of every active value, parameter gradients */
     for (int p = 0; p < ad->np; p++)
         memset(ad->pgrad[p], 0, (size_t)ad->pnumel[p] * sizeof *ad->pgrad[p]);
-    setup_dst(ad, ad->adj, ad->active, ad->pgrad);
+    setup_dst(ad, P, ad->adj, ad->active, ad->pgrad);
     for (int v = 0; v < g->n_values; v++)
-        ad->tp[v] = NULL;
-    if (!ad->dst[ad->logits])
+        P->tp[v] = NULL;
+    if (!P->dst[ad->logits])
         return BP_OK; /* no parameter reaches the logits */
-    double *gz = ad->dst[ad->logits];
+    double *gz = P->dst[ad->logits];
     for (int64_t s = 0; s < n; s++)
         for (int64_t c = 0; c < C; c++)
             gz[s * C + c] = weight * (ad->prob[s * C + c] -
                                       (c == ad->target[s] ? 1.0 : 0.0));
-    ad->anz[ad->logits] = 1;
-    ad->gn = 0;
-    return backward(ad, 0);
+    P->anz[ad->logits] = 1;
+    P->gn = 0;
+    return backward(ad, P, 0);
 }
 
 int bp_ad_grad(bp_ad *ad, double *const *grad)
@@ -1697,111 +1784,235 @@ int bp_ad_grad(bp_ad *ad, double *const *grad)
     return BP_OK;
 }
 
-int bp_ad_hvp(bp_ad *ad, const double *const *v, double *const *hv)
+/* One product in pass P. */
+static int hvp_pass(bp_ad *ad, pass *P, const double *const *v,
+                    double *const *hv)
 {
     const bp_graph *g = ad->g;
-    int st;
-    char *vm = malloc((size_t)ad->np + 1), *om = malloc((size_t)ad->np + 1);
-    char *need = malloc((size_t)g->n_values + 1);
-    if (!vm || !om || !need) {
-        free(vm);
-        free(om);
-        free(need);
-        return BP_ENOMEM;
+    int st = BP_OK;
+    char *vm = P->mask, *om = P->mask + ad->np;
+    /* the two parameter masks fit in the value-sized scratch: np <= nv / 2
+     * need not hold, so fall back to heap when it does not */
+    char *heap = NULL;
+    if (2 * ad->np > g->n_values) {
+        heap = malloc((size_t)(2 * ad->np));
+        if (!heap)
+            return BP_ENOMEM;
+        vm = heap;
+        om = heap + ad->np;
     }
     for (int p = 0; p < ad->np; p++) {
         vm[p] = v[p] != NULL;
         om[p] = hv[p] != NULL;
     }
-    memset(ad->colt_ok, 0, (size_t)g->n_nodes);
-    /* tangent pass over the closure of v's support */
-    closure(ad, vm, ad->mask);
+    /* tangent pass over the closure of v's support; then the R-pass over the
+     * closure of the wanted blocks (closure() overwrites the mask it gets,
+     * so the masks are consumed first) */
+    char *tmask = P->need;
+    closure(ad, vm, tmask);
     for (int u = 0; u < g->n_values; u++) {
-        ad->tp[u] = NULL;
+        P->tp[u] = NULL;
         if (ad->pidx[u] >= 0)
-            ad->tp[u] = (double *)v[ad->pidx[u]];
-        else if (ad->mask[u] && ad->tan[u])
-            ad->tp[u] = ad->tan[u];
+            P->tp[u] = (double *)v[ad->pidx[u]];
+        else if (tmask[u] && P->tan[u])
+            P->tp[u] = P->tan[u];
     }
-    st = BP_OK;
-    if (!ad->tp[ad->logits])
+    closure(ad, om, tmask);
+    free(heap);
+    memset(P->colt_ok, 0, (size_t)g->n_nodes);
+    if (!P->tp[ad->logits])
         goto out; /* the direction does not move the logits: H v = 0 */
     for (int i = 0; i < g->n_nodes; i++) {
-        if (!ad->live[i] || !ad->tp[g->nodes[i].out[0]])
+        if (!ad->live[i] || !P->tp[g->nodes[i].out[0]])
             continue;
-        if ((st = node_jvp(ad, i)))
+        if ((st = node_jvp(ad, P, i)))
             goto out;
     }
-    /* R-pass over the closure of the wanted blocks */
-    closure(ad, om, need);
-    setup_dst(ad, ad->radj, need, hv);
-    if (!ad->dst[ad->logits])
+    setup_dst(ad, P, P->radj, tmask, hv);
+    if (!P->dst[ad->logits])
         goto out;
     {
         const int64_t C = ad->C;
-        const double *dz = ad->tp[ad->logits];
-        double *rz = ad->dst[ad->logits];
+        const double *dz = P->tp[ad->logits];
+        double *rz = P->dst[ad->logits];
         for (int64_t s = 0; s < ad->n; s++) {
             const double *ps = ad->prob + s * C, *ds = dz + s * C;
             double m = bp_g_dot(ps, ds, C);
             for (int64_t c = 0; c < C; c++)
                 rz[s * C + c] = ad->weight * ps[c] * (ds[c] - m);
         }
-        ad->anz[ad->logits] = 1;
+        P->anz[ad->logits] = 1;
     }
-    ad->gn = 0;
-    st = backward(ad, 1);
+    P->gn = 0;
+    st = backward(ad, P, 1);
 out:
     for (int u = 0; u < g->n_values; u++)
-        ad->tp[u] = NULL;
-    free(vm);
-    free(om);
-    free(need);
+        P->tp[u] = NULL;
+    return st;
+}
+
+int bp_ad_hvp(bp_ad *ad, const double *const *v, double *const *hv)
+{
+    return hvp_pass(ad, &ad->ps[0], v, hv);
+}
+
+/* ---- threads ----------------------------------------------------------------------- */
+
+/* Work items 0..count-1 split round-robin over the passes; item j always
+ * gives the same bits whichever thread runs it (BLAS runs single-threaded
+ * inside workers), so results do not depend on the thread count. */
+typedef struct job {
+    bp_ad *ad;
+    int t, T, count;
+    int (*item)(bp_ad *ad, pass *P, int j, void *arg);
+    void *arg;
+    int st;
+    char msg[512];
+} job;
+
+static void *job_run(void *p)
+{
+    job *jb = p;
+    for (int j = jb->t; j < jb->count && jb->st == BP_OK; j += jb->T)
+        jb->st = jb->item(jb->ad, &jb->ad->ps[jb->t], j, jb->arg);
+    if (jb->st)
+        snprintf(jb->msg, sizeof jb->msg, "%s", bp_errmsg());
+    return NULL;
+}
+
+static int run_jobs(bp_ad *ad, int count,
+                    int (*item)(bp_ad *ad, pass *P, int j, void *arg),
+                    void *arg)
+{
+    int T = ad->nthreads < count ? ad->nthreads : count;
+    if (T <= 1) {
+        for (int j = 0; j < count; j++) {
+            int st = item(ad, &ad->ps[0], j, arg);
+            if (st)
+                return st;
+        }
+        return BP_OK;
+    }
+    job *jobs = calloc((size_t)T, sizeof *jobs);
+    pthread_t *th = calloc((size_t)T, sizeof *th);
+    if (!jobs || !th) {
+        free(jobs);
+        free(th);
+        return BP_ENOMEM;
+    }
+    int blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int started = 1;
+    for (int t = 0; t < T; t++)
+        jobs[t] = (job){ad, t, T, count, item, arg, BP_OK, ""};
+    for (int t = 1; t < T; t++) {
+        if (pthread_create(&th[t], NULL, job_run, &jobs[t]))
+            break;
+        started++;
+    }
+    /* items of threads that could not start run here */
+    for (int t = started; t < T; t++)
+        jobs[t].T = T, job_run(&jobs[t]);
+    job_run(&jobs[0]);
+    for (int t = 1; t < started; t++)
+        pthread_join(th[t], NULL);
+    openblas_set_num_threads(blas);
+    int st = BP_OK;
+    for (int t = 0; t < T && !st; t++)
+        if ((st = jobs[t].st))
+            bp_fail(st, "%s", jobs[t].msg);
+    free(jobs);
+    free(th);
+    return st;
+}
+
+static int hvp_item(bp_ad *ad, pass *P, int j, void *arg)
+{
+    const bp_ad_dir *d = (const bp_ad_dir *)arg + j;
+    return hvp_pass(ad, P, d->v, d->hv);
+}
+
+int bp_ad_hvp_many(bp_ad *ad, int k, const bp_ad_dir *dirs)
+{
+    return run_jobs(ad, k, hvp_item, (void *)dirs);
+}
+
+/* ---- Gauss-Newton traces -------------------------------------------------------------- */
+
+typedef struct gn_arg {
+    const char *want;
+    double *trc;       /* (C, np) per-class contributions */
+} gn_arg;
+
+static int gn_item(bp_ad *ad, pass *P, int c, void *arg)
+{
+    gn_arg *a = arg;
+    const int64_t C = ad->C;
+    double *tr = a->trc + (int64_t)c * ad->np;
+    closure(ad, a->want, P->need);
+    for (int u = 0; u < ad->g->n_values; u++)
+        P->tp[u] = NULL;
+    setup_dst(ad, P, P->radj, P->need, NULL);
+    double *seed = P->dst[ad->logits];
+    if (!seed)
+        return BP_OK;
+    int any = 0;
+    for (int64_t s = 0; s < ad->n; s++) {
+        const double *ps = ad->prob + s * C;
+        P->wtbuf[s] = ad->weight * ps[c];
+        any |= P->wtbuf[s] != 0;
+        for (int64_t j = 0; j < C; j++)
+            seed[s * C + j] = (j == c ? 1.0 : 0.0) - ps[j];
+    }
+    if (!any)
+        return BP_OK;
+    P->anz[ad->logits] = 1;
+    P->gn = 1;
+    P->gn_want = a->want;
+    P->gn_tr = tr;
+    P->wt = P->wtbuf;
+    int st = backward(ad, P, 0);
+    P->gn = 0;
+    P->gn_want = NULL;
+    P->gn_tr = NULL;
     return st;
 }
 
 int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)
 {
     const bp_graph *g = ad->g;
-    int st = BP_OK;
     for (int p = 0; p < ad->np; p++)
         if (want[p] && !ad->gnok[p])
             return bp_fail(BP_EUNSUPPORTED, "%s: parameter '%s': per-sample "
                            "gradients are not available for its consumer",
                            g->path, g->values[ad->pv[p]].name);
-    char *need = malloc((size_t)g->n_values + 1);
-    if (!need)
-        return BP_ENOMEM;
-    closure(ad, want, need);
-    const int64_t C = ad->C;
-    ad->gn = 1;
-    ad->gn_want = want;
-    ad->gn_tr = tr;
-    ad->wt = ad->wtbuf;
-    for (int u = 0; u < g->n_values; u++)
-        ad->tp[u] = NULL;
-    for (int64_t c = 0; c < C && st == BP_OK; c++) {
-        setup_dst(ad, ad->radj, need, NULL);
-        double *seed = ad->dst[ad->logits];
-        if (!seed)
-            break;
-        int any = 0;
-        for (int64_t s = 0; s < ad->n; s++) {
-            const double *ps = ad->prob + s * C;
-            ad->wtbuf[s] = ad->weight * ps[c];
-            any |= ad->wtbuf[s] != 0;
-            for (int64_t j = 0; j < C; j++)
-                seed[s * C + j] = (j == c ? 1.0 : 0.0) - ps[j];
-        }
-        if (!any)
+    /* Gram matrices of the wanted convs' inputs: shared, so made here */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const bp_node *n = &g->nodes[i];
+        if (!ad->gram[i] || ad->gram_ok[i])
             continue;
-        ad->anz[ad->logits] = 1;
-        st = backward(ad, 0);
+        int p = ad->pidx[n->in[1]];
+        if (p < 0 || !want[p])
+            continue;
+        bp_conv_geom geo;
+        int st = bp_conv_geom_of(g, n, &geo);
+        if (st)
+            return st;
+        bp_gconv_gram(ad->gram[i], VAL(n->in[0]), &geo, ad->ps[0].work, CX(i),
+                      1);
+        ad->gram_ok[i] = 1;
     }
-    ad->gn = 0;
-    ad->gn_want = NULL;
-    ad->gn_tr = NULL;
-    free(need);
+    double *trc = calloc((size_t)(ad->C * ad->np), sizeof *trc);
+    if (!trc)
+        return BP_ENOMEM;
+    gn_arg a = {want, trc};
+    int st = run_jobs(ad, (int)ad->C, gn_item, &a);
+    /* classes summed in order, whatever thread computed them */
+    for (int64_t c = 0; st == BP_OK && c < ad->C; c++)
+        for (int p = 0; p < ad->np; p++)
+            if (want[p])
+                tr[p] += trc[c * ad->np + p];
+    free(trc);
     return st;
 }
 

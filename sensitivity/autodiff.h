@@ -77,6 +77,21 @@ int bp_ad_grad(bp_ad *ad, double *const *grad);
  * for every p with hv[p] != NULL; v[p] == NULL is a zero block.  Exact. */
 int bp_ad_hvp(bp_ad *ad, const double *const *v, double *const *hv);
 
+/* Several products at once: direction j is dirs[j].v / dirs[j].hv as for
+ * bp_ad_hvp (each hv[p] must belong to one direction only).  Directions run
+ * on the threads of bp_ad_set_threads; the results are the same bits
+ * whatever the thread count. */
+typedef struct bp_ad_dir {
+    const double *const *v;
+    double *const *hv;
+} bp_ad_dir;
+int bp_ad_hvp_many(bp_ad *ad, int k, const bp_ad_dir *dirs);
+
+/* Threads (>= 1) for bp_ad_hvp_many and bp_ad_gn_trace; each needs its own
+ * tangent and adjoint buffers (one batch of activations, twice).  BLAS runs
+ * single-threaded inside them. */
+int bp_ad_set_threads(bp_ad *ad, int n);
+
 /* tr[p] += w * sum_n sum_c p_nc ||d((e_c - p_n)^T z_n)/dtheta_p||^2 for
  * every p with want[p]: the trace of the batch's Gauss-Newton block of p
  * (p_n the softmax of the logits z_n).  Equals the Hessian block's trace

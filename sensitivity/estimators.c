@@ -60,6 +60,7 @@ void bp_sens_opts_default(bp_sens_opts *o)
     o->eig_max_iter = 100;
     o->eig_tol = 1e-6;
     o->batch = 256;
+    o->threads = 1;
     o->seed = 0;
     o->n_bits = (int)(sizeof bits / sizeof bits[0]);
     memcpy(o->bits, bits, sizeof bits);
@@ -107,16 +108,21 @@ typedef struct dirn {
 
 static int sweep(bp_hessian *h, int k, dirn *dir)
 {
-    int st;
-    for (int64_t b = 0; b < h->nb; b++) {
-        if ((st = load(h, b)))
-            return st;
-        for (int j = 0; j < k; j++)
-            if ((st = bp_ad_hvp(h->ad, dir[j].v, dir[j].hv)))
-                return st;
+    int st = BP_OK;
+    bp_ad_dir *d = malloc((size_t)(k > 0 ? k : 1) * sizeof *d);
+    if (!d)
+        return BP_ENOMEM;
+    for (int j = 0; j < k; j++) {
+        d[j].v = dir[j].v;
+        d[j].hv = dir[j].hv;
     }
-    h->products += k;
-    return BP_OK;
+    for (int64_t b = 0; b < h->nb && st == BP_OK; b++)
+        if ((st = load(h, b)) == BP_OK)
+            st = bp_ad_hvp_many(h->ad, k, d);
+    free(d);
+    if (st == BP_OK)
+        h->products += k;
+    return st;
 }
 
 static int dirs_alloc(dirn *d, int k, int np)
@@ -515,7 +521,6 @@ static int hutchpp_sketch(bp_hessian *h, lstate *ls, const char *want)
             if (!want[i])
                 continue;
             lstate *s = &ls[i];
-            const int p = h->lw[i];
             const int64_t n = s->n;
             double *in = phase == 0 ? NULL : s->Q;
             double *outb = malloc((size_t)(s->k * n) * sizeof *outb);
@@ -545,7 +550,6 @@ static int hutchpp_sketch(bp_hessian *h, lstate *ls, const char *want)
                 vv[c] = in + (int64_t)c * n;
                 hh[c] = outb + (int64_t)c * n;
             }
-            (void)p;
             st = bp_hessian_block_hvp(h, i, s->k, vv, hh);
             s->products += s->k;
             if (st == BP_OK && phase == 0) {
@@ -711,6 +715,8 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                       bp_trace_est *est, bp_trace_scope *scope_used)
 {
     int st = BP_OK;
+    if ((st = bp_ad_set_threads(h->ad, o->threads)))
+        return st;
     const int nl = h->nl;
     h->o = o;
     lstate *ls = calloc((size_t)nl, sizeof *ls);
@@ -1059,6 +1065,8 @@ int bp_hessian_top_eigs(bp_hessian *h, const bp_sens_opts *o, double *val,
 {
     const int nl = h->nl;
     int st = BP_OK;
+    if ((st = bp_ad_set_threads(h->ad, o->threads)))
+        return st;
     h->o = o;
     for (int i = 0; i < nl; i++) {
         val[i] = NAN;
@@ -1193,6 +1201,8 @@ int bp_hessian_density(bp_hessian *h, const bp_sens_opts *o, int runs,
                        int steps, int n_grid, bp_density **out)
 {
     int st = BP_OK;
+    if ((st = bp_ad_set_threads(h->ad, o->threads)))
+        return st;
     int64_t n = 0;
     for (int p = 0; p < h->np; p++)
         n += h->numel[p];

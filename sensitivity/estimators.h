@@ -88,6 +88,7 @@ typedef struct bp_sens_opts {
     int eig_max_iter;          /* default 100 */
     double eig_tol;            /* Lanczos residual bound, default 1e-6 */
     int64_t batch;             /* samples per pass, default 256 */
+    int threads;               /* worker threads for products, default 1 */
     uint64_t seed;
     int n_bits;                /* candidate bit-widths for perturbations */
     int bits[BP_SENS_MAX_BITS];

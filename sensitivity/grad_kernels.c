@@ -159,6 +159,16 @@ static const double *chunk_col(const double *x, int64_t n0, int64_t cnt,
     return c;
 }
 
+void bp_gconv_fill_col(double *col, const double *x, const bp_conv_geom *g)
+{
+    const int64_t ch = conv_chunk(g);
+    for (int64_t n0 = 0; n0 < g->n; n0 += ch) {
+        const int64_t cnt = g->n - n0 < ch ? g->n - n0 : ch;
+        for (int64_t gi = 0; gi < g->group; gi++)
+            (void)chunk_col(x, n0, cnt, gi, g, NULL, col, 0);
+    }
+}
+
 /* yt (mg, cnt*npix) <- y (n, m, npix) rows of group gi */
 static void gather_out(double *yt, const double *y, int64_t n0, int64_t cnt,
                        int64_t gi, const bp_conv_geom *g)
@@ -713,7 +723,7 @@ static int64_t max_tap(const double *xp, int64_t oy, int64_t ox,
 }
 
 /* Routes of every output: offset of its max tap in x, or -1. */
-static void max_routes(int64_t *idx, const double *x, const bp_pool_geom *g)
+void bp_g_maxpool_routes(int64_t *idx, const double *x, const bp_pool_geom *g)
 {
     const int64_t plane = g->h * g->w;
     for (int64_t p = 0; p < g->n * g->c; p++)
@@ -730,7 +740,7 @@ void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
     const int64_t ny = g->n * g->c * g->oh * g->ow;
     if (idx) {
         if (!ready)
-            max_routes(idx, x, g);
+            bp_g_maxpool_routes(idx, x, g);
         for (int64_t o = 0; o < ny; o++)
             if (idx[o] >= 0)
                 dy[o] += dx[idx[o]];
@@ -752,7 +762,7 @@ void bp_g_maxpool_bwd(double *gx, const double *x, const double *gy,
     const int64_t ny = g->n * g->c * g->oh * g->ow;
     if (idx) {
         if (!ready)
-            max_routes(idx, x, g);
+            bp_g_maxpool_routes(idx, x, g);
         for (int64_t o = 0; o < ny; o++)
             if (idx[o] >= 0)
                 gx[idx[o]] += gy[o];

@@ -34,6 +34,10 @@ int64_t bp_gconv_work(const bp_conv_geom *g);
 /* Elements of a whole-batch column cache for geometry g. */
 int64_t bp_gconv_col_size(const bp_conv_geom *g);
 
+/* col (bp_gconv_col_size) = im2col of the whole batch x, the cache layout
+ * the kernels read with ready = 1. */
+void bp_gconv_fill_col(double *col, const double *x, const bp_conv_geom *g);
+
 /* y (n,m,oh,ow) += conv(x (n,c,h,w), w (m,c/g,kh,kw)) */
 void bp_gconv_fwd(double *y, const double *x, const double *w,
                   const bp_conv_geom *g, double *work, double *col, int ready);
@@ -137,6 +141,7 @@ void bp_g_softmax_second(double *gx, const double *y, const double *dy,
  * kernel picks it.  fwd: dy (n,c,oh,ow) += dx[argmax]; bwd: gx[argmax] += g.
  * idx (n,c,oh,ow), when not NULL, caches the routes (offsets into x, -1 for
  * an empty window): read when ready, else filled. */
+void bp_g_maxpool_routes(int64_t *idx, const double *x, const bp_pool_geom *g);
 void bp_g_maxpool_fwd(double *dy, const double *x, const double *dx,
                       const bp_pool_geom *g, int64_t *idx, int ready);
 void bp_g_maxpool_bwd(double *gx, const double *x, const double *gy,

@@ -315,6 +315,32 @@ START_TEST(test_determinism)
     o.seed = 6;
     ck_assert_int_eq(bp_hessian_traces(f.h, &o, b, &sb), BP_OK);
     ck_assert(a[0].mean != b[0].mean);
+    /* worker threads change nothing */
+    o.seed = 5;
+    o.threads = 3;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, b, &sb), BP_OK);
+    ck_assert_int_eq(bp_hessian_top_eigs(f.h, &o, eb, ib), BP_OK);
+    ck_assert(memcmp(a, b, sizeof(bp_trace_est) * (size_t)f.nl) == 0);
+    ck_assert(memcmp(ea, eb, sizeof(double) * (size_t)f.nl) == 0);
+    ck_assert(memcmp(ia, ib, sizeof(int) * (size_t)f.nl) == 0);
+    teardown(&f);
+}
+END_TEST
+
+/* Exact traces with worker threads: classes run in parallel, summed in
+ * order. */
+START_TEST(test_threads_exact)
+{
+    fixture f;
+    setup(&f, "tiny_cnn", 20, 7);
+    bp_sens_opts o;
+    bp_sens_opts_default(&o);
+    bp_trace_est a[8], b[8];
+    bp_trace_scope sc;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, a, &sc), BP_OK);
+    o.threads = 2;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, b, &sc), BP_OK);
+    ck_assert(memcmp(a, b, sizeof(bp_trace_est) * (size_t)f.nl) == 0);
     teardown(&f);
 }
 END_TEST
@@ -435,6 +461,7 @@ int main(void)
     tcase_add_test(tc, test_coverage_hutchpp);
     tcase_add_test(tc, test_stopping_rule);
     tcase_add_test(tc, test_determinism);
+    tcase_add_test(tc, test_threads_exact);
     tcase_add_test(tc, test_sensitivity_file);
     tcase_add_test(tc, test_density);
     tcase_add_test(tc, test_errors);

@@ -27,11 +27,18 @@ for key in '"layers"' '"name"' '"op"' '"numel"' '"trace"' '"mean"' \
 done
 ok "file has the keys scripts rely on"
 for b in 2 3 4 5 6 8; do
-    grep -q "\"$b\": " "$T/mlp.json" || bad "default bits: $b missing"
+    grep -q "\"$b\": *[0-9]" "$T/mlp.json" || bad "default bits: $b missing"
 done
 ok "default bits 2,3,4,5,6,8"
 
 # --- determinism: same inputs and seed, byte-identical ------------------------
+for s in 1 2; do
+    "$BITPLAN" sensitivity "$EX/mlp.onnx" --data "$EX/digits_calib_flat.npy" \
+        --labels "$EX/digits_calib_y.npy" --threads 2 --seed 9 \
+        -o "$T/m$s.json" 2>/dev/null || bad "mlp run $s failed"
+done
+cmp -s "$T/m1.json" "$T/m2.json" && ok "mlp defaults, 2 threads, twice: byte-identical" \
+    || bad "mlp runs differ"
 for s in 1 2; do
     "$BITPLAN" sensitivity "$D/tiny_tanh.onnx" --data "$D/x6.npy" \
         --labels "$D/y6.npy" --trace hutchpp --sketch 4 --tol 0.05 \
@@ -51,7 +58,7 @@ for s in 1 2; do
 done
 cmp -s "$T/c1.json" "$T/c2.json" && ok "hutchinson, no labels: byte-identical" \
     || bad "hutchinson runs differ"
-grep -q '"targets":"top-1"' "$T/c1.json" && ok "no labels: own top-1 targets" \
+grep -q '"targets": *"top-1"' "$T/c1.json" && ok "no labels: own top-1 targets" \
     || bad "no labels: targets not recorded"
 
 # --- density -----------------------------------------------------------------------
