@@ -1286,24 +1286,25 @@ static int piecewise_linear(bp_ad *ad, int p)
         if (!ad->live[i])
             continue;
         const bp_node *n = &g->nodes[i];
-        int r[BP_MAX_RANK + 8] = {0}, any = 0;
-        for (int k = 0; k < n->n_in && k < BP_MAX_RANK + 8; k++)
+        int any = 0;
+        for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0 && diff_slot(n, k) && m[n->in[k]])
-                r[k] = any = 1;
+                any = 1;
         if (!any)
             continue;
         m[n->out[0]] = 1;
+        /* whether operand 0 / 1 (the bilinear pair, or Div's numerator and
+         * denominator) depends on p */
+        const int r0 = m[n->in[0]];
+        const int r1 = n->n_in > 1 && n->in[1] >= 0 && m[n->in[1]];
         switch (n->op) {
         case BP_OP_CONV: case BP_OP_GEMM: case BP_OP_MATMUL: case BP_OP_MUL:
-            if (r[0] && r[1])
-                return 0;
-            break;
         case BP_OP_BATCHNORM:
-            if (r[0] && r[1])
+            if (r0 && r1)
                 return 0;
             break;
         case BP_OP_DIV:
-            if (r[1])
+            if (r1)
                 return 0;
             break;
         case BP_OP_SIGMOID: case BP_OP_TANH: case BP_OP_SOFTMAX:
@@ -1790,9 +1791,9 @@ static int hvp_pass(bp_ad *ad, pass *P, const double *const *v,
 {
     const bp_graph *g = ad->g;
     int st = BP_OK;
+    /* the two parameter masks share the pass's value-sized scratch when
+     * they fit (2 np <= n_values), else they go on the heap */
     char *vm = P->mask, *om = P->mask + ad->np;
-    /* the two parameter masks fit in the value-sized scratch: np <= nv / 2
-     * need not hold, so fall back to heap when it does not */
     char *heap = NULL;
     if (2 * ad->np > g->n_values) {
         heap = malloc((size_t)(2 * ad->np));

@@ -689,17 +689,15 @@ static double block_mean(const lstate *s)
     return s->t_low + s->rem.mean;
 }
 
-/* Samples a layer still needs to reach tol from variance var around mean
- * mu, clamped to [0, cap]. */
-static double need(double var, double mu, double tol, double cap)
+/* Samples a layer needs to reach tol from per-sample variance var around
+ * mean mu (not capped: the plans are compared by when they would reach the
+ * tolerance, even past max_samples). */
+static double need(double var, double mu, double tol)
 {
-    if (!(var >= 0) || !isfinite(var))
-        return cap;
     double den = tol * fabs(mu);
-    if (den <= 0)
-        return cap;
-    double m = var / (den * den);
-    return m > cap ? cap : m;
+    if (!(var >= 0) || !isfinite(var) || den <= 0)
+        return INFINITY;
+    return var / (den * den);
 }
 
 static int block_done(const lstate *s, const bp_sens_opts *o)
@@ -867,10 +865,9 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                 continue;
             vm[h->lw[i]] = om[h->lw[i]] = 1;
             double mu = block_mean(&ls[i]);
-            double ng = need(wf_var(&ls[i].glob), mu, o->tol, (double)gmax);
+            double ng = need(wf_var(&ls[i].glob), mu, o->tol);
             gneed = ng > gneed ? ng : gneed;
-            double nb = need(wf_var(&ls[i].rem), mu, o->tol,
-                             (double)(o->max_samples - (ls[i].products - ls[i].rem.m)));
+            double nb = need(wf_var(&ls[i].rem), mu, o->tol);
             double rest = nb - (double)ls[i].rem.m;
             char *one = calloc((size_t)h->np, 1);
             if (!one) {
@@ -887,6 +884,8 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         double gcost = (grest > 0 ? grest : 0) * bp_ad_hvp_cost(h->ad, vm, om);
         free(vm);
         free(om);
+        /* ties, including both out of reach, keep the requested estimator
+         * on its block */
         scope = gcost < bcost ? BP_SCOPE_GLOBAL : BP_SCOPE_BLOCK;
     }
     *scope_used = scope;
