@@ -71,6 +71,39 @@ static int read_rows(void *ctx, int64_t start, int64_t n, double *x)
     return cli_data_read(r->d, start, n, BP_F64, x);
 }
 
+static char *dupstr(const char *s);
+
+int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
+                            int64_t samples, const bp_sens_opts *o,
+                            bp_sens **out)
+{
+    cli_data d = {0};
+    reader r = {&d};
+    bp_sens *s = NULL;
+    char hex[65];
+    int st;
+    if ((st = cli_data_open(&d, g, xpath, ypath, samples)))
+        return st;
+    bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels, read_rows, &r};
+    if ((st = bp_sensitivity(&s, g, &sd, o)) ||
+        (st = bp_sha256_file(xpath, hex)))
+        goto out;
+    s->model_path = dupstr(g->path);
+    s->model_sha256 = dupstr(g->hash);
+    s->data_path = dupstr(xpath);
+    s->data_sha256 = dupstr(hex);
+    if (!s->model_path || !s->model_sha256 || !s->data_path || !s->data_sha256)
+        st = BP_ENOMEM;
+out:
+    cli_data_close(&d);
+    if (st) {
+        bp_sens_free(&s);
+        return st;
+    }
+    *out = s;
+    return BP_OK;
+}
+
 static void on_progress(void *ctx, const char *stage, int64_t done,
                         int64_t total)
 {
@@ -322,32 +355,21 @@ int cmd_sensitivity(int argc, char **argv)
     bp_density *dens = NULL;
     cli_data d = {0};
     reader r = {&d};
-    char hex[65];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if ((st = bp_onnx_load(&g, argv[optind])) ||
-        (st = cli_data_open(&d, g, xpath, ypath, samples)))
-        goto out;
-    bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels, read_rows, &r};
-    if ((st = bp_sensitivity(&s, g, &sd, &o)))
+        (st = cli_sensitivity_compute(g, xpath, ypath, samples, &o, &s)))
         goto out;
     if (dpath) {
-        o.progress = on_progress;
+        if ((st = cli_data_open(&d, g, xpath, ypath, samples)))
+            goto out;
+        bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels,
+                           read_rows, &r};
         if ((st = bp_hessian_new(&h, g, &sd, o.batch)) ||
             (st = bp_hessian_density(h, &o, (int)druns, (int)dsteps, 1000, &dens)))
             goto out;
     }
     cli_progress_end();
-    s->model_path = dupstr(g->path);
-    s->model_sha256 = dupstr(g->hash);
-    s->data_path = dupstr(xpath);
-    if ((st = bp_sha256_file(xpath, hex)))
-        goto out;
-    s->data_sha256 = dupstr(hex);
-    if (!s->model_path || !s->model_sha256 || !s->data_path || !s->data_sha256) {
-        st = BP_ENOMEM;
-        goto out;
-    }
     if ((st = bp_sens_save(s, outpath)))
         goto out;
     if (dens && (st = bp_density_save_csv(dens, dpath)))
@@ -356,12 +378,12 @@ int cmd_sensitivity(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) +
                   1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     fprintf(stderr, "%s: %lld samples, loss %.6f, %s; %.2f s\n", g->path,
-            (long long)d.count, s->loss,
-            d.labels ? "labels" : "targets = own top-1 predictions", secs);
+            (long long)s->samples, s->loss,
+            ypath ? "labels" : "targets = own top-1 predictions", secs);
     print_summary(s);
     if (json) {
         cJSON *root = cJSON_CreateObject();
-        cJSON_AddNumberToObject(root, "samples", (double)d.count);
+        cJSON_AddNumberToObject(root, "samples", (double)s->samples);
         cJSON_AddNumberToObject(root, "loss", s->loss);
         cJSON_AddStringToObject(root, "stop_reason", s->stop_reason);
         cJSON_AddNumberToObject(root, "seconds", secs);

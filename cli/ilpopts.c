@@ -1,6 +1,7 @@
 /* ilpopts.c - options and loading shared by `bitplan solve` and `bitplan
  * sweep` (see ilpopts.h). */
 #include "ilpopts.h"
+#include "../sensitivity/estimators.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,8 +14,9 @@ const char ilp_common_help[] =
     "                    with MODEL.onnx too, layer facts come from the model\n"
     "                    and the file must be this model's (sha256)\n"
     "  --data X.npy [--labels Y.npy] [--save-sensitivity S.json]\n"
-    "                    compute the sensitivity on the way (needs the\n"
-    "                    sensitivity estimator: not in this build yet)\n"
+    "                    compute the sensitivity on the way (bitplan\n"
+    "                    sensitivity's defaults, --seed) and keep it with\n"
+    "                    --save-sensitivity\n"
     "  --profile HW      a shipped profile (bops, nvidia-t4, nvidia-a100,\n"
     "                    x86-avx512-vnni, arm-cortex-a76, hawq-v3-resnet18-t4)\n"
     "                    or a path; $BITPLAN_PROFILE_PATH adds directories\n"
@@ -130,7 +132,10 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
     case ILP_OPT_VERBOSE: a->verbose = 1; a->mo.verbose = 1; return 1;
     case ILP_OPT_SEED: {
         int64_t s;
-        return cli_parse_int(cmd, "--seed", arg, 0, INT64_MAX, &s) ? -1 : 1;
+        if (cli_parse_int(cmd, "--seed", arg, 0, INT64_MAX, &s))
+            return -1;
+        a->seed = (uint64_t)s;
+        return 1;
     }
     case ILP_OPT_BUDGET:
         if (a->n_budgets >= BP_MCKP_MAX_BUDGETS) {
@@ -287,19 +292,28 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         return cli_usage(cmd, "--profile is required (a shipped profile such "
                          "as nvidia-t4 or bops, or a path)");
     if (!a->sens_path) {
-        if (a->model && a->data)
-            /* Hook for the sensitivity estimator (issue 3): once
-             * sensitivity/sensitivity.h offers a single call that fills a
-             * bp_sens from (graph, data, labels, seed), call it here, save
-             * it with bp_sens_save when --save-sensitivity is given, and go
-             * on exactly as with --sensitivity. */
-            return cli_status(bp_fail(BP_EUNSUPPORTED, "%s %s --data: "
-                              "computing sensitivity on the way is not "
-                              "available in this build yet; run `bitplan "
-                              "sensitivity` and pass --sensitivity SENS.json",
-                              cmd, a->model));
-        return cli_usage(cmd, "expects --sensitivity SENS.json (or "
-                         "MODEL.onnx --data X.npy)");
+        if (!a->model || !a->data)
+            return cli_usage(cmd, "expects --sensitivity SENS.json (or "
+                             "MODEL.onnx --data X.npy)");
+        /* sensitivity on the way, with `bitplan sensitivity`'s defaults */
+        bp_model_facts model = {0, 0};
+        int n = 0;
+        bp_sens_opts so;
+        bp_sens_opts_default(&so);
+        so.seed = a->seed;
+        if ((st = bp_profile_open(&c->prof, a->profile)) ||
+            (st = bp_onnx_load(&c->graph, a->model)) ||
+            (st = cli_sensitivity_compute(c->graph, a->data, a->labels,
+                                          a->samples, &so, &c->sens)) ||
+            (a->save_sens && (st = bp_sens_save(c->sens, a->save_sens))) ||
+            (st = bp_layer_facts_from_graph(c->graph, &c->facts, &n, &model)))
+            goto fail;
+        c->model_path = c->graph->path;
+        c->model_sha256 = c->graph->hash;
+        if ((st = bp_alloc_new(&c->alloc, c->sens, a->model, c->facts, n,
+                               &model, c->prof, &a->ao)))
+            goto fail;
+        return BP_EXIT_OK;
     }
     if (a->data || a->labels || a->save_sens)
         return cli_usage(cmd, "%s goes with MODEL.onnx --data (computing the "

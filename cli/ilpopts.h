@@ -56,6 +56,8 @@ typedef struct ilp_args {
     const char **tie_names[ILP_MAX_ITEMS]; /* owned arrays */
     bp_mckp_opts mo;
     int json, verbose;
+    uint64_t seed;       /* of the sensitivity estimator (MODEL --data) */
+    int64_t samples;     /* calibration samples used (0: all) */
 } ilp_args;
 
 void ilp_args_init(ilp_args *a);

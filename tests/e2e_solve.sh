@@ -200,10 +200,26 @@ expect_error 2 "unit 'M': ambiguous" -- \
 no_output "ambiguous unit"
 expect_error 2 "unknown kind 'speed'" -- \
     "$BITPLAN" solve --sensitivity "$S" --profile bops --budget speed=2 -o "$OUT"
-expect_error 2 "not available in this build yet" -- \
-    "$BITPLAN" solve "$M" --data "$EX/digits_calib_x.npy" --profile bops \
-    --budget size=25% -o "$OUT"
-no_output "sensitivity on the way"
+# sensitivity on the way: the same file `bitplan sensitivity` writes, and
+# the same plan as solving from that file
+X="$EX/digits_calib_x.npy"; Y="$EX/digits_calib_y.npy"
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" --seed 5 -o "$TMP/s1.json" 2>/dev/null
+if "$BITPLAN" solve "$M" --data "$X" --labels "$Y" --seed 5 --profile bops \
+    --budget size=25% --save-sensitivity "$TMP/s2.json" -o "$TMP/p2.json" 2>"$TMP/err"; then
+    cmp -s "$TMP/s1.json" "$TMP/s2.json" && pass "solve --save-sensitivity == bitplan sensitivity" \
+        || fail "solve --save-sensitivity differs from bitplan sensitivity"
+    "$BITPLAN" solve "$M" --sensitivity "$TMP/s1.json" --profile bops --budget size=25% \
+        -o "$TMP/p1.json" 2>/dev/null
+    cmp -s "$TMP/p1.json" "$TMP/p2.json" && pass "solve MODEL --data == solve --sensitivity" \
+        || fail "solve MODEL --data differs from solve --sensitivity"
+else
+    fail "solve MODEL --data: $(cat "$TMP/err")"
+fi
+expect_error 2 "digits_test_flat.npy: samples have shape" -- \
+    "$BITPLAN" solve "$M" --data "$EX/digits_test_flat.npy" --profile bops \
+    --budget size=25% --save-sensitivity "$TMP/s3.json" -o "$OUT"
+no_output "sensitivity on the way, bad data"
+[ ! -e "$TMP/s3.json" ] && pass "no sensitivity file after bad data" || fail "s3.json left behind"
 expect_error 2 "format hawq .* give -o" -- \
     "$BITPLAN" solve --sensitivity "$S" --profile bops --format hawq
 expect_error 2 "/nonexistent/dir/plan\.json: cannot create" -- \
