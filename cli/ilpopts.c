@@ -15,8 +15,8 @@ const char ilp_common_help[] =
     "                    and the file must be this model's (sha256)\n"
     "  --data X.npy [--labels Y.npy] [--save-sensitivity S.json]\n"
     "                    compute the sensitivity on the way (bitplan\n"
-    "                    sensitivity's defaults, --seed) and keep it with\n"
-    "                    --save-sensitivity\n"
+    "                    sensitivity's defaults, --seed; --samples N uses\n"
+    "                    the first N) and keep it with --save-sensitivity\n"
     "  --profile HW      a shipped profile (bops, nvidia-t4, nvidia-a100,\n"
     "                    x86-avx512-vnni, arm-cortex-a76, hawq-v3-resnet18-t4)\n"
     "                    or a path; $BITPLAN_PROFILE_PATH adds directories\n"
@@ -137,6 +137,9 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
         a->seed = (uint64_t)s;
         return 1;
     }
+    case ILP_OPT_SAMPLES:
+        return cli_parse_int(cmd, "--samples", arg, 1, INT64_MAX / 2,
+                             &a->samples) ? -1 : 1;
     case ILP_OPT_BUDGET:
         if (a->n_budgets >= BP_MCKP_MAX_BUDGETS) {
             cli_usage(cmd, "at most %d --budget options", BP_MCKP_MAX_BUDGETS);

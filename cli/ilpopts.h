@@ -16,7 +16,7 @@ enum {
     ILP_OPT_PROFILE, ILP_OPT_BUDGET, ILP_OPT_BITS, ILP_OPT_ABITS,
     ILP_OPT_METRIC, ILP_OPT_PIN, ILP_OPT_RANGE, ILP_OPT_TIE, ILP_OPT_KFL,
     ILP_OPT_TIME, ILP_OPT_GAP, ILP_OPT_BATCH, ILP_OPT_JSON, ILP_OPT_VERBOSE,
-    ILP_OPT_SEED
+    ILP_OPT_SEED, ILP_OPT_SAMPLES
 };
 
 #define ILP_COMMON_OPTIONS                                                  \
@@ -38,7 +38,8 @@ enum {
     {"batch", required_argument, NULL, ILP_OPT_BATCH},                      \
     {"json", no_argument, NULL, ILP_OPT_JSON},                              \
     {"verbose", no_argument, NULL, ILP_OPT_VERBOSE},                        \
-    {"seed", required_argument, NULL, ILP_OPT_SEED}
+    {"seed", required_argument, NULL, ILP_OPT_SEED},                        \
+    {"samples", required_argument, NULL, ILP_OPT_SAMPLES}
 
 /* The help text of the shared options. */
 extern const char ilp_common_help[];
