@@ -20,9 +20,14 @@ FLAGS="$FLAGS -DBP_SRCDIR=\"$SRCDIR\" $(pkg-config --cflags openblas lapacke lib
 LIBS="$(pkg-config --libs openblas lapacke libcjson libprotobuf-c check) -lglpk -lm -lpthread"
 # the library once, as objects shared by every test
 objs=""
-for f in "$SRCDIR"/src/*.c "$SRCDIR"/sensitivity/*.c "$SRCDIR"/ilp/*.c "$B/src/onnx.pb-c.c"; do
+# (an in-tree build generates onnx.pb-c.c inside src/: the glob skips it and
+# the build directory's copy is taken once, last)
+for f in "$SRCDIR"/src/*.c "$SRCDIR"/sensitivity/*.c "$SRCDIR"/ilp/*.c GENERATED; do
+    case $f in
+        GENERATED) f="$B/src/onnx.pb-c.c" ;;
+        *_tmp.c|*/onnx.pb-c.c) continue ;;
+    esac
     [ -f "$f" ] || continue
-    case $f in *_tmp.c) continue ;; esac
     o="$OUT/$(basename "$f" .c).o"
     if [ ! -f "$o" ] || [ "$f" -nt "$o" ]; then
         # shellcheck disable=SC2086

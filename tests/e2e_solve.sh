@@ -35,7 +35,7 @@ for key in '"layers":\[\{"name":"stem.conv.weight","w_bits":[0-9]+,"a_bits":8' \
     if grep -Eq "$key" "$TMP/stdout"; then pass "--json has $key"
     else fail "--json lacks $key: $(cat "$TMP/stdout")"; fi
 done
-if tr -d '\n\t ' <"$OUT" | grep -q "$(tr -d '\n\t ' <"$TMP/stdout" | cut -c1-200)"; then
+if tr -d '\n\t ' <"$OUT" | grep -qF "$(tr -d '\n\t ' <"$TMP/stdout" | cut -c1-200)"; then
     pass "plan.json holds the --json object"
 else
     fail "plan.json and --json differ"

@@ -11,7 +11,8 @@ mkdir -p "$out"
 CC=${FUZZ_CC:-clang}
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 FLAGS="$FLAGS -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$src/src -I$build/src -I$build"
-LIBSRC=$(ls "$src"/src/*.c "$src"/sensitivity/*.c "$src"/ilp/*.c 2>/dev/null | grep -v '_tmp\.c$' || true)
+# (an in-tree build generates onnx.pb-c.c inside src/: it is added below)
+LIBSRC=$(ls "$src"/src/*.c "$src"/sensitivity/*.c "$src"/ilp/*.c 2>/dev/null | grep -v -e '_tmp\.c$' -e 'onnx\.pb-c\.c$' || true)
 LIBS="$(pkg-config --libs openblas lapacke libcjson libprotobuf-c) -lglpk -lm -lpthread"
 for t in "$src"/tests/fuzz/fuzz_*.c; do
     name=$(basename "$t" .c)
