@@ -216,9 +216,10 @@ static int print_result(const instance *in, const bp_mckp_result *r)
     bp_mckp_eval(&in->p, r->choice, &obj, tot, &feas);
     printf("objective %.12g  bound %.12g  gap %.2e  %s\n", r->objective,
            r->bound, r->gap, r->optimal ? "PROVEN OPTIMAL" : "not proven");
-    printf("            final MIP: %d groups, %d columns, %d round(s); caps "
-           "met exactly: %s (slack: size %.3g B, latency %.3g s)\n",
-           r->n_free_groups, r->n_free_choices, r->mip_rounds,
+    printf("            after fixing: %d groups, %d columns; B&B %ld nodes, "
+           "GLPK %d round(s); caps met exactly: %s (slack: size %.3g B, "
+           "latency %.3g s)\n",
+           r->n_free_groups, r->n_free_choices, r->bb_nodes, r->mip_rounds,
            feas ? "yes" : "NO", in->cap[0] - tot[0], in->cap[1] - tot[1]);
     return feas ? 0 : 1;
 }

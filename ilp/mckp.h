@@ -38,6 +38,17 @@ typedef struct bp_mckp {
     const double *cap;         /* (K) any value but NaN; +inf = no limit */
 } bp_mckp;
 
+/* Who solves what reduced-cost fixing leaves (bp_mckp_opts.method). */
+enum {
+    BP_MCKP_AUTO = 0,          /* our branch and bound (K <= 3 budgets, <= 32
+                                  choices a group), GLPK's after a node cap
+                                  when there is no time limit, or for the
+                                  rest */
+    BP_MCKP_BB = 1,            /* ours wherever it applies, without a node
+                                  cap (tests) */
+    BP_MCKP_GLPK = 2           /* GLPK's branch and bound only */
+};
+
 typedef struct bp_mckp_opts {
     double time_limit_s;       /* wall-clock limit for the whole solve;
                                   <= 0: none */
@@ -49,6 +60,7 @@ typedef struct bp_mckp_opts {
                                   0: the default (48).  Tuning and tests: a
                                   tiny core leaves the work to fixing and the
                                   final MIP */
+    int method;                /* BP_MCKP_AUTO (default), _BB or _GLPK */
 } bp_mckp_opts;
 
 typedef struct bp_mckp_result {
@@ -68,6 +80,7 @@ typedef struct bp_mckp_result {
                                   than the choices left */
     int mip_rounds;            /* GLPK MIP solves (more than 1 only when a
                                   GLPK answer broke a cap by its tolerance) */
+    long bb_nodes;             /* nodes of our branch and bound (0: not run) */
 } bp_mckp_result;
 
 /* Fills *o with the defaults: no time limit, rel_gap 0, quiet, default
