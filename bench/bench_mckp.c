@@ -26,6 +26,7 @@
  *    instead of 7) gives a 5000-group LP gap of ~1e-5 instead of ~6e-5.
  *
  * usage: bench_mckp [--time-limit S] [--exact-limit S] [--repeat N]
+ *                   [--rel-gap G] [--method auto|bb|glpk]
  *                   [--spread TR_LO,TR_HI,S2_LO,S2_HI] [--no-pulp]
  *                   [--pulp-time-limit S] [--script PATH] [--dir DIR]
  *                   [--verbose] */
@@ -226,8 +227,8 @@ static int print_result(const instance *in, const bp_mckp_result *r)
 
 int main(int argc, char **argv)
 {
-    int use_pulp = 1, repeat = 5, verbose = 0;
-    double pulp_tlim = 300, tlim = 1, exact_tlim = 300;
+    int use_pulp = 1, repeat = 5, verbose = 0, method = BP_MCKP_AUTO;
+    double pulp_tlim = 300, tlim = 1, exact_tlim = 300, rel_gap = 0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *script = NULL;
     for (int i = 1; i < argc; i++) {
@@ -239,7 +240,14 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--time-limit") && i + 1 < argc)
             tlim = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--exact-limit") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--rel-gap") && i + 1 < argc)
+            rel_gap = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--method") && i + 1 < argc) {
+            i++;
+            method = !strcmp(argv[i], "bb") ? BP_MCKP_BB
+                     : !strcmp(argv[i], "glpk") ? BP_MCKP_GLPK
+                                                : BP_MCKP_AUTO;
+        } else if (!strcmp(argv[i], "--exact-limit") && i + 1 < argc)
             exact_tlim = atof(argv[++i]);
         else if (!strcmp(argv[i], "--spread") && i + 1 < argc) {
             if (sscanf(argv[++i], "%lf,%lf,%lf,%lf", &tr_lo, &tr_hi, &s2_lo,
@@ -255,7 +263,8 @@ int main(int argc, char **argv)
             script = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--time-limit S] [--exact-limit S] "
-                    "[--repeat N] [--spread TR_LO,TR_HI,S2_LO,S2_HI] "
+                    "[--repeat N] [--rel-gap G] [--method auto|bb|glpk] "
+                    "[--spread TR_LO,TR_HI,S2_LO,S2_HI] "
                     "[--no-pulp] [--pulp-time-limit S] [--script PATH] "
                     "[--dir DIR] [--verbose]\n", argv[0]);
             return 2;
@@ -299,6 +308,9 @@ int main(int argc, char **argv)
                       : "bench/pulp_mckp.py not found (use --script)");
         use_pulp = 0;
     }
+    printf("rel_gap %g, method %s\n", rel_gap,
+           method == BP_MCKP_BB ? "bb" : method == BP_MCKP_GLPK ? "glpk"
+                                                                 : "auto");
     printf("sensitivity spread: trace/numel in [%g, %g], weight variance in "
            "[%g, %g]\n", tr_lo, tr_hi, s2_lo, s2_hi);
 
@@ -326,6 +338,8 @@ int main(int argc, char **argv)
         bp_mckp_opts o;
         bp_mckp_opts_default(&o);
         o.verbose = verbose;
+        o.rel_gap = rel_gap;
+        o.method = method;
         bp_mckp_result r = {0};
         double secs, *ts = malloc((size_t)repeat * sizeof *ts);
 

@@ -44,8 +44,9 @@ enum {
                                   choices a group), GLPK's after a node cap
                                   when there is no time limit, or for the
                                   rest */
-    BP_MCKP_BB = 1,            /* ours wherever it applies, without a node
-                                  cap (tests) */
+    BP_MCKP_BB = 1,            /* ours wherever it applies, with no node cap
+                                  and no GLPK core heuristic (tests,
+                                  benches) */
     BP_MCKP_GLPK = 2           /* GLPK's branch and bound only */
 };
 
@@ -74,10 +75,11 @@ typedef struct bp_mckp_result {
     const char *status;        /* static string: "optimal" (proven within
                                   rel_gap) or "feasible" (time limit) */
     /* how the work split, for benches and --verbose */
-    int n_free_groups;         /* groups left to the final MIP by fixing
-                                  (0: settled before it) */
-    int n_free_choices;        /* its binary columns: per group, one fewer
-                                  than the choices left */
+    int n_free_groups;         /* groups left by reduced-cost fixing to the
+                                  branch and bound (ours or GLPK's; 0:
+                                  settled before it) */
+    int n_free_choices;        /* per such group, one fewer than the choices
+                                  left (GLPK's binary columns) */
     int mip_rounds;            /* GLPK MIP solves (more than 1 only when a
                                   GLPK answer broke a cap by its tolerance) */
     long bb_nodes;             /* nodes of our branch and bound (0: not run) */
