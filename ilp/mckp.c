@@ -2385,8 +2385,8 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
         return bp_fail(BP_ENOMEM, "mckp: out of memory");
     }
     int rc = BP_OK, timed_out = 0;
-    while (b->nstack > 0) {
-        if ((b->nodes & 31) == 0 && now_s() > deadline) {
+    for (long iter = 0; b->nstack > 0; iter++) {
+        if ((iter & 7) == 0 && now_s() > deadline) {
             timed_out = 1;
             break;
         }
