@@ -22,6 +22,17 @@
  *    4.9e-5; hybrid pseudocost branching 300 ms / 4.6e-6; node
  *    preprocessing on 152 ms / 5.1e-6; best-projection backtracking
  *    211 ms / 4.4e-5.
+ *  - Our branch and bound (ilp/mckp.c step 5a) against GLPK's for the final
+ *    search (same machine, load 2-3, exact solves): 300 x 5: 15-29 ms
+ *    (104 nodes) against 33-69 ms; 5000 x 6: proven optimal in 0.47-0.68 s
+ *    (~19k nodes) against ~27 s (GLPK: 2204 selections); with --rel-gap
+ *    1e-6, 0.30 s.  --method bb (no GLPK core): 300 x 5 in 20-28 ms (1111
+ *    nodes: the greedy incumbent is weaker), 5000 x 6 in 0.53-0.68 s.
+ *    What the nodes cost: strong branching on the (<= K) fractional groups,
+ *    ~15 us a node at 300 groups and ~25 us at 5000 once reduced-cost
+ *    fixing has folded most groups into the caps; most nodes are spent
+ *    before the optimal incumbent is found (seeded with it, 5000 x 6 closes
+ *    in ~1600 nodes).
  *  - The sensitivity spread matters: --spread 1e-2,1,1e-4,1e-2 (4 decades
  *    instead of 7) gives a 5000-group LP gap of ~1e-5 instead of ~6e-5.
  *
