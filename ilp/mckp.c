@@ -23,7 +23,13 @@
  *      U - L cannot appear in an assignment better than U and is removed; a
  *      group left with one choice is fixed.  When every choice left was open
  *      to a core whose optimum GLPK proved, U is optimal;
- *   5. GLPK's branch and bound on what is left, in an ordered formulation
+ *   5. our own branch and bound on what is left (step 5a below: node bounds
+ *      from the Lagrangian dual, maximised exactly enough by steepest
+ *      ascent with exact line searches, strong branching, reduced-cost
+ *      fixing at every node), for up to three active budgets and 32
+ *      choices a group; with no time limit it hands over to GLPK after
+ *      BB_NODES nodes.  GLPK's branch and bound is the fallback for the
+ *      rest and with method BP_MCKP_GLPK: in an ordered formulation
  *      (see mip_body) and with our incumbent handed over in the callback
  *      (glp_ios_heur_sol), which requires GLPK's MIP presolver off: with it
  *      on, the tree's columns are not ours.  Our own steps 1 and 4 do the
@@ -120,6 +126,7 @@ void bp_mckp_opts_default(bp_mckp_opts *o)
     o->rel_gap = 0;
     o->verbose = 0;
     o->core_groups = 0;
+    o->method = BP_MCKP_AUTO;
 }
 
 void bp_mckp_result_free(bp_mckp_result *r)
@@ -1817,11 +1824,831 @@ static int core_heuristic(const mk *m, const int *anchor, const move *ranked,
 }
 
 /* ------------------------------------------------------------------------ */
+/* step 5a: our own branch and bound on the Lagrangian dual                 */
+
+/* GLPK's generic branch and bound spends ~10 ms a node on this problem; the
+ * structure allows ~0.1 ms.  A node restricts each free group to a subset
+ * (a bit mask) of its choices.  Its bound is the Lagrangian dual
+ *   L(lambda) = c0 + sum_g min_{c allowed} (on_c + lambda.an_c) - lambda.capr
+ * maximised over lambda >= 0, which equals the node's LP relaxation.  Any
+ * lambda >= 0 gives a valid bound, so the maximiser only decides how much is
+ * pruned, never whether the answer is right.  It is an ascent from the
+ * parent's lambda: the steepest ascent direction is the least-norm element
+ * of the eps-superdifferential (each group's supergradients are the cost
+ * vectors of its choices within eps of its minimum; a few coordinate
+ * sweeps find it, and its weights are the LP's primal solution), followed
+ * by an exact line search (L along a ray is concave piecewise linear; its
+ * breakpoints come from a heap of the groups' next switches).  Usually one
+ * or two line searches a node.
+ *
+ * Branching splits the most fractional group's choices, sorted by their
+ * cost in budget 0, between its two LP choices; the child holding more of
+ * the LP weight goes first (depth first).  Leaves (an integral LP solution,
+ * or every group down to one choice) are checked exactly with the
+ * group-order sums of mckp.h.  A node is pruned when its bound, less its
+ * rounding margin, reaches U - max(rel_gap, BB_TOL) |U|: the answer is
+ * optimal to within BB_TOL relative (1e-11: the tests ask for 1e-9). */
+
+#define BB_MAXK 3
+#define BB_MAXC 32
+#define BB_TOL 1e-11
+#define BB_CANDS 4
+
+typedef struct bbnode {
+    int g;                 /* free group whose mask the node sets */
+    unsigned mask;         /* its mask */
+    int undo;              /* undo-log length when the node was pushed */
+    double pL;             /* the parent's bound (normalised) */
+    double lam[BB_MAXK];   /* the parent's multipliers */
+} bbnode;
+
+typedef struct bbheap { double t; int f; } bbheap;
+
+/* One mask change; when it left one choice, the group also left the active
+ * list (from position p) and c0, capr took its share: their old values are
+ * kept, so undoing restores them bit for bit. */
+typedef struct bbundo {
+    int f, p;              /* p: -1 when the group stayed active */
+    unsigned mask;         /* the old mask */
+    double c0, capr[BB_MAXK];
+} bbundo;
+
+typedef struct bb {
+    const mk *m;
+    int K, F, nc;          /* budgets, free groups, their choices */
+    int *fo;               /* (F+1) free group f's choices: fo[f]..fo[f+1] */
+    int *gid;              /* (nc) global index of each choice */
+    int *grp;              /* (F) group of each free group */
+    double *on;            /* (nc) normalised objective */
+    double *an[BB_MAXK];   /* (nc) normalised costs */
+    unsigned *mask;        /* (F) allowed choices (bit c: choice fo[f]+c) */
+    double capr[BB_MAXK];  /* capn less the fixed groups' costs */
+    double c0;             /* the fixed groups' objective */
+    int *jsel;             /* (G) assignment for exact checks */
+    /* the last pass */
+    int *arg;              /* (F) local argmin */
+    double *vmin;          /* (F) */
+    double base[BB_MAXK];  /* sum of an at arg, less capr */
+    double mag;            /* magnitude of the summed terms (rounding) */
+    int *tied, ntied;      /* groups with two or more choices within eps */
+    double *w;             /* (nc) primal weights of tied groups' choices */
+    double d[BB_MAXK];     /* ascent direction */
+    /* line search */
+    double *sv;            /* (nc) an.d */
+    int *cur;              /* (F) choice along the ray */
+    bbheap *heap;          /* (F) */
+    /* the tree */
+    bbundo *ulog;          /* (cap_log) undo log */
+    int *act, nact;        /* free groups with two or more choices left:
+                              the only ones a pass visits */
+    int *pos;              /* (F) position of each in act */
+    int nlog, cap_log;
+    bbnode *stack;
+    int nstack, cap_stack;
+    double eps;            /* tie tolerance */
+    double Un;             /* incumbent, normalised */
+    double U;              /* incumbent, true units */
+    int *best;             /* (G) incumbent, global indices */
+    int have;
+    long nodes;
+} bb;
+
+static void bb_free(bb *b)
+{
+    free(b->fo), free(b->gid), free(b->grp), free(b->on);
+    for (int k = 0; k < BB_MAXK; k++)
+        free(b->an[k]);
+    free(b->mask), free(b->jsel), free(b->arg), free(b->vmin), free(b->tied),
+        free(b->w), free(b->sv), free(b->cur), free(b->heap), free(b->ulog),
+        free(b->act), free(b->pos), free(b->stack), free(b->best);
+}
+
+static inline double bb_val(const bb *b, int i, const double *lam)
+{
+    double v = b->on[i];
+    for (int k = 0; k < b->K; k++)
+        v += lam[k] * b->an[k][i];
+    return v;
+}
+
+/* L(lambda) at the current masks; fills arg, vmin, base, mag and the tied
+ * groups. */
+static double bb_pass(bb *b, const double *lam)
+{
+    const int K = b->K;
+    double L = b->c0, mag = fabs(b->c0);
+    for (int k = 0; k < K; k++)
+        b->base[k] = -b->capr[k];
+    b->ntied = 0;
+    for (int i = 0; i < b->nact; i++) {
+        int f = b->act[i];
+        unsigned msk = b->mask[f];
+        int o = b->fo[f];
+        double vm = INFINITY, v2 = INFINITY;
+        int a = -1;
+        for (int c = 0; msk; c++, msk >>= 1) {
+            if (!(msk & 1))
+                continue;
+            double v = bb_val(b, o + c, lam);
+            if (v < vm)
+                v2 = vm, vm = v, a = c;
+            else if (v < v2)
+                v2 = v;
+        }
+        b->arg[f] = a;
+        b->vmin[f] = vm;
+        L += vm;
+        mag += fabs(vm);
+        for (int k = 0; k < K; k++)
+            b->base[k] += b->an[k][o + a];
+        if (v2 <= vm + b->eps)
+            b->tied[b->ntied++] = f;
+    }
+    double lc = 0;
+    for (int k = 0; k < K; k++)
+        lc += lam[k] * b->capr[k];
+    b->mag = mag + fabs(lc);
+    return L - lc;
+}
+
+/* The least-norm element of base + sum over tied groups of the hull of
+ * their eps-tied choices' costs + the cone of e_k for lambda_k = 0: b->d
+ * (the steepest ascent direction), the weights b->w.  Returns |d|^2. */
+static double bb_minnorm(bb *b, const double *lam)
+{
+    const int K = b->K;
+    double z[BB_MAXK], mu[BB_MAXK] = {0};
+    for (int k = 0; k < K; k++)
+        z[k] = b->base[k];
+    for (int i = 0; i < b->ntied; i++) {
+        int f = b->tied[i], o = b->fo[f];
+        for (int c = 0; c < b->fo[f + 1] - o; c++)
+            b->w[o + c] = c == b->arg[f];
+    }
+    for (int sweep = 0; sweep < 200; sweep++) {
+        double moved = 0;
+        for (int i = 0; i < b->ntied; i++) {
+            int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+            for (int x = 0; x < n; x++) {
+                if (!(b->mask[f] >> x & 1) || b->w[o + x] <= 0 ||
+                    bb_val(b, o + x, lam) > b->vmin[f] + b->eps)
+                    continue;
+                for (int y = 0; y < n; y++) {
+                    if (y == x || !(b->mask[f] >> y & 1) ||
+                        bb_val(b, o + y, lam) > b->vmin[f] + b->eps)
+                        continue;
+                    /* move weight t from x to y: z += t (an_y - an_x) */
+                    double u[BB_MAXK], uu = 0, zu = 0;
+                    for (int k = 0; k < K; k++) {
+                        u[k] = b->an[k][o + y] - b->an[k][o + x];
+                        uu += u[k] * u[k];
+                        zu += z[k] * u[k];
+                    }
+                    if (uu <= 0)
+                        continue;
+                    double t = -zu / uu;
+                    t = fmax(-b->w[o + y], fmin(b->w[o + x], t));
+                    if (t == 0)
+                        continue;
+                    b->w[o + x] -= t;
+                    b->w[o + y] += t;
+                    for (int k = 0; k < K; k++)
+                        z[k] += t * u[k];
+                    moved += fabs(t) * sqrt(uu);
+                }
+            }
+        }
+        for (int k = 0; k < K; k++) {
+            if (lam[k] > 0)
+                continue;
+            double nm = fmax(0, mu[k] - z[k]);
+            moved += fabs(nm - mu[k]);
+            z[k] += nm - mu[k];
+            mu[k] = nm;
+        }
+        if (moved <= 1e-15)
+            break;
+    }
+    double nn = 0;
+    for (int k = 0; k < K; k++) {
+        b->d[k] = z[k];
+        nn += z[k] * z[k];
+    }
+    return nn;
+}
+
+static void heap_down(bbheap *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, s = i;
+        if (l < n && h[l].t < h[s].t)
+            s = l;
+        if (l + 1 < n && h[l + 1].t < h[s].t)
+            s = l + 1;
+        if (s == i)
+            return;
+        bbheap x = h[i];
+        h[i] = h[s], h[s] = x;
+        i = s;
+    }
+}
+
+/* Free group f's next switch along the ray from choice cur[f]: the time
+ * (v0 are values at t = 0, sv slopes) and into *to. */
+static double bb_next(const bb *b, int f, const double *lam, int *to)
+{
+    int o = b->fo[f], c = b->cur[f];
+    double vc = bb_val(b, o + c, lam), sc = b->sv[o + c], best = INFINITY;
+    unsigned msk = b->mask[f];
+    *to = -1;
+    for (int x = 0; msk; x++, msk >>= 1) {
+        if (!(msk & 1) || b->sv[o + x] >= sc)
+            continue;
+        double t = (bb_val(b, o + x, lam) - vc) / (sc - b->sv[o + x]);
+        if (t < best ||
+            (t == best && *to >= 0 && b->sv[o + x] < b->sv[o + *to]))
+            best = t, *to = x;
+    }
+    return best;
+}
+
+/* Exact line search for the maximum of L(lambda + t d), t >= 0, lambda + t
+ * d >= 0.  Returns t, or INFINITY when L grows without end (the node's LP
+ * is infeasible). */
+static double bb_line(bb *b, const double *lam)
+{
+    const int K = b->K;
+    double slope = 0, mag = 0, tmax = INFINITY;
+    for (int k = 0; k < K; k++) {
+        slope -= b->capr[k] * b->d[k];
+        mag += fabs(b->capr[k] * b->d[k]);
+        if (b->d[k] < 0)
+            tmax = fmin(tmax, lam[k] / -b->d[k]);
+    }
+    int nh = 0;
+    for (int i = 0; i < b->nact; i++) {
+        int f = b->act[i], o = b->fo[f], c = -1;
+        unsigned msk = b->mask[f];
+        double sbest = INFINITY;
+        for (int x = 0; msk; x++, msk >>= 1) {
+            if (!(msk & 1))
+                continue;
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += b->an[k][o + x] * b->d[k];
+            b->sv[o + x] = s;
+            /* right derivative: among the minimisers (within eps), the
+             * smallest slope */
+            if (bb_val(b, o + x, lam) <= b->vmin[f] + b->eps && s < sbest)
+                sbest = s, c = x;
+        }
+        b->cur[f] = c;
+        slope += sbest;
+        mag += fabs(sbest);
+        int to;
+        double t = bb_next(b, f, lam, &to);
+        if (to >= 0)
+            b->heap[nh].t = fmax(t, 0), b->heap[nh++].f = f;
+    }
+    double stol = 1e-11 * mag;
+    if (slope <= stol)
+        return 0;
+    for (int i = nh / 2 - 1; i >= 0; i--)
+        heap_down(b->heap, nh, i);
+    while (nh > 0 && b->heap[0].t < tmax) {
+        double t = b->heap[0].t;
+        int f = b->heap[0].f, to;
+        bb_next(b, f, lam, &to);
+        slope -= b->sv[b->fo[f] + b->cur[f]] - b->sv[b->fo[f] + to];
+        b->cur[f] = to;
+        if (slope <= stol)
+            return t;
+        double tn = bb_next(b, f, lam, &to);
+        if (to >= 0)
+            b->heap[0].t = fmax(tn, t);
+        else
+            b->heap[0] = b->heap[--nh];
+        heap_down(b->heap, nh, 0);
+    }
+    return tmax;
+}
+
+/* Rounding margin of the last pass's L: ~F roundings of terms <= mag. */
+static double bb_margin(const bb *b)
+{
+    return 8.0 * (b->F + b->K + 4) * DBL_EPSILON * b->mag;
+}
+
+/* Maximises L over lambda (in/out) at the current masks, stopping early
+ * once L less its margin reaches `stop`.  Returns L at lambda with the pass and least-norm
+ * state of that lambda; INFINITY for a node whose LP is infeasible.
+ * *norm gets |d|^2. */
+static double bb_ascent(bb *b, double *lam, double stop, double *norm)
+{
+    const int K = b->K;
+    double L = bb_pass(b, lam);
+    *norm = bb_minnorm(b, lam);
+    for (int it = 0; it < 40 && L - bb_margin(b) < stop && *norm > 1e-22;
+         it++) {
+        double t = bb_line(b, lam);
+        if (isinf(t))
+            return INFINITY;
+        if (t <= 0)
+            break;
+        double nl[BB_MAXK];
+        for (int k = 0; k < K; k++)
+            nl[k] = fmax(0, lam[k] + t * b->d[k]);
+        double old[BB_MAXK];
+        memcpy(old, lam, sizeof old);
+        memcpy(lam, nl, sizeof nl);
+        double L2 = bb_pass(b, lam);
+        if (!(L2 > L + 1e-3 * b->eps)) {
+            if (L2 < L) {              /* rounding: keep the better one */
+                memcpy(lam, old, sizeof old);
+                L = bb_pass(b, lam);
+            } else {
+                L = L2;
+            }
+            *norm = bb_minnorm(b, lam);
+            break;
+        }
+        L = L2;
+        *norm = bb_minnorm(b, lam);
+    }
+    return L;
+}
+
+/* Checks the assignment arg (with each free group at local choice
+ * pick[f]) exactly; keeps it when it meets the caps and beats U. */
+static void bb_try(bb *b, const int *pick)
+{
+    const mk *m = b->m;
+    for (int f = 0; f < b->F; f++)
+        b->jsel[b->grp[f]] = b->gid[b->fo[f] + pick[f]];
+    double o, t[BP_MCKP_MAX_BUDGETS];
+    eval_global(m->p, m->N, b->jsel, &o, t);
+    if (!totals_fit(m->p, t) || (b->have && !(o < b->U)))
+        return;
+    b->U = o;
+    b->Un = o * m->so;
+    b->have = 1;
+    memcpy(b->best, b->jsel, (size_t)m->G * sizeof *b->best);
+    if (m->verbose)
+        fprintf(stderr, "mckp: B&B node %ld: U = %.12g\n", b->nodes, o);
+}
+
+/* Sets free group f's mask, logged for undoing; a group left with one
+ * choice leaves the active list and its share moves into c0 and capr. */
+static int bb_setmask(bb *b, int f, unsigned mask)
+{
+    if (b->nlog == b->cap_log) {
+        int nc = 2 * b->cap_log + 64;
+        bbundo *u = realloc(b->ulog, (size_t)nc * sizeof *u);
+        if (!u)
+            return -1;
+        b->ulog = u;
+        b->cap_log = nc;
+    }
+    bbundo *u = &b->ulog[b->nlog++];
+    u->f = f, u->p = -1, u->mask = b->mask[f];
+    b->mask[f] = mask;
+    if (mask & (mask - 1) || b->pos[f] < 0)
+        return 0;
+    int c = 0, o = b->fo[f], p = b->pos[f], last = b->act[--b->nact];
+    while (!(mask >> c & 1))
+        c++;
+    u->p = p;
+    u->c0 = b->c0;
+    memcpy(u->capr, b->capr, sizeof u->capr);
+    b->c0 += b->on[o + c];
+    for (int k = 0; k < b->K; k++)
+        b->capr[k] -= b->an[k][o + c];
+    b->arg[f] = c;
+    b->act[p] = last, b->pos[last] = p;
+    b->act[b->nact] = f, b->pos[f] = -1;
+    return 0;
+}
+
+static void bb_undo(bb *b, int upto)
+{
+    while (b->nlog > upto) {
+        bbundo *u = &b->ulog[--b->nlog];
+        if (u->p >= 0) {
+            int f = u->f, p = u->p, other = b->act[p];
+            b->c0 = u->c0;
+            memcpy(b->capr, u->capr, sizeof b->capr);
+            b->act[b->nact] = other, b->pos[other] = b->nact;
+            b->act[p] = f, b->pos[f] = p;
+            b->nact++;
+        }
+        b->mask[u->f] = u->mask;
+    }
+}
+
+static int bb_push(bb *b, int f, unsigned mask, double pL, const double *lam)
+{
+    if (b->nstack == b->cap_stack) {
+        int nc = 2 * b->cap_stack + 64;
+        bbnode *s = realloc(b->stack, (size_t)nc * sizeof *s);
+        if (!s)
+            return -1;
+        b->stack = s;
+        b->cap_stack = nc;
+    }
+    bbnode *e = &b->stack[b->nstack++];
+    e->g = f, e->mask = mask, e->undo = b->nlog, e->pL = pL;
+    memcpy(e->lam, lam, sizeof e->lam);
+    return 0;
+}
+
+/* Builds the B&B over the choices in keep (a group with one kept choice is
+ * fixed at fixsel[g]).  Returns BP_OK, BP_EUNSUPPORTED when a group keeps
+ * more than BB_MAXC choices or K > BB_MAXK, or BP_ENOMEM. */
+static int bb_init(bb *b, const mk *m, const unsigned char *keep,
+                   const int *fixsel)
+{
+    const int G = m->G, K = m->K;
+    memset(b, 0, sizeof *b);
+    b->m = m;
+    b->K = K;
+    if (K < 1 || K > BB_MAXK)
+        return BP_EUNSUPPORTED;
+    int F = 0, nc = 0;
+    for (int g = 0; g < G; g++) {
+        int cnt = 0;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+            cnt += keep[m->cand[i]] != 0;
+        if (cnt > BB_MAXC)
+            return BP_EUNSUPPORTED;
+        if (cnt >= 2)
+            F++, nc += cnt;
+    }
+    b->fo = xcalloc((size_t)F + 1, sizeof *b->fo);
+    b->gid = xcalloc((size_t)nc, sizeof *b->gid);
+    b->grp = xcalloc((size_t)F, sizeof *b->grp);
+    b->on = xcalloc((size_t)nc, sizeof *b->on);
+    for (int k = 0; k < K; k++)
+        b->an[k] = xcalloc((size_t)nc, sizeof *b->an[k]);
+    b->mask = xcalloc((size_t)F, sizeof *b->mask);
+    b->jsel = xcalloc((size_t)G, sizeof *b->jsel);
+    b->best = xcalloc((size_t)G, sizeof *b->best);
+    b->arg = xcalloc((size_t)F, sizeof *b->arg);
+    b->vmin = xcalloc((size_t)F, sizeof *b->vmin);
+    b->tied = xcalloc((size_t)F, sizeof *b->tied);
+    b->w = xcalloc((size_t)nc, sizeof *b->w);
+    b->sv = xcalloc((size_t)nc, sizeof *b->sv);
+    b->cur = xcalloc((size_t)F, sizeof *b->cur);
+    b->heap = xcalloc((size_t)F, sizeof *b->heap);
+    b->act = xcalloc((size_t)F, sizeof *b->act);
+    b->pos = xcalloc((size_t)F, sizeof *b->pos);
+    int bad = !b->fo || !b->gid || !b->grp || !b->on || !b->mask ||
+              !b->jsel || !b->best || !b->arg || !b->vmin || !b->tied ||
+              !b->w || !b->sv || !b->cur || !b->heap || !b->act || !b->pos;
+    for (int k = 0; k < K; k++)
+        bad |= !b->an[k];
+    if (bad)
+        return bp_fail(BP_ENOMEM, "mckp: out of memory");
+    for (int k = 0; k < K; k++)
+        b->capr[k] = m->capn[k];
+    for (int g = 0; g < G; g++) {
+        int at = nc ? b->fo[b->F] : 0, cnt = 0;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+            cnt += keep[m->cand[i]] != 0;
+        if (cnt < 2) {
+            int j = fixsel[g];
+            b->jsel[g] = j;
+            b->c0 += m->on[j];
+            for (int k = 0; k < K; k++)
+                b->capr[k] -= MK_AN(m, k, j);
+            continue;
+        }
+        /* by cost in budget 0, then budget 1: branching splits this order */
+        int n = 0;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            if (!keep[j])
+                continue;
+            int q = at + n++;
+            while (q > at && (MK_AN(m, 0, b->gid[q - 1]) > MK_AN(m, 0, j) ||
+                              (MK_AN(m, 0, b->gid[q - 1]) == MK_AN(m, 0, j) &&
+                               K > 1 && MK_AN(m, 1, b->gid[q - 1]) >
+                                            MK_AN(m, 1, j)))) {
+                b->gid[q] = b->gid[q - 1];
+                q--;
+            }
+            b->gid[q] = j;
+        }
+        for (int q = at; q < at + n; q++) {
+            b->on[q] = m->on[b->gid[q]];
+            for (int k = 0; k < K; k++)
+                b->an[k][q] = MK_AN(m, k, b->gid[q]);
+        }
+        b->act[b->F] = b->F, b->pos[b->F] = b->F;
+        b->grp[b->F] = g;
+        b->mask[b->F] = n == 32 ? 0xffffffffu : (1u << n) - 1;
+        b->jsel[g] = b->gid[at];
+        b->fo[++b->F] = at + n;
+    }
+    b->nc = nc;
+    b->nact = b->F;
+    return BP_OK;
+}
+
+/* Runs the search from lam (an optimal or good root dual) with the
+ * incumbent inc (global indices, objective U) until the tree is closed,
+ * the deadline passes or max_nodes are spent.  *closed: 1 when every node
+ * was settled; *bound: the least bound of the nodes left open (or of
+ * those pruned, when closed), true units. */
+static int bb_run(bb *b, const double *lam0, const int *inc, double U,
+                  double rel_gap, double deadline, long max_nodes,
+                  int *closed, double *bound)
+{
+    const mk *m = b->m;
+    const int K = b->K;
+    if (inc) {
+        memcpy(b->best, inc, (size_t)m->G * sizeof *b->best);
+        b->U = U, b->Un = U * m->so, b->have = 1;
+    }
+    double lam[BB_MAXK] = {0};
+    memcpy(lam, lam0, (size_t)K * sizeof *lam);
+    double L0 = bb_pass(b, lam);
+    b->eps = 1e-9 * (fabs(L0) + b->mag * 1e-3) + 1e-300;
+    if (b->have && b->Un > L0)
+        b->eps = fmin(b->eps, 1e-7 * (b->Un - L0));
+    double pruned_min = INFINITY;
+    int *pick = xcalloc((size_t)b->F, sizeof *pick);
+    if (!pick)
+        return bp_fail(BP_ENOMEM, "mckp: out of memory");
+    *closed = 0;
+    if (bb_push(b, -1, 0, -INFINITY, lam)) {
+        free(pick);
+        return bp_fail(BP_ENOMEM, "mckp: out of memory");
+    }
+    int rc = BP_OK, timed_out = 0;
+    for (long iter = 0; b->nstack > 0; iter++) {
+        if ((iter & 7) == 0 && now_s() > deadline) {
+            timed_out = 1;
+            break;
+        }
+        if (b->nodes >= max_nodes) {
+            timed_out = 1;
+            break;
+        }
+        bbnode e = b->stack[--b->nstack];
+        bb_undo(b, e.undo);
+        if (e.g >= 0 && bb_setmask(b, e.g, e.mask)) {
+            rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
+            break;
+        }
+        b->nodes++;
+        double thr = b->have ? b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un)
+                             : INFINITY;
+        memcpy(lam, e.lam, sizeof lam);
+        double norm;
+        double L = bb_ascent(b, lam, thr, &norm);
+        if (L - bb_margin(b) >= thr) {
+            pruned_min = fmin(pruned_min, L - bb_margin(b));
+            continue;
+        }
+        /* reduced-cost fixing at the node: a choice whose reduced cost
+         * takes the bound past thr leaves the subtree (the tied ones stay:
+         * the LP's weights below refer to them) */
+        if (b->have) {
+            double room = thr - (L - bb_margin(b));
+            int bad = 0;
+            for (int i = b->nact - 1; i >= 0 && !bad; i--) {
+                int f = b->act[i];
+                unsigned msk = b->mask[f], drop = 0;
+                int o = b->fo[f];
+                for (int c = 0; msk; c++, msk >>= 1) {
+                    if (!(msk & 1))
+                        continue;
+                    double r = bb_val(b, o + c, lam) - b->vmin[f];
+                    if (r > room && r > b->eps)
+                        drop |= 1u << c;
+                }
+                if (drop)
+                    bad = bb_setmask(b, f, b->mask[f] & ~drop);
+            }
+            if (bad) {
+                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
+                break;
+            }
+        }
+        /* the LP's primal: weights of the tied groups; the most fractional
+         * group is branched on */
+        int bf = -1;
+        double bfrac = 1e-9;
+        for (int i = 0; i < b->ntied; i++) {
+            int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+            double wmax = 0;
+            for (int c = 0; c < n; c++)
+                if (b->mask[f] >> c & 1 && b->w[o + c] > wmax)
+                    wmax = b->w[o + c];
+            if (1 - wmax > bfrac)
+                bfrac = 1 - wmax, bf = f;
+        }
+        for (int f = 0; f < b->F; f++)
+            pick[f] = b->arg[f];
+        if (bf < 0) {
+            /* integral: try the LP's choice; the node is settled when the
+             * bound now reaches the (perhaps new) incumbent */
+            for (int i = 0; i < b->ntied; i++) {
+                int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+                for (int c = 0; c < n; c++)
+                    if (b->mask[f] >> c & 1 && b->w[o + c] > 0.5)
+                        pick[f] = c;
+            }
+            bb_try(b, pick);
+            thr = b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un);
+            if (b->have && L - bb_margin(b) >= thr) {
+                pruned_min = fmin(pruned_min, L - bb_margin(b));
+                continue;
+            }
+            /* not settled (rounding, or slack priced): split the group
+             * whose choice is nearest to changing */
+            double gbest = INFINITY;
+            for (int i = 0; i < b->nact; i++) {
+                int f = b->act[i];
+                if (!(b->mask[f] & (b->mask[f] - 1)))
+                    continue;          /* one choice left */
+                int o = b->fo[f];
+                double v2 = INFINITY;
+                unsigned msk = b->mask[f];
+                for (int c = 0; msk; c++, msk >>= 1)
+                    if (msk & 1 && c != b->arg[f])
+                        v2 = fmin(v2, bb_val(b, o + c, lam));
+                if (v2 - b->vmin[f] < gbest)
+                    gbest = v2 - b->vmin[f], bf = f;
+            }
+            if (bf < 0)
+                continue;              /* a single assignment, tried */
+            unsigned one = 1u << pick[bf], rest = b->mask[bf] & ~one;
+            if (bb_push(b, bf, rest, L, lam) || bb_push(b, bf, one, L, lam)) {
+                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
+                break;
+            }
+            continue;
+        }
+        /* roundings of the LP solution as cheap incumbents: every
+         * combination of the fractional groups' LP choices (up to 16) that
+         * fits the caps in normalised units, the best of them checked
+         * exactly */
+        {
+            int rf[4], rc_[4][8], rn[4], nr = 0, bestc[4] = {0};
+            for (int i = 0; i < b->ntied && nr < 4; i++) {
+                int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+                rn[nr] = 0;
+                for (int c = 0; c < n && rn[nr] < 4; c++)
+                    if (b->mask[f] >> c & 1 && b->w[o + c] > 1e-12)
+                        rc_[nr][rn[nr]++] = c;
+                if (rn[nr] >= 2)
+                    rf[nr++] = f;
+            }
+            int total = 1;
+            for (int i = 0; i < nr; i++)
+                total *= rn[i];
+            double bobj = INFINITY;
+            for (int code = 0; code < total; code++) {
+                double ex[BB_MAXK], dob = 0;
+                memcpy(ex, b->base, sizeof ex);
+                int x = code, idx[4];
+                for (int i = 0; i < nr; i++) {
+                    idx[i] = x % rn[i], x /= rn[i];
+                    int f = rf[i], o = b->fo[f], c = rc_[i][idx[i]];
+                    dob += b->on[o + c] - b->on[o + b->arg[f]];
+                    for (int k = 0; k < K; k++)
+                        ex[k] += b->an[k][o + c] - b->an[k][o + b->arg[f]];
+                }
+                int fits = 1;
+                for (int k = 0; k < K; k++)
+                    fits &= ex[k] <= -1e-12 * (1 + fabs(b->capr[k]));
+                if (fits && dob < bobj) {
+                    bobj = dob;
+                    for (int i = 0; i < nr; i++)
+                        bestc[i] = rc_[i][idx[i]];
+                }
+            }
+            if (bobj < INFINITY) {
+                for (int i = 0; i < nr; i++)
+                    pick[rf[i]] = bestc[i];
+            } else {
+                for (int i = 0; i < nr; i++)
+                    pick[rf[i]] = rc_[i][0];   /* lowest in budget 0 */
+            }
+        }
+        bb_try(b, pick);
+        thr = b->have ? b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un) : INFINITY;
+        if (L - bb_margin(b) >= thr) {
+            pruned_min = fmin(pruned_min, L - bb_margin(b));
+            continue;
+        }
+        /* strong branching: each fractional group's split between its LP
+         * choices (low keeps positions <= s) is tried, both children's
+         * bounds computed; the split whose worse child has the higher bound
+         * wins.  A child whose bound reaches thr is not pushed. */
+        int cf[BB_CANDS], nc = 0;
+        unsigned clow[BB_CANDS];
+        for (int i = 0; i < b->ntied && nc < BB_CANDS; i++) {
+            int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+            int first = -1, last = -1, sp = -1;
+            for (int c = 0; c < n; c++)
+                if (b->mask[f] >> c & 1 && b->w[o + c] > 1e-9) {
+                    if (first < 0)
+                        first = c;
+                    last = c;
+                }
+            if (first == last)
+                continue;              /* integral in this group */
+            double acc = 0, wl = 0;
+            for (int c = first; c < last; c++) {
+                if (!(b->mask[f] >> c & 1))
+                    continue;
+                acc += b->w[o + c];
+                if (sp < 0 || fabs(acc - 0.5) < fabs(wl - 0.5))
+                    sp = c, wl = acc;
+            }
+            cf[nc] = f;
+            clow[nc++] = b->mask[f] &
+                         (sp >= 31 ? 0xffffffffu : (2u << sp) - 1);
+        }
+        if (nc == 0) {                 /* bf's weights were below 1e-9 */
+            cf[0] = bf;
+            unsigned msk = b->mask[bf];
+            clow[nc++] = msk & (msk - 1) ? msk & -msk : msk;
+        }
+        int bi = -1;
+        double bscore = -INFINITY, bL[2] = {0}, blam[2][BB_MAXK];
+        for (int i = 0; i < nc && bscore < INFINITY; i++) {
+            int f = cf[i];
+            unsigned side[2] = {clow[i], b->mask[f] & ~clow[i]};
+            double Ls[2], ls[2][BB_MAXK];
+            for (int q = 0; q < 2; q++) {
+                unsigned keep_m = b->mask[f];
+                b->mask[f] = side[q];
+                memcpy(ls[q], lam, sizeof ls[q]);
+                double nn;
+                Ls[q] = bb_ascent(b, ls[q], thr, &nn) - bb_margin(b);
+                b->mask[f] = keep_m;
+            }
+            double sc = fmin(Ls[0], Ls[1]) + 1e-3 * fmax(Ls[0], Ls[1]);
+            if (Ls[0] >= thr && Ls[1] >= thr)
+                sc = INFINITY;
+            if (sc > bscore) {
+                bscore = sc, bi = i;
+                bL[0] = Ls[0], bL[1] = Ls[1];
+                memcpy(blam, ls, sizeof blam);
+            }
+        }
+        b->nodes += 2 * nc;
+        {
+            int f = cf[bi];
+            unsigned side[2] = {clow[bi], b->mask[f] & ~clow[bi]};
+            /* the child with the lower bound is explored first (pushed
+             * last) */
+            int first = bL[0] <= bL[1] ? 0 : 1, ok = 1;
+            for (int q = 0; q < 2; q++) {
+                int x = q == 0 ? 1 - first : first;
+                if (bL[x] >= thr)
+                    pruned_min = fmin(pruned_min, bL[x]);
+                else if (bb_push(b, f, side[x], bL[x], blam[x]))
+                    ok = 0;
+            }
+            if (!ok) {
+                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
+                break;
+            }
+        }
+    }
+    free(pick);
+    if (rc)
+        return rc;
+    /* the optimum is at least the least bound of the pruned nodes and, when
+     * the search stopped, of the nodes still on the stack (their parents'
+     * bounds) */
+    double lo = pruned_min;
+    if (timed_out)
+        for (int i = 0; i < b->nstack; i++)
+            lo = fmin(lo, b->stack[i].pL);
+    *closed = !timed_out;
+    *bound = lo / m->so;
+    if (m->verbose)
+        fprintf(stderr, "mckp: B&B on %d groups / %d choices: %ld nodes, %s, "
+                "U = %.12g, bound %.12g\n", b->F, b->nc, b->nodes,
+                *closed ? "closed" : "stopped", b->U, *bound);
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the driver                                                               */
 
 /* Groups in the core problem: the bench's instances gain little past 48 and
  * GLPK's time grows quickly with it. */
 #define CORE_GROUPS 48
+
+/* Nodes our branch and bound may spend, without a time limit, before GLPK
+ * takes over. */
+#define BB_NODES 2000000L
 
 int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
 {
@@ -1837,11 +2664,13 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     if (!r)
         return bp_fail(BP_EINVAL, "mckp: no result given");
     if (isnan(o->rel_gap) || o->rel_gap < 0 || isnan(o->time_limit_s) ||
-        o->core_groups < 0)
+        o->core_groups < 0 || o->method < BP_MCKP_AUTO ||
+        o->method > BP_MCKP_GLPK)
         return bp_fail(BP_EINVAL, "mckp: rel_gap %g, time_limit_s %g, "
-                       "core_groups %d: rel_gap >= 0 and core_groups >= 0 "
-                       "expected", o->rel_gap, o->time_limit_s,
-                       o->core_groups);
+                       "core_groups %d, method %d: rel_gap >= 0, "
+                       "core_groups >= 0 and a known method expected",
+                       o->rel_gap, o->time_limit_s, o->core_groups,
+                       o->method);
     const int ncore = o->core_groups ? o->core_groups : CORE_GROUPS;
     mk m;
     int *sel = NULL, *arg = NULL, *tmp = NULL;
@@ -1943,10 +2772,13 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     /* the core, twice for large problems: ncore groups anchored at
      * the LP's choices (or, if that has no answer, at the incumbent), then
      * 8 times as many anchored at the result, stopped at a true gap of 1e-5
-     * (it only feeds the fixing) */
+     * (it only feeds the fixing).  The second is skipped when our branch and
+     * bound follows (it finds better incumbents faster: 5000 x 6 bench,
+     * 0.5 s to proof without it, 1.0 s with it); with method BP_MCKP_BB no
+     * core runs at all */
     int core_closed = 0;
     double gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
-    if (K > 0 && gap_now > o->rel_gap) {
+    if (K > 0 && gap_now > o->rel_gap && o->method != BP_MCKP_BB) {
         rank_core(&m, lam, arg, mv);
         double left = m.deadline - now_s();
         double U0 = U;
@@ -1963,7 +2795,8 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                                      &core_closed)))
                 goto out;
         }
-        if (have_inc && G > 16 * ncore && !out_of_time(&m)) {
+        if (have_inc && G > 16 * ncore && !out_of_time(&m) &&
+            (o->method == BP_MCKP_GLPK || K > BB_MAXK)) {
             left = m.deadline - now_s();
             memcpy(tmp, sel, (size_t)G * sizeof *sel);
             if ((rc = core_heuristic(&m, tmp, mv, 8 * ncore, tmp,
@@ -1991,6 +2824,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
      * is dropped on a rounding error. */
     double bound = L;
     int proven = 0, rounds = 0, nfree = 0, ncols = 0, nodes = 0;
+    long bb_nodes = 0;
     gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
     if (have_inc && gap_now <= o->rel_gap) {
         proven = U <= L ? 2 : 1;
@@ -2054,6 +2888,49 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         goto done;
     }
 
+    /* step 5a: our branch and bound on what fixing left */
+    if (o->method != BP_MCKP_GLPK && K >= 1) {
+        bb b;
+        rc = bb_init(&b, &m, keep, have_inc ? sel : tmp);
+        if (rc && rc != BP_EUNSUPPORTED) {
+            bb_free(&b);
+            goto out;
+        }
+        if (!rc) {
+            int closed = 0;
+            double bbound = -INFINITY;
+            long cap = isfinite(m.deadline) || o->method == BP_MCKP_BB
+                           ? LONG_MAX : BB_NODES;
+            rc = bb_run(&b, lam, have_inc ? sel : NULL, U, o->rel_gap,
+                        m.deadline, cap, &closed, &bbound);
+            bb_nodes = b.nodes;
+            nfree = b.F, ncols = b.nc - b.F;
+            if (!rc && b.have && (!have_inc || b.U < U)) {
+                memcpy(sel, b.best, (size_t)G * sizeof *sel);
+                U = b.U;
+                have_inc = 1;
+            }
+            bb_free(&b);
+            if (rc)
+                goto out;
+            if (closed && !have_inc) {
+                /* the LP of every node was infeasible or no node held an
+                 * assignment meeting the caps; GLPK decides (rounding in
+                 * our LP must not declare infeasibility) */
+            } else if (closed) {
+                /* proven to BB_TOL, as GLPK's proof is to its tol_obj */
+                bound = fmax(bound, fmin(bbound, U));
+                proven = o->rel_gap > 0 ? 1 : 2;
+                goto done;
+            } else if (have_inc && (isfinite(m.deadline) ||
+                                    o->method == BP_MCKP_BB)) {
+                bound = fmax(bound, fmin(bbound, U));
+                goto done;
+            }
+        }
+        rc = BP_OK;
+    }
+
     /* step 5: GLPK on what fixing left; with a time limit, only when a
      * useful share of it is left (building and factorising a large MIP
      * cannot be interrupted) */
@@ -2111,6 +2988,7 @@ done:
     res.n_free_groups = nfree;
     res.n_free_choices = ncols;
     res.mip_rounds = rounds;
+    res.bb_nodes = bb_nodes;
     res.seconds = now_s() - t0;
     if (m.verbose)
         fprintf(stderr, "mckp: %s, objective %.12g, bound %.12g; MIP on %d "

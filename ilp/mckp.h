@@ -38,6 +38,18 @@ typedef struct bp_mckp {
     const double *cap;         /* (K) any value but NaN; +inf = no limit */
 } bp_mckp;
 
+/* Who solves what reduced-cost fixing leaves (bp_mckp_opts.method). */
+enum {
+    BP_MCKP_AUTO = 0,          /* our branch and bound (K <= 3 budgets, <= 32
+                                  choices a group), GLPK's after a node cap
+                                  when there is no time limit, or for the
+                                  rest */
+    BP_MCKP_BB = 1,            /* ours wherever it applies, with no node cap
+                                  and no GLPK core heuristic (tests,
+                                  benches) */
+    BP_MCKP_GLPK = 2           /* GLPK's branch and bound only */
+};
+
 typedef struct bp_mckp_opts {
     double time_limit_s;       /* wall-clock limit for the whole solve;
                                   <= 0: none */
@@ -49,6 +61,7 @@ typedef struct bp_mckp_opts {
                                   0: the default (48).  Tuning and tests: a
                                   tiny core leaves the work to fixing and the
                                   final MIP */
+    int method;                /* BP_MCKP_AUTO (default), _BB or _GLPK */
 } bp_mckp_opts;
 
 typedef struct bp_mckp_result {
@@ -62,12 +75,14 @@ typedef struct bp_mckp_result {
     const char *status;        /* static string: "optimal" (proven within
                                   rel_gap) or "feasible" (time limit) */
     /* how the work split, for benches and --verbose */
-    int n_free_groups;         /* groups left to the final MIP by fixing
-                                  (0: settled before it) */
-    int n_free_choices;        /* its binary columns: per group, one fewer
-                                  than the choices left */
+    int n_free_groups;         /* groups left by reduced-cost fixing to the
+                                  branch and bound (ours or GLPK's; 0:
+                                  settled before it) */
+    int n_free_choices;        /* per such group, one fewer than the choices
+                                  left (GLPK's binary columns) */
     int mip_rounds;            /* GLPK MIP solves (more than 1 only when a
                                   GLPK answer broke a cap by its tolerance) */
+    long bb_nodes;             /* nodes of our branch and bound (0: not run) */
 } bp_mckp_result;
 
 /* Fills *o with the defaults: no time limit, rel_gap 0, quiet, default

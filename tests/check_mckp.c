@@ -218,6 +218,51 @@ START_TEST(test_random_vs_enumeration)
 }
 END_TEST
 
+
+/* Our branch and bound alone (no core, no GLPK MIP) against enumeration on
+ * 500 random instances of up to 12 groups, every style, 1 to 3 budgets;
+ * then with a relative gap. */
+START_TEST(test_bb_vs_enumeration)
+{
+    rng = 4242;
+    bp_mckp_opts o;
+    bp_mckp_opts_default(&o);
+    o.method = BP_MCKP_BB;
+    long nodes = 0;
+    for (int id = 0; id < 500; id++) {
+        int G = irand(1, 12), K = irand(1, 3), nc[12];
+        double count = 1;
+        for (int g = 0; g < G; g++) {
+            nc[g] = irand(2, 8);
+            while (count * nc[g] > 2e5 && nc[g] > 2)
+                nc[g]--;
+            count *= nc[g];
+        }
+        inst in;
+        inst_alloc(&in, G, K, nc);
+        fill(&in, id % 4);
+        double frac[3];
+        for (int k = 0; k < K; k++)
+            frac[k] = id % 10 == 9 ? -0.02 * unif() : unif();
+        set_caps(&in, frac);
+        int *ch = calloc((size_t)G, sizeof *ch);
+        double ref = 0;
+        int ref_rc = bp_mckp_enumerate(&in.p, ch, &ref);
+        ck_assert(ref_rc == BP_OK || ref_rc == BP_EINFEASIBLE);
+        check_against_opts(&in, &o, ref_rc, ref, "bb", id);
+        bp_mckp_result r;
+        if (ref_rc == BP_OK &&
+            bp_mckp_solve(&in.p, &o, &r) == BP_OK) {
+            nodes += r.bb_nodes;
+            bp_mckp_result_free(&r);
+        }
+        free(ch);
+        inst_free(&in);
+    }
+    ck_assert_int_gt(nodes, 500);      /* the search did run */
+}
+END_TEST
+
 /* Many assignments tie or sit exactly on a cap with small integers; the
  * enumeration and the solver must agree on every one of them. */
 START_TEST(test_ties_and_exact_caps)
@@ -668,6 +713,7 @@ static Suite *mckp_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_random_vs_enumeration);
+    tcase_add_test(tc, test_bb_vs_enumeration);
     tcase_add_test(tc, test_ties_and_exact_caps);
     tcase_add_test(tc, test_single_budget_vs_dp);
     tcase_add_test(tc, test_two_budgets_vs_dp);
