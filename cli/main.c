@@ -7,10 +7,12 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 static const bp_cmd commands[] = {
     {"inspect", cmd_inspect, "layers, shapes, parameters and MACs of a model"},
     {"eval", cmd_eval, "float accuracy and outputs of a model on data"},
+    {"run", cmd_run, "run a plan in the integer-only executor and measure it"},
 };
 
 static void usage(FILE *f)
