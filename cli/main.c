@@ -8,11 +8,13 @@
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 static const bp_cmd commands[] = {
     {"inspect", cmd_inspect, "layers, shapes, parameters and MACs of a model"},
     {"eval", cmd_eval, "float accuracy and outputs of a model on data"},
     {"run", cmd_run, "run a plan in the integer-only executor and measure it"},
+    {"profile", cmd_profile, "measure this machine's integer kernels into a profile"},
 };
 
 static void usage(FILE *f)

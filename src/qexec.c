@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- thread pool ------------------------------------------------------------ */
@@ -461,6 +462,29 @@ int bp_qexec_run(bp_qexec *ex, const float *const *inputs, int64_t n)
         int st = run_op(ex, i, n);
         if (st)
             return st;
+    }
+    return BP_OK;
+}
+
+int bp_qexec_run_timed(bp_qexec *ex, const float *const *inputs, int64_t n,
+                       double *op_seconds)
+{
+    if (n < 1 || n > ex->max_batch)
+        return bp_fail(BP_EINVAL, "integer executor: batch of %lld samples; "
+                       "expected 1 to %lld", (long long)n,
+                       (long long)ex->max_batch);
+    ex->inputs = inputs;
+    ex->n = n;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < ex->qm->n_ops; i++) {
+        int st = run_op(ex, i, n);
+        if (st)
+            return st;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        op_seconds[i] = (double)(t1.tv_sec - t0.tv_sec) +
+                        (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        t0 = t1;
     }
     return BP_OK;
 }

@@ -29,6 +29,11 @@ int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,
  * the graph's layout.  Outputs are valid until the next run. */
 int bp_qexec_run(bp_qexec *ex, const float *const *inputs, int64_t n);
 
+/* bp_qexec_run, recording the seconds each op took in op_seconds
+ * (qm->n_ops entries). */
+int bp_qexec_run_timed(bp_qexec *ex, const float *const *inputs, int64_t n,
+                       double *op_seconds);
+
 /* Graph output k of the last run, float32 in the graph's layout. */
 const float *bp_qexec_output(const bp_qexec *ex, int k);
 

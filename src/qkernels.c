@@ -61,13 +61,38 @@ static void tab_init(void)
     }
 }
 
+/* 8 codes of B bits are B whole bytes, read as one little-endian word
+ * (assembled byte by byte: endian-neutral, and one load for the compiler). */
+#define UNPACK8(B)                                                              \
+    static int64_t unpack8_##B(int8_t *dst, const uint8_t *src, int64_t n)     \
+    {                                                                           \
+        int64_t i = 0;                                                          \
+        for (; i + 8 <= n; i += 8) {                                            \
+            const uint8_t *p = src + i / 8 * B;                                 \
+            uint64_t v = 0;                                                     \
+            for (int j = 0; j < B; j++)                                         \
+                v |= (uint64_t)p[j] << (8 * j);                                 \
+            for (int j = 0; j < 8; j++)                                         \
+                dst[i + j] = (int8_t)((int64_t)(v << (64 - B * (j + 1))) >>    \
+                                      (64 - B));                                \
+        }                                                                       \
+        return i;                                                               \
+    }
+UNPACK8(3)
+UNPACK8(5)
+UNPACK8(6)
+UNPACK8(7)
+
 void bp_qunpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {
     int64_t i = 0;
-    switch (bits) {
-    case 8:
+    if (bits == 8) {
         memcpy(dst, src, (size_t)n);
         return;
+    }
+    if (bp_qk_isa_get() == BP_QK_AVX512VNNI)
+        i = bp_qk_x86_unpack(dst, src, n, bits);
+    switch (bits) {
     case 4:
         pthread_once(&tab_once, tab_init);
         for (; i + 2 <= n; i += 2)
@@ -78,18 +103,11 @@ void bp_qunpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
         for (; i + 4 <= n; i += 4)
             memcpy(dst + i, tab2[src[i >> 2]], 4);
         break;
-    default: {
-        /* 8 codes are `bits` whole bytes: read them as one little-endian word */
-        unsigned mask = (1u << bits) - 1;
-        for (; i + 8 <= n; i += 8) {
-            const uint8_t *p = src + i / 8 * bits;
-            uint64_t v = 0;
-            for (int j = 0; j < bits; j++)
-                v |= (uint64_t)p[j] << (8 * j);
-            for (int j = 0; j < 8; j++)
-                dst[i + j] = sext((unsigned)(v >> (j * bits)) & mask, bits);
-        }
-    }
+    case 3: i += unpack8_3(dst + i, src + i / 8 * 3, n - i); break;
+    case 5: i += unpack8_5(dst + i, src + i / 8 * 5, n - i); break;
+    case 6: i += unpack8_6(dst + i, src + i / 8 * 6, n - i); break;
+    case 7: i += unpack8_7(dst + i, src + i / 8 * 7, n - i); break;
+    default: break;
     }
     /* the last codes, bit by bit */
     for (; i < n; i++)
@@ -182,10 +200,8 @@ static int layer_direct(const bp_qk_layer *a, int xor80)
  * the copy. */
 static inline void copy_small(uint8_t *dst, const uint8_t *src, int64_t n)
 {
-    if (n > 64) {
-        memcpy(dst, src, (size_t)n);
-        return;
-    }
+    for (; n >= 64; n -= 64, dst += 64, src += 64)
+        memcpy(dst, src, 64);
     for (; n >= 16; n -= 16, dst += 16, src += 16)
         memcpy(dst, src, 16);
     if (n >= 8) {
@@ -202,6 +218,18 @@ static inline void copy_small(uint8_t *dst, const uint8_t *src, int64_t n)
     }
     if (n)
         *dst = *src;
+}
+
+/* dst = src ^ 0x80: int8 codes as uint8 x + 128 */
+static inline void copy_xor(uint8_t *restrict dst, const uint8_t *restrict src,
+                            int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            dst[i + j] = src[i + j] ^ 0x80;
+    for (; i < n; i++)
+        dst[i] = src[i] ^ 0x80;
 }
 
 static inline void fill_small(uint8_t *dst, uint8_t v, int64_t n)
@@ -246,7 +274,7 @@ static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
     const int64_t dh = a->geo.dil_h, dw = a->geo.dil_w;
     const int64_t pt = a->geo.pad_t, pl = a->geo.pad_l;
     const uint8_t padv = xor80 ? 0x80 : 0;
-    const int contiguous = a->geo.group == 1 && dw == 1 && !xor80;
+    const int contiguous = a->geo.group == 1 && dw == 1;
     const int64_t span = kw * cg, ohw = oh * ow;
     int64_t n = p0 / ohw, oy = p0 % ohw / ow, ox = p0 % ow;
     for (int64_t i = 0; i < np; i++) {
@@ -263,7 +291,10 @@ static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
             }
             const uint8_t *row = img + iy * w * c;
             if (contiguous && inner_x) {
-                copy_small(dst, row + ix0 * c, span);
+                if (xor80)
+                    copy_xor(dst, row + ix0 * c, span);
+                else
+                    copy_small(dst, row + ix0 * c, span);
                 dst += span;
                 continue;
             }
@@ -275,8 +306,7 @@ static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
                 }
                 const uint8_t *src = row + ix * c;
                 if (xor80)
-                    for (int64_t j = 0; j < cg; j++)
-                        dst[j] = src[j] ^ 0x80;
+                    copy_xor(dst, src, cg);
                 else
                     copy_small(dst, src, cg);
             }
@@ -614,9 +644,16 @@ void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
             const float *xs = x + (b * c + ch) * hw;
-            for (int64_t p = 0; p < hw; p++)
-                put(y, ty, (b * hw + p) * c + ch,
-                    bp_act_quantize(xs[p], scale, lo, hi));
+            int64_t o = b * hw * c + ch;
+            if (ty == BP_QT_U8) {
+                uint8_t *yo = (uint8_t *)y + o;
+                for (int64_t p = 0; p < hw; p++)
+                    yo[p * c] = (uint8_t)bp_act_quantize(xs[p], scale, lo, hi);
+            } else {
+                int8_t *yo = (int8_t *)y + o;
+                for (int64_t p = 0; p < hw; p++)
+                    yo[p * c] = (int8_t)bp_act_quantize(xs[p], scale, lo, hi);
+            }
         }
 }
 

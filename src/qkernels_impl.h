@@ -17,6 +17,11 @@ void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
                          int64_t pc, const bp_qk_layer *a, int64_t grp,
                          int64_t b0, int64_t b1, int xor80);
 
+/* Unpacks the first codes of a b-bit stream with AVX-512 BW (4 and 2 bits)
+ * or BMI2 (the other widths), in whole vectors / groups of 8 only; returns
+ * how many it did (a multiple of 8).  The caller does the rest. */
+int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
+
 /* The scalar epilogue of one output element, t = accumulator + bias. */
 void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
                     int64_t t);

@@ -19,7 +19,7 @@
 
 #include <immintrin.h>
 
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,bmi2")))
 
 int bp_qk_x86_vnni_available(void)
 {
@@ -27,7 +27,8 @@ int bp_qk_x86_vnni_available(void)
     return __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("bmi2");
 }
 
 /* One block of up to 16 output channels, with its epilogue constants. */
@@ -238,9 +239,66 @@ TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
     }
 }
 
+TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
+                            int bits)
+{
+    int64_t i = 0;
+    if (bits == 4) {
+        /* 32 bytes -> 64 codes: each byte becomes the 16-bit lane
+         * [low nibble, high nibble], then 4-bit sign extension per byte */
+        const __m512i m4 = _mm512_set1_epi16(0x0F), s8 = _mm512_set1_epi8(8);
+        for (; i + 64 <= n; i += 64) {
+            __m512i b = _mm512_cvtepu8_epi16(
+                _mm256_loadu_si256((const __m256i *)(src + i / 2)));
+            __m512i v = _mm512_or_si512(_mm512_and_si512(b, m4),
+                                        _mm512_slli_epi16(_mm512_srli_epi16(b, 4), 8));
+            v = _mm512_sub_epi8(_mm512_xor_si512(v, s8), s8);
+            _mm512_storeu_si512(dst + i, v);
+        }
+    } else if (bits == 2) {
+        /* 16 bytes -> 64 codes: byte b becomes the 32-bit lane of its four
+         * 2-bit fields, then 2-bit sign extension per byte */
+        const __m512i m2 = _mm512_set1_epi32(0x03030303), s2 = _mm512_set1_epi8(2);
+        for (; i + 64 <= n; i += 64) {
+            __m512i b = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(src + i / 4)));
+            __m512i v = _mm512_or_si512(
+                _mm512_or_si512(b, _mm512_slli_epi32(b, 6)),
+                _mm512_or_si512(_mm512_slli_epi32(b, 12), _mm512_slli_epi32(b, 18)));
+            v = _mm512_and_si512(v, m2);
+            v = _mm512_sub_epi8(_mm512_xor_si512(v, s2), s2);
+            _mm512_storeu_si512(dst + i, v);
+        }
+    } else {
+        /* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a
+         * word, then a borrow-free bytewise (x ^ s) - s sign-extends */
+        uint64_t field = (1ull << bits) - 1, mask = 0;
+        for (int j = 0; j < 8; j++)
+            mask |= field << (8 * j);
+        const uint64_t S = 0x0101010101010101ull << (bits - 1);
+        const uint64_t H = 0x8080808080808080ull;
+        /* whole 8-byte loads while they stay inside the stream */
+        const int64_t bytes = BP_QPACK_BYTES(n, bits);
+        for (; i + 8 <= n && i / 8 * bits + 8 <= bytes; i += 8) {
+            uint64_t v;
+            memcpy(&v, src + i / 8 * bits, 8);
+            uint64_t y = _pdep_u64(v, mask) ^ S;
+            uint64_t r = ((y | H) - S) ^ ((y ^ ~S) & H);
+            memcpy(dst + i, &r, 8);
+        }
+    }
+    return i;
+}
+
 #else /* not x86-64 GCC/Clang: the portable kernels only */
 
 int bp_qk_x86_vnni_available(void) { return 0; }
+
+int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
+{
+    (void)dst; (void)src; (void)n; (void)bits;
+    return 0;
+}
 
 void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
                          int64_t pc, const bp_qk_layer *a, int64_t grp,

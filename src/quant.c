@@ -139,18 +139,6 @@ double bp_act_scale(double clip, int bits, int is_signed)
     return clip / (double)hi;
 }
 
-int32_t bp_act_quantize(float x, double scale, int32_t lo, int32_t hi)
-{
-    double v = (double)x / scale;
-    if (!(v == v))
-        return 0;
-    if (v >= (double)hi)
-        return hi;
-    if (v <= (double)lo)
-        return lo;
-    return (int32_t)round(v);
-}
-
 static const char *const calib_names[BP_CALIB_COUNT] = {"minmax", "percentile",
                                                         "mse"};
 

@@ -71,8 +71,24 @@ void bp_act_range(int bits, int is_signed, int32_t *lo, int32_t *hi);
  * when clip is 0 or not finite (an all-zero tensor). */
 double bp_act_scale(double clip, int bits, int is_signed);
 
-/* q = clamp(round_half_away(x / scale), lo, hi), in double. NaN gives 0. */
-int32_t bp_act_quantize(float x, double scale, int32_t lo, int32_t hi);
+/* q = clamp(round_half_away(x / scale), lo, hi), in double. NaN gives 0.
+ * Inline: it is the executor's only float step on the way in. */
+static inline int32_t bp_act_quantize(float x, double scale, int32_t lo,
+                                      int32_t hi)
+{
+    double v = (double)x / scale;
+    if (!(v == v))
+        return 0;
+    if (v >= (double)hi)
+        return hi;
+    if (v <= (double)lo)
+        return lo;
+    /* round half away from zero without a libm call: the truncation t and
+     * the fraction v - t are exact for |v| < 2^31 */
+    int32_t t = (int32_t)v;
+    double f = v - (double)t;
+    return t + (f >= 0.5) - (f <= -0.5);
+}
 
 /* Calibration methods for the clipping range. */
 typedef enum bp_calib_method {
