@@ -742,38 +742,230 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Solves the LP relaxation with GLPK's simplex over a band of choices, then
- * prices every other choice against the LP's duals and re-solves with those
- * of negative reduced cost, until none is left: lam ends as an optimal dual
- * of the full LP relaxation (within GLPK's tolerances; any lam >= 0 yields a
- * valid bound, so tolerances cost tightness, never correctness).
- *
- * The LP over the band (normalised units; F: groups with two or more band
+/* Runs body(ctx) with GLPK's aborts caught and its terminal output off
+ * (unless verbose): the one place that arms glp_error_hook.  An abort inside
+ * GLPK longjmps back here, after which GLPK's state is unusable and
+ * glp_free_env releases all of it (every GLPK object of this thread, the
+ * body's included); the body keeps everything else in ctx, which its caller
+ * frees.  Returns body's status, or BP_EINTERNAL naming what was solved. */
+static int glpk_guarded(int verbose, int (*body)(void *), void *ctx,
+                        const char *what)
+{
+    glpk_guard guard;
+    int old_term = glp_term_out(verbose ? GLP_ON : GLP_OFF);
+    if (setjmp(guard.env)) {
+        glp_free_env();
+        return bp_fail(BP_EINTERNAL, "mckp: GLPK aborted (internal error) "
+                       "while solving %s", what);
+    }
+    glp_error_hook(glpk_abort_hook, &guard);
+    int rc = body(ctx);
+    glp_error_hook(NULL, NULL);
+    glp_term_out(old_term);
+    return rc;
+}
+
+typedef struct lpwork {
+    const mk *m;
+    double *lam;               /* (K) in: warm start, out: LP duals */
+    unsigned char *band;       /* (N) choices in the LP */
+    int *arg;                  /* (G) a group's single band choice */
+    int *row_of;               /* (G) row of a free group, -1: single */
+    double *mu;                /* (G) dual of a group's row */
+    const double *r2;          /* (G) sorted gaps to each group's second
+                                  best choice at the warm start */
+    double *lam0;              /* (K) the warm start */
+    const int *inc;            /* (G) a feasible assignment, or NULL */
+    int want;                  /* groups given a second choice */
+    model d;
+    int rounds;
+} lpwork;
+
+/* The band at the warm start: every group's Lagrangian choice, plus the
+ * choices within delta of it, delta set so that about w->want groups get a
+ * second choice, plus the choices of a feasible assignment when there is
+ * one (which keeps the LP over the band feasible). */
+static void band_select(lpwork *w)
+{
+    const mk *m = w->m;
+    double delta = w->r2[w->want - 1];
+    for (int g = 0; g < m->G; g++) {
+        double vmin = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            vmin = fmin(vmin, v);
+        }
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < m->K; k++)
+                v += w->lam0[k] * MK_AN(m, k, j);
+            if (v - vmin <= delta)
+                w->band[j] = 1;
+        }
+        if (w->inc)
+            w->band[w->inc[g]] = 1;
+    }
+}
+
+/* The LP over the band (normalised units; F: groups with two or more band
  * choices, the others sit at their single band choice f_g):
  *   minimise   sum_{g in F} sum_{c in band_g} on_c x_c
  *   subject to sum_{c in band_g} x_c = 1                        g in F
  *              sum_{g in F} sum_c an_kc x_c <= capn_k - sum_{g not in F} an_k,f_g
  *              0 <= x_c <= 1
- * lambda_k is minus the dual of budget row k. */
-static int band_lp(const mk *m, double *lam, int *lp_rounds)
+ * lambda_k is minus the dual of budget row k, mu_g the dual of row g. */
+static int band_lp_body(void *ctx)
+{
+    lpwork *w = ctx;
+    const mk *m = w->m;
+    const int G = m->G, K = m->K;
+    model *d = &w->d;
+    for (w->rounds = 1; w->rounds <= 16; w->rounds++) {
+        int nfree = 0, ncols = 0, rc;
+        for (int g = 0; g < G; g++) {
+            int cnt = 0;
+            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+                cnt += w->band[m->cand[i]];
+            w->row_of[g] = cnt >= 2 ? nfree++ : -1;
+            if (cnt >= 2)
+                ncols += cnt;
+        }
+        model_free(d);
+        if ((rc = model_alloc(d, nfree + K, ncols, ncols * (1 + K))))
+            return rc;
+        d->nrows = nfree + K;
+        d->ncols = ncols;
+        for (int k = 0; k < K; k++)
+            d->rhs[nfree + k] = m->capn[k];
+        int nc = 0;
+        for (int g = 0; g < G; g++) {
+            int row = w->row_of[g];
+            if (row >= 0)
+                d->eq[row] = 1, d->rhs[row] = 1;
+            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+                int j = m->cand[i];
+                if (!w->band[j])
+                    continue;
+                if (row < 0) {          /* the group's single band choice */
+                    w->arg[g] = j;
+                    for (int k = 0; k < K; k++)
+                        d->rhs[nfree + k] -= MK_AN(m, k, j);
+                    continue;
+                }
+                d->obj[nc] = m->on[j];
+                d->ri[d->nnz] = row, d->ci[d->nnz] = nc, d->v[d->nnz++] = 1;
+                for (int k = 0; k < K; k++)
+                    if (MK_AN(m, k, j) != 0)
+                        d->ri[d->nnz] = nfree + k, d->ci[d->nnz] = nc,
+                        d->v[d->nnz++] = MK_AN(m, k, j);
+                nc++;
+            }
+        }
+        glp_prob *lp = glpk_build(d);
+        glp_smcp sm;
+        glp_init_smcp(&sm);
+        sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
+        /* the duals feed bounds: ask for them tighter than the default */
+        sm.tol_bnd = 1e-9;
+        sm.tol_dj = 1e-9;
+        glp_scale_prob(lp, GLP_SF_AUTO);
+        glp_adv_basis(lp, 0);
+        int src = glp_simplex(lp, &sm);
+        int st = src == 0 ? glp_get_status(lp) : GLP_UNDEF;
+        if (src != 0 || (st != GLP_OPT && st != GLP_NOFEAS)) {
+            glp_delete_prob(lp);
+            return bp_fail(BP_EINTERNAL, "mckp: GLPK's glp_simplex returned %s "
+                           "(solution status %d) on the LP relaxation",
+                           glpk_code_name(src), st);
+        }
+        if (st == GLP_NOFEAS) {
+            /* the groups held at one choice leave no room: widen the band
+             * fourfold, up to every choice */
+            glp_delete_prob(lp);
+            if (w->want == G)
+                return bp_fail(BP_EINFEASIBLE, "no assignment meets all "
+                               "budgets together (even the LP relaxation is "
+                               "infeasible)");
+            w->want = w->want > G / 4 ? G : 4 * w->want;
+            band_select(w);
+            continue;
+        }
+        for (int k = 0; k < K; k++)
+            w->lam[k] = fmax(0, -glp_get_row_dual(lp, nfree + k + 1));
+        if (getenv("MCKP_DBGLP")) {
+            double fixedo = 0;
+            for (int g = 0; g < G; g++) if (w->row_of[g] < 0) fixedo += m->on[w->arg[g]];
+            fprintf(stderr, "DBG LP obj %.12g (+fixed %.12g = %.12g) L(lam) %.12g lam %g %g duals %g %g status %d\n",
+                glp_get_obj_val(lp), fixedo, glp_get_obj_val(lp)+fixedo, lagrangian(m, w->lam, NULL, NULL),
+                w->lam[0], w->lam[1], glp_get_row_dual(lp, nfree + 1), glp_get_row_dual(lp, nfree + 2), glp_get_status(lp));
+        }
+        for (int g = 0; g < G; g++)
+            if (w->row_of[g] >= 0)
+                w->mu[g] = glp_get_row_dual(lp, w->row_of[g] + 1);
+        glp_delete_prob(lp);
+        /* pricing: reduced cost on_c + lambda.an_c - mu_g of every choice
+         * outside the band (a single group's mu is its choice's value) */
+        int added = 0;
+        for (int g = 0; g < G; g++) {
+            double mg = w->mu[g];
+            if (w->row_of[g] < 0) {
+                mg = m->on[w->arg[g]];
+                for (int k = 0; k < K; k++)
+                    mg += w->lam[k] * MK_AN(m, k, w->arg[g]);
+            }
+            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+                int j = m->cand[i];
+                if (w->band[j])
+                    continue;
+                double dj = m->on[j] - mg;
+                for (int k = 0; k < K; k++)
+                    dj += w->lam[k] * MK_AN(m, k, j);
+                if (dj < -1e-9) {
+                    w->band[j] = 1;
+                    added++;
+                }
+            }
+        }
+        if (m->verbose)
+            fprintf(stderr, "mckp: LP round %d: %d free groups, %d columns, "
+                    "%d priced in\n", w->rounds, nfree, nc, added);
+        if (!added || out_of_time(m))
+            break;
+    }
+    return BP_OK;
+}
+
+/* Solves the LP relaxation with GLPK's simplex over a band of choices, then
+ * prices every other choice against the LP's duals and re-solves with those
+ * of negative reduced cost, until none is left: lam ends as an optimal dual
+ * of the full LP relaxation (within GLPK's tolerances; any lam >= 0 yields a
+ * valid bound, so tolerances cost tightness, never correctness).  The band
+ * starts as every group's Lagrangian choice at the warm start lam, plus the
+ * choices within delta of it, delta set so that about 64 + G/16 groups get
+ * a second choice; widened when that LP is infeasible. */
+static int band_lp(const mk *m, double *lam, const int *inc, int *lp_rounds)
 {
     const int G = m->G, K = m->K, N = m->N;
     int rc = BP_OK;
-    unsigned char *band = xcalloc((size_t)N, 1);
-    int *arg = xcalloc((size_t)G, sizeof *arg);
-    int *row_of = xcalloc((size_t)G, sizeof *row_of);   /* -1: single */
-    int *col_of = xcalloc((size_t)N, sizeof *col_of);
-    int *col_j = xcalloc((size_t)N, sizeof *col_j);
+    lpwork w;
+    memset(&w, 0, sizeof w);
+    w.m = m;
+    w.lam = lam;
+    w.band = xcalloc((size_t)N, 1);
+    w.arg = xcalloc((size_t)G, sizeof *w.arg);
+    w.row_of = xcalloc((size_t)G, sizeof *w.row_of);
+    w.mu = xcalloc((size_t)G, sizeof *w.mu);
     double *r2 = xcalloc((size_t)G, sizeof *r2);
-    double *mu = xcalloc((size_t)G, sizeof *mu);
-    model d = {0};
-    if (!band || !arg || !row_of || !col_of || !col_j || !r2 || !mu) {
+    double lam0[BP_MCKP_MAX_BUDGETS];
+    if (!w.band || !w.arg || !w.row_of || !w.mu || !r2) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
     }
-    /* initial band: every group's Lagrangian choice, plus the choices within
-     * delta of it, delta set so that about 64 + G/16 groups get a second */
-    lagrangian(m, lam, arg, NULL);
+    lagrangian(m, lam, w.arg, NULL);
     for (int g = 0; g < G; g++) {
         double vmin = INFINITY, v2 = INFINITY;
         for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
@@ -787,151 +979,20 @@ static int band_lp(const mk *m, double *lam, int *lp_rounds)
                 v2 = v;
         }
         r2[g] = v2 - vmin;
-        mu[g] = vmin;
+        w.mu[g] = vmin;
     }
-    int want = G < 64 + G / 16 ? G : 64 + G / 16;
-    double *tmp = xcalloc((size_t)G, sizeof *tmp);
-    if (!tmp) {
-        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-        goto out;
-    }
-    memcpy(tmp, r2, (size_t)G * sizeof *tmp);
-    qsort(tmp, (size_t)G, sizeof *tmp, cmp_double);
-    double delta = tmp[want - 1];
-    free(tmp);
-    for (int g = 0; g < G; g++) {
-        band[arg[g]] = 1;
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-            int j = m->cand[i];
-            double v = m->on[j];
-            for (int k = 0; k < K; k++)
-                v += lam[k] * MK_AN(m, k, j);
-            if (v - mu[g] <= delta)
-                band[j] = 1;
-        }
-    }
-
-    glpk_guard guard;
-    int old_term = glp_term_out(m->verbose ? GLP_ON : GLP_OFF);
-    if (setjmp(guard.env)) {
-        glp_free_env();                /* GLPK's state is unusable now */
-        rc = bp_fail(BP_EINTERNAL, "mckp: GLPK aborted while solving the LP "
-                     "relaxation");
-        goto out;
-    }
-    glp_error_hook(glpk_abort_hook, &guard);
-    int widened = 0;
-    for (int round = 0; round < 12; round++) {
-        *lp_rounds = round + 1;
-        /* rows: free groups, then budgets */
-        int nfree = 0, ncols = 0;
-        for (int g = 0; g < G; g++) {
-            int cnt = 0;
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
-                cnt += band[m->cand[i]];
-            row_of[g] = cnt >= 2 ? nfree++ : -1;
-            if (cnt >= 2)
-                ncols += cnt;
-        }
-        model_free(&d);
-        if ((rc = model_alloc(&d, nfree + K, ncols, ncols * (1 + K))))
-            break;
-        for (int k = 0; k < K; k++)
-            d.rhs[nfree + k] = m->capn[k];
-        int nc = 0;
-        for (int g = 0; g < G; g++) {
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-                int j = m->cand[i];
-                if (!band[j])
-                    continue;
-                if (row_of[g] < 0) {   /* the group's single band choice */
-                    arg[g] = j;
-                    for (int k = 0; k < K; k++)
-                        d.rhs[nfree + k] -= MK_AN(m, k, j);
-                    continue;
-                }
-                d.obj[nc] = m->on[j];
-                d.ri[d.nnz] = row_of[g], d.ci[d.nnz] = nc, d.v[d.nnz++] = 1;
-                for (int k = 0; k < K; k++)
-                    if (MK_AN(m, k, j) != 0)
-                        d.ri[d.nnz] = nfree + k, d.ci[d.nnz] = nc,
-                        d.v[d.nnz++] = MK_AN(m, k, j);
-                col_j[nc++] = j;
-            }
-            if (row_of[g] >= 0)
-                d.eq[row_of[g]] = 1, d.rhs[row_of[g]] = 1;
-        }
-        d.nrows = nfree + K;
-        d.ncols = nc;
-        glp_prob *lp = glpk_build(&d);
-        glp_smcp sm;
-        glp_init_smcp(&sm);
-        sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
-        sm.presolve = GLP_OFF;
-        glp_scale_prob(lp, GLP_SF_AUTO);
-        glp_adv_basis(lp, 0);
-        int src = glp_simplex(lp, &sm);
-        int st = src == 0 ? glp_get_status(lp) : GLP_UNDEF;
-        if (src != 0 || (st != GLP_OPT && st != GLP_NOFEAS)) {
-            glp_delete_prob(lp);
-            rc = bp_fail(BP_EINTERNAL, "mckp: GLPK's simplex returned %s "
-                         "(status %d) on the LP relaxation",
-                         glpk_code_name(src), st);
-            break;
-        }
-        if (st == GLP_NOFEAS) {
-            glp_delete_prob(lp);
-            if (widened) {
-                rc = bp_fail(BP_EINFEASIBLE, "no assignment meets all "
-                             "budgets together (the LP relaxation is "
-                             "infeasible)");
-                break;
-            }
-            for (int i = 0; i < m->cfirst[G]; i++)
-                band[m->cand[i]] = 1;
-            widened = 1;
-            continue;
-        }
-        for (int k = 0; k < K; k++)
-            lam[k] = fmax(0, -glp_get_row_dual(lp, nfree + k + 1));
-        for (int g = 0; g < G; g++)
-            if (row_of[g] >= 0)
-                mu[g] = glp_get_row_dual(lp, row_of[g] + 1);
-        glp_delete_prob(lp);
-        /* pricing */
-        int added = 0;
-        for (int g = 0; g < G; g++) {
-            double mg = mu[g];
-            if (row_of[g] < 0) {
-                mg = m->on[arg[g]];
-                for (int k = 0; k < K; k++)
-                    mg += lam[k] * MK_AN(m, k, arg[g]);
-            }
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-                int j = m->cand[i];
-                if (band[j])
-                    continue;
-                double dj = m->on[j] - mg;
-                for (int k = 0; k < K; k++)
-                    dj += lam[k] * MK_AN(m, k, j);
-                if (dj < -1e-9) {
-                    band[j] = 1;
-                    added++;
-                }
-            }
-        }
-        if (m->verbose)
-            fprintf(stderr, "mckp: LP round %d: %d free groups, %d columns, "
-                    "%d priced in\n", round + 1, nfree, nc, added);
-        if (!added || out_of_time(m))
-            break;
-    }
-    glp_error_hook(NULL, NULL);
-    glp_term_out(old_term);
+    qsort(r2, (size_t)G, sizeof *r2, cmp_double);
+    w.r2 = r2;
+    w.want = G < 64 + G / 16 ? G : 64 + G / 16;
+    w.lam0 = lam0;
+    w.inc = inc;
+    memcpy(lam0, lam, (size_t)K * sizeof *lam);
+    band_select(&w);
+    rc = glpk_guarded(m->verbose, band_lp_body, &w, "the LP relaxation");
+    *lp_rounds = w.rounds;
 out:
-    model_free(&d);
-    free(band), free(arg), free(row_of), free(col_of), free(col_j), free(r2),
-        free(mu);
+    model_free(&w.d);
+    free(w.band), free(w.arg), free(w.row_of), free(w.mu), free(r2);
     return rc;
 }
 
@@ -948,87 +1009,208 @@ static void totals_active(const mk *m, const int *sel, double *T)
     }
 }
 
-/* Makes sel (global choice per group) meet every budget with the safety
- * margin by moves of least objective increase per unit of excess removed;
- * then spends the slack on moves of most objective decrease per unit of
- * (normalised) cost.  Returns 1 when sel ends feasible. */
-static int greedy(const mk *m, int *sel)
+typedef struct move { double key; int g, j; } move;
+
+static int cmp_move(const void *a, const void *b)
+{
+    double x = ((const move *)a)->key, y = ((const move *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* Resource prices for the heuristics: the LP duals, with a floor so that a
+ * budget with a zero dual still counts a little. */
+static void prices(const mk *m, const double *lam, double *pw)
+{
+    double mx = 0;
+    for (int k = 0; k < m->K; k++)
+        mx = fmax(mx, lam[k]);
+    for (int k = 0; k < m->K; k++)
+        pw[k] = fmax(lam[k], mx > 0 ? 1e-3 * mx : 1.0);
+}
+
+/* Makes sel (global choice per group) meet every budget, judged against
+ * the safe caps, then spends the slack; both in passes that rank one move
+ * per group and apply them in order while they still fit, so a pass costs
+ * O(N log N).  Repair ranks by objective increase per unit of excess
+ * removed (normalised costs); filling by objective decrease per unit of
+ * cost priced at pw.  mv: scratch (G).  Returns 1 when sel ends feasible. */
+static int greedy(const mk *m, const double *pw, int *sel, move *mv)
 {
     const int K = m->K;
     double T[BP_MCKP_MAX_BUDGETS];
-    int max_moves = 4 * m->G + 64;
-    /* repair */
-    for (int mv = 0;; mv++) {
+    for (int pass = 0;; pass++) {
         totals_active(m, sel, T);
         int bad = 0;
         for (int k = 0; k < K; k++)
             bad |= T[k] > m->safe[k];
         if (!bad)
             break;
-        if (mv >= max_moves)
+        if (pass >= 64)
             return 0;
-        double best = INFINITY;
-        int bg = -1, bj = -1;
+        int nm = 0;
         for (int g = 0; g < m->G; g++) {
             int cur = sel[g];
+            double best = INFINITY;
+            int bj = -1;
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
                 if (j == cur)
                     continue;
                 double red = 0;
-                int ok = 1;
-                for (int k = 0; k < K && ok; k++) {
-                    double da = MK_A(m, k, j) - MK_A(m, k, cur);
-                    double ex = T[k] - m->safe[k];
-                    if (ex > 0)
-                        red += (da < 0 ? fmin(ex, -da) : -da) * m->sc[k];
-                    else if (T[k] + da > m->safe[k])
-                        ok = 0;
-                }
-                if (!ok || red <= 0)
+                for (int k = 0; k < K; k++)
+                    if (T[k] > m->safe[k])
+                        red -= (MK_A(m, k, j) - MK_A(m, k, cur)) * m->sc[k];
+                if (red <= 0)
                     continue;
                 double score = (m->on[j] - m->on[cur]) / red;
                 if (score < best)
-                    best = score, bg = g, bj = j;
+                    best = score, bj = j;
             }
+            if (bj >= 0)
+                mv[nm].key = best, mv[nm].g = g, mv[nm++].j = bj;
         }
-        if (bg < 0)
+        qsort(mv, (size_t)nm, sizeof *mv, cmp_move);
+        int applied = 0;
+        for (int i = 0; i < nm; i++) {
+            int g = mv[i].g, j = mv[i].j, cur = sel[g], useful = 0, ok = 1;
+            for (int k = 0; k < K; k++) {
+                double da = MK_A(m, k, j) - MK_A(m, k, cur);
+                if (T[k] > m->safe[k])
+                    useful |= da < 0;
+                else if (T[k] + da > m->safe[k])
+                    ok = 0;
+            }
+            if (!useful || !ok)
+                continue;
+            sel[g] = j;
+            applied++;
+            int still = 0;
+            for (int k = 0; k < K; k++) {
+                T[k] += MK_A(m, k, j) - MK_A(m, k, cur);
+                still |= T[k] > m->safe[k];
+            }
+            if (!still)
+                break;
+        }
+        if (!applied)
             return 0;
-        sel[bg] = bj;
     }
-    /* improve */
-    for (int mv = 0; mv < max_moves; mv++) {
+    for (int pass = 0; pass < 64; pass++) {
         totals_active(m, sel, T);
-        double best = 0;
-        int bg = -1, bj = -1;
+        int nm = 0;
         for (int g = 0; g < m->G; g++) {
             int cur = sel[g];
+            double best = 0;
+            int bj = -1;
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
-                double dO = m->on[j] - m->on[cur];
-                if (j == cur || dO >= 0)
-                    continue;
-                double use = 0;
-                int ok = 1;
+                double dO = m->on[j] - m->on[cur], use = 0;
+                int ok = j != cur && dO < 0;
                 for (int k = 0; k < K && ok; k++) {
                     double da = MK_A(m, k, j) - MK_A(m, k, cur);
                     if (T[k] + da > m->safe[k])
                         ok = 0;
                     else if (da > 0)
-                        use += da * m->sc[k];
+                        use += da * m->sc[k] * pw[k];
                 }
                 if (!ok)
                     continue;
-                double score = -dO / (use + 1e-300);
-                if (score > best)
-                    best = score, bg = g, bj = j;
+                double eff = use > 0 ? -dO / use : INFINITY;
+                if (eff > best)
+                    best = eff, bj = j;
             }
+            if (bj >= 0)
+                mv[nm].key = -best, mv[nm].g = g, mv[nm++].j = bj;
         }
-        if (bg < 0)
+        if (!nm)
             break;
-        sel[bg] = bj;
+        qsort(mv, (size_t)nm, sizeof *mv, cmp_move);
+        for (int i = 0; i < nm; i++) {
+            int g = mv[i].g, j = mv[i].j, cur = sel[g], ok = 1;
+            for (int k = 0; k < K; k++)
+                if (T[k] + MK_A(m, k, j) - MK_A(m, k, cur) > m->safe[k])
+                    ok = 0;
+            if (!ok)
+                continue;
+            for (int k = 0; k < K; k++)
+                T[k] += MK_A(m, k, j) - MK_A(m, k, cur);
+            sel[g] = j;
+        }
     }
     return 1;
+}
+
+/* Pair moves: one group up and another down (or any two changes) that
+ * together fit and lower the objective, among the moves of the `ncore`
+ * groups whose two best choices at lambda are closest; best pair first,
+ * until none improves.  sel must meet the safe caps; it still does after. */
+static void pair_search(const mk *m, const double *lam, int *sel, move *mv,
+                        int ncore)
+{
+    const int K = m->K, G = m->G;
+    if (ncore > G)
+        ncore = G;
+    if (ncore < 2)
+        return;
+    /* rank groups by the gap between their two best Lagrangian values */
+    for (int g = 0; g < G; g++) {
+        double v1 = INFINITY, v2 = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < K; k++)
+                v += lam[k] * MK_AN(m, k, j);
+            if (v < v1)
+                v2 = v1, v1 = v;
+            else if (v < v2)
+                v2 = v;
+        }
+        mv[g].key = v2 - v1, mv[g].g = g, mv[g].j = -1;
+    }
+    qsort(mv, (size_t)G, sizeof *mv, cmp_move);
+    int *core = malloc((size_t)ncore * sizeof *core);
+    if (!core)
+        return;                        /* a heuristic: skip quietly */
+    for (int i = 0; i < ncore; i++)
+        core[i] = mv[i].g;
+    double T[BP_MCKP_MAX_BUDGETS];
+    for (int it = 0; it < 4 * ncore; it++) {
+        totals_active(m, sel, T);
+        double best = 0;
+        int bg1 = -1, bj1 = -1, bg2 = -1, bj2 = -1;
+        for (int a = 0; a < ncore; a++) {
+            int g1 = core[a], c1 = sel[g1];
+            for (int i1 = m->cfirst[g1]; i1 < m->cfirst[g1 + 1]; i1++) {
+                int j1 = m->cand[i1];
+                if (j1 == c1)
+                    continue;
+                double o1 = m->on[j1] - m->on[c1];
+                double d1[BP_MCKP_MAX_BUDGETS];
+                for (int k = 0; k < K; k++)
+                    d1[k] = MK_A(m, k, j1) - MK_A(m, k, c1);
+                for (int b = a + 1; b < ncore; b++) {
+                    int g2 = core[b], c2 = sel[g2];
+                    for (int i2 = m->cfirst[g2]; i2 < m->cfirst[g2 + 1]; i2++) {
+                        int j2 = m->cand[i2];
+                        double o = o1 + m->on[j2] - m->on[c2];
+                        if (j2 == c2 || o >= best)
+                            continue;
+                        int ok = 1;
+                        for (int k = 0; k < K && ok; k++)
+                            ok = T[k] + d1[k] + MK_A(m, k, j2) - MK_A(m, k, c2)
+                                 <= m->safe[k];
+                        if (ok)
+                            best = o, bg1 = g1, bj1 = j1, bg2 = g2, bj2 = j2;
+                    }
+                }
+            }
+        }
+        if (bg1 < 0)
+            break;
+        sel[bg1] = bj1;
+        sel[bg2] = bj2;
+    }
+    free(core);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1041,12 +1223,24 @@ typedef struct mipctx {
     double incumbent;      /* true objective of our incumbent (inf: none) */
     double rel_gap;
     double bound;          /* best GLPK bound seen, GLPK units (-inf: none) */
-    int stopped;           /* the callback ended the search */
+    int stopped;           /* the callback ended the search: 1 on time,
+                              2 with the gap reached */
+    const double *heur;    /* 1-based column values of our incumbent for
+                              glp_ios_heur_sol, or NULL (needs presolve off:
+                              with presolve on, the tree's columns are not
+                              ours) */
+    int nodes;
 } mipctx;
 
 static void mip_callback(glp_tree *T, void *info)
 {
     mipctx *c = info;
+    if (glp_ios_reason(T) == GLP_IHEUR && c->heur) {
+        glp_ios_heur_sol(T, c->heur);
+        c->heur = NULL;
+    }
+    if (glp_ios_reason(T) == GLP_ISELECT)
+        c->nodes++;
     int p = glp_ios_best_node(T);
     if (p)
         c->bound = fmax(c->bound, glp_ios_node_bound(T, p));
@@ -1064,11 +1258,35 @@ static void mip_callback(glp_tree *T, void *info)
             inc = fmin(inc, c->offset + glp_mip_obj_val(P) / c->scale);
         double lb = c->offset + c->bound / c->scale;
         if (isfinite(inc) && (inc - lb) / fmax(fabs(inc), 1e-12) <= c->rel_gap) {
-            c->stopped = 1;
+            c->stopped = 2;
             glp_ios_terminate(T);
         }
     }
 }
+
+typedef struct mipwork {
+    const mk *m;
+    const unsigned char *keep; /* (N) choices left after fixing */
+    const int *fixsel;         /* (G) choice of a group with one left */
+    const int *inc;            /* (G) our incumbent, or NULL */
+    int *row_of;               /* (G) row of a free group, -1: fixed */
+    int *col_j;                /* (N) choice of each column */
+    int *sel;                  /* (G) GLPK's assignment, global indices */
+    int *goods;                /* (max_goods, nfree) answers excluded so far */
+    int n_goods, max_goods;
+    int nfree, ncols;
+    double rhs[BP_MCKP_MAX_BUDGETS];
+    double scale;              /* GLPK objective = scale * (o - base) */
+    double offset;             /* sum of the bases and of fixed groups' o */
+    double *base;              /* (G) min o over a free group's choices */
+    double incumbent, rel_gap;
+    model d;
+    /* out */
+    int have;                  /* sel holds an assignment meeting the caps */
+    int proven;                /* 2: search closed, 1: rel_gap reached */
+    int rounds;
+    double bound;              /* true units; -inf: none */
+} mipwork;
 
 /* The integer program handed to GLPK, over the free groups F (two or more
  * choices S_g left after fixing; every other group g sits at its single
@@ -1082,184 +1300,202 @@ static void mip_callback(glp_tree *T, void *info)
  *              x_c in {0, 1}
  *
  * with b_g = min_{c in S_g} o_c (a constant shift) and s a power of two that
- * brings the incumbent near 1e4, so that GLPK's absolute tolerances sit far
- * below 1e-9 of the objective.  The R no-good rows each exclude one earlier
- * answer c^r that broke a cap by less than GLPK's tolerance.  Costs stay in
- * the caller's units: no rounding or scaling of the constraints beyond
- * GLPK's own (exact, power-of-two) scaling. */
-static int solve_mip(const mk *m, const unsigned char *keep, const int *fixsel,
-                     double incumbent, double rel_gap, int *out_sel,
-                     double *out_bound, int *proven, int *rounds, int *nfree_out,
-                     int *ncols_out)
+ * brings the incumbent's shifted objective near 1e4, so that GLPK's absolute
+ * tolerances sit far below 1e-9 of the objective.  The R no-good rows each
+ * exclude one earlier answer c^r that broke a cap by less than GLPK's
+ * feasibility tolerance.  Costs stay in the caller's units: the only scaling
+ * of the constraints is GLPK's own. */
+static int mip_body(void *ctx)
 {
-    const int G = m->G, K = m->K;
+    mipwork *w = ctx;
+    const mk *m = w->m;
     const bp_mckp *p = m->p;
-    int rc = BP_OK;
-    int *row_of = xcalloc((size_t)G, sizeof *row_of);
-    int *col_j = xcalloc((size_t)m->N, sizeof *col_j);
-    int *sel = xcalloc((size_t)G, sizeof *sel);
-    int *goods = NULL;                 /* (R, nfree) excluded answers */
-    int R = 0, Rmax = 32;
-    double *base = xcalloc((size_t)G, sizeof *base);
-    model d = {0};
-    if (!row_of || !col_j || !sel || !base) {
-        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-        goto out;
-    }
-    int nfree = 0, ncols = 0;
-    double fixed_obj = 0, rhs[BP_MCKP_MAX_BUDGETS];
-    for (int k = 0; k < K; k++)
-        rhs[k] = m->cap[k];
-    for (int g = 0; g < G; g++) {
-        int cnt = 0;
-        base[g] = INFINITY;
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
-            if (keep[m->cand[i]])
-                cnt++, base[g] = fmin(base[g], p->obj[m->cand[i]]);
-        row_of[g] = cnt >= 2 ? nfree++ : -1;
-        if (cnt >= 2) {
-            ncols += cnt;
-            fixed_obj += base[g];
-        } else {
-            fixed_obj += p->obj[fixsel[g]];
-            for (int k = 0; k < K; k++)
-                rhs[k] -= MK_A(m, k, fixsel[g]);
-        }
-    }
-    *nfree_out = nfree;
-    *ncols_out = ncols;
-    goods = xcalloc((size_t)Rmax * (size_t)(nfree ? nfree : 1), sizeof *goods);
-    if (!goods) {
-        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-        goto out;
-    }
-    double span = isfinite(incumbent) ? incumbent - fixed_obj : 0;
-    double scale = span > 0 ? ldexp(1.0, 13 - ilogb(span)) : 1.0;
-    *proven = 0;
-    *out_bound = -INFINITY;
-    int have = 0;
-    double have_obj = INFINITY;
-
-    glpk_guard guard;
-    int old_term = glp_term_out(m->verbose ? GLP_ON : GLP_OFF);
-    if (setjmp(guard.env)) {
-        glp_free_env();                /* GLPK's state is unusable now */
-        rc = bp_fail(BP_EINTERNAL, "mckp: GLPK aborted while solving the "
-                     "allocation MIP");
-        goto out;
-    }
-    glp_error_hook(glpk_abort_hook, &guard);
-    for (*rounds = 0; *rounds < Rmax;) {
-        ++*rounds;
-        model_free(&d);
-        if ((rc = model_alloc(&d, nfree + K + R, ncols,
-                              ncols * (1 + K) + R * nfree)))
-            break;
-        d.binary = 1;
+    const int G = m->G, K = m->K, nfree = w->nfree;
+    model *d = &w->d;
+    for (w->rounds = 1;; w->rounds++) {
+        int rc;
+        model_free(d);
+        if ((rc = model_alloc(d, nfree + K + w->n_goods, w->ncols,
+                              w->ncols * (1 + K) + w->n_goods * nfree)))
+            return rc;
+        d->binary = 1;
+        d->nrows = nfree + K + w->n_goods;
+        d->ncols = w->ncols;
         int nc = 0;
         for (int g = 0; g < G; g++) {
-            if (row_of[g] < 0)
+            int row = w->row_of[g];
+            if (row < 0)
                 continue;
-            d.eq[row_of[g]] = 1, d.rhs[row_of[g]] = 1;
+            d->eq[row] = 1, d->rhs[row] = 1;
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
-                if (!keep[j])
+                if (!w->keep[j])
                     continue;
-                d.obj[nc] = scale * (p->obj[j] - base[g]);
-                d.ri[d.nnz] = row_of[g], d.ci[d.nnz] = nc, d.v[d.nnz++] = 1;
+                d->obj[nc] = w->scale * (p->obj[j] - w->base[g]);
+                d->ri[d->nnz] = row, d->ci[d->nnz] = nc, d->v[d->nnz++] = 1;
                 for (int k = 0; k < K; k++)
                     if (MK_A(m, k, j) != 0)
-                        d.ri[d.nnz] = nfree + k, d.ci[d.nnz] = nc,
-                        d.v[d.nnz++] = MK_A(m, k, j);
-                col_j[nc++] = j;
+                        d->ri[d->nnz] = nfree + k, d->ci[d->nnz] = nc,
+                        d->v[d->nnz++] = MK_A(m, k, j);
+                w->col_j[nc++] = j;
             }
         }
         for (int k = 0; k < K; k++)
-            d.rhs[nfree + k] = rhs[k];
-        for (int r = 0; r < R; r++) {
+            d->rhs[nfree + k] = w->rhs[k];
+        for (int r = 0; r < w->n_goods; r++) {
             int row = nfree + K + r;
-            d.rhs[row] = nfree - 1;
+            const int *ex = w->goods + (size_t)r * nfree;
+            d->rhs[row] = nfree - 1;
             for (int c = 0; c < nc; c++)
-                if (goods[(size_t)r * nfree + row_of[m->gof[col_j[c]]]] ==
-                    col_j[c])
-                    d.ri[d.nnz] = row, d.ci[d.nnz] = c, d.v[d.nnz++] = 1;
+                if (ex[w->row_of[m->gof[w->col_j[c]]]] == w->col_j[c])
+                    d->ri[d->nnz] = row, d->ci[d->nnz] = c, d->v[d->nnz++] = 1;
         }
-        d.nrows = nfree + K + R;
-        d.ncols = nc;
-        glp_prob *lp = glpk_build(&d);
-        mipctx ctx = {m->deadline, scale, fixed_obj, incumbent, rel_gap,
-                      -INFINITY, 0};
+        glp_prob *lp = glpk_build(d);
+        mipctx cb = {m->deadline, w->scale, w->offset, w->incumbent,
+                     w->rel_gap, -INFINITY, 0, NULL, 0};
         glp_iocp io;
         glp_init_iocp(&io);
         io.msg_lev = m->verbose ? GLP_MSG_ON : GLP_MSG_OFF;
         io.presolve = GLP_ON;
-        io.mip_gap = rel_gap;
+        io.mip_gap = w->rel_gap;
         io.tol_int = 1e-9;
         io.tol_obj = 1e-10;
         io.cb_func = mip_callback;
-        io.cb_info = &ctx;
+        io.cb_info = &cb;
         if (isfinite(m->deadline)) {
             double left = m->deadline - now_s();
-            io.tm_lim = left <= 0 ? 1 : left > 2e6 ? INT_MAX : (int)(left * 1e3) + 1;
+            io.tm_lim = left <= 0 ? 1 : left > 2e6 ? INT_MAX
+                                                   : (int)(left * 1e3) + 1;
         }
+        if (getenv("MCKP_PRESOLVE")) io.presolve = atoi(getenv("MCKP_PRESOLVE"));
+        if (getenv("MCKP_PP")) io.pp_tech = atoi(getenv("MCKP_PP"));
+        if (getenv("MCKP_BR")) io.br_tech = atoi(getenv("MCKP_BR"));
+        if (getenv("MCKP_BT")) io.bt_tech = atoi(getenv("MCKP_BT"));
+        if (getenv("MCKP_SR")) io.sr_heur = atoi(getenv("MCKP_SR"));
+        if (getenv("MCKP_COV")) io.cov_cuts = atoi(getenv("MCKP_COV"));
+        if (getenv("MCKP_MIR")) io.mir_cuts = atoi(getenv("MCKP_MIR"));
+        if (getenv("MCKP_GMI")) io.gmi_cuts = atoi(getenv("MCKP_GMI"));
+        double *hx = NULL;
+        if (!io.presolve) {
+            glp_smcp sm; glp_init_smcp(&sm); sm.msg_lev = GLP_MSG_OFF;
+            glp_scale_prob(lp, GLP_SF_AUTO); glp_adv_basis(lp, 0);
+            glp_simplex(lp, &sm);
+            if (w->inc && !getenv("MCKP_NOHEUR")) {
+                hx = calloc((size_t)nc + 1, sizeof *hx);
+                for (int c = 0; c < nc; c++)
+                    hx[c + 1] = w->inc[m->gof[w->col_j[c]]] == w->col_j[c];
+                cb.heur = hx;
+            }
+        }
+        double tt0 = now_s();
         int irc = glp_intopt(lp, &io);
+        if (getenv("MCKP_T")) fprintf(stderr, "intopt %.3f ms, %d nodes\n", 1e3*(now_s()-tt0), cb.nodes);
+        free(hx);
         int mst = glp_mip_status(lp);
         if (irc != 0 && irc != GLP_ETMLIM && irc != GLP_ESTOP &&
             irc != GLP_EMIPGAP && irc != GLP_ENOPFS && irc != GLP_ENODFS) {
             glp_delete_prob(lp);
-            rc = bp_fail(BP_EINTERNAL, "mckp: GLPK's glp_intopt returned %s",
-                         glpk_code_name(irc));
-            break;
+            return bp_fail(BP_EINTERNAL, "mckp: GLPK's glp_intopt returned %s "
+                           "on the allocation MIP", glpk_code_name(irc));
         }
         int done = irc == 0 || irc == GLP_ENOPFS || irc == GLP_ENODFS;
-        if (irc == 0 && mst == GLP_OPT)
-            ctx.bound = glp_mip_obj_val(lp);
-        if (m->verbose)
-            fprintf(stderr, "mckp: MIP round %d: %d groups, %d columns: %s, "
-                    "status %d\n", *rounds, nfree, nc, glpk_code_name(irc), mst);
         int got = mst == GLP_OPT || mst == GLP_FEAS;
+        if (irc == 0 && mst == GLP_OPT)
+            cb.bound = glp_mip_obj_val(lp);
+        if (m->verbose)
+            fprintf(stderr, "mckp: MIP round %d: %d groups, %d columns: "
+                    "glp_intopt %s, mip status %d\n", w->rounds, nfree, nc,
+                    glpk_code_name(irc), mst);
         if (got) {
             for (int g = 0; g < G; g++)
-                sel[g] = fixsel[g];
+                w->sel[g] = w->fixsel[g];
             for (int c = 0; c < nc; c++)
                 if (glp_mip_col_val(lp, c + 1) > 0.5)
-                    sel[m->gof[col_j[c]]] = col_j[c];
+                    w->sel[m->gof[w->col_j[c]]] = w->col_j[c];
         }
         glp_delete_prob(lp);
-        /* bound of this round; rows added later only shrink the region, so
-         * the first proven bound stays valid */
-        double lb = (done && !got) ? INFINITY : ctx.bound;
-        if (*rounds == 1 || lb > -INFINITY)
-            *out_bound = fmax(*out_bound, fixed_obj + lb / scale);
+        /* each round's bound is valid: the no-good rows only cut off
+         * assignments that break a cap */
+        double lb = done && !got ? INFINITY : cb.bound;
+        w->bound = fmax(w->bound, w->offset + lb / w->scale);
+        int closed = done ? 2 : irc == GLP_EMIPGAP ||
+                     (irc == GLP_ESTOP && cb.stopped == 2);
         if (!got) {
-            *proven = done;
-            break;
+            w->proven = done ? 2 : 0;
+            return BP_OK;
         }
         double obj, tot[BP_MCKP_MAX_BUDGETS];
-        eval_global(p, m->N, sel, &obj, tot);
+        eval_global(p, m->N, w->sel, &obj, tot);
         if (totals_fit(p, tot)) {
-            have = 1, have_obj = obj;
-            memcpy(out_sel, sel, (size_t)G * sizeof *sel);
-            *proven = done || irc == GLP_EMIPGAP;
-            break;
+            w->have = 1;
+            w->proven = closed;
+            return BP_OK;
         }
         /* broke a cap within GLPK's tolerance: exclude it and solve again */
-        if (R == Rmax || out_of_time(m))
-            break;
+        if (w->n_goods == w->max_goods || out_of_time(m))
+            return BP_OK;
         for (int g = 0; g < G; g++)
-            if (row_of[g] >= 0)
-                goods[(size_t)R * nfree + row_of[g]] = sel[g];
-        R++;
+            if (w->row_of[g] >= 0)
+                w->goods[(size_t)w->n_goods * nfree + w->row_of[g]] = w->sel[g];
+        w->n_goods++;
     }
-    glp_error_hook(NULL, NULL);
-    glp_term_out(old_term);
-    if (!rc && !have)
-        rc = 1;                        /* no new assignment: keep ours */
-    (void)have_obj;
-out:
-    model_free(&d);
-    free(row_of), free(col_j), free(sel), free(goods), free(base);
-    return rc;
+}
+
+/* Solves the groups that fixing left free with GLPK's branch and bound (see
+ * mip_body).  keep flags the choices left; a group with one left sits at
+ * fixsel.  Fills w->sel / have / proven / bound / rounds. */
+static int solve_mip(const mk *m, const unsigned char *keep, const int *fixsel,
+                     double incumbent, double rel_gap, mipwork *w)
+{
+    const int G = m->G, K = m->K;
+    const bp_mckp *p = m->p;
+    memset(w, 0, sizeof *w);
+    w->m = m;
+    w->keep = keep;
+    w->fixsel = fixsel;
+    w->inc = isfinite(incumbent) ? fixsel : NULL;
+    w->incumbent = incumbent;
+    w->rel_gap = rel_gap;
+    w->bound = -INFINITY;
+    w->max_goods = 32;
+    w->row_of = xcalloc((size_t)G, sizeof *w->row_of);
+    w->col_j = xcalloc((size_t)m->N, sizeof *w->col_j);
+    w->sel = xcalloc((size_t)G, sizeof *w->sel);
+    w->base = xcalloc((size_t)G, sizeof *w->base);
+    if (!w->row_of || !w->col_j || !w->sel || !w->base)
+        return bp_fail(BP_ENOMEM, "mckp: out of memory");
+    for (int k = 0; k < K; k++)
+        w->rhs[k] = m->cap[k];
+    for (int g = 0; g < G; g++) {
+        int cnt = 0;
+        w->base[g] = INFINITY;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+            if (keep[m->cand[i]])
+                cnt++, w->base[g] = fmin(w->base[g], p->obj[m->cand[i]]);
+        w->row_of[g] = cnt >= 2 ? w->nfree++ : -1;
+        if (cnt >= 2) {
+            w->ncols += cnt;
+            w->offset += w->base[g];
+        } else {
+            w->offset += p->obj[fixsel[g]];
+            for (int k = 0; k < K; k++)
+                w->rhs[k] -= MK_A(m, k, fixsel[g]);
+        }
+    }
+    w->goods = xcalloc((size_t)w->max_goods * (size_t)w->nfree,
+                       sizeof *w->goods);
+    if (!w->goods)
+        return bp_fail(BP_ENOMEM, "mckp: out of memory");
+    double span = isfinite(incumbent) ? incumbent - w->offset : 0;
+    w->scale = span > 0 ? ldexp(1.0, 13 - ilogb(span)) : 1.0;
+    return glpk_guarded(m->verbose, mip_body, w, "the allocation MIP");
+}
+
+static void mipwork_free(mipwork *w)
+{
+    model_free(&w->d);
+    free(w->row_of), free(w->col_j), free(w->sel), free(w->goods),
+        free(w->base);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1284,6 +1520,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     mk m;
     int *sel = NULL, *arg = NULL;
     unsigned char *keep = NULL;
+    move *mv = NULL;
     bp_mckp_result res;
     memset(&res, 0, sizeof res);
     rc = mk_init(&m, p, n);
@@ -1295,20 +1532,22 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     sel = xcalloc((size_t)G, sizeof *sel);
     arg = xcalloc((size_t)G, sizeof *arg);
     keep = xcalloc((size_t)n, 1);
+    mv = xcalloc((size_t)G, sizeof *mv);
     res.choice = xcalloc((size_t)G, sizeof *res.choice);
-    if (!sel || !arg || !keep || !res.choice) {
+    if (!sel || !arg || !keep || !mv || !res.choice) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
     }
 
     /* step 2: lambda and the Lagrangian bound */
-    double lam[BP_MCKP_MAX_BUDGETS] = {0};
+    double lam[BP_MCKP_MAX_BUDGETS] = {0}, pw[BP_MCKP_MAX_BUDGETS];
     int lp_rounds = 0, have_inc = 0;
     if (K == 1) {
         if ((rc = hull_lambda(&m, lam)))
             goto out;
     } else if (K >= 2) {
-        /* warm start: each budget's own optimal dual, shared out */
+        /* warm start: each budget's own optimal dual, shared out, then a
+         * feasible assignment from there and a few subgradient steps */
         for (int k = 0; k < K; k++) {
             mk one = m;
             one.K = 1;
@@ -1322,7 +1561,8 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             lam[k] = l1 / K;
         }
         lagrangian(&m, lam, sel, NULL);
-        have_inc = greedy(&m, sel);
+        prices(&m, lam, pw);
+        have_inc = greedy(&m, pw, sel, mv);
         double target = 0;
         if (have_inc)
             for (int g = 0; g < G; g++)
@@ -1330,7 +1570,23 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         else
             target = 2 * fabs(lagrangian(&m, lam, NULL, NULL)) + 1;
         subgradient(&m, target, lam, 60);
-        if ((rc = band_lp(&m, lam, &lp_rounds)))
+        /* GLPK's tolerances are absolute: rescale the objective so that a
+         * group's share is about 1 */
+        double Lw = lagrangian(&m, lam, NULL, NULL);
+        if (Lw > 0) {
+            double f = G / Lw;
+            for (int j = 0; j < n; j++)
+                m.on[j] *= f;
+            for (int k = 0; k < K; k++)
+                lam[k] *= f;
+            m.so *= f;
+        }
+        if (m.verbose)
+            fprintf(stderr, "mckp: warm start L = %.12g, U = %.12g (%.3g ms)\n",
+                    lagrangian(&m, lam, NULL, NULL) / m.so,
+                    have_inc ? target / (m.so / (Lw > 0 ? G / Lw : 1)) : INFINITY,
+                    1e3 * (now_s() - t0));
+        if ((rc = band_lp(&m, lam, have_inc ? sel : NULL, &lp_rounds)))
             goto out;
     }
     double Ln = lagrangian(&m, lam, arg, NULL);
@@ -1342,7 +1598,29 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         goto out;
     }
     memcpy(cand_sel, arg, (size_t)G * sizeof *arg);
-    if (greedy(&m, cand_sel)) {
+    if (getenv("MCKP_DBGX")) {
+        double T0[BP_MCKP_MAX_BUDGETS], ox = 0; totals_active(&m, arg, T0);
+        for (int g = 0; g < G; g++) ox += p->obj[arg[g]];
+        fprintf(stderr, "DBGX x(lam*): obj %.12g  use/cap:", ox);
+        for (int k = 0; k < K; k++) fprintf(stderr, " %.9f", T0[k] / m.cap[k]);
+        fprintf(stderr, "  lam:"); for (int k = 0; k < K; k++) fprintf(stderr, " %g", lam[k]);
+        fprintf(stderr, "\n");
+        int cnt = 0;
+        for (int g = 0; g < G; g++) {
+            double v1 = INFINITY, v2 = INFINITY; int j1 = -1, j2 = -1;
+            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                int j = m.cand[i]; double v = m.on[j];
+                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                if (v < v1) v2 = v1, j2 = j1, v1 = v, j1 = j; else if (v < v2) v2 = v, j2 = j;
+            }
+            if (v2 - v1 < 1e-6 * fabs(v1) && cnt++ < 6)
+                fprintf(stderr, "DBGX near-tie group %d: choices %d/%d obj %.6g/%.6g cost0 %.6g/%.6g cost1 %.6g/%.6g\n", g, j1 - m.first[g], j2 - m.first[g],
+                    p->obj[j1], p->obj[j2], MK_A(&m,0,j1), MK_A(&m,0,j2), MK_A(&m,1,j1), MK_A(&m,1,j2));
+        }
+    }
+    prices(&m, lam, pw);
+    if (greedy(&m, pw, cand_sel, mv)) {
+        pair_search(&m, lam, cand_sel, mv, 48);
         double oa = 0, ob = 0;
         for (int g = 0; g < G; g++)
             oa += m.on[cand_sel[g]], ob += have_inc ? m.on[sel[g]] : 0;
@@ -1351,6 +1629,40 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         have_inc = 1;
     }
     free(cand_sel);
+    if (getenv("MCKP_CORE") && K >= 1) {
+        int ncore = atoi(getenv("MCKP_CORE"));
+        /* core: groups with the closest two best values at lambda */
+        for (int g = 0; g < G; g++) {
+            double v1 = INFINITY, v2 = INFINITY;
+            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                int j = m.cand[i];
+                double v = m.on[j];
+                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                if (v < v1) v2 = v1, v1 = v; else if (v < v2) v2 = v;
+            }
+            mv[g].key = v2 - v1, mv[g].g = g, mv[g].j = -1;
+        }
+        qsort(mv, (size_t)G, sizeof *mv, cmp_move);
+        unsigned char *ck = calloc((size_t)n, 1);
+        int *fs = malloc((size_t)G * sizeof *fs);
+        for (int g = 0; g < G; g++) { fs[g] = sel[g]; ck[sel[g]] = 1; }
+        for (int i = 0; i < ncore && i < G; i++) {
+            int g = mv[i].g;
+            for (int q = m.cfirst[g]; q < m.cfirst[g + 1]; q++) ck[m.cand[q]] = 1;
+        }
+        double tc = now_s();
+        mipwork cw;
+        int crc = solve_mip(&m, ck, fs, INFINITY, 0, &cw);
+        double co, ct[BP_MCKP_MAX_BUDGETS];
+        if (!crc && cw.have) {
+            eval_global(p, n, cw.sel, &co, ct);
+            fprintf(stderr, "CORE %d groups: obj %.12g (%.3g ms)\n", cw.nfree, co, 1e3*(now_s()-tc));
+            double cu; eval_global(p, n, sel, &cu, ct);
+            if (co < cu) memcpy(sel, cw.sel, (size_t)G * sizeof *sel);
+        } else fprintf(stderr, "CORE failed %d\n", crc);
+        mipwork_free(&cw);
+        free(ck); free(fs);
+    }
     double U = INFINITY, tot[BP_MCKP_MAX_BUDGETS];
     if (have_inc) {
         eval_global(p, n, sel, &U, tot);
@@ -1367,6 +1679,29 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                 "active budgets; L = %.12g, U = %.12g (%.3g ms)\n", G, n,
                 m.cfirst[G], K, L, U, 1e3 * (now_s() - t0));
 
+    if (getenv("MCKP_DEBUG_OPT")) {
+        double opt = atof(getenv("MCKP_DEBUG_OPT"));
+        for (double f = 0.25; f <= 4.01; f *= 2) {
+            double tau = (opt * m.so - Ln) * f;
+            int fg = 0, fc = 0;
+            for (int g = 0; g < G; g++) {
+                double vmin = INFINITY;
+                for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                    int j = m.cand[i]; double v = m.on[j];
+                    for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                    vmin = fmin(vmin, v);
+                }
+                int cnt = 0;
+                for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+                    int j = m.cand[i]; double v = m.on[j];
+                    for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
+                    cnt += v - vmin <= tau;
+                }
+                if (cnt >= 2) fg++, fc += cnt;
+            }
+            fprintf(stderr, "DEBUG tau = %.2f x (opt-L): %d free groups, %d cols\n", f, fg, fc);
+        }
+    }
     /* step 4: reduced-cost fixing.  For any lambda >= 0 and any assignment x
      * meeting the caps, obj(x) >= L(lambda) + r_c for each chosen c, with
      * r_c = on_c + lambda.an_c - min_{c' in g}(...) >= 0; a choice with
@@ -1376,7 +1711,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     int proven = 0, rounds = 0, nfree = 0, ncols = 0;
     double gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
     if (have_inc && gap_now <= o->rel_gap) {
-        proven = 1;
+        proven = U == L ? 2 : 1;
     } else {
         double tau = INFINITY;
         if (have_inc) {
@@ -1384,6 +1719,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             for (int k = 0; k < K; k++)
                 lc += lam[k] * m.capn[k];
             double Un = U * m.so;
+            if (getenv("MCKP_FORCE_U")) Un = atof(getenv("MCKP_FORCE_U")) * m.so;
             tau = (Un - Ln) + 1e-9 * (fabs(Un) + lc) + 1e-300;
         }
         for (int g = 0; g < G; g++) {
@@ -1416,6 +1752,7 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                 cnt += keep[m.cand[i]];
             any_free = cnt >= 2;
         }
+        if (getenv("MCKP_NOMIP")) any_free = 0;
         if (!any_free) {
             if (!have_inc) {
                 /* every group down to one choice and still no incumbent:
@@ -1428,36 +1765,33 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
                 }
                 have_inc = 1;
             }
-            proven = 1;
+            proven = 2;
         } else {
             /* step 5 */
-            double mb;
-            int mproven = 0;
-            int *msel = xcalloc((size_t)G, sizeof *msel);
-            if (!msel) {
-                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-                goto out;
-            }
-            int mrc = solve_mip(&m, keep, sel, U, o->rel_gap, msel, &mb,
-                                &mproven, &rounds, &nfree, &ncols);
-            if (mrc < 0) {
-                free(msel);
+            mipwork w;
+            int mrc = solve_mip(&m, keep, sel, U, o->rel_gap, &w);
+            if (mrc) {
+                mipwork_free(&w);
                 rc = mrc;
                 goto out;
             }
-            if (mrc == 0) {
+            if (w.have) {
                 double mo;
-                eval_global(p, n, msel, &mo, tot);
+                eval_global(p, n, w.sel, &mo, tot);
                 if (!have_inc || mo < U) {
-                    memcpy(sel, msel, (size_t)G * sizeof *sel);
+                    memcpy(sel, w.sel, (size_t)G * sizeof *sel);
                     U = mo;
                     have_inc = 1;
                 }
             }
-            free(msel);
-            /* optimum >= min(U at fixing, MIP bound) and >= L */
-            if (mproven)
-                bound = fmax(bound, have_inc ? U : INFINITY);
+            int mproven = w.proven;
+            double mb = w.bound;
+            rounds = w.rounds, nfree = w.nfree, ncols = w.ncols;
+            mipwork_free(&w);
+            /* optimum >= min(U at fixing, MIP bound) and >= L; a closed
+             * search proves U itself */
+            if (mproven == 2)
+                bound = U;
             else if (mb > -INFINITY)
                 bound = fmax(bound, fmin(mb, U));
             proven = mproven;
@@ -1471,8 +1805,8 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             }
         }
     }
-    if (proven)
-        bound = fmin(fmax(bound, o->rel_gap > 0 ? bound : U), U);
+    if (proven == 2)
+        bound = U;
     bound = fmin(bound, U);
     for (int g = 0; g < G; g++)
         res.choice[g] = sel[g] - m.first[g];
@@ -1494,6 +1828,6 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     res.choice = NULL;
 out:
     mk_free(&m);
-    free(sel), free(arg), free(keep), free(res.choice);
+    free(sel), free(arg), free(keep), free(mv), free(res.choice);
     return rc;
 }

@@ -20,6 +20,7 @@ struct bp_exec {
     void **val;        /* (n_values) buffer of each value in dt, or NULL */
     int64_t *cap;      /* (n_values) capacity in elements of owned buffers */
     char *owned;       /* (n_values) 1 when val[v] is ours to free */
+    char *converted;   /* (n_values) 1 when a constant is already in dt */
     void *work;
     int64_t work_cap;
 };
@@ -78,6 +79,8 @@ static int prepare(bp_exec *ex)
         }
         if (!c && !is_float(val->dtype))
             continue; /* unused integer value (e.g. a Dropout mask) */
+        if (val->data && ex->converted[v])
+            continue; /* constants never change: convert them once */
         int64_t n = vnumel(val);
         if (!ex->owned[v] || ex->cap[v] < n) {
             if (ex->owned[v])
@@ -91,6 +94,7 @@ static int prepare(bp_exec *ex)
             ex->cap[v] = n;
         }
         if (c) {
+            ex->converted[v] = val->data != NULL;
             /* a float constant of the other precision: convert */
             for (int64_t i = 0; i < n; i++) {
                 double x = bp_tensor_get(c, i);
@@ -161,7 +165,7 @@ static int check_runnable(const bp_graph *g)
                 continue;
             int needs_float = !(n->op == BP_OP_GATHER && k == 1) &&
                               !(n->op == BP_OP_RESHAPE && k == 1) &&
-                              !(n->op == BP_OP_SLICE && k >= 1) &&
+                              !((n->op == BP_OP_SLICE || n->op == BP_OP_PAD) && k >= 1) &&
                               !((n->op == BP_OP_SQUEEZE ||
                                  n->op == BP_OP_UNSQUEEZE ||
                                  n->op == BP_OP_REDUCEMEAN) && k == 1);
@@ -191,7 +195,9 @@ int bp_exec_new(bp_exec **out, bp_graph *g, bp_dtype dt, int64_t max_batch)
     ex->val = calloc((size_t)g->n_values + 1, sizeof *ex->val);
     ex->cap = calloc((size_t)g->n_values + 1, sizeof *ex->cap);
     ex->owned = calloc((size_t)g->n_values + 1, 1);
-    if (!ex->val || !ex->cap || !ex->owned || (st = prepare(ex))) {
+    ex->converted = calloc((size_t)g->n_values + 1, 1);
+    if (!ex->val || !ex->cap || !ex->owned || !ex->converted ||
+        (st = prepare(ex))) {
         bp_exec_free(&ex);
         return st ? st : BP_ENOMEM;
     }
@@ -210,6 +216,7 @@ void bp_exec_free(bp_exec **exp)
     free(ex->val);
     free(ex->cap);
     free(ex->owned);
+    free(ex->converted);
     free(ex->work);
     free(ex);
     *exp = NULL;
@@ -525,7 +532,8 @@ int bp_exec_node(const bp_graph *g, int i, bp_dtype dt, void *const *val,
         if (!idx)
             return BP_ENOMEM;
         for (int64_t k = 0; k < nidx; k++) {
-            idx[k] = (int64_t)bp_tensor_get(ix, k);
+            idx[k] = ix->dtype == BP_I64 ? ((const int64_t *)ix->data)[k]
+                                         : (int64_t)bp_tensor_get(ix, k);
             if (idx[k] < 0)
                 idx[k] += len;
             if (idx[k] < 0 || idx[k] >= len) {
@@ -543,6 +551,35 @@ int bp_exec_node(const bp_graph *g, int i, bp_dtype dt, void *const *val,
         if ((st = bp_slice_params(g, n, start, step, len)))
             return st;
         bp_mv_slice(Y, X, es, x->rank, x->dims, len, start, step);
+        return BP_OK;
+    }
+    case BP_OP_PAD: {
+        int64_t b[BP_MAX_RANK], e[BP_MAX_RANK];
+        double v;
+        if ((st = bp_pad_params(g, n, b, e, &v)))
+            return st;
+        for (int64_t k = 0; k < ny; k++) {
+            if (dt == BP_F32)
+                ((float *)Y)[k] = (float)v;
+            else
+                ((double *)Y)[k] = v;
+        }
+        /* copy x row by row (rows = its last axis) into the interior */
+        int r = x->rank;
+        int64_t row = r ? x->dims[r - 1] : 1, rows = vnumel(x) / (row ? row : 1);
+        int64_t idx[BP_MAX_RANK] = {0};
+        for (int64_t k = 0; k < rows; k++) {
+            int64_t off = 0;
+            for (int d = 0; d < r; d++)
+                off = off * y->dims[d] + (d == r - 1 ? b[d] : idx[d] + b[d]);
+            memcpy((char *)Y + (size_t)off * es,
+                   (const char *)X + (size_t)(k * row) * es, (size_t)row * es);
+            for (int d = r - 2; d >= 0; d--) {
+                if (++idx[d] < x->dims[d])
+                    break;
+                idx[d] = 0;
+            }
+        }
         return BP_OK;
     }
     default:

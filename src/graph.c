@@ -13,7 +13,7 @@ static const char *const op_names[] = {
     "AveragePool", "GlobalAveragePool", "ReduceMean", "BatchNormalization",
     "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat",
     "Gather", "Identity", "Constant", "Dropout", "Shape", "Cast", "Slice",
-    "ConstantOfShape"};
+    "ConstantOfShape", "Pad"};
 _Static_assert(sizeof op_names / sizeof op_names[0] == BP_OP_COUNT,
                "op name table out of step with enum bp_op");
 
@@ -257,6 +257,15 @@ int bp_graph_toposort(bp_graph *g)
         }
         done[v] = val->producer < 0;
     }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            for (int o = 0; o < g->nodes[i].n_out; o++)
+                if (g->nodes[i].in[k] >= 0 && g->nodes[i].in[k] == g->nodes[i].out[o]) {
+                    st = bp_fail(BP_EINVAL, "%s: node '%s' reads its own "
+                                 "output '%s'", g->path, g->nodes[i].name,
+                                 g->values[g->nodes[i].in[k]].name);
+                    goto out;
+                }
     /* Repeated sweeps keep file order among ready nodes; graphs are small
      * enough that O(n * depth) is irrelevant next to loading them. */
     int placed = 0;

@@ -64,6 +64,7 @@ typedef enum bp_op {
     BP_OP_CAST,
     BP_OP_SLICE,
     BP_OP_CONSTANTOFSHAPE,
+    BP_OP_PAD,           /* constant mode */
     BP_OP_COUNT
 } bp_op;
 

@@ -89,7 +89,7 @@ static int peek(const struct parser *p)
 
 static void skip_ws(struct parser *p)
 {
-    while (p->i < p->n && strchr(" \t\r\n", p->s[p->i]) && p->s[p->i])
+    while (p->i < p->n && p->s[p->i] && strchr(" \t\r\n", p->s[p->i]))
         p->i++;
 }
 
@@ -667,21 +667,25 @@ int bp_npy_read_rows(bp_npy *f, int64_t start, int64_t count, bp_dtype want,
         return BP_OK;
     }
 
-    /* 8-byte aligned bounce buffer for any source dtype. */
-    static _Thread_local double buf[CONVERT_CHUNK / sizeof(double)];
+    /* Convert through a bounded buffer (malloc: suitably aligned for any
+     * dtype, and kept off small thread stacks). */
+    void *buf = malloc(CONVERT_CHUNK);
+    if (!buf)
+        return bp_fail(BP_ENOMEM, "%s: out of memory", f->path);
     int64_t per = (int64_t)(CONVERT_CHUNK / isz);
-    for (int64_t done = 0; done < n;) {
+    int st = BP_OK;
+    for (int64_t done = 0; done < n && !st;) {
         size_t k = (size_t)(n - done < per ? n - done : per);
         size_t got = fread(buf, isz, k, f->fp);
         if (got != k)
-            return read_fail(f, off + (done + (int64_t)got) * (int64_t)isz);
-        int st = convert(f, (char *)dst + (size_t)done * wsz, want, buf,
+            st = read_fail(f, off + (done + (int64_t)got) * (int64_t)isz);
+        else
+            st = convert(f, (char *)dst + (size_t)done * wsz, want, buf,
                          (int64_t)k, first + done);
-        if (st)
-            return st;
         done += (int64_t)k;
     }
-    return BP_OK;
+    free(buf);
+    return st;
 }
 
 /* --- whole-file load and save -------------------------------------------- */

@@ -21,7 +21,9 @@
  * says what was expected.
  *
  * Ownership: a bp_npy owns its open FILE and a copy of the path; it is
- * released with bp_npy_close().  Loaded tensors belong to the caller. */
+ * released with bp_npy_close().  Loaded tensors belong to the caller.  A
+ * handle keeps a file position, so one handle must not be used by two
+ * threads at once; separate handles on the same file are independent. */
 #ifndef BP_NPY_H
 #define BP_NPY_H
 

@@ -36,6 +36,22 @@ const bp_tensor *bp_value_const(const bp_graph *g, int v)
     return g->values[v].data ? g->values[v].data : g->values[v].known;
 }
 
+/* Element i as int64: exact for integer tensors, clamped (never undefined)
+ * for floats that a hostile file may set to anything. */
+static int64_t get_i64(const bp_tensor *t, int64_t i)
+{
+    if (t->dtype == BP_I64)
+        return ((const int64_t *)t->data)[i];
+    double v = bp_tensor_get(t, i);
+    if (!(v == v))
+        return 0;
+    if (v >= 9.2e18)
+        return INT64_MAX;
+    if (v <= -9.2e18)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
 static const bp_value *in_val(const bp_graph *g, const bp_node *n, int k)
 {
     return k < n->n_in && n->in[k] >= 0 ? &g->values[n->in[k]] : NULL;
@@ -68,9 +84,7 @@ static int ints_in_or_attr(const bp_graph *g, const bp_node *n, int k,
         if (cnt > max)
             return -3;
         for (int64_t i = 0; i < cnt; i++)
-            out[i] = (int64_t)bp_tensor_get(t, i);
-        if (t->dtype == BP_I64)
-            memcpy(out, t->data, (size_t)cnt * sizeof *out);
+            out[i] = get_i64(t, i);
         return (int)cnt;
     }
     int c = bp_node_attr_ints(n, attr, out, max);
@@ -163,6 +177,37 @@ static int window_out(int64_t in, int64_t k, int64_t s, int64_t d,
     return 0;
 }
 
+/* strides, dilations and pads of a Conv or pool node with sp spatial axes,
+ * right-aligned into 2-D arrays (pads: top, left, bottom, right). */
+static int window_attrs(const bp_graph *g, const bp_node *n, int sp,
+                        int64_t *st, int64_t *dl, int64_t *pads)
+{
+    int64_t tmp[8];
+    int c;
+    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
+        if (c != sp)
+            return node_fail(g, n, "strides has %d entries", c);
+        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
+    }
+    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
+        if (c != sp)
+            return node_fail(g, n, "dilations has %d entries", c);
+        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
+    }
+    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
+        if (c != 2 * sp)
+            return node_fail(g, n, "pads has %d entries", c);
+        for (int i = 0; i < sp; i++) {
+            pads[2 - sp + i] = tmp[i];
+            pads[2 + 2 - sp + i] = tmp[sp + i];
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        if (pads[i] < 0)
+            return node_fail(g, n, "negative pads are not supported");
+    return BP_OK;
+}
+
 static const char *attr_str(const bp_node *n, const char *name)
 {
     const bp_attr *a = bp_node_attr(n, name);
@@ -181,25 +226,9 @@ int bp_conv_geom_of(const bp_graph *g, const bp_node *n, bp_conv_geom *geo)
     int sp = x->rank - 2;
     int64_t ks[2] = {1, 1}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
     int64_t tmp[8];
-    int c;
-    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "strides has %d entries", c);
-        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "dilations has %d entries", c);
-        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
-        if (c != 2 * sp) return node_fail(g, n, "pads has %d entries", c);
-        for (int i = 0; i < sp; i++) {
-            pads[2 - sp + i] = tmp[i];
-            pads[2 + 2 - sp + i] = tmp[sp + i];
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        if (pads[i] < 0)
-            return node_fail(g, n, "negative pads are not supported");
+    int c, st_;
+    if ((st_ = window_attrs(g, n, sp, st, dl, pads)))
+        return st_;
     ks[0] = sp == 2 ? w->dims[2] : 1;
     ks[1] = w->dims[x->rank - 1];
     if ((c = bp_node_attr_ints(n, "kernel_shape", tmp, 8)) >= 0) {
@@ -252,28 +281,12 @@ int bp_pool_geom_of(const bp_graph *g, const bp_node *n, bp_pool_geom *geo)
     int sp = x->rank - 2;
     int64_t ks[2] = {1, 1}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
     int64_t tmp[8];
-    int c = bp_node_attr_ints(n, "kernel_shape", tmp, 8);
+    int st_, c = bp_node_attr_ints(n, "kernel_shape", tmp, 8);
     if (c != sp)
         return node_fail(g, n, "kernel_shape must have %d entries", sp);
     memcpy(ks + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    if ((c = bp_node_attr_ints(n, "strides", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "strides has %d entries", c);
-        memcpy(st + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "dilations", tmp, 8)) >= 0) {
-        if (c != sp) return node_fail(g, n, "dilations has %d entries", c);
-        memcpy(dl + 2 - sp, tmp, (size_t)sp * sizeof *tmp);
-    }
-    if ((c = bp_node_attr_ints(n, "pads", tmp, 8)) >= 0) {
-        if (c != 2 * sp) return node_fail(g, n, "pads has %d entries", c);
-        for (int i = 0; i < sp; i++) {
-            pads[2 - sp + i] = tmp[i];
-            pads[2 + 2 - sp + i] = tmp[sp + i];
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        if (pads[i] < 0)
-            return node_fail(g, n, "negative pads are not supported");
+    if ((st_ = window_attrs(g, n, sp, st, dl, pads)))
+        return st_;
     int ceil_mode = (int)bp_node_attr_int(n, "ceil_mode", 0);
     geo->n = x->dims[0];
     geo->c = x->dims[1];
@@ -431,6 +444,40 @@ int bp_slice_params(const bp_graph *g, const bp_node *n, int64_t *start,
                                 : (start[d] - ends[d] - step[d] - 1) / -step[d];
         len[d] = l < 0 ? 0 : l;
     }
+    return BP_OK;
+}
+
+int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
+                  int64_t *end, double *value)
+{
+    const bp_value *x = in_val(g, n, 0);
+    int64_t p[2 * BP_MAX_RANK];
+    const bp_attr *mode = bp_node_attr(n, "mode");
+    if (mode && mode->type == BP_ATTR_STRING && strcmp(mode->s, "constant") != 0)
+        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): mode '%s' is not "
+                       "supported; only constant padding", g->path, n->name,
+                       mode->s);
+    int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
+                          : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
+    if (c != 2 * x->rank)
+        return node_fail(g, n, "pads must be a constant of %d entries",
+                         2 * x->rank);
+    if (n->n_in > 3 && n->in[3] >= 0)
+        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): the axes input "
+                       "is not supported", g->path, n->name);
+    for (int d = 0; d < x->rank; d++) {
+        begin[d] = p[d];
+        end[d] = p[x->rank + d];
+        if (begin[d] < 0 || end[d] < 0)
+            return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): negative "
+                           "pads (cropping) are not supported", g->path, n->name);
+    }
+    *value = g->opset < 11 ? bp_node_attr_float(n, "value", 0.0) : 0.0;
+    const bp_tensor *v = bp_value_const(g, n->n_in > 2 ? n->in[2] : -1);
+    if (v && bp_tensor_numel(v) >= 1)
+        *value = bp_tensor_get(v, 0);
+    else if (n->n_in > 2 && n->in[2] >= 0)
+        return node_fail(g, n, "constant_value must be a constant");
     return BP_OK;
 }
 
@@ -782,6 +829,15 @@ static int infer_node(bp_graph *g, const bp_node *n)
         y->dtype = v && v->t ? v->t->dtype : BP_F32;
         break;
     }
+    case BP_OP_PAD: {
+        int64_t b[BP_MAX_RANK], e[BP_MAX_RANK];
+        double v;
+        if ((st = bp_pad_params(g, n, b, e, &v)))
+            return st;
+        for (int d = 0; d < x->rank; d++)
+            y->dims[d] = x->dims[d] + b[d] + e[d];
+        break;
+    }
     case BP_OP_CONSTANT:
     case BP_OP_COUNT:
         break;
@@ -806,13 +862,6 @@ static int infer_node(bp_graph *g, const bp_node *n)
 }
 
 /* --- static evaluation ------------------------------------------------------- */
-
-static int64_t get_i64(const bp_tensor *t, int64_t i)
-{
-    if (t->dtype == BP_I64)
-        return ((const int64_t *)t->data)[i];
-    return (int64_t)bp_tensor_get(t, i);
-}
 
 int bp_eval_static(const bp_graph *g, const bp_node *n, bp_tensor **outs)
 {

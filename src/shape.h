@@ -40,6 +40,11 @@ void bp_broadcast_strides(const bp_value *v, int rank, const int64_t *dims,
 int bp_slice_params(const bp_graph *g, const bp_node *n, int64_t *start,
                     int64_t *step, int64_t *len);
 
+/* Pad (constant mode) of node n: leading and trailing pads per axis and the
+ * fill value. */
+int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
+                  int64_t *end, double *value);
+
 /* The transpose permutation of node n (default: reversed axes). */
 void bp_transpose_perm(const bp_graph *g, const bp_node *n, int64_t *perm);
 

@@ -36,7 +36,8 @@ const char *bp_errmsg(void);
 void bp_errclear(void);
 
 /* Exit code for the CLI: 0 ok, 1 failed check (BP_EINFEASIBLE), 2 bad input
- * (BP_EINVAL, BP_EIO, BP_EUNSUPPORTED), 3 anything else. */
+ * (BP_EINVAL, BP_EIO, BP_EUNSUPPORTED), 130 interrupted (as shells report
+ * SIGINT), 3 anything else. */
 int bp_exit_code(int status);
 
 #endif

@@ -28,12 +28,16 @@ int bp_shape_numel(int rank, const int64_t *dims, int64_t *numel)
 {
     if (rank < 0 || rank > BP_MAX_RANK)
         return BP_EINVAL;
-    int64_t n = 1;
+    /* nz is the product of the nonzero dims: a zero axis must not hide an
+     * absurd claim elsewhere in the shape */
+    int64_t n = 1, nz = 1;
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0)
             return BP_EINVAL;
-        if (dims[i] != 0 && n > (INT64_MAX / 16) / dims[i])
+        if (dims[i] != 0 && nz > (INT64_MAX / 16) / dims[i])
             return BP_EINVAL;
+        if (dims[i] != 0)
+            nz *= dims[i];
         n *= dims[i];
     }
     *numel = n;
@@ -63,7 +67,7 @@ int bp_tensor_new(bp_tensor **out, bp_dtype dt, int rank, const int64_t *dims)
                        (long long)n);
     bp_tensor *t = calloc(1, sizeof *t);
     if (!t)
-        return BP_ENOMEM;
+        return bp_fail(BP_ENOMEM, "out of memory");
     t->dtype = dt;
     t->rank = rank;
     if (rank > 0)
@@ -111,15 +115,26 @@ double bp_tensor_get(const bp_tensor *t, int64_t i)
     }
 }
 
+/* v clamped into [lo, hi], NaN to 0: converting an out-of-range double to
+ * an integer type is undefined behaviour, and files can hold anything. */
+static double clampd(double v, double lo, double hi)
+{
+    return !(v == v) ? 0 : v < lo ? lo : v > hi ? hi : v;
+}
+
 void bp_tensor_set(bp_tensor *t, int64_t i, double v)
 {
     switch (t->dtype) {
     case BP_F32: ((float *)t->data)[i] = (float)v; break;
     case BP_F64: ((double *)t->data)[i] = v; break;
-    case BP_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case BP_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case BP_U8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    case BP_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case BP_I64:
+        ((int64_t *)t->data)[i] = (int64_t)clampd(v, -9.2e18, 9.2e18);
+        break;
+    case BP_I32:
+        ((int32_t *)t->data)[i] = (int32_t)clampd(v, INT32_MIN, INT32_MAX);
+        break;
+    case BP_U8: ((uint8_t *)t->data)[i] = (uint8_t)clampd(v, 0, 255); break;
+    case BP_I8: ((int8_t *)t->data)[i] = (int8_t)clampd(v, -128, 127); break;
     default: break;
     }
 }
@@ -127,10 +142,14 @@ void bp_tensor_set(bp_tensor *t, int64_t i, double v)
 char *bp_shape_str(char *buf, size_t n, int rank, const int64_t *dims)
 {
     size_t k = 0;
-    k += (size_t)snprintf(buf + k, n > k ? n - k : 0, "(");
-    for (int i = 0; i < rank; i++)
-        k += (size_t)snprintf(buf + k, n > k ? n - k : 0, "%s%lld",
-                              i ? "," : "", (long long)dims[i]);
-    snprintf(buf + k, n > k ? n - k : 0, ")");
+    if (!n)
+        return buf;
+    buf[0] = '\0';
+    k += (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "",
+                              (long long)dims[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, ")");
     return buf;
 }

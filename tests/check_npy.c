@@ -32,7 +32,10 @@
 
 /* --- scratch directory and file helpers ----------------------------------- */
 
-/* The mkdtemp() path: kept short so that sp() cannot truncate. */
+/* root: one directory per test case, made and removed by the runner
+ * process (so it goes even when a test fails); scratch: one directory per
+ * test inside it.  Kept short so that sp() cannot truncate. */
+static char root[256];
 static char scratch[512];
 
 static void rm_rf(const char *path)
@@ -54,10 +57,21 @@ static void rm_rf(const char *path)
     }
 }
 
+static void case_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/check_npy.XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        perror(root);
+        abort();
+    }
+}
+
+static void case_teardown(void) { rm_rf(root); }
+
 static void setup(void)
 {
-    snprintf(scratch, sizeof scratch, "%s/check_npy.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(scratch, sizeof scratch, "%s/t.XXXXXX", root);
     ck_assert_ptr_nonnull(mkdtemp(scratch));
 }
 
@@ -1033,6 +1047,7 @@ static Suite *npy_suite(void)
     TCase *tc;
 
     tc = tcase_create("roundtrip");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_roundtrip_dtypes_ranks, 0, BP_DTYPE_COUNT);
     tcase_add_test(tc, test_roundtrip_empty_axis);
@@ -1041,6 +1056,7 @@ static Suite *npy_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("numpy");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_numpy_reference_values);
     tcase_add_test(tc, test_numpy_reference_byte_identical);
@@ -1048,12 +1064,14 @@ static Suite *npy_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("header");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_header_variants, 0, COUNT(variants));
     tcase_add_test(tc, test_trailing_bytes_ignored);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stream");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_stream_rows_convert);
     tcase_add_test(tc, test_stream_reads_only_requested_rows);
@@ -1062,6 +1080,7 @@ static Suite *npy_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_bad_headers, 0, COUNT(bads));
     tcase_add_test(tc, test_bad_prefix);
@@ -1069,6 +1088,7 @@ static Suite *npy_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("atomic");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_atomic_commit);
     tcase_add_test(tc, test_atomic_abort_keeps_target);

@@ -1,0 +1,323 @@
+/* bench_mckp.c - how fast ilp/mckp solves bit allocations, and against what.
+ *
+ * Builds seeded bit-allocation instances shaped like real ones (layer sizes
+ * log-uniform in 1e3..1e6 parameters; candidate bit-widths from 2..8; a size
+ * budget numel*bits/8 bytes and a latency budget from a roofline model that
+ * is not proportional to size; HAWQ objective trace/numel * ||Q_b(W)-W||^2,
+ * which falls about 4x per added bit; both caps set so that both bind at the
+ * optimum), solves them with bp_mckp_solve and prints the solve time, the
+ * final relative gap and whether optimality was proved.  Each instance is
+ * also written to a text file (format in write_instance) and, when
+ * `/usr/bin/python3 -c 'import pulp'` works, solved by bench/pulp_mckp.py
+ * through PuLP + CBC with gapRel=0 (HAWQ-V3's route) for the objective and
+ * time ratio.  A benchmark, not a test: it prints figures and fails only
+ * when a solve fails.
+ *
+ * usage: bench_mckp [--no-pulp] [--pulp-time-limit S] [--repeat N]
+ *                   [--verbose] [--dir DIR] [--script PATH] */
+#include "mckp.h"
+#include "status.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- deterministic random numbers (splitmix64) ---- */
+static uint64_t rng_state;
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static double unif(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; }
+static double log_unif(double lo, double hi)
+{
+    return exp(log(lo) + unif() * (log(hi) - log(lo)));
+}
+static double gauss(void)
+{
+    double u = unif(), v = unif();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+
+typedef struct instance {
+    int G, C, K;
+    int *nc;           /* (G) */
+    double *obj;       /* (G*C) */
+    double *cost;      /* (K, G*C): size bytes, latency seconds */
+    double cap[2];
+    bp_mckp p;
+} instance;
+
+static void instance_free(instance *in)
+{
+    free(in->nc), free(in->obj), free(in->cost);
+}
+
+/* Bits per choice, and the roofline: a b-bit layer runs on the narrowest
+ * kernel that holds b bits (2, 4 or 8), whose peak doubles as it halves. */
+static const int bits5[] = {2, 3, 4, 6, 8}, bits6[] = {2, 3, 4, 5, 6, 8};
+
+static double kernel_peak(int b)
+{
+    double p8 = 4e12;              /* int8 MAC/s */
+    return b <= 2 ? 4 * p8 : b <= 4 ? 2 * p8 : p8;
+}
+
+static void make_instance(instance *in, int G, int C, uint64_t seed,
+                          double f_size, double f_lat)
+{
+    const int *bits = C == 5 ? bits5 : bits6;
+    rng_state = seed;
+    in->G = G, in->C = C, in->K = 2;
+    int N = G * C;
+    in->nc = malloc((size_t)G * sizeof *in->nc);
+    in->obj = malloc((size_t)N * sizeof *in->obj);
+    in->cost = malloc(2 * (size_t)N * sizeof *in->cost);
+    const double bw = 100e9, overhead = 2e-6;
+    for (int g = 0; g < G; g++) {
+        in->nc[g] = C;
+        double numel = floor(log_unif(1e3, 1e6));
+        double trace = numel * log_unif(1e-3, 1e1);   /* Tr(H) */
+        double sigma2 = log_unif(1e-5, 1e-2);         /* weight variance */
+        double reuse = floor(log_unif(1, 3000));      /* output positions */
+        double act_bytes = 2 * reuse * sqrt(numel);   /* int8 in + out */
+        for (int c = 0; c < C; c++) {
+            int b = bits[c], j = g * C + c;
+            double levels = ldexp(1.0, b) - 1;
+            /* ||Q_b(W)-W||^2 for a uniform quantizer over +-3 sigma */
+            double pert = numel * 36 * sigma2 / (12 * levels * levels);
+            in->obj[j] = trace / numel * pert * exp(0.1 * gauss());
+            double bytes = numel * b / 8;
+            in->cost[j] = bytes;
+            in->cost[N + j] = overhead + fmax(2 * numel * reuse / kernel_peak(b),
+                                              (bytes + act_bytes) / bw);
+        }
+    }
+    in->p.n_groups = G;
+    in->p.n_choices = in->nc;
+    in->p.obj = in->obj;
+    in->p.n_budgets = 2;
+    in->p.cost = in->cost;
+    in->p.cap = in->cap;
+    double lo, hi;
+    in->cap[0] = in->cap[1] = INFINITY;
+    bp_mckp_cost_range(&in->p, 0, &lo, &hi);
+    in->cap[0] = lo + f_size * (hi - lo);
+    bp_mckp_cost_range(&in->p, 1, &lo, &hi);
+    in->cap[1] = lo + f_lat * (hi - lo);
+}
+
+/* Text format, every number in %.17g (exact round trip):
+ *   line 1: "bitplan-mckp 1"
+ *   line 2: G K
+ *   line 3: the K caps
+ *   then one line per group: C, then C times (obj cost_0 .. cost_{K-1}) */
+static int write_instance(const instance *in, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int N = in->G * in->C;
+    fprintf(f, "bitplan-mckp 1\n%d %d\n", in->G, in->K);
+    for (int k = 0; k < in->K; k++)
+        fprintf(f, "%.17g%c", in->cap[k], k + 1 < in->K ? ' ' : '\n');
+    for (int g = 0; g < in->G; g++) {
+        fprintf(f, "%d", in->nc[g]);
+        for (int c = 0; c < in->nc[g]; c++) {
+            int j = g * in->C + c;
+            fprintf(f, " %.17g", in->obj[j]);
+            for (int k = 0; k < in->K; k++)
+                fprintf(f, " %.17g", in->cost[(size_t)k * N + j]);
+        }
+        fputc('\n', f);
+    }
+    return fclose(f) ? -1 : 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs the PuLP script on path; fills objective, seconds and status. */
+static int run_pulp(const char *script, const char *path, double tlim,
+                    double *obj, double *secs, char *status, size_t len)
+{
+    char cmd[9000];
+    if (snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' --time-limit %g",
+                 script, path, tlim) >= (int)sizeof cmd)
+        return -1;
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int ok = 0;
+    while (fgets(line, sizeof line, f)) {
+        char st[64];
+        if (sscanf(line, "pulp objective %lf seconds %lf status %63s", obj,
+                   secs, st) == 3) {
+            snprintf(status, len, "%s", st);
+            ok = 1;
+        }
+    }
+    int w = pclose(f);
+    return ok && w == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    int use_pulp = 1, repeat = 5, verbose = 0;
+    double pulp_tlim = 300;
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *script = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-pulp"))
+            use_pulp = 0;
+        else if (!strcmp(argv[i], "--pulp-time-limit") && i + 1 < argc)
+            pulp_tlim = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--verbose"))
+            verbose = 1;
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--script") && i + 1 < argc)
+            script = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--no-pulp] [--pulp-time-limit S] "
+                    "[--repeat N] [--verbose] [--dir DIR] [--script PATH]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (repeat < 1)
+        repeat = 1;
+    /* the script: --script, $SRCDIR/bench, next to the binary, ./bench */
+    static char spath[4096];
+    if (!script) {
+        const char *cands[3];
+        char a[4096], b[4096];
+        int nc = 0;
+        if (getenv("SRCDIR")) {
+            snprintf(a, sizeof a, "%s/bench/pulp_mckp.py", getenv("SRCDIR"));
+            cands[nc++] = a;
+        }
+        snprintf(b, sizeof b, "%s", argv[0]);
+        char *slash = strrchr(b, '/');
+        if (slash) {
+            snprintf(slash + 1, sizeof b - (size_t)(slash + 1 - b),
+                     "pulp_mckp.py");
+            cands[nc++] = b;
+        }
+        cands[nc++] = "bench/pulp_mckp.py";
+        for (int i = 0; i < nc && !script; i++)
+            if (access(cands[i], R_OK) == 0) {
+                snprintf(spath, sizeof spath, "%s", cands[i]);
+                script = spath;
+            }
+    }
+    if (use_pulp && (!script ||
+                     system("/usr/bin/python3 -c 'import pulp' >/dev/null 2>&1")
+                         != 0)) {
+        printf("PuLP comparison skipped: %s\n",
+               script ? "/usr/bin/python3 cannot import pulp"
+                      : "bench/pulp_mckp.py not found (use --script)");
+        use_pulp = 0;
+    }
+
+    static const struct { int G, C; uint64_t seed; double fs, fl; } cases[] = {
+        {300, 5, 11, 0.45, 0.45},
+        {5000, 6, 12, 0.45, 0.45},
+    };
+    int failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        instance in;
+        make_instance(&in, cases[ci].G, cases[ci].C, cases[ci].seed,
+                      cases[ci].fs, cases[ci].fl);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/bitplan_mckp_%dx%d.txt", dir, in.G,
+                 in.C);
+        if (write_instance(&in, path)) {
+            fprintf(stderr, "bench_mckp: cannot write %s\n", path);
+            instance_free(&in);
+            return 1;
+        }
+        bp_mckp_opts o;
+        bp_mckp_opts_default(&o);
+        o.time_limit_s = 10;
+        o.verbose = verbose;
+        double *ts = malloc((size_t)repeat * sizeof *ts);
+        bp_mckp_result r = {0};
+        int rc = 0;
+        for (int i = 0; i < repeat && !rc; i++) {
+            bp_mckp_result_free(&r);
+            double t = now_s();
+            rc = bp_mckp_solve(&in.p, &o, &r);
+            ts[i] = now_s() - t;
+        }
+        printf("== %d groups x %d choices, 2 budgets (seed %llu; %s)\n", in.G,
+               in.C, (unsigned long long)cases[ci].seed, path);
+        if (rc) {
+            printf("   bitplan: FAILED: %s: %s\n", bp_status_str(rc),
+                   bp_errmsg());
+            failed = 1;
+            free(ts);
+            instance_free(&in);
+            continue;
+        }
+        qsort(ts, (size_t)repeat, sizeof *ts, cmp_double);
+        double tot[2];
+        int feas;
+        double obj;
+        bp_mckp_eval(&in.p, r.choice, &obj, tot, &feas);
+        printf("   bitplan: %.3f ms (median of %d; min %.3f ms)  objective "
+               "%.12g  bound %.12g  gap %.2e  %s\n", 1e3 * ts[repeat / 2],
+               repeat, 1e3 * ts[0], r.objective, r.bound, r.gap, r.optimal
+                   ? "proven optimal" : "NOT proven optimal");
+        printf("            MIP after fixing: %d groups, %d columns, %d "
+               "round(s); caps met: %s; slack size %.3g B (%.1e), latency "
+               "%.3g s (%.1e)\n", r.n_free_groups, r.n_free_choices,
+               r.mip_rounds, feas ? "yes" : "NO", in.cap[0] - tot[0],
+               (in.cap[0] - tot[0]) / in.cap[0], in.cap[1] - tot[1],
+               (in.cap[1] - tot[1]) / in.cap[1]);
+        if (!feas)
+            failed = 1;
+        if (use_pulp) {
+            double pobj, psec;
+            char pst[64];
+            if (run_pulp(script, path, pulp_tlim, &pobj, &psec, pst,
+                         sizeof pst) == 0) {
+                printf("   PuLP+CBC: %.3f s  objective %.12g  status %s%s\n",
+                       psec, pobj, pst,
+                       !strcmp(pst, "Optimal") ? ""
+                                               : " (time limit: not proven)");
+                printf("   objectives: bitplan - PuLP = %.3g (relative "
+                       "%.2e); bitplan is %.0fx faster\n", r.objective - pobj,
+                       (r.objective - pobj) / fmax(fabs(pobj), 1e-300),
+                       psec / ts[repeat / 2]);
+            } else {
+                printf("   PuLP+CBC: failed to run %s\n", script);
+            }
+        }
+        fflush(stdout);
+        bp_mckp_result_free(&r);
+        free(ts);
+        instance_free(&in);
+    }
+    return failed;
+}
