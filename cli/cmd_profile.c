@@ -25,7 +25,7 @@ static const char help[] =
     "                     for `bitplan run`)\n"
     "  --repeat N         timed runs per entry, median kept (default 15)\n"
     "  --name NAME        the profile's name (default \"measured\")\n"
-    "  --quick            a tiny grid and 3 runs (for tests)\n";
+    "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n";
 
 int cmd_profile(int argc, char **argv)
 {

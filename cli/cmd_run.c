@@ -3,6 +3,7 @@
  * SQNR, packed bytes and measured latency against the plan's claims. */
 #include "cli.h"
 #include "plan.h"
+#include "qprofile.h"
 #include "qrun.h"
 
 #include <cjson/cJSON.h>
@@ -37,6 +38,8 @@ static const char help[] =
     "  --batch N             evaluation and timing batch (default 64)\n"
     "  --samples N           use only the first N samples of --data\n"
     "  --threads N           integer executor threads (default: all CPUs)\n"
+    "  --profile HW.json     also report the latency this measured profile\n"
+    "                        (bitplan profile --measure) predicts for the plan\n"
     "  --isa NAME            portable or avx512-vnni (default: the best this\n"
     "                        CPU runs)\n"
     "  --json                print the figures as JSON on stdout:\n"
@@ -98,11 +101,12 @@ int cmd_run(int argc, char **argv)
         {"samples", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 't'},
         {"isa", required_argument, NULL, 'i'},
+        {"profile", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *plan_path = NULL, *xpath = NULL, *ypath = NULL, *cpath = NULL;
-    const char *isa = NULL;
+    const char *isa = NULL, *profile = NULL;
     int64_t repeat = 10, batch = 64, samples = 0, threads = 0, csamples = 256;
     double max_drop = NAN;
     int json = 0, c;
@@ -156,6 +160,7 @@ int cmd_run(int argc, char **argv)
                 return BP_EXIT_INPUT;
             break;
         case 'i': isa = optarg; break;
+        case 'f': profile = optarg; break;
         case 'j': json = 1; break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
         default: return cli_usage("run", "unknown option");
@@ -222,6 +227,9 @@ int cmd_run(int argc, char **argv)
         goto out;
     if ((st = bp_qrun_plan(qr, plan, plan_path, &R)))
         goto out;
+    double prof_lat = NAN;
+    if (profile && (st = bp_qprofile_predict(profile, g, plan, &prof_lat)))
+        goto out;
 
     double drop = (R.float_accuracy - R.int_accuracy) * 100;
     int drop_fail = isfinite(max_drop) && isfinite(drop) && drop > max_drop;
@@ -275,6 +283,13 @@ int cmd_run(int argc, char **argv)
                     (R.latency_s / R.predicted_latency_s - 1) * 100);
         fprintf(f, ")");
     }
+    if (isfinite(prof_lat)) {
+        fprintf(f, " (%s predicts ", profile);
+        print_time(f, prof_lat);
+        if (isfinite(R.latency_s))
+            fprintf(f, ", measured %+.0f%%", (R.latency_s / prof_lat - 1) * 100);
+        fprintf(f, ")");
+    }
     fprintf(f, "; batch %lld: ", (long long)R.batch);
     print_time(f, R.latency_batch_s);
     fprintf(f, "\n");
@@ -307,6 +322,7 @@ int cmd_run(int argc, char **argv)
         cJSON_AddNumberToObject(o, "samples", (double)R.samples);
         cJSON_AddNumberToObject(o, "batch", (double)R.batch);
         add_num(o, "latency_batch_s", R.latency_batch_s);
+        add_num(o, "profile_latency_s", prof_lat);
         add_num(o, "accuracy_drop_points", drop);
         cJSON_AddNumberToObject(o, "layer_bytes", (double)R.layer_bytes);
         cJSON_AddNumberToObject(o, "overhead_bytes", (double)R.overhead_bytes);

@@ -393,7 +393,10 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
         t.a.geo.n = n;
         if (t.a.residual)
             t.a.res = ex->buf[o->in2];
-        if (L->w_bits != 8) {
+        int64_t P = bp_qk_layer_positions(&t.a);
+        if (L->w_bits != 8 && P > bp_qk_layer_chunk(&t.a)) {
+            /* many position chunks would unpack every block many times:
+             * unpack the whole layer once into the workspace instead */
             unpack_task u = {ex->unpacked, L->wpack, L->numel, L->w_bits};
             if (L->numel >= 65536)
                 pool_run(pl, unpack_fn, &u);
@@ -401,7 +404,6 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
                 unpack_fn(&u, 0, 1);
             t.a.w = ex->unpacked;
         }
-        int64_t P = bp_qk_layer_positions(&t.a);
         int64_t units = t.a.geo.group * bp_qk_layer_blocks(&t.a);
         t.by_positions = P >= 96 * pl->n || units < pl->n;
         if (L->macs * n >= PAR_MACS && pl->n > 1)

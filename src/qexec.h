@@ -3,9 +3,11 @@
  *
  * Between the QUANTIZE of the input and the DEQUANT of the output every step
  * is integer arithmetic: int8/uint8 codes, int32 accumulation, dyadic
- * requantisation.  Layer weights are read from their packed buffers; a
- * sub-byte layer is unpacked to int8 into a shared workspace right before
- * its GEMM on every run (no int8 copy of the weights is kept).  Work is
+ * requantisation.  Layer weights are read from their packed buffers: an
+ * 8-bit layer's codes are used in place; a narrower layer's are unpacked to
+ * int8 on every run, two blocks of 16 channels at a time next to their GEMM
+ * when the run's positions fit one chunk (batch 1), else the whole layer
+ * once into a shared workspace (no int8 copy of the weights is kept).  Work is
  * split over a small thread pool; results do not depend on the number of
  * threads or on the instruction set (qkernels.h).
  *

@@ -891,6 +891,8 @@ static int build_layer(build *b, int opi)
     k->kp = (K + 3) / 4 * 4;
     k->in_signed = x->type == BP_QT_I8;
     k->w = L->w_bits == 8 ? (const int8_t *)L->wpack : NULL;
+    k->wpack = L->wpack;
+    k->w_bits = L->w_bits;
     k->bias = L->bias;
     k->bias_x = L->bias_x;
     k->mult = L->mult;

@@ -5,6 +5,7 @@
 #include "qkernels_impl.h"
 #include "status.h"
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -174,15 +175,31 @@ int64_t bp_qk_layer_blocks(const bp_qk_layer *a)
 
 /* Positions per packed chunk: about 128 KiB of rows, a multiple of 48 (every
  * tile height divides it). */
-static int64_t chunk_of(const bp_qk_layer *a)
+int64_t bp_qk_layer_chunk(const bp_qk_layer *a)
 {
     int64_t c = (131072 / (a->kp ? a->kp : 1)) / 48 * 48;
     return c < 48 ? 48 : c;
 }
 
+/* Blocks unpacked at a time when the weights are read packed. */
+#define UNPACK_BLOCKS 2
+
+static size_t band_bytes(const bp_qk_layer *a);
+
+/* scratch: rows | unpacked weight blocks | padded input band */
+static size_t rows_bytes(const bp_qk_layer *a)
+{
+    return (size_t)((bp_qk_layer_chunk(a) + BP_QK_ROWPAD) * a->kp) + 64;
+}
+
+static size_t wbuf_bytes(const bp_qk_layer *a)
+{
+    return (size_t)(UNPACK_BLOCKS * BP_QBLOCK * a->k) + 64;
+}
+
 size_t bp_qk_layer_scratch(const bp_qk_layer *a)
 {
-    return (size_t)((chunk_of(a) + BP_QK_ROWPAD) * a->kp) + 64;
+    return rows_bytes(a) + wbuf_bytes(a) + band_bytes(a) + 64;
 }
 
 /* A 1x1, stride-1, unpadded conv (or a Gemm) reads its rows straight from
@@ -258,13 +275,38 @@ static inline void fill_small(uint8_t *dst, uint8_t v, int64_t n)
         *dst = v;
 }
 
+/* The padded input band rows are copied from: columns from ix = -pad_l to
+ * the last one any window reaches (at least the image), rows for at most
+ * band_out_rows() output rows of one sample, group grp's channels only. */
+static int64_t band_width(const bp_conv_geom *g)
+{
+    int64_t ixmax = (g->ow - 1) * g->stride_w - g->pad_l + (g->kw - 1) * g->dil_w;
+    return (ixmax > g->w - 1 ? ixmax : g->w - 1) + g->pad_l + 1;
+}
+
+static int64_t band_out_rows(const bp_qk_layer *a)
+{
+    int64_t r = bp_qk_layer_chunk(a) / a->geo.ow + 2;
+    return r < a->geo.oh ? r : a->geo.oh;
+}
+
+static size_t band_bytes(const bp_qk_layer *a)
+{
+    const bp_conv_geom *g = &a->geo;
+    int64_t rows = (band_out_rows(a) - 1) * g->stride_h + (g->kh - 1) * g->dil_h + 1;
+    return (size_t)(rows * band_width(g) * a->cg);
+}
+
 /* Rows of positions [p0, p0 + np) of group grp -> rows (np, kp): the
  * (ky, kx, c) taps of each output position, code 0 in the padding, zeros
- * past k; xor80 flips the sign bit (int8 x -> uint8 x + 128).  Away from the
- * borders the kw taps of one kernel row are kw * c contiguous bytes of an
- * NHWC input (one group, no dilation), copied at once. */
+ * past k; xor80 flips the sign bit (int8 x -> uint8 x + 128).  The input
+ * rows a run of positions reads are first copied into a padded band (the
+ * padding, the sign flip and the group's channels dealt with once), so that
+ * every window is in bounds and its kw taps of one kernel row are kw * cg
+ * contiguous bytes (without dilation). */
 static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
-                      int64_t p0, int64_t np, int64_t grp, int xor80)
+                      int64_t p0, int64_t np, int64_t grp, int xor80,
+                      uint8_t *band)
 {
     /* geometry in locals: byte stores may alias anything behind a pointer */
     const int64_t cg = a->cg, c = a->geo.c, kp = a->kp, tail = a->kp - a->k;
@@ -273,52 +315,70 @@ static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
     const int64_t sh = a->geo.stride_h, sw = a->geo.stride_w;
     const int64_t dh = a->geo.dil_h, dw = a->geo.dil_w;
     const int64_t pt = a->geo.pad_t, pl = a->geo.pad_l;
+    const int64_t wb = band_width(&a->geo), rowb = wb * cg;
+    const int64_t ohw = oh * ow, maxrows = band_out_rows(a), span = kw * cg;
     const uint8_t padv = xor80 ? 0x80 : 0;
-    const int contiguous = a->geo.group == 1 && dw == 1;
-    const int64_t span = kw * cg, ohw = oh * ow;
-    int64_t n = p0 / ohw, oy = p0 % ohw / ow, ox = p0 % ow;
-    for (int64_t i = 0; i < np; i++) {
-        uint8_t *dst = rows + i * kp;
-        const int64_t iy0 = oy * sh - pt, ix0 = ox * sw - pl;
-        const int inner_x = ix0 >= 0 && ix0 + (kw - 1) * dw < w;
-        const uint8_t *img = x + n * h * w * c + grp * cg;
-        for (int64_t ky = 0; ky < kh; ky++) {
-            int64_t iy = iy0 + ky * dh;
+    int64_t i = 0;
+    while (i < np) {
+        int64_t p = p0 + i, n = p / ohw, oya = p % ohw / ow;
+        int64_t end = p0 + np, lim = n * ohw + (oya + maxrows) * ow;
+        end = end < lim ? end : lim;
+        end = end < (n + 1) * ohw ? end : (n + 1) * ohw;
+        int64_t oyb = (end - 1 - n * ohw) / ow;
+        int64_t iylo = oya * sh - pt, iyhi = oyb * sh - pt + (kh - 1) * dh;
+        for (int64_t iy = iylo; iy <= iyhi; iy++) {
+            uint8_t *br = band + (iy - iylo) * rowb;
             if (iy < 0 || iy >= h) {
-                fill_small(dst, padv, span);
-                dst += span;
+                memset(br, padv, (size_t)rowb);
                 continue;
             }
-            const uint8_t *row = img + iy * w * c;
-            if (contiguous && inner_x) {
+            memset(br, padv, (size_t)(pl * cg));
+            uint8_t *mid = br + pl * cg;
+            const uint8_t *src = x + ((n * h + iy) * w) * c + grp * cg;
+            if (cg == c) {
                 if (xor80)
-                    copy_xor(dst, row + ix0 * c, span);
+                    copy_xor(mid, src, w * c);
                 else
-                    copy_small(dst, row + ix0 * c, span);
-                dst += span;
-                continue;
-            }
-            for (int64_t kx = 0; kx < kw; kx++, dst += cg) {
-                int64_t ix = ix0 + kx * dw;
-                if (ix < 0 || ix >= w) {
-                    fill_small(dst, padv, cg);
-                    continue;
+                    memcpy(mid, src, (size_t)(w * c));
+            } else {
+                for (int64_t ix = 0; ix < w; ix++) {
+                    if (xor80)
+                        copy_xor(mid + ix * cg, src + ix * c, cg);
+                    else
+                        copy_small(mid + ix * cg, src + ix * c, cg);
                 }
-                const uint8_t *src = row + ix * c;
-                if (xor80)
-                    copy_xor(dst, src, cg);
-                else
-                    copy_small(dst, src, cg);
             }
+            int64_t right = wb - pl - w;
+            if (right > 0)
+                memset(mid + w * cg, padv, (size_t)(right * cg));
         }
-        if (tail)
-            fill_small(dst, 0, tail);
-        if (++ox == ow) {
-            ox = 0;
-            if (++oy == oh) {
-                oy = 0;
-                n++;
+        /* positions walk (oy, ox) by increments: no division per position */
+        int64_t oy = oya, ox = p % ow;
+        for (; p0 + i < end; i++, ox = ox + 1 == ow ? 0 : ox + 1,
+                               oy = ox == 0 ? oy + 1 : oy) {
+            uint8_t *dst = rows + i * kp;
+            const uint8_t *base = band + (oy * sh - pt - iylo) * rowb + ox * sw * cg;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const uint8_t *sr = base + ky * dh * rowb;
+                if (dw == 1 && span <= 16) {
+                    /* a whole 8 or 16 bytes: the excess lands where the
+                     * next copy, the tail fill or the next row goes, all
+                     * inside the scratch's slack */
+                    if (span <= 8)
+                        memcpy(dst, sr, 8);
+                    else
+                        memcpy(dst, sr, 16);
+                    dst += span;
+                } else if (dw == 1) {
+                    copy_small(dst, sr, span);
+                    dst += span;
+                } else {
+                    for (int64_t kx = 0; kx < kw; kx++, dst += cg)
+                        copy_small(dst, sr + kx * dw * cg, cg);
+                }
             }
+            if (tail) /* fewer than 4 bytes; the excess as above */
+                memset(dst, 0, 4);
         }
     }
 }
@@ -358,13 +418,13 @@ void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
 #define GEMM_PORTABLE(NAME, XT)                                                 \
     static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t np,    \
                      int64_t pc, const bp_qk_layer *a, int64_t grp,            \
-                     int64_t b0, int64_t b1)                                    \
+                     int64_t b0, int64_t b1, const int8_t *w0)                  \
     {                                                                           \
         const int64_t k = a->k, kt = k % 4, kf = k - kt;                        \
         for (int64_t b = b0; b < b1; b++) {                                     \
             int64_t r0 = b * BP_QBLOCK;                                         \
             int64_t mb = a->mg - r0 < BP_QBLOCK ? a->mg - r0 : BP_QBLOCK;       \
-            const int8_t *wb = a->w + (grp * a->mg + r0) * k;                   \
+            const int8_t *wb = w0 + (b - b0) * BP_QBLOCK * k;                   \
             int64_t c0 = grp * a->mg + r0;                                      \
             for (int64_t i = 0; i < np; i++) {                                  \
                 const XT *x = (const XT *)(rows + i * ldr);                     \
@@ -391,6 +451,18 @@ void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
 GEMM_PORTABLE(gemm_u8, uint8_t)
 GEMM_PORTABLE(gemm_i8, int8_t)
 
+static void gemm(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
+                 int64_t pc, const bp_qk_layer *a, int64_t grp, int64_t b0,
+                 int64_t b1, const int8_t *w0, int vnni, int xor80)
+{
+    if (vnni)
+        bp_qk_x86_gemm_vnni(y, rows, ldr, np, pc, a, grp, b0, b1, w0, xor80);
+    else if (a->in_signed)
+        gemm_i8(y, rows, ldr, np, pc, a, grp, b0, b1, w0);
+    else
+        gemm_u8(y, rows, ldr, np, pc, a, grp, b0, b1, w0);
+}
+
 void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
                      int64_t p0, int64_t p1, int64_t grp, int64_t b0,
                      int64_t b1, void *scratch)
@@ -399,7 +471,7 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
     const int vnni = bp_qk_isa_get() == BP_QK_AVX512VNNI;
     const int xor80 = vnni && a->in_signed;
     const int direct = layer_direct(a, xor80);
-    const int64_t chunk = chunk_of(a);
+    const int64_t chunk = bp_qk_layer_chunk(a);
     const int64_t ptotal = bp_qk_layer_positions(a);
     uint8_t *buf = scratch;
     for (int64_t pc = p0; pc < p1; pc += chunk) {
@@ -418,19 +490,34 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
                 ldr = a->kp;
             }
         } else {
-            pack_rows(buf, x, a, pc, np, grp, xor80);
+            pack_rows(buf, x, a, pc, np, grp, xor80,
+                      buf + rows_bytes(a) + wbuf_bytes(a));
             /* tiles read up to the next multiple of 16 rows */
             int64_t pad = (np + BP_QK_ROWPAD - 1) / BP_QK_ROWPAD * BP_QK_ROWPAD;
             memset(buf + np * a->kp, 0, (size_t)((pad - np) * a->kp));
             rows = buf;
             ldr = a->kp;
         }
-        if (vnni)
-            bp_qk_x86_gemm_vnni(y, rows, ldr, np, pc, a, grp, b0, b1, xor80);
-        else if (a->in_signed)
-            gemm_i8(y, rows, ldr, np, pc, a, grp, b0, b1);
-        else
-            gemm_u8(y, rows, ldr, np, pc, a, grp, b0, b1);
+        if (a->w) {
+            gemm(y, rows, ldr, np, pc, a, grp, b0, b1,
+                 a->w + (grp * a->mg + b0 * BP_QBLOCK) * a->k, vnni, xor80);
+            continue;
+        }
+        /* packed weights: unpack a few blocks at a time, next to their use */
+        int8_t *wbuf = (int8_t *)(buf + rows_bytes(a));
+        for (int64_t bb = b0; bb < b1; bb += UNPACK_BLOCKS) {
+            int64_t be = b1 - bb < UNPACK_BLOCKS ? b1 : bb + UNPACK_BLOCKS;
+            int64_t r1 = be * BP_QBLOCK < a->mg ? be * BP_QBLOCK : a->mg;
+            int64_t start = (grp * a->mg + bb * BP_QBLOCK) * a->k;
+            int64_t count = (r1 - bb * BP_QBLOCK) * a->k;
+            if (start * a->w_bits % 8 == 0)
+                bp_qunpack(wbuf, a->wpack + start * a->w_bits / 8, count,
+                           a->w_bits);
+            else
+                for (int64_t i = 0; i < count; i++)
+                    wbuf[i] = (int8_t)bp_qpack_get(a->wpack, start + i, a->w_bits);
+            gemm(y, rows, ldr, np, pc, a, grp, bb, be, wbuf, vnni, xor80);
+        }
     }
 }
 
@@ -613,29 +700,74 @@ static inline int64_t sat_res(int64_t v)
     return v > BP_QRES_SAT ? BP_QRES_SAT : v < -BP_QRES_SAT ? -BP_QRES_SAT : v;
 }
 
+/* The element-wise ops on every pair of 8-bit types, written once: XT and YT
+ * are the C types of the input and output codes. */
+#define ELEMWISE(SX, XT, SY, YT)                                               \
+    static void add_##SX##_##SY(YT *restrict y, const XT *restrict a,         \
+                                const void *b, bp_qtype tb, int32_t ma,       \
+                                int sa, int32_t mb, int sb, int frac,         \
+                                int64_t n, int32_t lo, int32_t hi)            \
+    {                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                     \
+            int64_t va = sat_res(bp_dyadic_apply(a[i], ma, sa));              \
+            int64_t vb = sat_res(bp_dyadic_apply(bp_qk_get(b, tb, i), mb, sb)); \
+            y[i] = (YT)clamp32(bp_rshift_round(va + vb, frac), lo, hi);       \
+        }                                                                     \
+    }                                                                         \
+    static void requant_##SX##_##SY(YT *restrict y, const XT *restrict x,     \
+                                    int32_t m, int s, int64_t n, int32_t lo,  \
+                                    int32_t hi)                               \
+    {                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                     \
+            int64_t v = bp_dyadic_apply(x[i], m, s);                          \
+            y[i] = (YT)(v < lo ? lo : v > hi ? hi : v);                       \
+        }                                                                     \
+    }                                                                         \
+    static void clamp_##SX##_##SY(YT *restrict y, const XT *restrict x,       \
+                                  int64_t n, int32_t lo, int32_t hi)          \
+    {                                                                         \
+        for (int64_t i = 0; i < n; i++)                                       \
+            y[i] = (YT)(x[i] < lo ? lo : x[i] > hi ? hi : x[i]);              \
+    }
+
+ELEMWISE(u8, uint8_t, u8, uint8_t)
+ELEMWISE(u8, uint8_t, i8, int8_t)
+ELEMWISE(i8, int8_t, u8, uint8_t)
+ELEMWISE(i8, int8_t, i8, int8_t)
+
+/* Dispatch on (tx, ty) for the 8-bit types. */
+#define PICK(FN, tx, ty, ...)                                                 \
+    do {                                                                      \
+        if ((tx) == BP_QT_U8 && (ty) == BP_QT_U8)                             \
+            FN##_u8_u8(__VA_ARGS__);                                          \
+        else if ((tx) == BP_QT_U8)                                            \
+            FN##_u8_i8(__VA_ARGS__);                                          \
+        else if ((ty) == BP_QT_U8)                                            \
+            FN##_i8_u8(__VA_ARGS__);                                          \
+        else                                                                  \
+            FN##_i8_i8(__VA_ARGS__);                                          \
+    } while (0)
+
 void bp_qk_add(void *y, bp_qtype ty, const void *a, bp_qtype ta, int32_t ma,
                int sa, const void *b, bp_qtype tb, int32_t mb, int sb,
                int frac, int64_t n, int32_t lo, int32_t hi)
 {
-    for (int64_t i = 0; i < n; i++) {
-        int64_t va = sat_res(bp_dyadic_apply(bp_qk_get(a, ta, i), ma, sa));
-        int64_t vb = sat_res(bp_dyadic_apply(bp_qk_get(b, tb, i), mb, sb));
-        put(y, ty, i, clamp32(bp_rshift_round(va + vb, frac), lo, hi));
-    }
+    assert(ta != BP_QT_I32 && ty != BP_QT_I32);
+    PICK(add, ta, ty, y, a, b, tb, ma, sa, mb, sb, frac, n, lo, hi);
 }
 
 void bp_qk_requant(void *y, bp_qtype ty, const void *x, bp_qtype tx, int32_t m,
                    int s, int64_t n, int32_t lo, int32_t hi)
 {
-    for (int64_t i = 0; i < n; i++)
-        put(y, ty, i, clamp32(bp_dyadic_apply(bp_qk_get(x, tx, i), m, s), lo, hi));
+    assert(tx != BP_QT_I32 && ty != BP_QT_I32);
+    PICK(requant, tx, ty, y, x, m, s, n, lo, hi);
 }
 
 void bp_qk_clamp(void *y, bp_qtype ty, const void *x, bp_qtype tx, int64_t n,
                  int32_t lo, int32_t hi)
 {
-    for (int64_t i = 0; i < n; i++)
-        put(y, ty, i, clamp32(bp_qk_get(x, tx, i), lo, hi));
+    assert(tx != BP_QT_I32 && ty != BP_QT_I32);
+    PICK(clamp, tx, ty, y, x, n, lo, hi);
 }
 
 void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,

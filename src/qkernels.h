@@ -98,7 +98,10 @@ typedef struct bp_qk_layer {
     int64_t mg, cg;       /* output / input channels per group */
     int64_t k, kp;        /* row length kh*kw*cg, and rounded up to 4 */
     int in_signed;        /* input is int8 (else uint8) */
-    const int8_t *w;      /* (group, mg, k) codes in blocked order, int8 */
+    const int8_t *w;      /* (group, mg, k) codes in blocked order, int8;
+                             NULL: unpack blocks from wpack as they are used */
+    const uint8_t *wpack; /* the same codes packed at w_bits */
+    int w_bits;
     const int32_t *bias;  /* (m) */
     const int32_t *bias_x;/* (m) bias - 128 * sum_k w: for signed inputs fed
                              as uint8 (x + 128) to unsigned-by-signed dots */
@@ -118,6 +121,10 @@ int64_t bp_qk_layer_positions(const bp_qk_layer *a);
 int64_t bp_qk_layer_blocks(const bp_qk_layer *a);
 /* Scratch bytes one bp_qk_layer_run call needs. */
 size_t bp_qk_layer_scratch(const bp_qk_layer *a);
+/* Positions packed per chunk: a run over at most this many positions reads
+ * every weight block once, so unpacking blocks as they are used (w = NULL)
+ * costs no more than unpacking the layer up front. */
+int64_t bp_qk_layer_chunk(const bp_qk_layer *a);
 
 /* x (n, h, w, c) -> y (n, oh, ow, m): positions [p0, p1) of group grp,
  * channel blocks [b0, b1) of that group.  Disjoint ranges may run on

@@ -12,10 +12,11 @@ int bp_qk_x86_vnni_available(void);
 
 /* The GEMM and epilogue of bp_qk_layer_run for positions [pc, pc + np) from
  * rows (np + BP_QK_ROWPAD, ldr) uint8 (xor80: a signed input fed as x + 128,
- * compensated by bias_x), channel blocks [b0, b1) of group grp. */
+ * compensated by bias_x), channel blocks [b0, b1) of group grp, whose int8
+ * codes start at w0. */
 void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
                          int64_t pc, const bp_qk_layer *a, int64_t grp,
-                         int64_t b0, int64_t b1, int xor80);
+                         int64_t b0, int64_t b1, const int8_t *w0, int xor80);
 
 /* Unpacks the first codes of a b-bit stream with AVX-512 BW (4 and 2 bits)
  * or BMI2 (the other widths), in whole vectors / groups of 8 only; returns

@@ -17,7 +17,7 @@
 void bp_qprofile_opts_init(bp_qprofile_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->repeat = 15;
+    o->repeat = 0;
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
         o->bits |= 1u << w;
     o->name = "measured";
@@ -484,15 +484,52 @@ static cJSON *ints_json(const int64_t *v, int n)
     return a;
 }
 
-/* The one writer of the profile format (documented in qprofile.h). */
+/* Appends printf output to a growing buffer. */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sput(sbuf *b, const char *s)
+{
+    size_t l = strlen(s);
+    if (b->oom)
+        return;
+    if (b->n + l + 1 > b->cap) {
+        size_t cap = (b->cap ? 2 * b->cap : 65536) + l;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, l + 1);
+    b->n += l;
+}
+
+/* Prints item unformatted and frees it. */
+static void sjson(sbuf *b, cJSON *item)
+{
+    char *t = cJSON_PrintUnformatted(item);
+    if (t)
+        sput(b, t);
+    else
+        b->oom = 1;
+    free(t);
+    cJSON_Delete(item);
+}
+
+/* The one writer of the profile format (documented in qprofile.h): header
+ * fields one per line, one table entry per line. */
 static int write_profile(const char *path, const bp_qprofile_opts *o,
                          const elist *L, const roof *rf, int threads,
                          int repeat)
 {
     char cpu[256], src[1024];
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "name", o->name ? o->name : "measured");
-    cJSON_AddStringToObject(root, "kind", "table");
+    sbuf b = {0};
     snprintf(src, sizeof src,
              "bitplan profile --measure: integer executor on %s, %d threads, "
              "%s kernels, batch 1, median of %d runs; model layers timed "
@@ -502,11 +539,16 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
              "a_bits=8 measurement",
              cpu_model(cpu, sizeof cpu), threads,
              bp_qk_isa_name(bp_qk_isa_get()), repeat);
-    cJSON_AddStringToObject(root, "source", src);
-    cJSON_AddNumberToObject(root, "threads", threads);
-    cJSON_AddStringToObject(root, "isa", bp_qk_isa_name(bp_qk_isa_get()));
-    cJSON_AddNumberToObject(root, "batch", 1);
-    cJSON *tab = cJSON_AddArrayToObject(root, "table");
+    sput(&b, "{\n\"name\": ");
+    sjson(&b, cJSON_CreateString(o->name ? o->name : "measured"));
+    sput(&b, ",\n\"kind\": \"table\",\n\"source\": ");
+    sjson(&b, cJSON_CreateString(src));
+    char line[128];
+    snprintf(line, sizeof line, ",\n\"threads\": %d,\n\"isa\": \"%s\",\n"
+             "\"batch\": 1,\n\"table\": [", threads,
+             bp_qk_isa_name(bp_qk_isa_get()));
+    sput(&b, line);
+    int first = 1;
     for (int i = 0; i < L->n; i++) {
         const entry *e = &L->e[i];
         for (int a = BP_ACT_MIN_BITS; a <= BP_ACT_MAX_BITS; a++) {
@@ -529,10 +571,13 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
             cJSON_AddNumberToObject(t, "a_bits", a);
             cJSON_AddNumberToObject(t, "latency_s", e->latency);
             cJSON_AddNumberToObject(t, "kernel_s", e->kernel);
-            cJSON_AddItemToArray(tab, t);
+            sput(&b, first ? "\n " : ",\n ");
+            first = 0;
+            sjson(&b, t);
         }
     }
-    cJSON *fb = cJSON_AddObjectToObject(root, "fallback");
+    sput(&b, "\n],\n\"fallback\": ");
+    cJSON *fb = cJSON_CreateObject();
     cJSON_AddStringToObject(fb, "kind", "roofline");
     cJSON_AddStringToObject(fb, "source",
                             "fitted from the table: overhead_s is half the "
@@ -550,14 +595,14 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
         }
     cJSON_AddNumberToObject(fb, "bandwidth_bytes_s", rf->bandwidth);
     cJSON_AddNumberToObject(fb, "overhead_s", rf->overhead);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
+    sjson(&b, fb);
+    sput(&b, "\n}\n");
+    if (b.oom) {
+        free(b.p);
         return BP_ENOMEM;
-    size_t len = strlen(text);
-    text[len] = '\n';
-    int st = bp_write_file_atomic(path, text, len + 1);
-    free(text);
+    }
+    int st = bp_write_file_atomic(path, b.p, b.n);
+    free(b.p);
     return st;
 }
 
@@ -569,7 +614,7 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         bp_qprofile_opts_init(&d);
         o = &d;
     }
-    int repeat = o->quick ? 3 : o->repeat > 0 ? o->repeat : 15;
+    int repeat = o->repeat > 0 ? o->repeat : o->quick ? 3 : 15;
     int threads = o->threads;
     if (threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);

@@ -35,8 +35,8 @@
 
 typedef struct bp_qprofile_opts {
     int threads;          /* 0: online CPUs */
-    int repeat;           /* timed runs per entry (default 15) */
-    int quick;            /* a small grid and 3 runs: for tests */
+    int repeat;           /* timed runs per entry (0: 15, or 3 when quick) */
+    int quick;            /* a small grid: for tests and benches */
     unsigned bits;        /* weight widths to measure: bit w set for width
                              w (default 2..8) */
     int n_models;

@@ -5,7 +5,8 @@
 # scales, under 1%), both instruction sets give the same figures, a budget
 # exceeded or an accuracy drop over --max-drop exits 1, and bad input (a plan
 # for another model, unknown or missing layers, bit-widths the executor
-# lacks, data of the wrong shape) exits 2 with one line naming the file.
+# lacks, data of the wrong shape) exits 2 with one line naming the file;
+# `bitplan profile --measure` writes a table profile.
 set -u
 : "${BITPLAN:?}" "${SRCDIR:?}"
 EX="$SRCDIR/examples"
@@ -110,4 +111,25 @@ expect2 "malformed plan" "broken.json" "$EX/cnn.onnx" --plan "$TMP/broken.json" 
 expect2 "missing plan file" "nothere.json" "$EX/cnn.onnx" --plan "$TMP/nothere.json" \
     --data "$EX/digits_test_x.npy"
 "$BITPLAN" run --help | grep -q "usage: bitplan run" && ok "--help" || bad "--help"
+
+# --- profile --measure: a table profile whose model entries predict run ------
+if "$BITPLAN" profile --measure --quick --bits 4,8 --model "$EX/mlp.onnx" \
+       -o "$TMP/hw.json" 2>"$TMP/e"; then
+    ok "profile --measure wrote a profile"
+    for k in '"kind": *"table"' '"table":' '"fallback":' '"peak_ops":' \
+             '"bandwidth_bytes_s":' '"overhead_s":' '"layer": *"fc1.weight"' \
+             '"w_bits": *4' '"a_bits": *2' '"latency_s":'; do
+        grep -q "$k" "$TMP/hw.json" || bad "profile lacks $k"
+    done
+    n=$(grep -c '"w_bits"' "$TMP/hw.json")
+    # (3 model layers + 3 grid shapes) x 2 widths x 7 activation widths
+    [ "$n" -eq 84 ] && ok "profile has 84 entries" || bad "profile has $n entries"
+else
+    bad "profile --measure: exit $?"; cat "$TMP/e"
+fi
+"$BITPLAN" profile -o "$TMP/x.json" >/dev/null 2>"$TMP/e"
+[ $? -eq 2 ] && ok "profile without --measure: exit 2" || bad "profile without --measure"
+"$BITPLAN" profile --measure --bits 9 -o "$TMP/x.json" >/dev/null 2>"$TMP/e"
+[ $? -eq 2 ] && ok "profile --bits 9: exit 2" || bad "profile --bits 9"
+[ ! -e "$TMP/x.json" ] && ok "no partial profile written" || bad "partial profile"
 exit $fail
