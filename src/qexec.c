@@ -439,8 +439,7 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
     case BP_QOP_DEQUANT:
         if (ti->type == BP_QT_I32) {
             const bp_qlayer *L = &qm->layers[o->layer];
-            bp_qk_dequant_ch(ex->out[o->io], x, n, ti->c, ti->h * ti->w, L->mult,
-                             L->shift);
+            bp_qk_dequant_ch(ex->out[o->io], x, n, ti->c, ti->h * ti->w, L->rq);
         } else {
             bp_qk_dequant(ex->out[o->io], x, ti->type, n, ti->c, ti->h * ti->w,
                           o->fscale);

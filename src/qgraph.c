@@ -24,7 +24,7 @@ const char *bp_qop_name(bp_qop_kind k)
 
 int64_t bp_qsize_layer(int64_t numel, int64_t out_channels, int w_bits)
 {
-    return BP_QPACK_BYTES(numel, w_bits) + 9 * out_channels;
+    return BP_QPACK_BYTES(numel, w_bits) + 8 * out_channels;
 }
 
 void bp_qopts_init(bp_qopts *o)
@@ -768,13 +768,12 @@ static int build_layer(build *b, int opi)
     double *sw = malloc((size_t)M * sizeof *sw);
     L->bias = malloc((size_t)M * sizeof *L->bias);
     L->bias_x = malloc((size_t)M * sizeof *L->bias_x);
-    L->mult = malloc((size_t)M * sizeof *L->mult);
-    L->shift = malloc((size_t)M);
+    L->rq = malloc((size_t)M * sizeof *L->rq);
     L->acc_scale = malloc((size_t)M * sizeof *L->acc_scale);
     L->wpack_bytes = BP_QPACK_BYTES(numel, L->w_bits);
     L->wpack = malloc((size_t)L->wpack_bytes + 1);
     if (!w || !ws || !codes || !blocked || !fb || !sw || !L->bias ||
-        !L->bias_x || !L->mult || !L->shift || !L->acc_scale || !L->wpack) {
+        !L->bias_x || !L->rq || !L->acc_scale || !L->wpack) {
         st = BP_ENOMEM;
         goto out;
     }
@@ -851,15 +850,13 @@ static int build_layer(build *b, int opi)
         }
         L->bias[m] = (int32_t)bi;
         L->bias_x[m] = (int32_t)(L->bias[m] - 128 * sum);
-        int sh;
-        if (y->type == BP_QT_I32)
-            st = dyadic(b, o->node, sa, &L->mult[m], &sh);
-        else
-            st = dyadic(b, o->node, sa / y->scale * (o->in2 >= 0 ? ldexp(1, BP_QRES_FRAC) : 1),
-                        &L->mult[m], &sh);
-        if (st)
+        double ratio = y->type == BP_QT_I32 ? sa
+                       : sa / y->scale * (o->in2 >= 0 ? ldexp(1, BP_QRES_FRAC) : 1);
+        if (bp_dyadic24_from(ratio, &L->rq[m])) {
+            st = unsupported(b, o->node, "a rescale ratio outside the dyadic "
+                             "range [0, 2^24)", NULL);
             goto out;
-        L->shift[m] = (int8_t)sh;
+        }
     }
     bp_qpack(L->wpack, blocked, numel, L->w_bits);
     L->wpack[L->wpack_bytes] = 0;
@@ -895,8 +892,7 @@ static int build_layer(build *b, int opi)
     k->w_bits = L->w_bits;
     k->bias = L->bias;
     k->bias_x = L->bias_x;
-    k->mult = L->mult;
-    k->shift = L->shift;
+    k->rq = L->rq;
     k->lo = y->lo;
     k->hi = y->hi;
     k->out_type = y->type;
@@ -936,8 +932,9 @@ static int build_params(build *b)
         case BP_QOP_LAYER:
             if ((st = build_layer(b, i)))
                 return st;
-            qm->layer_bytes += qm->layers[o->layer].wpack_bytes +
-                               9 * qm->layers[o->layer].m;
+            qm->layer_bytes += bp_qsize_layer(qm->layers[o->layer].numel,
+                                              qm->layers[o->layer].m,
+                                              qm->layers[o->layer].w_bits);
             if (o->in2 >= 0)
                 qm->overhead_bytes += 5;
             break;
@@ -1087,8 +1084,7 @@ void bp_qmodel_free(bp_qmodel **qp)
         free(L->wpack);
         free(L->bias);
         free(L->bias_x);
-        free(L->mult);
-        free(L->shift);
+        free(L->rq);
         free(L->acc_scale);
     }
     for (int i = 0; qm->ops && i < qm->n_ops; i++) {

@@ -31,15 +31,19 @@
  * Size (what `bitplan run` reports as packed bytes, counted from the
  * buffers this model owns):
  *   per layer:  ceil(numel * w_bits / 8)        packed weight codes
- *             + 9 * out_channels                int32 bias, int32
- *                                               multiplier, int8 shift
+ *             + 8 * out_channels                int32 bias and the dyadic
+ *                                               scale (24-bit multiplier +
+ *                                               8-bit shift in 4 bytes)
  *   per graph:  4 per QUANTIZE and per DEQUANT of codes (float32 scale),
  *               5 per REQUANT, 10 per ADD and 5 per fused residual (int32
  *               multiplier + int8 shift per rescaled branch), 5 per distinct
  *               window count of an AVGPOOL (1 for global pooling).
- * bp_qsize_layer() is the per-layer formula, for cost models.  Derived
- * caches (bias_x, unpacked sub-byte weights at run time) are workspace,
- * not model bytes.
+ * The per-layer part is the cost model's formula (ilp/cost.h: packed
+ * weights + 4 bytes of scale + 4 of bias per output channel), so a plan's
+ * predicted size equals the layer bytes to the byte; the per-graph scales
+ * are the documented overhead (under 1% on the examples).  bp_qsize_layer()
+ * is the per-layer formula.  Derived caches (bias_x, unpacked sub-byte
+ * weights at run time) are workspace, not model bytes.
  *
  * Ownership: the model borrows the graph (which must outlive it and must not
  * be re-inferred at another batch while the model is built) and owns its
@@ -98,8 +102,8 @@ typedef struct bp_qlayer {
     bp_qk_layer k;     /* kernel view; its pointers point below */
     uint8_t *wpack;    /* ceil(numel * w_bits / 8) bytes, blocked order */
     int64_t wpack_bytes;
-    int32_t *bias, *mult;
-    int8_t *shift;
+    int32_t *bias;     /* int32 at S_x * S_w */
+    uint32_t *rq;      /* dyadic scale per channel (bp_dyadic24 packing) */
     int32_t *bias_x;   /* derived: bias - 128 * row sums of the codes */
     double *acc_scale; /* S_x * |S_w| per channel (for reports) */
     int64_t macs;      /* per sample */

@@ -394,7 +394,7 @@ static inline void epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
         ((int32_t *)y)[idx] = (int32_t)v;
         return;
     }
-    v = bp_dyadic_apply(t, a->mult[c], a->shift[c]);
+    v = bp_dyadic_apply(t, bp_dyadic24_m(a->rq[c]), bp_dyadic24_s(a->rq[c]));
     if (a->residual) {
         int64_t r = bp_qk_get(a->res, a->res_type, idx);
         int64_t v2 = bp_dyadic_apply(r, a->rm, a->rs);
@@ -800,13 +800,15 @@ void bp_qk_dequant(float *y, const void *x, bp_qtype tx, int64_t n, int64_t c,
 }
 
 void bp_qk_dequant_ch(float *y, const int32_t *x, int64_t n, int64_t c,
-                      int64_t hw, const int32_t *m, const int8_t *s)
+                      int64_t hw, const uint32_t *rq)
 {
     for (int64_t b = 0; b < n; b++)
         for (int64_t p = 0; p < hw; p++)
             for (int64_t ch = 0; ch < c; ch++)
                 y[(b * c + ch) * hw + p] = (float)ldexp(
-                    (double)x[(b * hw + p) * c + ch] * (double)m[ch], -s[ch]);
+                    (double)x[(b * hw + p) * c + ch] *
+                        (double)bp_dyadic24_m(rq[ch]),
+                    -bp_dyadic24_s(rq[ch]));
 }
 
 void bp_qk_to_nchw(void *y, const void *x, size_t es, int64_t n, int64_t c,

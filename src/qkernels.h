@@ -86,12 +86,13 @@ const char *bp_qk_isa_name(bp_qk_isa isa);
 
 /* One layer as the kernels see it.  For an output position p and channel c
  * (of group grp), with t = sum_k x[p,k] * w[c,k] + bias[c] exactly:
- *  - plain:    y = clamp(rshift_round(t * mult[c], shift[c]), lo, hi)
- *  - residual: v1 = sat(rshift_round(t * mult[c], shift[c])),
+ *  - plain:    y = clamp(rshift_round(t * m[c], s[c]), lo, hi)
+ *  - residual: v1 = sat(rshift_round(t * m[c], s[c])),
  *              v2 = sat(rshift_round(res[p,c] * rm, rs)),
  *              y = clamp(rshift_round(v1 + v2, frac), lo, hi)
  *    with sat() clamping to +-BP_QRES_SAT;
- *  - I32 out:  y = clamp(t, lo, hi) (dequantized later with mult/shift).
+ *  - I32 out:  y = clamp(t, lo, hi) (dequantized later with m/s);
+ * (m[c], s[c]) is the packed 24-bit dyadic scale rq[c] (quant.h).
  * Padding taps read code 0. */
 typedef struct bp_qk_layer {
     bp_conv_geom geo;     /* NHWC input (n, h, w, c) -> (n, oh, ow, m) */
@@ -105,8 +106,7 @@ typedef struct bp_qk_layer {
     const int32_t *bias;  /* (m) */
     const int32_t *bias_x;/* (m) bias - 128 * sum_k w: for signed inputs fed
                              as uint8 (x + 128) to unsigned-by-signed dots */
-    const int32_t *mult;  /* (m) */
-    const int8_t *shift;  /* (m) */
+    const uint32_t *rq;   /* (m) dyadic scales, bp_dyadic24 packing */
     int32_t lo, hi;
     bp_qtype out_type;    /* U8, I8 or I32 */
     int residual;
@@ -172,9 +172,10 @@ void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
 void bp_qk_dequant(float *y, const void *x, bp_qtype tx, int64_t n, int64_t c,
                    int64_t hw, float scale);
 
-/* int32 x (n, hw, c) -> float y (n, c, hw): y = x * m[c] * 2^-s[c]. */
+/* int32 x (n, hw, c) -> float y (n, c, hw): y = x * m[c] * 2^-s[c] with
+ * (m, s) the packed dyadic scales rq. */
 void bp_qk_dequant_ch(float *y, const int32_t *x, int64_t n, int64_t c,
-                      int64_t hw, const int32_t *m, const int8_t *s);
+                      int64_t hw, const uint32_t *rq);
 
 /* x (n, hw, c) -> y (n, c, hw) for es-byte elements: NHWC to C order, for
  * a Flatten of a tensor with spatial extent. */

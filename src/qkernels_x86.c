@@ -80,13 +80,14 @@ TGT static void blk_setup(blk *b, const bp_qk_layer *a, int64_t grp,
         bias[r] = bsrc[c];
         if (a->out_type == BP_QT_I32)
             continue;
-        int s = a->shift[c];
+        int s = bp_dyadic24_s(a->rq[c]);
+        int32_t mu = bp_dyadic24_m(a->rq[c]);
         if (r % 2 == 0) {
-            me[r / 2] = a->mult[c];
+            me[r / 2] = mu;
             se[r / 2] = s;
             re[r / 2] = rnd_of(s);
         } else {
-            mo[r / 2] = a->mult[c];
+            mo[r / 2] = mu;
             so[r / 2] = s;
             ro[r / 2] = rnd_of(s);
         }

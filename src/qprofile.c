@@ -419,11 +419,13 @@ typedef struct roof {
     double bandwidth, overhead;
 } roof;
 
+/* The cost model's traffic of a layer at batch 1 (ilp/cost.h): packed
+ * weights, 8 bytes per output channel, 8-bit activations in and out. */
 static double moved_bytes(const entry *e, int w)
 {
     double act = (double)(e->in[0] * e->in[1] * e->in[2] + e->out[0] * e->out[1] *
                                                              e->out[2]);
-    return ceil((double)e->numel * w / 8) + act;
+    return ceil((double)e->numel * w / 8) + 8.0 * (double)e->out[0] + act;
 }
 
 static void fit(const elist *L, const bp_qprofile_opts *o, roof *r)
@@ -484,7 +486,7 @@ static cJSON *ints_json(const int64_t *v, int n)
     return a;
 }
 
-/* Appends printf output to a growing buffer. */
+/* Appends text to a growing buffer. */
 typedef struct sbuf {
     char *p;
     size_t n, cap;
@@ -522,88 +524,151 @@ static void sjson(sbuf *b, cJSON *item)
     cJSON_Delete(item);
 }
 
-/* The one writer of the profile format (documented in qprofile.h): header
- * fields one per line, one table entry per line. */
+static void skey(sbuf *b, const char *key, cJSON *value, int last)
+{
+    sput(b, "\"");
+    sput(b, key);
+    sput(b, "\": ");
+    sjson(b, value);
+    sput(b, last ? "\n" : ",\n");
+}
+
+static int sflush(sbuf *b, const char *path)
+{
+    int st = b->oom ? BP_ENOMEM : bp_write_file_atomic(path, b->p, b->n);
+    free(b->p);
+    memset(b, 0, sizeof *b);
+    return st;
+}
+
+/* The roofline next to a table: "DIR/NAME.json" -> "NAME-roofline.json". */
+static void roofline_name(const char *path, char *full, size_t n, char *rel,
+                          size_t nr)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t stem = strlen(base);
+    if (stem > 5 && strcmp(base + stem - 5, ".json") == 0)
+        stem -= 5;
+    snprintf(rel, nr, "%.*s-roofline.json", (int)stem, base);
+    snprintf(full, n, "%.*s%s", (int)(base - path), path, rel);
+}
+
+/* The one writer of the profile format: bitplan's profile schema
+ * (profiles/README.md, issue 4).  With model layers measured: a "table"
+ * profile at path whose entries are those layers by name at a_bits 8
+ * (which covers every narrower activation), and its "fallback", the
+ * fitted roofline, as NAME-roofline.json beside it; without: the roofline
+ * alone at path.  One table entry per line. */
 static int write_profile(const char *path, const bp_qprofile_opts *o,
                          const elist *L, const roof *rf, int threads,
                          int repeat)
 {
-    char cpu[256], src[1024];
+    char cpu[256], src[1024], desc[512], full[4096], rel[1024], name[256];
+    int n_layers = 0, st;
+    for (int i = 0; i < L->n; i++)
+        n_layers += L->e[i].layer[0] != 0;
+    const char *isa = bp_qk_isa_name(bp_qk_isa_get());
+    const char *pname = o->name ? o->name : "measured";
+    cpu_model(cpu, sizeof cpu);
+    snprintf(desc, sizeof desc, "bitplan's integer executor on %s, %d threads, "
+             "%s kernels, batch 1", cpu, threads, isa);
+    /* the roofline */
     sbuf b = {0};
+    if (n_layers) {
+        roofline_name(path, full, sizeof full, rel, sizeof rel);
+        snprintf(name, sizeof name, "%s-roofline", pname);
+    } else {
+        snprintf(full, sizeof full, "%s", path);
+        snprintf(name, sizeof name, "%s", pname);
+    }
+    sput(&b, "{\n");
+    skey(&b, "format", cJSON_CreateString("bitplan-profile"), 0);
+    skey(&b, "version", cJSON_CreateNumber(1), 0);
+    skey(&b, "name", cJSON_CreateString(name), 0);
+    skey(&b, "kind", cJSON_CreateString("roofline"), 0);
+    skey(&b, "description", cJSON_CreateString(desc), 0);
+    cJSON *peaks = cJSON_CreateArray();
+    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++) {
+        if (!(o->bits & (1u << w)))
+            continue;
+        cJSON *pk = cJSON_CreateObject();
+        cJSON_AddNumberToObject(pk, "w_bits", w);
+        cJSON_AddNumberToObject(pk, "a_bits", 8);
+        cJSON_AddNumberToObject(pk, "ops_per_s", rf->peak[w]);
+        snprintf(src, sizeof src, "bitplan profile --measure: the highest rate "
+                 "(2 x MACs / s) of the measured convolution and GEMM shapes at "
+                 "%d-bit weights, batch 1, median of %d runs (activations of "
+                 "2 to 8 bits share the 8-bit kernels)", w, repeat);
+        cJSON_AddStringToObject(pk, "source", src);
+        cJSON_AddItemToArray(peaks, pk);
+    }
+    skey(&b, "peak_ops", peaks, 0);
+    cJSON *mem = cJSON_CreateObject();
+    cJSON_AddNumberToObject(mem, "bytes_per_s", rf->bandwidth);
+    cJSON_AddStringToObject(mem, "source", "bitplan profile --measure: the "
+                            "highest rate of packed weights + 8 bytes per "
+                            "channel + int8 activations moved by a measured "
+                            "layer");
+    skey(&b, "memory", mem, 0);
+    cJSON *ov = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ov, "seconds", rf->overhead);
+    cJSON_AddStringToObject(ov, "source", "bitplan profile --measure: half "
+                            "the time of the fastest measured layer");
+    skey(&b, "launch_overhead", ov, 0);
+    cJSON *mb = cJSON_CreateObject();
+    cJSON_AddStringToObject(mb, "compute", "next-native");
+    cJSON_AddStringToObject(mb, "storage", "packed");
+    cJSON_AddStringToObject(mb, "source", "bitplan's executor keeps 2- to 8-bit "
+                            "weights packed and unpacks them next to its int8 "
+                            "GEMM; 2- to 7-bit activations live in 8-bit "
+                            "containers");
+    skey(&b, "missing_bits", mb, 1);
+    sput(&b, "}\n");
+    if ((st = sflush(&b, full)) || !n_layers)
+        return st;
+    /* the table */
     snprintf(src, sizeof src,
-             "bitplan profile --measure: integer executor on %s, %d threads, "
-             "%s kernels, batch 1, median of %d runs; model layers timed "
-             "inside whole-model runs (non-layer ops added to the layer that "
-             "consumes them), grid shapes timed alone; a_bits do not change "
-             "the kernels (8-bit containers), so every a_bits repeats the "
-             "a_bits=8 measurement",
-             cpu_model(cpu, sizeof cpu), threads,
-             bp_qk_isa_name(bp_qk_isa_get()), repeat);
-    sput(&b, "{\n\"name\": ");
-    sjson(&b, cJSON_CreateString(o->name ? o->name : "measured"));
-    sput(&b, ",\n\"kind\": \"table\",\n\"source\": ");
-    sjson(&b, cJSON_CreateString(src));
-    char line[128];
-    snprintf(line, sizeof line, ",\n\"threads\": %d,\n\"isa\": \"%s\",\n"
-             "\"batch\": 1,\n\"table\": [", threads,
-             bp_qk_isa_name(bp_qk_isa_get()));
-    sput(&b, line);
+             "bitplan profile --measure: %s; every entry is a layer timed "
+             "inside whole runs of its model (median of %d), the time of "
+             "the model's other ops (input quantization, pooling, output "
+             "dequantization) added to the layer that consumes their result, "
+             "so a model's entries at one width sum to its measured latency",
+             desc, repeat);
+    sput(&b, "{\n");
+    skey(&b, "format", cJSON_CreateString("bitplan-profile"), 0);
+    skey(&b, "version", cJSON_CreateNumber(1), 0);
+    skey(&b, "name", cJSON_CreateString(pname), 0);
+    skey(&b, "kind", cJSON_CreateString("table"), 0);
+    skey(&b, "description", cJSON_CreateString(desc), 0);
+    skey(&b, "source", cJSON_CreateString(src), 0);
+    skey(&b, "threads", cJSON_CreateNumber(threads), 0);
+    skey(&b, "isa", cJSON_CreateString(isa), 0);
+    skey(&b, "batch", cJSON_CreateNumber(1), 0);
+    skey(&b, "fallback", cJSON_CreateString(rel), 0);
+    sput(&b, "\"entries\": [");
     int first = 1;
     for (int i = 0; i < L->n; i++) {
         const entry *e = &L->e[i];
-        for (int a = BP_ACT_MIN_BITS; a <= BP_ACT_MAX_BITS; a++) {
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "op", e->op);
-            if (e->layer[0]) {
-                cJSON_AddStringToObject(t, "layer", e->layer);
-                cJSON_AddStringToObject(t, "model_sha256", e->sha);
-            }
-            cJSON_AddStringToObject(t, "key", e->key);
-            cJSON_AddItemToObject(t, "shape", ints_json(e->wshape, e->rank));
-            cJSON_AddItemToObject(t, "input", ints_json(e->in, 3));
-            cJSON_AddItemToObject(t, "output", ints_json(e->out, 3));
-            cJSON_AddItemToObject(t, "stride", ints_json(e->stride, 2));
-            cJSON_AddItemToObject(t, "pads", ints_json(e->pads, 4));
-            cJSON_AddItemToObject(t, "dilation", ints_json(e->dil, 2));
-            cJSON_AddNumberToObject(t, "group", (double)e->group);
-            cJSON_AddNumberToObject(t, "macs", (double)e->macs);
-            cJSON_AddNumberToObject(t, "w_bits", e->w_bits);
-            cJSON_AddNumberToObject(t, "a_bits", a);
-            cJSON_AddNumberToObject(t, "latency_s", e->latency);
-            cJSON_AddNumberToObject(t, "kernel_s", e->kernel);
-            sput(&b, first ? "\n " : ",\n ");
-            first = 0;
-            sjson(&b, t);
-        }
+        if (!e->layer[0])
+            continue;
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "layer", e->layer);
+        cJSON_AddNumberToObject(t, "w_bits", e->w_bits);
+        cJSON_AddNumberToObject(t, "a_bits", 8);
+        cJSON_AddNumberToObject(t, "latency_s", e->latency);
+        cJSON_AddNumberToObject(t, "kernel_s", e->kernel);
+        cJSON_AddStringToObject(t, "op", e->op);
+        cJSON_AddItemToObject(t, "shape", ints_json(e->wshape, e->rank));
+        cJSON_AddStringToObject(t, "key", e->key);
+        cJSON_AddNumberToObject(t, "macs", (double)e->macs);
+        cJSON_AddStringToObject(t, "model_sha256", e->sha);
+        sput(&b, first ? "\n " : ",\n ");
+        first = 0;
+        sjson(&b, t);
     }
-    sput(&b, "\n],\n\"fallback\": ");
-    cJSON *fb = cJSON_CreateObject();
-    cJSON_AddStringToObject(fb, "kind", "roofline");
-    cJSON_AddStringToObject(fb, "source",
-                            "fitted from the table: overhead_s is half the "
-                            "fastest layer; peak_ops (ops = 2 x MACs) per "
-                            "weight width and bandwidth_bytes_s (packed "
-                            "weights + int8 activations) are the highest "
-                            "rates measured; latency = overhead_s + max(ops / "
-                            "peak_ops, bytes / bandwidth_bytes_s)");
-    cJSON *pk = cJSON_AddObjectToObject(fb, "peak_ops");
-    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
-        for (int a = BP_ACT_MIN_BITS; a <= BP_ACT_MAX_BITS && (o->bits & (1u << w)); a++) {
-            char k[16];
-            snprintf(k, sizeof k, "w%da%d", w, a);
-            cJSON_AddNumberToObject(pk, k, rf->peak[w]);
-        }
-    cJSON_AddNumberToObject(fb, "bandwidth_bytes_s", rf->bandwidth);
-    cJSON_AddNumberToObject(fb, "overhead_s", rf->overhead);
-    sjson(&b, fb);
-    sput(&b, "\n}\n");
-    if (b.oom) {
-        free(b.p);
-        return BP_ENOMEM;
-    }
-    int st = bp_write_file_atomic(path, b.p, b.n);
-    free(b.p);
-    return st;
+    sput(&b, "\n]\n}\n");
+    return sflush(&b, path);
 }
 
 int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
@@ -645,33 +710,86 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
 
 /* ---- the reader ------------------------------------------------------------- */
 
+static cJSON *read_json(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bp_fail(BP_EIO, "%s: cannot open", path);
+        return NULL;
+    }
+    sbuf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk - 1, f)) > 0) {
+        chunk[got] = 0;
+        sput(&b, chunk);
+    }
+    fclose(f);
+    cJSON *root = b.p && !b.oom ? cJSON_Parse(b.p) : NULL;
+    free(b.p);
+    if (!root)
+        bp_fail(BP_EINVAL, "%s: not valid JSON", path);
+    return root;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* The cost model's latency on a roofline (ilp/cost.h) at batch 1. */
+static int roofline_latency(const cJSON *rf, const char *path, const bp_layer *l,
+                            int64_t in, int64_t out, int w, int a, double *t)
+{
+    const cJSON *pk, *best = NULL;
+    cJSON_ArrayForEach(pk, cJSON_GetObjectItemCaseSensitive(rf, "peak_ops")) {
+        if (num(pk, "w_bits") >= w && num(pk, "a_bits") >= a &&
+            (!best || num(pk, "ops_per_s") > num(best, "ops_per_s")))
+            best = pk;
+    }
+    double bw = num(cJSON_GetObjectItemCaseSensitive(rf, "memory"), "bytes_per_s");
+    double ov = num(cJSON_GetObjectItemCaseSensitive(rf, "launch_overhead"),
+                    "seconds");
+    if (!best || !(bw > 0) || !(ov >= 0))
+        return bp_fail(BP_EINVAL, "%s: no peak_ops pair covers w%d a%d, or "
+                       "memory / launch_overhead missing", path, w, a);
+    double bytes = ceil((double)l->numel * w / 8) + 8.0 * (double)l->out_channels +
+                   (double)(in + out) * a / 8;
+    double tc = 2.0 * (double)l->macs / num(best, "ops_per_s"), tm = bytes / bw;
+    *t = ov + (tc > tm ? tc : tm);
+    return BP_OK;
+}
+
 int bp_qprofile_predict(const char *path, bp_graph *g, const bp_plan *plan,
                         double *seconds)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return bp_fail(BP_EIO, "%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)(len > 0 ? len : 0) + 1);
-    if (!text) {
-        fclose(f);
-        return BP_ENOMEM;
-    }
-    size_t got = fread(text, 1, (size_t)(len > 0 ? len : 0), f);
-    fclose(f);
-    text[got] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root = read_json(path), *fb = NULL;
     if (!root)
-        return bp_fail(BP_EINVAL, "%s: not valid JSON", path);
-    const cJSON *tab = cJSON_GetObjectItemCaseSensitive(root, "table");
-    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(root, "fallback");
+        return bp_errmsg()[0] ? BP_EINVAL : BP_ENOMEM;
+    int st = BP_OK;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(root, "kind");
+    const cJSON *rfl = root, *entries = NULL;
+    char fpath[4096] = "";
+    if (cJSON_IsString(kind) && strcmp(kind->valuestring, "table") == 0) {
+        entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "fallback");
+        if (cJSON_IsString(f)) {
+            const char *slash = strrchr(path, '/');
+            if (f->valuestring[0] == '/' || !slash)
+                snprintf(fpath, sizeof fpath, "%s", f->valuestring);
+            else
+                snprintf(fpath, sizeof fpath, "%.*s%s", (int)(slash + 1 - path),
+                         path, f->valuestring);
+            fb = read_json(fpath);
+        }
+        rfl = fb;
+    }
     bp_layer *ls = NULL;
-    int nl = 0, st;
+    int nl = 0;
     if ((st = bp_graph_layers(g, &ls, &nl))) {
         cJSON_Delete(root);
+        cJSON_Delete(fb);
         return st;
     }
     double total = 0;
@@ -682,53 +800,42 @@ int bp_qprofile_predict(const char *path, bp_graph *g, const bp_plan *plan,
                 w = plan->layers[j].w_bits;
                 a = plan->layers[j].a_bits;
             }
-        char key[160];
-        bp_qprofile_key(g, &ls[i], key, sizeof key);
-        double by_layer = -1, by_key = -1;
+        /* the entry at exactly (w, a), else the fastest wider in both */
+        double exact = -1, wider = -1;
         const cJSON *e;
-        cJSON_ArrayForEach(e, tab) {
-            const cJSON *wb = cJSON_GetObjectItemCaseSensitive(e, "w_bits");
-            const cJSON *ab = cJSON_GetObjectItemCaseSensitive(e, "a_bits");
-            const cJSON *lt = cJSON_GetObjectItemCaseSensitive(e, "latency_s");
-            const cJSON *kt = cJSON_GetObjectItemCaseSensitive(e, "kernel_s");
-            if (!cJSON_IsNumber(wb) || wb->valueint != w || !cJSON_IsNumber(ab) ||
-                ab->valueint != a || !cJSON_IsNumber(lt))
-                continue;
+        cJSON_ArrayForEach(e, entries) {
             const cJSON *ln = cJSON_GetObjectItemCaseSensitive(e, "layer");
-            const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "model_sha256");
-            const cJSON *k = cJSON_GetObjectItemCaseSensitive(e, "key");
-            if (cJSON_IsString(ln) && cJSON_IsString(sh) &&
-                strcmp(ln->valuestring, ls[i].name) == 0 &&
-                strcmp(sh->valuestring, g->hash) == 0)
-                by_layer = lt->valuedouble;
-            else if (cJSON_IsString(k) && strcmp(k->valuestring, key) == 0 &&
-                     by_key < 0)
-                by_key = cJSON_IsNumber(kt) ? kt->valuedouble : lt->valuedouble;
+            double ew = num(e, "w_bits"), ea = num(e, "a_bits"), t = num(e, "latency_s");
+            if (!cJSON_IsString(ln) || strcmp(ln->valuestring, ls[i].name) ||
+                !(t >= 0))
+                continue;
+            if (ew == w && ea == a)
+                exact = t;
+            else if (ew >= w && ea >= a && (wider < 0 || t < wider))
+                wider = t;
         }
-        if (by_layer >= 0)
-            total += by_layer;
-        else if (by_key >= 0)
-            total += by_key;
-        else {
-            const cJSON *pk = cJSON_GetObjectItemCaseSensitive(fb, "peak_ops");
-            char pkey[16];
-            snprintf(pkey, sizeof pkey, "w%da%d", w, a);
-            const cJSON *p = cJSON_GetObjectItemCaseSensitive(pk, pkey);
-            const cJSON *bw = cJSON_GetObjectItemCaseSensitive(fb, "bandwidth_bytes_s");
-            const cJSON *ov = cJSON_GetObjectItemCaseSensitive(fb, "overhead_s");
-            if (!cJSON_IsNumber(p) || !cJSON_IsNumber(bw) || !cJSON_IsNumber(ov)) {
-                st = bp_fail(BP_EINVAL, "%s: no entry for layer '%s' at w%da%d "
-                             "and no roofline fallback", path, ls[i].name, w, a);
-                break;
-            }
-            double bytes = ceil((double)ls[i].numel * w / 8);
-            double tc = 2.0 * (double)ls[i].macs / p->valuedouble;
-            double tm = bytes / bw->valuedouble;
-            total += ov->valuedouble + (tc > tm ? tc : tm);
+        if (exact >= 0 || wider >= 0) {
+            total += exact >= 0 ? exact : wider;
+            continue;
         }
+        const bp_node *n = &g->nodes[ls[i].node];
+        int64_t in = 1, out = 1;
+        const bp_value *xv = &g->values[n->in[0]], *yv = &g->values[n->out[0]];
+        for (int d = 1; d < xv->rank; d++)
+            in *= xv->dims[d];
+        for (int d = 1; d < yv->rank; d++)
+            out *= yv->dims[d];
+        double t = 0;
+        if (!rfl)
+            st = bp_fail(BP_EINVAL, "%s: no entry for layer '%s' and no "
+                         "readable roofline fallback", path, ls[i].name);
+        else if (!(st = roofline_latency(rfl, fb ? fpath : path, &ls[i], in, out,
+                                         w, a, &t)))
+            total += t;
     }
     free(ls);
     cJSON_Delete(root);
+    cJSON_Delete(fb);
     if (!st)
         *seconds = total;
     return st;

@@ -2,29 +2,27 @@
  * the integer executor's layers on this machine and writes a "table"
  * profile with a roofline fallback fitted from the same measurements.
  *
- * Table entries (all at batch 1, on the threads and instruction set the
+ * What is measured (batch 1, on the threads and instruction set the
  * executor uses by default, medians of `repeat` runs):
- *  - per layer of every model given (--model): its latency inside a whole
- *    run of the model at each weight width, with the time of the non-layer
- *    ops (input quantization, pooling, output dequantization) added to the
- *    layer that consumes their result, so that the entries of a model sum
- *    to its measured whole-model latency;
- *  - per shape of a grid of convolutions and GEMMs, timed alone.
+ *  - each layer of every model given (--model) inside whole runs of that
+ *    model at each weight width, with the time of the non-layer ops (input
+ *    quantization, pooling, output dequantization) added to the layer that
+ *    consumes their result, so that a model's entries sum to its measured
+ *    whole-model latency;
+ *  - a grid of convolution and GEMM shapes, each alone, to fit a roofline.
  * Activation widths do not change the kernels (codes of 2 to 8 bits live in
- * 8-bit containers), so one measurement serves every a_bits; the table
- * repeats it for a_bits 2..8.
+ * 8-bit containers): every entry is measured at a_bits 8, which the profile
+ * schema applies to every narrower activation.
  *
- * The file (written by one function, write_profile in qprofile.c):
- *   {"name", "kind": "table", "source", "threads", "isa", "batch": 1,
- *    "table": [{"op": "Conv"|"Gemm"|"MatMul", "layer", "model_sha256",
- *               "key", "shape": [weight dims], "input": [C,H,W],
- *               "output": [M,OH,OW], "stride", "pads", "dilation", "group",
- *               "macs", "w_bits", "a_bits", "latency_s", "kernel_s"}, ...],
- *    "fallback": {"kind": "roofline", "source",
- *                 "peak_ops": {"w8a8": ops/s, ...}   (ops = 2 x MACs),
- *                 "bandwidth_bytes_s", "overhead_s"}}
- * Grid entries have no "layer" / "model_sha256"; "key" identifies a layer
- * shape (bp_qprofile_key). */
+ * The files follow bitplan's profile schema (profiles/README.md, issue 4):
+ * with --model, PATH is a "table" profile whose "entries" are
+ * {"layer", "w_bits", "a_bits": 8, "latency_s"} (plus "kernel_s", the layer
+ * alone, "op", "shape", "key", "macs", "model_sha256" for reference) and
+ * whose "fallback" is the fitted roofline written beside it as
+ * NAME-roofline.json; without --model, PATH is that roofline:
+ * {"peak_ops": [{"w_bits", "a_bits": 8, "ops_per_s" (2 x MACs / s),
+ * "source"}], "memory": {"bytes_per_s"}, "launch_overhead": {"seconds"},
+ * "missing_bits": {"compute": "next-native", "storage": "packed"}}. */
 #ifndef BP_QPROFILE_H
 #define BP_QPROFILE_H
 

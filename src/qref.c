@@ -159,7 +159,8 @@ static int ref_layer(bp_qref *r, const bp_qop *o, int64_t n)
                         y[idx] = ref_clamp(t, o->lo, o->hi);
                         continue;
                     }
-                    v = ref_dyadic(t, L->mult[m], L->shift[m]);
+                    /* the packed scale: multiplier above, shift in the low byte */
+                    v = ref_dyadic(t, (int32_t)(L->rq[m] / 256), (int)(L->rq[m] % 256));
                     if (res)
                         v = ref_round(ref_sat(v) + ref_sat(ref_dyadic(res[idx], o->m2,
                                                                       o->s2)),
@@ -291,8 +292,8 @@ int bp_qref_run(bp_qref *r, const float *const *inputs, int64_t n)
                     for (int64_t ch = 0; ch < c; ch++) {
                         int64_t v = x[(b * hw + p) * c + ch];
                         out[(b * c + ch) * hw + p] =
-                            L ? (float)ldexp((double)v * (double)L->mult[ch],
-                                             -L->shift[ch])
+                            L ? (float)ldexp((double)v * (double)(L->rq[ch] / 256),
+                                             -(int)(L->rq[ch] % 256))
                               : (float)v * o->fscale;
                     }
             break;

@@ -263,6 +263,31 @@ double bp_act_clip(const bp_act_hist *h, bp_calib_method m, int bits,
 
 _Static_assert((-5 >> 1) == -3, "bitplan needs an arithmetic right shift");
 
+int bp_dyadic24_from(double r, uint32_t *packed)
+{
+    if (!(r >= 0) || !isfinite(r) || r >= 16777216.0)
+        return bp_fail(BP_EINVAL, "dyadic ratio %g outside [0, 2^24)", r);
+    int64_t m;
+    int sh;
+    if (r < 0x1p-39) { /* would need a shift past 62: keep 62, lose bits */
+        m = llround(r * 0x1p62);
+        sh = BP_DYADIC24_MAX_SHIFT;
+    } else {
+        int e;
+        double f = frexp(r, &e); /* r = f * 2^e, f in [0.5, 1) */
+        m = llround(f * 16777216.0);
+        if (m == ((int64_t)1 << 24)) {
+            m >>= 1;
+            e++;
+        }
+        sh = 24 - e;
+        if (sh < 0)
+            return bp_fail(BP_EINVAL, "dyadic ratio %g outside [0, 2^24)", r);
+    }
+    *packed = (uint32_t)m << 8 | (uint32_t)sh;
+    return BP_OK;
+}
+
 int bp_dyadic_from(double r, int32_t *m, int *s)
 {
     if (!(r >= 0) || !isfinite(r) || r >= 2147483648.0)

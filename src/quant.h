@@ -146,6 +146,19 @@ static inline int64_t bp_rshift_round(int64_t v, int s)
     return s > 0 ? (v + ((int64_t)1 << (s - 1))) >> s : v;
 }
 
+/* A layer's per-channel dyadic scale in 4 bytes: a 24-bit multiplier m in
+ * [2^23, 2^24) (fewer bits only for tiny ratios) above an 8-bit shift s,
+ * packed as m << 8 | s.  24 bits are a float32's precision: the rescale of
+ * an int32 accumulator is off by at most 2^-24 of its value, far below half
+ * an output step. */
+#define BP_DYADIC24_MAX_SHIFT 62
+
+/* r ~= m * 2^-s as above; BP_EINVAL for r negative, not finite or >= 2^24. */
+int bp_dyadic24_from(double r, uint32_t *packed);
+
+static inline int32_t bp_dyadic24_m(uint32_t p) { return (int32_t)(p >> 8); }
+static inline int bp_dyadic24_s(uint32_t p) { return (int)(p & 0xFF); }
+
 /* rshift_round(x * m, s): x scaled by the dyadic number (m, s). */
 static inline int64_t bp_dyadic_apply(int64_t x, int32_t m, int s)
 {

@@ -140,6 +140,33 @@ START_TEST(test_dyadic_from)
 }
 END_TEST
 
+START_TEST(test_dyadic24)
+{
+    rng r = {8};
+    uint32_t p;
+    for (int i = 0; i < 100000; i++) {
+        double ratio = ldexp(1.0 + (double)rng_int(&r, 0, 1 << 30) / (1 << 30),
+                             (int)rng_int(&r, -38, 23));
+        CHECK(bp_dyadic24_from(ratio, &p) == BP_OK);
+        int32_t m = bp_dyadic24_m(p);
+        int s = bp_dyadic24_s(p);
+        CHECK(m >= 1 << 23 && m < 1 << 24 && s >= 0 && s <= 62);
+        CHECK(fabs(ldexp((double)m, -s) - ratio) <= ratio * 0x1p-24);
+    }
+    ck_assert_int_eq(bp_dyadic24_from(0.375, &p), BP_OK);
+    ck_assert_double_eq(ldexp((double)bp_dyadic24_m(p), -bp_dyadic24_s(p)), 0.375);
+    ck_assert_int_eq(bp_dyadic24_from(1e-15, &p), BP_OK);
+    ck_assert_int_eq(bp_dyadic24_s(p), 62);
+    ck_assert_int_eq(bp_dyadic24_from(0.0, &p), BP_OK);
+    ck_assert_int_eq(bp_dyadic24_m(p), 0);
+    ck_assert_int_eq(bp_dyadic24_from(16777216.0, &p), BP_EINVAL);
+    ck_assert_int_eq(bp_dyadic24_from(-0.5, &p), BP_EINVAL);
+    /* the largest accumulator times the largest multiplier stays exact */
+    ck_assert_int_eq(bp_dyadic_apply(INT32_MAX, (1 << 24) - 1, 62),
+                     exact_round((int64_t)INT32_MAX * ((1 << 24) - 1), 62));
+}
+END_TEST
+
 /* Requantising with a dyadic number equals rounding the exact rational
  * x * m / 2^s, including saturation of the clamp on both sides. */
 START_TEST(test_requant_saturation)
@@ -343,6 +370,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rshift_round_edges);
     tcase_add_test(tc, test_dyadic_apply_random);
     tcase_add_test(tc, test_dyadic_from);
+    tcase_add_test(tc, test_dyadic24);
     tcase_add_test(tc, test_requant_saturation);
     tcase_add_test(tc, test_act_quantizer);
     tcase_add_test(tc, test_calibration_methods);
