@@ -4,17 +4,31 @@
  * log-uniform in 1e3..1e6 parameters; candidate bit-widths from 2..8; a size
  * budget numel*bits/8 bytes and a latency budget from a roofline model that
  * is not proportional to size; HAWQ objective trace/numel * ||Q_b(W)-W||^2,
- * which falls about 4x per added bit; both caps set so that both bind at the
- * optimum), solves them with bp_mckp_solve and prints the solve time, the
- * final relative gap and whether optimality was proved.  Each instance is
- * also written to a text file (format in write_instance) and, when
- * `/usr/bin/python3 -c 'import pulp'` works, solved by bench/pulp_mckp.py
- * through PuLP + CBC with gapRel=0 (HAWQ-V3's route) for the objective and
- * time ratio.  A benchmark, not a test: it prints figures and fails only
- * when a solve fails.
+ * which falls about 4x per added bit; both caps 45% of the way from the
+ * least to the most reachable total, which makes both bind at the optimum),
+ * and solves each (a) under a time limit (1 s; repeated, median time),
+ * (b) to proven optimality, printing the time, the final relative gap and
+ * whether optimality was proved.  Each instance is also written to a text
+ * file (format in write_instance) and, when `/usr/bin/python3 -c 'import
+ * pulp'` works, solved by bench/pulp_mckp.py through PuLP + CBC with
+ * gapRel=0 (HAWQ-V3's route) under a time limit (300 s), for the objectives
+ * and the time ratio.  A benchmark, not a test: it prints figures and fails
+ * only when a solve fails or an answer breaks a cap.
  *
- * usage: bench_mckp [--no-pulp] [--pulp-time-limit S] [--repeat N]
- *                   [--verbose] [--dir DIR] [--script PATH] */
+ * Notes from measuring (2-core shared machine, load 3-5):
+ *  - GLPK settings for the final MIP (median of 3; 300 groups to proof,
+ *    5000 groups gap after 6 s): presolve off with our incumbent (the
+ *    default) 79 ms / 3.5e-6; presolve on (no incumbent possible) 268 ms /
+ *    4.9e-5; hybrid pseudocost branching 300 ms / 4.6e-6; node
+ *    preprocessing on 152 ms / 5.1e-6; best-projection backtracking
+ *    211 ms / 4.4e-5.
+ *  - The sensitivity spread matters: --spread 1e-2,1,1e-4,1e-2 (4 decades
+ *    instead of 7) gives a 5000-group LP gap of ~1e-5 instead of ~6e-5.
+ *
+ * usage: bench_mckp [--time-limit S] [--exact-limit S] [--repeat N]
+ *                   [--spread TR_LO,TR_HI,S2_LO,S2_HI] [--no-pulp]
+ *                   [--pulp-time-limit S] [--script PATH] [--dir DIR]
+ *                   [--verbose] */
 #include "mckp.h"
 #include "status.h"
 
@@ -70,6 +84,8 @@ static double kernel_peak(int b)
     return b <= 2 ? 4 * p8 : b <= 4 ? 2 * p8 : p8;
 }
 
+static double tr_lo = 1e-3, tr_hi = 1e1, s2_lo = 1e-5, s2_hi = 1e-2;
+
 static void make_instance(instance *in, int G, int C, uint64_t seed,
                           double f_size, double f_lat)
 {
@@ -84,8 +100,8 @@ static void make_instance(instance *in, int G, int C, uint64_t seed,
     for (int g = 0; g < G; g++) {
         in->nc[g] = C;
         double numel = floor(log_unif(1e3, 1e6));
-        double trace = numel * log_unif(1e-3, 1e1);   /* Tr(H) */
-        double sigma2 = log_unif(1e-5, 1e-2);         /* weight variance */
+        double trace = numel * log_unif(tr_lo, tr_hi);   /* Tr(H) */
+        double sigma2 = log_unif(s2_lo, s2_hi);          /* weight variance */
         double reuse = floor(log_unif(1, 3000));      /* output positions */
         double act_bytes = 2 * reuse * sqrt(numel);   /* int8 in + out */
         for (int c = 0; c < C; c++) {
@@ -179,10 +195,38 @@ static int run_pulp(const char *script, const char *path, double tlim,
     return ok && w == 0 ? 0 : -1;
 }
 
+/* One solve of in under o: wall time into *secs; prints a failure. */
+static int solve_once(const instance *in, const bp_mckp_opts *o,
+                      bp_mckp_result *r, double *secs)
+{
+    double t = now_s();
+    int rc = bp_mckp_solve(&in->p, o, r);
+    *secs = now_s() - t;
+    if (rc)
+        printf("   bitplan: FAILED: %s: %s\n", bp_status_str(rc), bp_errmsg());
+    return rc;
+}
+
+/* The result line: objective, bound, gap, proof, and whether the caps hold
+ * exactly (they must). */
+static int print_result(const instance *in, const bp_mckp_result *r)
+{
+    double tot[2], obj;
+    int feas;
+    bp_mckp_eval(&in->p, r->choice, &obj, tot, &feas);
+    printf("objective %.12g  bound %.12g  gap %.2e  %s\n", r->objective,
+           r->bound, r->gap, r->optimal ? "PROVEN OPTIMAL" : "not proven");
+    printf("            final MIP: %d groups, %d columns, %d round(s); caps "
+           "met exactly: %s (slack: size %.3g B, latency %.3g s)\n",
+           r->n_free_groups, r->n_free_choices, r->mip_rounds,
+           feas ? "yes" : "NO", in->cap[0] - tot[0], in->cap[1] - tot[1]);
+    return feas ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     int use_pulp = 1, repeat = 5, verbose = 0;
-    double pulp_tlim = 300;
+    double pulp_tlim = 300, tlim = 1, exact_tlim = 300;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *script = NULL;
     for (int i = 1; i < argc; i++) {
@@ -192,31 +236,46 @@ int main(int argc, char **argv)
             pulp_tlim = atof(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--verbose"))
+        else if (!strcmp(argv[i], "--time-limit") && i + 1 < argc)
+            tlim = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--exact-limit") && i + 1 < argc)
+            exact_tlim = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--spread") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%lf,%lf,%lf,%lf", &tr_lo, &tr_hi, &s2_lo,
+                       &s2_hi) != 4) {
+                fprintf(stderr, "bench_mckp: --spread TR_LO,TR_HI,S2_LO,S2_HI\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--verbose"))
             verbose = 1;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--script") && i + 1 < argc)
             script = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--no-pulp] [--pulp-time-limit S] "
-                    "[--repeat N] [--verbose] [--dir DIR] [--script PATH]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--time-limit S] [--exact-limit S] "
+                    "[--repeat N] [--spread TR_LO,TR_HI,S2_LO,S2_HI] "
+                    "[--no-pulp] [--pulp-time-limit S] [--script PATH] "
+                    "[--dir DIR] [--verbose]\n", argv[0]);
             return 2;
         }
     }
     if (repeat < 1)
         repeat = 1;
-    /* the script: --script, $SRCDIR/bench, next to the binary, ./bench */
+    /* the script: --script, $SRCDIR/bench, BP_SRCDIR/bench (the build's
+     * source tree), next to the binary, ./bench */
     static char spath[4096];
     if (!script) {
-        const char *cands[3];
+        const char *cands[4];
         char a[4096], b[4096];
         int nc = 0;
         if (getenv("SRCDIR")) {
             snprintf(a, sizeof a, "%s/bench/pulp_mckp.py", getenv("SRCDIR"));
             cands[nc++] = a;
         }
+#ifdef BP_SRCDIR
+        cands[nc++] = BP_SRCDIR "/bench/pulp_mckp.py";
+#endif
         snprintf(b, sizeof b, "%s", argv[0]);
         char *slash = strrchr(b, '/');
         if (slash) {
@@ -239,6 +298,8 @@ int main(int argc, char **argv)
                       : "bench/pulp_mckp.py not found (use --script)");
         use_pulp = 0;
     }
+    printf("sensitivity spread: trace/numel in [%g, %g], weight variance in "
+           "[%g, %g]\n", tr_lo, tr_hi, s2_lo, s2_hi);
 
     static const struct { int G, C; uint64_t seed; double fs, fl; } cases[] = {
         {300, 5, 11, 0.45, 0.45},
@@ -257,65 +318,68 @@ int main(int argc, char **argv)
             instance_free(&in);
             return 1;
         }
+        printf("== %d groups x %d choices, 2 budgets at %.0f%%/%.0f%% "
+               "(seed %llu; %s)\n", in.G, in.C, 100 * cases[ci].fs,
+               100 * cases[ci].fl, (unsigned long long)cases[ci].seed, path);
+        fflush(stdout);
         bp_mckp_opts o;
         bp_mckp_opts_default(&o);
-        o.time_limit_s = 10;
         o.verbose = verbose;
-        double *ts = malloc((size_t)repeat * sizeof *ts);
         bp_mckp_result r = {0};
+        double secs, *ts = malloc((size_t)repeat * sizeof *ts);
+
+        /* (a) under the time limit, repeated: the median time */
+        o.time_limit_s = tlim;
         int rc = 0;
         for (int i = 0; i < repeat && !rc; i++) {
             bp_mckp_result_free(&r);
-            double t = now_s();
-            rc = bp_mckp_solve(&in.p, &o, &r);
-            ts[i] = now_s() - t;
+            rc = solve_once(&in, &o, &r, &ts[i]);
         }
-        printf("== %d groups x %d choices, 2 budgets (seed %llu; %s)\n", in.G,
-               in.C, (unsigned long long)cases[ci].seed, path);
         if (rc) {
-            printf("   bitplan: FAILED: %s: %s\n", bp_status_str(rc),
-                   bp_errmsg());
             failed = 1;
-            free(ts);
-            instance_free(&in);
-            continue;
+        } else {
+            qsort(ts, (size_t)repeat, sizeof *ts, cmp_double);
+            printf("   bitplan, %g s limit: %.1f ms (median of %d, min %.1f)  ",
+                   tlim, 1e3 * ts[repeat / 2], repeat, 1e3 * ts[0]);
+            failed |= print_result(&in, &r);
         }
-        qsort(ts, (size_t)repeat, sizeof *ts, cmp_double);
-        double tot[2];
-        int feas;
-        double obj;
-        bp_mckp_eval(&in.p, r.choice, &obj, tot, &feas);
-        printf("   bitplan: %.3f ms (median of %d; min %.3f ms)  objective "
-               "%.12g  bound %.12g  gap %.2e  %s\n", 1e3 * ts[repeat / 2],
-               repeat, 1e3 * ts[0], r.objective, r.bound, r.gap, r.optimal
-                   ? "proven optimal" : "NOT proven optimal");
-        printf("            MIP after fixing: %d groups, %d columns, %d "
-               "round(s); caps met: %s; slack size %.3g B (%.1e), latency "
-               "%.3g s (%.1e)\n", r.n_free_groups, r.n_free_choices,
-               r.mip_rounds, feas ? "yes" : "NO", in.cap[0] - tot[0],
-               (in.cap[0] - tot[0]) / in.cap[0], in.cap[1] - tot[1],
-               (in.cap[1] - tot[1]) / in.cap[1]);
-        if (!feas)
+        bp_mckp_result_free(&r);
+
+        /* (b) to proven optimality (or exact_tlim) */
+        double exact_obj = NAN, exact_secs = NAN;
+        o.time_limit_s = exact_tlim;
+        if (!solve_once(&in, &o, &r, &secs)) {
+            printf("   bitplan, exact:      %.1f ms  ", 1e3 * secs);
+            failed |= print_result(&in, &r);
+            exact_obj = r.objective;
+            exact_secs = secs;
+        } else {
             failed = 1;
-        if (use_pulp) {
+        }
+        bp_mckp_result_free(&r);
+        fflush(stdout);
+
+        /* (c) PuLP + CBC, HAWQ-V3's route */
+        if (use_pulp && !isnan(exact_obj)) {
             double pobj, psec;
             char pst[64];
             if (run_pulp(script, path, pulp_tlim, &pobj, &psec, pst,
                          sizeof pst) == 0) {
-                printf("   PuLP+CBC: %.3f s  objective %.12g  status %s%s\n",
-                       psec, pobj, pst,
-                       !strcmp(pst, "Optimal") ? ""
-                                               : " (time limit: not proven)");
+                int proven = !strcmp(pst, "Optimal");
+                printf("   PuLP+CBC (gapRel 0%s): %.3f s  objective %.12g  "
+                       "%s\n", proven ? "" : ", time limit", psec, pobj,
+                       proven ? "optimal" : "stopped at the time limit, "
+                                            "not proven");
                 printf("   objectives: bitplan - PuLP = %.3g (relative "
-                       "%.2e); bitplan is %.0fx faster\n", r.objective - pobj,
-                       (r.objective - pobj) / fmax(fabs(pobj), 1e-300),
-                       psec / ts[repeat / 2]);
+                       "%.2e); time: PuLP / bitplan exact = %.1fx, PuLP / "
+                       "bitplan %g s = %.0fx\n", exact_obj - pobj,
+                       (exact_obj - pobj) / fmax(fabs(pobj), 1e-300),
+                       psec / exact_secs, tlim, psec / ts[repeat / 2]);
             } else {
                 printf("   PuLP+CBC: failed to run %s\n", script);
             }
         }
         fflush(stdout);
-        bp_mckp_result_free(&r);
         free(ts);
         instance_free(&in);
     }

@@ -24,6 +24,7 @@ status name).  A second line reports whether the chosen assignment meets
 every cap exactly, and by how much it breaks one if not.
 
 usage: /usr/bin/python3 pulp_mckp.py INSTANCE [--time-limit SECONDS]
+                                   [--solution FILE]
 """
 import argparse
 import sys
@@ -59,6 +60,9 @@ def main():
     ap.add_argument("instance")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="seconds; 0 = none")
+    ap.add_argument("--solution", metavar="FILE",
+                    help="also write the chosen choice index of every group, "
+                         "one per line")
     args = ap.parse_args()
     groups, caps = read_instance(args.instance)
     n_budgets = len(caps)
@@ -102,6 +106,9 @@ def main():
         obj += ch[choice[g]][0]
         for k in range(n_budgets):
             totals[k] += ch[choice[g]][1][k]
+    if args.solution:
+        with open(args.solution, "w") as f:
+            f.write("".join("%d\n" % c for c in choice))
     print("pulp objective %.17g seconds %.6f status %s" % (obj, secs, status))
     over = [(totals[k] - caps[k]) / abs(caps[k]) if caps[k] else totals[k]
             for k in range(n_budgets)]

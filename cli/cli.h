@@ -59,4 +59,14 @@ void cli_data_close(cli_data *d);
 /* Reads samples [start, start+n) into buf as dtype dt. */
 int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf);
 
+/* The sensitivity stage on data xpath (labels ypath or NULL, first
+ * `samples` or all when 0) into a new bp_sens with model and data identity
+ * filled; shared by `sensitivity` and `solve`/`sweep MODEL --data`.  Opts
+ * are a bp_sens_opts (sensitivity/estimators.h). */
+struct bp_sens_opts;
+struct bp_sens;
+int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
+                            int64_t samples, const struct bp_sens_opts *o,
+                            struct bp_sens **out);
+
 #endif

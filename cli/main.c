@@ -7,12 +7,18 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_sensitivity(int argc, char **argv);
+int cmd_solve(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 
 static const bp_cmd commands[] = {
     {"inspect", cmd_inspect, "layers, shapes, parameters and MACs of a model"},
     {"eval", cmd_eval, "float accuracy and outputs of a model on data"},
+    {"sensitivity", cmd_sensitivity, "per-layer Hessian traces, top eigenvalues, perturbations"},
+    {"solve", cmd_solve, "best bit-widths per layer under size/latency/BOPs budgets"},
+    {"sweep", cmd_sweep, "Pareto front of sensitivity against size, latency or BOPs"},
     {"run", cmd_run, "run a plan in the integer-only executor and measure it"},
     {"profile", cmd_profile, "measure this machine's integer kernels into a profile"},
 };

@@ -4,27 +4,45 @@
  * an assignment better than the one finally returned:
  *   1. budgets that no assignment can break are dropped, one that none can
  *      meet is reported; per group, choices dominated by another (no cheaper
- *      in any budget, no smaller objective) are dropped;
- *   2. the LP relaxation: its dual is a K-dimensional concave function whose
- *      maximiser lambda gives the Lagrangian bound L(lambda) <= optimum.  For
- *      one budget the lower convex hulls of the groups give lambda exactly;
- *      for several, a subgradient warm start is polished by solving the LP
- *      with GLPK's simplex over a band of promising choices, priced out
- *      against all choices until no column has a negative reduced cost;
- *   3. an incumbent U from the Lagrangian assignment by greedy repair and
- *      greedy improvement;
+ *      in any budget, no smaller objective) are dropped.  Choices above the
+ *      lower convex hull (LP-dominated) are kept: an optimum may use them
+ *      (see test_lp_dominated_choice_kept);
+ *   2. the LP relaxation.  Its dual is a K-dimensional concave function
+ *      whose maximiser lambda gives the Lagrangian bound L(lambda) <=
+ *      optimum.  One budget: the groups' lower convex hulls give lambda
+ *      exactly.  Several: a warm start (each budget's own dual, a feasible
+ *      assignment, subgradient steps), then GLPK's simplex over a band of
+ *      promising choices, priced out against all choices (column
+ *      generation) until none has a negative reduced cost;
+ *   3. an incumbent U: greedy repair and filling from the LP's choices,
+ *      pair moves, then the core: a small MIP, solved by GLPK, over the
+ *      groups whose best move comes nearest to paying for itself at the LP
+ *      prices (every other group held at its LP choice); for large problems
+ *      a second, eight times larger core, started from the first's answer;
  *   4. reduced-cost fixing: a choice whose Lagrangian reduced cost exceeds
- *      U - L cannot appear in any assignment better than U, and is removed;
- *      a group left with one choice is fixed;
- *   5. the remaining groups go to GLPK's branch and bound (presolve on).
- *      Every assignment GLPK returns is re-checked against the caps in exact
- *      double arithmetic; one that breaks a cap within GLPK's feasibility
- *      tolerance is excluded by a no-good row and the MIP solved again.
+ *      U - L cannot appear in an assignment better than U and is removed; a
+ *      group left with one choice is fixed.  When every choice left was open
+ *      to a core whose optimum GLPK proved, U is optimal;
+ *   5. GLPK's branch and bound on what is left, in an ordered formulation
+ *      (see mip_body) and with our incumbent handed over in the callback
+ *      (glp_ios_heur_sol), which requires GLPK's MIP presolver off: with it
+ *      on, the tree's columns are not ours.  Our own steps 1 and 4 do the
+ *      presolver's work for this problem, and on the bench instances presolve
+ *      on was 3x slower (see bench/bench_mckp.c).
  *
- * GLPK is used here only.  Its aborts are caught with glp_error_hook and
- * longjmp (after which glp_free_env releases all of the thread's GLPK state),
- * its terminal output is off unless verbose, and its 1-based arrays are built
- * in glpk_build alone. */
+ * Exactness.  Feasibility is the exact test of mckp.h (group-order sums <=
+ * cap, no slack).  GLPK decides feasibility with tolerances, so each answer
+ * it returns is re-checked exactly; one that breaks a cap within them is
+ * excluded by a no-good row and the MIP solved again.  GLPK's feasible set
+ * is thus a superset, its optimum (to tol_obj = 1e-10 of a scaled
+ * objective) a valid answer once it passes the check.  Heuristic moves are
+ * judged against caps lowered by the rounding error of a running total
+ * (~4 G ulp) and every incumbent is re-checked the same exact way.
+ *
+ * GLPK is used in this file only.  Its aborts are caught with
+ * glp_error_hook and longjmp (after which glp_free_env releases all of the
+ * thread's GLPK state), its terminal output is routed off stdout, and its
+ * 1-based arrays are handled in the GLPK plumbing section alone. */
 #include "mckp.h"
 #include "status.h"
 
@@ -101,6 +119,7 @@ void bp_mckp_opts_default(bp_mckp_opts *o)
     o->time_limit_s = 0;
     o->rel_gap = 0;
     o->verbose = 0;
+    o->core_groups = 0;
 }
 
 void bp_mckp_result_free(bp_mckp_result *r)
@@ -475,7 +494,7 @@ static double lagrangian(const mk *m, const double *lam, int *arg, double *used)
             used[k] = 0;
     for (int g = 0; g < m->G; g++) {
         double best = INFINITY;
-        int bj = -1;
+        int bj = m->cand[m->cfirst[g]];
         for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
             int j = m->cand[i];
             double v = m->on[j];
@@ -547,9 +566,26 @@ static int hull_lambda(const mk *m, double *lam)
     for (int g = 0; g < m->G; g++) {
         int c0 = m->cfirst[g], len = m->cfirst[g + 1] - c0;
         memcpy(v, m->cand + c0, (size_t)len * sizeof *v);
-        sort_by_cost(m, v, len);      /* undominated: objective decreasing */
-        int nh = 0;
+        sort_by_cost(m, v, len);
+        /* within this one budget, keep a strictly cheaper-and-worse chain:
+         * the candidates are undominated over all budgets, so here two may
+         * share a cost or one may be dearer and no better (a zero-width or
+         * rising step would make a slope infinite or wrong) */
+        int nd = 0;
         for (int i = 0; i < len; i++) {
+            int j = v[i];
+            if (nd && MK_AN(m, 0, j) == MK_AN(m, 0, v[nd - 1])) {
+                if (m->on[j] < m->on[v[nd - 1]])
+                    nd--;              /* same cost, better: replaces it */
+                else
+                    continue;
+            }
+            if (nd && m->on[j] >= m->on[v[nd - 1]])
+                continue;              /* dearer and no better */
+            v[nd++] = j;
+        }
+        int nh = 0;
+        for (int i = 0; i < nd; i++) {
             int j = v[i];
             while (nh >= 2) {
                 int a = h[nh - 2], b = h[nh - 1];
@@ -627,6 +663,7 @@ static const char *glpk_code_name(int rc)
 /* A model with 0-based rows, columns and triplets. */
 typedef struct model {
     int nrows, ncols, nnz;
+    double obj0;        /* objective constant */
     double *obj;        /* (ncols) */
     double *rhs;        /* (nrows) */
     char *eq;           /* (nrows) 1: row = rhs, 0: row <= rhs */
@@ -658,13 +695,14 @@ static int model_alloc(model *d, int nrows, int ncols, int nnz)
     return BP_OK;
 }
 
-/* The only place that speaks GLPK's 1-based indexing: row i of the model is
- * GLPK row i+1, column j is column j+1, and the triplet arrays handed to
- * glp_load_matrix carry an unused element 0.  Call inside a guard. */
+/* GLPK's 1-based indexing is spoken here and in the small wrappers below
+ * only: row i of a model is GLPK row i+1, column j is column j+1, and the
+ * arrays handed to GLPK carry an unused element 0.  Call inside a guard. */
 static glp_prob *glpk_build(const model *d)
 {
     glp_prob *lp = glp_create_prob();
     glp_set_obj_dir(lp, GLP_MIN);
+    glp_set_obj_coef(lp, 0, d->obj0);
     if (d->nrows)
         glp_add_rows(lp, d->nrows);
     if (d->ncols)
@@ -690,6 +728,63 @@ static glp_prob *glpk_build(const model *d)
     glp_load_matrix(lp, d->nnz, ia, ja, ar);
     glp_free(ia), glp_free(ja), glp_free(ar);
     return lp;
+}
+
+/* The same translation for models that grow while being solved, and for
+ * reading results back: every index below is 0-based. */
+static int glpk_add_row0(glp_prob *lp, int eq, double rhs)
+{
+    int i = glp_add_rows(lp, 1);
+    glp_set_row_bnds(lp, i, eq ? GLP_FX : GLP_UP, rhs, rhs);
+    return i - 1;
+}
+
+static void glpk_set_rhs0(glp_prob *lp, int i, double rhs)
+{
+    glp_set_row_bnds(lp, i + 1, glp_get_row_type(lp, i + 1), rhs, rhs);
+}
+
+/* A column in [0, 1] with `len` entries at the 0-based rows `rows`. */
+static int glpk_add_col0(glp_prob *lp, double obj, int len, const int *rows,
+                         const double *vals)
+{
+    int ind[1 + 1 + BP_MCKP_MAX_BUDGETS];
+    double val[1 + 1 + BP_MCKP_MAX_BUDGETS];
+    int j = glp_add_cols(lp, 1);
+    glp_set_col_bnds(lp, j, GLP_DB, 0.0, 1.0);
+    glp_set_obj_coef(lp, j, obj);
+    for (int e = 0; e < len; e++)
+        ind[e + 1] = rows[e] + 1, val[e + 1] = vals[e];
+    glp_set_mat_col(lp, j, len, ind, val);
+    return j - 1;
+}
+
+/* Swaps a new row's auxiliary variable out of the basis for column j. */
+static void glpk_basis_swap0(glp_prob *lp, int i, int j)
+{
+    glp_set_row_stat(lp, i + 1, GLP_NS);
+    glp_set_col_stat(lp, j + 1, GLP_BS);
+}
+
+static double glpk_row_dual0(glp_prob *lp, int i)
+{
+    return glp_get_row_dual(lp, i + 1);
+}
+
+static double glpk_mip_col0(glp_prob *lp, int j)
+{
+    return glp_mip_col_val(lp, j + 1);
+}
+
+/* Hands GLPK's branch and bound a solution x (n columns, 0-based) found by
+ * our heuristics; GLPK keeps it when it beats its incumbent. */
+static void glpk_give_solution0(glp_tree *T, const double *x, int n)
+{
+    double *x1 = glp_alloc(n + 1, sizeof *x1);
+    x1[0] = 0;
+    memcpy(x1 + 1, x, (size_t)n * sizeof *x);
+    glp_ios_heur_sol(T, x1);
+    glp_free(x1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -742,26 +837,64 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Runs body(ctx) with GLPK's aborts caught and its terminal output off
- * (unless verbose): the one place that arms glp_error_hook.  An abort inside
- * GLPK longjmps back here, after which GLPK's state is unusable and
+/* GLPK's terminal output while a body runs: copied to stderr when verbose
+ * (never to stdout, which may carry a caller's JSON), and its last line
+ * kept for the message of an abort. */
+typedef struct glpk_term {
+    int verbose;
+    char prev[256], line[256]; /* the last two complete lines */
+    char cur[256];             /* the line being written */
+} glpk_term;
+
+static int glpk_term_hook(void *info, const char *s)
+{
+    glpk_term *t = info;
+    if (t->verbose)
+        fputs(s, stderr);
+    for (; *s; s++) {
+        size_t n = strlen(t->cur);
+        if (*s == '\n') {
+            if (n) {
+                memcpy(t->prev, t->line, sizeof t->prev);
+                memcpy(t->line, t->cur, n + 1);
+            }
+            t->cur[0] = '\0';
+        } else if (n + 1 < sizeof t->cur) {
+            t->cur[n] = *s;
+            t->cur[n + 1] = '\0';
+        }
+    }
+    return 1;                          /* GLPK prints nothing itself */
+}
+
+/* Runs body(ctx) with GLPK's aborts caught and its terminal output routed
+ * through glpk_term_hook: the one place that arms glp_error_hook.  An abort
+ * inside GLPK longjmps back here, after which GLPK's state is unusable and
  * glp_free_env releases all of it (every GLPK object of this thread, the
  * body's included); the body keeps everything else in ctx, which its caller
- * frees.  Returns body's status, or BP_EINTERNAL naming what was solved. */
+ * frees.  Returns body's status, or BP_EINTERNAL naming what was solved and
+ * quoting GLPK's diagnosis. */
 static int glpk_guarded(int verbose, int (*body)(void *), void *ctx,
                         const char *what)
 {
     glpk_guard guard;
+    glpk_term term;
+    memset(&term, 0, sizeof term);
+    term.verbose = verbose;
+    glp_term_hook(glpk_term_hook, &term);
     int old_term = glp_term_out(verbose ? GLP_ON : GLP_OFF);
     if (setjmp(guard.env)) {
         glp_free_env();
+        /* GLPK's diagnosis, then "Error detected in file ... at line ..." */
         return bp_fail(BP_EINTERNAL, "mckp: GLPK aborted (internal error) "
-                       "while solving %s", what);
+                       "while solving %s: %s (%s)", what, term.prev,
+                       term.line);
     }
     glp_error_hook(glpk_abort_hook, &guard);
     int rc = body(ctx);
     glp_error_hook(NULL, NULL);
     glp_term_out(old_term);
+    glp_term_hook(NULL, NULL);
     return rc;
 }
 
@@ -769,184 +902,163 @@ typedef struct lpwork {
     const mk *m;
     double *lam;               /* (K) in: warm start, out: LP duals */
     unsigned char *band;       /* (N) choices in the LP */
-    int *arg;                  /* (G) a group's single band choice */
-    int *row_of;               /* (G) row of a free group, -1: single */
     double *mu;                /* (G) dual of a group's row */
-    const double *r2;          /* (G) sorted gaps to each group's second
-                                  best choice at the warm start */
-    double *lam0;              /* (K) the warm start */
-    const int *inc;            /* (G) a feasible assignment, or NULL */
-    int want;                  /* groups given a second choice */
-    model d;
-    int rounds;
+    int *row_of;               /* (G) row of a group with two or more band
+                                  choices, or -1 */
+    int *single;               /* (G) the band choice of the others */
+    int ncols, rounds;
 } lpwork;
 
-/* The band at the warm start: every group's Lagrangian choice, plus the
- * choices within delta of it, delta set so that about w->want groups get a
- * second choice, plus the choices of a feasible assignment when there is
- * one (which keeps the LP over the band feasible). */
-static void band_select(lpwork *w)
+/* Adds choice j as a column with a 1 in its group's 0-based row `row` and
+ * its costs in the budget rows 0..K-1. */
+static void lp_add_choice(glp_prob *lp, const mk *m, int row, int j)
 {
-    const mk *m = w->m;
-    double delta = w->r2[w->want - 1];
-    for (int g = 0; g < m->G; g++) {
-        double vmin = INFINITY;
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-            int j = m->cand[i];
-            double v = m->on[j];
-            for (int k = 0; k < m->K; k++)
-                v += w->lam0[k] * MK_AN(m, k, j);
-            vmin = fmin(vmin, v);
-        }
-        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-            int j = m->cand[i];
-            double v = m->on[j];
-            for (int k = 0; k < m->K; k++)
-                v += w->lam0[k] * MK_AN(m, k, j);
-            if (v - vmin <= delta)
-                w->band[j] = 1;
-        }
-        if (w->inc)
-            w->band[w->inc[g]] = 1;
-    }
+    int rows[1 + BP_MCKP_MAX_BUDGETS], len = 0;
+    double vals[1 + BP_MCKP_MAX_BUDGETS];
+    rows[len] = row, vals[len++] = 1;
+    for (int k = 0; k < m->K; k++)
+        if (MK_AN(m, k, j) != 0)
+            rows[len] = k, vals[len++] = MK_AN(m, k, j);
+    glpk_add_col0(lp, m->on[j], len, rows, vals);
 }
 
-/* The LP over the band (normalised units; F: groups with two or more band
- * choices, the others sit at their single band choice f_g):
- *   minimise   sum_{g in F} sum_{c in band_g} on_c x_c
- *   subject to sum_{c in band_g} x_c = 1                        g in F
- *              sum_{g in F} sum_c an_kc x_c <= capn_k - sum_{g not in F} an_k,f_g
+/* The LP relaxation over the band (normalised units).  Rows 1..K are the
+ * budgets, then one row per group with two or more band choices; a group
+ * with one band choice f_g is folded into the budgets' right-hand sides:
+ *   minimise   sum_{g free} sum_{c in band_g} on_c x_c
+ *   subject to sum_{g free} sum_c an_kc x_c <= capn_k - sum_{g single} an_k,f_g
+ *              sum_{c in band_g} x_c = 1                    g free
  *              0 <= x_c <= 1
- * lambda_k is minus the dual of budget row k, mu_g the dual of row g. */
+ * lambda_k is minus the dual of budget row k, mu_g the dual of row g (for a
+ * single group, on + lambda.an of f_g).  Rows 0..K-1 are the budgets.  Pricing only ever adds columns,
+ * and a single group that gains one also gains its row, with f_g's column
+ * basic and the row's auxiliary variable nonbasic: the basis stays
+ * nonsingular and primal feasible (the right-hand sides take back exactly
+ * what f_g's column now carries), so every re-solve starts where the last
+ * one ended. */
 static int band_lp_body(void *ctx)
 {
     lpwork *w = ctx;
     const mk *m = w->m;
     const int G = m->G, K = m->K;
-    model *d = &w->d;
-    for (w->rounds = 1; w->rounds <= 16; w->rounds++) {
-        int nfree = 0, ncols = 0, rc;
-        for (int g = 0; g < G; g++) {
-            int cnt = 0;
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
-                cnt += w->band[m->cand[i]];
-            w->row_of[g] = cnt >= 2 ? nfree++ : -1;
-            if (cnt >= 2)
-                ncols += cnt;
+    model empty = {0};
+    glp_prob *lp = glpk_build(&empty);
+    double rhs[BP_MCKP_MAX_BUDGETS];
+    for (int k = 0; k < K; k++) {
+        rhs[k] = m->capn[k];
+        glpk_add_row0(lp, 0, 0);
+    }
+    for (int g = 0; g < G; g++) {
+        int cnt = 0, last = -1;
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+            if (w->band[m->cand[i]])
+                cnt++, last = m->cand[i];
+        w->row_of[g] = -1;
+        w->single[g] = last;
+        if (cnt == 1) {
+            for (int k = 0; k < K; k++)
+                rhs[k] -= MK_AN(m, k, last);
+            continue;
         }
-        model_free(d);
-        if ((rc = model_alloc(d, nfree + K, ncols, ncols * (1 + K))))
-            return rc;
-        d->nrows = nfree + K;
-        d->ncols = ncols;
-        for (int k = 0; k < K; k++)
-            d->rhs[nfree + k] = m->capn[k];
-        int nc = 0;
-        for (int g = 0; g < G; g++) {
-            int row = w->row_of[g];
-            if (row >= 0)
-                d->eq[row] = 1, d->rhs[row] = 1;
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-                int j = m->cand[i];
-                if (!w->band[j])
-                    continue;
-                if (row < 0) {          /* the group's single band choice */
-                    w->arg[g] = j;
-                    for (int k = 0; k < K; k++)
-                        d->rhs[nfree + k] -= MK_AN(m, k, j);
-                    continue;
-                }
-                d->obj[nc] = m->on[j];
-                d->ri[d->nnz] = row, d->ci[d->nnz] = nc, d->v[d->nnz++] = 1;
-                for (int k = 0; k < K; k++)
-                    if (MK_AN(m, k, j) != 0)
-                        d->ri[d->nnz] = nfree + k, d->ci[d->nnz] = nc,
-                        d->v[d->nnz++] = MK_AN(m, k, j);
-                nc++;
-            }
-        }
-        glp_prob *lp = glpk_build(d);
-        glp_smcp sm;
-        glp_init_smcp(&sm);
-        sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
-        /* the duals feed bounds: ask for them tighter than the default */
-        sm.tol_bnd = 1e-9;
-        sm.tol_dj = 1e-9;
-        glp_scale_prob(lp, GLP_SF_AUTO);
-        glp_adv_basis(lp, 0);
+        int row = w->row_of[g] = glpk_add_row0(lp, 1, 1.0);
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
+            if (w->band[m->cand[i]])
+                lp_add_choice(lp, m, row, m->cand[i]), w->ncols++;
+    }
+    for (int k = 0; k < K; k++)
+        glpk_set_rhs0(lp, k, rhs[k]);
+    glp_smcp sm;
+    glp_init_smcp(&sm);
+    sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
+    /* the duals feed bounds: ask for them tighter than the default */
+    sm.tol_bnd = 1e-9;
+    sm.tol_dj = 1e-9;
+    glp_scale_prob(lp, GLP_SF_AUTO);
+    glp_adv_basis(lp, 0);
+    int nband = 0;
+    for (int i = 0; i < m->cfirst[G]; i++)
+        nband += w->band[m->cand[i]];
+    for (w->rounds = 1; w->rounds <= 64; w->rounds++) {
         int src = glp_simplex(lp, &sm);
         int st = src == 0 ? glp_get_status(lp) : GLP_UNDEF;
-        if (src != 0 || (st != GLP_OPT && st != GLP_NOFEAS)) {
+        /* infeasible over the band: every choice joins; over all of them,
+         * no assignment can meet the caps */
+        int all = src == 0 && st == GLP_NOFEAS;
+        if (all && nband == m->cfirst[G]) {
+            glp_delete_prob(lp);
+            return bp_fail(BP_EINFEASIBLE, "no assignment meets all budgets "
+                           "together (even the LP relaxation is infeasible)");
+        }
+        if (!all && (src != 0 || st != GLP_OPT)) {
             glp_delete_prob(lp);
             return bp_fail(BP_EINTERNAL, "mckp: GLPK's glp_simplex returned %s "
                            "(solution status %d) on the LP relaxation",
                            glpk_code_name(src), st);
         }
-        if (st == GLP_NOFEAS) {
-            /* the groups held at one choice leave no room: widen the band
-             * fourfold, up to every choice */
-            glp_delete_prob(lp);
-            if (w->want == G)
-                return bp_fail(BP_EINFEASIBLE, "no assignment meets all "
-                               "budgets together (even the LP relaxation is "
-                               "infeasible)");
-            w->want = w->want > G / 4 ? G : 4 * w->want;
-            band_select(w);
-            continue;
-        }
-        for (int k = 0; k < K; k++)
-            w->lam[k] = fmax(0, -glp_get_row_dual(lp, nfree + k + 1));
-        if (getenv("MCKP_DBGLP")) {
-            double fixedo = 0;
-            for (int g = 0; g < G; g++) if (w->row_of[g] < 0) fixedo += m->on[w->arg[g]];
-            fprintf(stderr, "DBG LP obj %.12g (+fixed %.12g = %.12g) L(lam) %.12g lam %g %g duals %g %g status %d\n",
-                glp_get_obj_val(lp), fixedo, glp_get_obj_val(lp)+fixedo, lagrangian(m, w->lam, NULL, NULL),
-                w->lam[0], w->lam[1], glp_get_row_dual(lp, nfree + 1), glp_get_row_dual(lp, nfree + 2), glp_get_status(lp));
-        }
-        for (int g = 0; g < G; g++)
-            if (w->row_of[g] >= 0)
-                w->mu[g] = glp_get_row_dual(lp, w->row_of[g] + 1);
-        glp_delete_prob(lp);
-        /* pricing: reduced cost on_c + lambda.an_c - mu_g of every choice
-         * outside the band (a single group's mu is its choice's value) */
-        int added = 0;
-        for (int g = 0; g < G; g++) {
-            double mg = w->mu[g];
-            if (w->row_of[g] < 0) {
-                mg = m->on[w->arg[g]];
-                for (int k = 0; k < K; k++)
-                    mg += w->lam[k] * MK_AN(m, k, w->arg[g]);
+        for (int k = 0; k < K && !all; k++)
+            w->lam[k] = fmax(0, -glpk_row_dual0(lp, k));
+        for (int g = 0; g < G && !all; g++) {
+            if (w->row_of[g] >= 0) {
+                w->mu[g] = glpk_row_dual0(lp, w->row_of[g]);
+                continue;
             }
+            double v = m->on[w->single[g]];
+            for (int k = 0; k < K; k++)
+                v += w->lam[k] * MK_AN(m, k, w->single[g]);
+            w->mu[g] = v;
+        }
+        /* pricing: reduced cost on_c + lambda.an_c - mu_g of every choice
+         * outside the band; the negative ones join as new columns */
+        int added = 0;
+        for (int g = 0; g < G; g++)
             for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
                 int j = m->cand[i];
                 if (w->band[j])
                     continue;
-                double dj = m->on[j] - mg;
+                double dj = m->on[j] - w->mu[g];
                 for (int k = 0; k < K; k++)
                     dj += w->lam[k] * MK_AN(m, k, j);
-                if (dj < -1e-9) {
-                    w->band[j] = 1;
-                    added++;
+                if (dj >= -1e-9 && !all)
+                    continue;
+                w->band[j] = 1;
+                nband++;
+                if (w->row_of[g] < 0) {
+                    /* the single group gets its row; f_g's column enters
+                     * the basis in place of the row's auxiliary variable */
+                    int f = w->single[g];
+                    int row = w->row_of[g] = glpk_add_row0(lp, 1, 1.0);
+                    lp_add_choice(lp, m, row, f);
+                    glpk_basis_swap0(lp, row, glp_get_num_cols(lp) - 1);
+                    for (int k = 0; k < K; k++) {
+                        rhs[k] += MK_AN(m, k, f);
+                        glpk_set_rhs0(lp, k, rhs[k]);
+                    }
+                    w->ncols++;
                 }
+                lp_add_choice(lp, m, w->row_of[g], j);
+                w->ncols++;
+                added++;
             }
-        }
         if (m->verbose)
-            fprintf(stderr, "mckp: LP round %d: %d free groups, %d columns, "
-                    "%d priced in\n", w->rounds, nfree, nc, added);
-        if (!added || out_of_time(m))
+            fprintf(stderr, "mckp: LP round %d: %d rows, %d columns, %d "
+                    "priced in\n", w->rounds, glp_get_num_rows(lp),
+                    w->ncols - added, added);
+        if (!all && (!added || out_of_time(m)))
             break;
     }
+    glp_delete_prob(lp);
     return BP_OK;
 }
 
-/* Solves the LP relaxation with GLPK's simplex over a band of choices, then
- * prices every other choice against the LP's duals and re-solves with those
- * of negative reduced cost, until none is left: lam ends as an optimal dual
- * of the full LP relaxation (within GLPK's tolerances; any lam >= 0 yields a
+/* Solves the LP relaxation with GLPK's simplex over a band of choices and
+ * prices every other choice against the LP's duals, adding those of
+ * negative reduced cost, until none is left: lam ends as an optimal dual of
+ * the full LP relaxation (within GLPK's tolerances; any lam >= 0 yields a
  * valid bound, so tolerances cost tightness, never correctness).  The band
- * starts as every group's Lagrangian choice at the warm start lam, plus the
- * choices within delta of it, delta set so that about 64 + G/16 groups get
- * a second choice; widened when that LP is infeasible. */
+ * starts as every group's Lagrangian choice at the warm start lam, the
+ * choices within delta of it (delta set so that about 64 + G/16 groups get
+ * a second choice), and the choices of inc, a feasible assignment when
+ * there is one (which keeps the first LP feasible). */
 static int band_lp(const mk *m, double *lam, const int *inc, int *lp_rounds)
 {
     const int G = m->G, K = m->K, N = m->N;
@@ -956,16 +1068,14 @@ static int band_lp(const mk *m, double *lam, const int *inc, int *lp_rounds)
     w.m = m;
     w.lam = lam;
     w.band = xcalloc((size_t)N, 1);
-    w.arg = xcalloc((size_t)G, sizeof *w.arg);
-    w.row_of = xcalloc((size_t)G, sizeof *w.row_of);
     w.mu = xcalloc((size_t)G, sizeof *w.mu);
+    w.row_of = xcalloc((size_t)G, sizeof *w.row_of);
+    w.single = xcalloc((size_t)G, sizeof *w.single);
     double *r2 = xcalloc((size_t)G, sizeof *r2);
-    double lam0[BP_MCKP_MAX_BUDGETS];
-    if (!w.band || !w.arg || !w.row_of || !w.mu || !r2) {
+    if (!w.band || !w.mu || !w.row_of || !w.single || !r2) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
     }
-    lagrangian(m, lam, w.arg, NULL);
     for (int g = 0; g < G; g++) {
         double vmin = INFINITY, v2 = INFINITY;
         for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
@@ -981,18 +1091,32 @@ static int band_lp(const mk *m, double *lam, const int *inc, int *lp_rounds)
         r2[g] = v2 - vmin;
         w.mu[g] = vmin;
     }
-    qsort(r2, (size_t)G, sizeof *r2, cmp_double);
-    w.r2 = r2;
-    w.want = G < 64 + G / 16 ? G : 64 + G / 16;
-    w.lam0 = lam0;
-    w.inc = inc;
-    memcpy(lam0, lam, (size_t)K * sizeof *lam);
-    band_select(&w);
+    double *sorted = xcalloc((size_t)G, sizeof *sorted);
+    if (!sorted) {
+        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
+        goto out;
+    }
+    memcpy(sorted, r2, (size_t)G * sizeof *sorted);
+    qsort(sorted, (size_t)G, sizeof *sorted, cmp_double);
+    int want = G < 64 + G / 16 ? G : 64 + G / 16;
+    double delta = sorted[want - 1];
+    free(sorted);
+    for (int g = 0; g < G; g++) {
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            double v = m->on[j];
+            for (int k = 0; k < K; k++)
+                v += lam[k] * MK_AN(m, k, j);
+            if (v - w.mu[g] <= delta)
+                w.band[j] = 1;
+        }
+        if (inc)
+            w.band[inc[g]] = 1;
+    }
     rc = glpk_guarded(m->verbose, band_lp_body, &w, "the LP relaxation");
     *lp_rounds = w.rounds;
 out:
-    model_free(&w.d);
-    free(w.band), free(w.arg), free(w.row_of), free(w.mu), free(r2);
+    free(w.band), free(w.mu), free(w.row_of), free(w.single), free(r2);
     return rc;
 }
 
@@ -1216,35 +1340,44 @@ static void pair_search(const mk *m, const double *lam, int *sel, move *mv,
 /* ------------------------------------------------------------------------ */
 /* step 5: the MIP                                                          */
 
+/* How GLPK's branch and bound is driven (measured on the bench instances;
+ * see the notes in bench/bench_mckp.c). */
+static const struct mip_knobs {
+    int presolve;      /* GLPK's MIP presolver; off lets us hand GLPK our
+                          incumbent (with it on, the tree's columns are not
+                          ours, so glp_ios_heur_sol cannot be used) */
+    int pp_tech, br_tech, bt_tech;
+} KNOBS = {GLP_OFF, GLP_PP_NONE, GLP_BR_DTH, GLP_BT_BLB};
+
 typedef struct mipctx {
     double deadline;
-    double scale;          /* GLPK objective = scale * (o - base) */
-    double offset;         /* true objective = offset + GLPK objective / scale */
+    double scale;          /* GLPK objective = scale * (true - offset) */
+    double offset;
     double incumbent;      /* true objective of our incumbent (inf: none) */
     double rel_gap;
     double bound;          /* best GLPK bound seen, GLPK units (-inf: none) */
     int stopped;           /* the callback ended the search: 1 on time,
                               2 with the gap reached */
-    const double *heur;    /* 1-based column values of our incumbent for
-                              glp_ios_heur_sol, or NULL (needs presolve off:
-                              with presolve on, the tree's columns are not
-                              ours) */
+    const double *heur;    /* (nheur) column values of our incumbent for
+                              GLPK, or NULL once given */
+    int nheur;
     int nodes;
 } mipctx;
 
 static void mip_callback(glp_tree *T, void *info)
 {
     mipctx *c = info;
-    if (glp_ios_reason(T) == GLP_IHEUR && c->heur) {
-        glp_ios_heur_sol(T, c->heur);
+    int reason = glp_ios_reason(T);
+    if (reason == GLP_IHEUR && c->heur) {
+        glpk_give_solution0(T, c->heur, c->nheur);
         c->heur = NULL;
     }
-    if (glp_ios_reason(T) == GLP_ISELECT)
+    if (reason == GLP_ISELECT)
         c->nodes++;
     int p = glp_ios_best_node(T);
     if (p)
         c->bound = fmax(c->bound, glp_ios_node_bound(T, p));
-    if (glp_ios_reason(T) != GLP_ISELECT && glp_ios_reason(T) != GLP_IBINGO)
+    if (reason != GLP_ISELECT && reason != GLP_IBINGO)
         return;
     if (now_s() > c->deadline) {
         c->stopped = 1;
@@ -1268,130 +1401,191 @@ typedef struct mipwork {
     const mk *m;
     const unsigned char *keep; /* (N) choices left after fixing */
     const int *fixsel;         /* (G) choice of a group with one left */
-    const int *inc;            /* (G) our incumbent, or NULL */
-    int *row_of;               /* (G) row of a free group, -1: fixed */
-    int *col_j;                /* (N) choice of each column */
-    int *sel;                  /* (G) GLPK's assignment, global indices */
-    int *goods;                /* (max_goods, nfree) answers excluded so far */
+    const int *inc;            /* (G) our incumbent (meets the caps), or NULL */
+    double deadline;
+    int *srt;                  /* (ncols + nfree) each free group's choices
+                                  by cost: srt[sfirst[r]..sfirst[r+1]) */
+    int *sfirst;               /* (nfree + 1) */
+    int *grp;                  /* (nfree) group of each free row */
+    int *goods;                /* (max_goods, nfree) answers excluded so far,
+                                  as positions in srt */
     int n_goods, max_goods;
-    int nfree, ncols;
+    int nfree, nvars;          /* free groups; y columns */
     double rhs[BP_MCKP_MAX_BUDGETS];
-    double scale;              /* GLPK objective = scale * (o - base) */
-    double offset;             /* sum of the bases and of fixed groups' o */
-    double *base;              /* (G) min o over a free group's choices */
-    double incumbent, rel_gap;
+    double scale, offset, incumbent, rel_gap;
+    double c0;                 /* sum over F of o_{s_g0} - b_g */
     model d;
     /* out */
+    int *sel;                  /* (G) GLPK's assignment, global indices */
     int have;                  /* sel holds an assignment meeting the caps */
     int proven;                /* 2: search closed, 1: rel_gap reached */
-    int rounds;
+    int rounds, nodes;
     double bound;              /* true units; -inf: none */
 } mipwork;
 
-/* The integer program handed to GLPK, over the free groups F (two or more
- * choices S_g left after fixing; every other group g sits at its single
- * choice f_g):
+/* The integer program handed to GLPK.  F: the free groups, those with two or
+ * more choices left after fixing, each with its choices sorted by cost in
+ * the first active budget, s_g0 .. s_g,n_g-1; every other group g sits at its
+ * single choice f_g.  GLPK branches on single binary columns, which with one
+ * column per choice (x = 0 hardly moves an LP that spreads a group over its
+ * neighbours) makes weak branches; so a group's choice is written through
+ * ordered binaries y_gt = [choice >= s_gt], t = 1..n_g-1, a split of the
+ * choices into cheaper and dearer halves on every branch.  The LP relaxation
+ * is the same (x_gt = y_gt - y_g,t+1 >= 0 is the usual convexity form):
  *
- *   minimise   sum_{g in F} sum_{c in S_g} s * (o_c - b_g) x_c
- *   subject to sum_{c in S_g} x_c = 1                         g in F
- *              sum_{g in F} sum_{c in S_g} a_kc x_c <= B_k - sum_{g not in F} a_k,f_g
- *                                                              k active
- *              sum_{g in F} x_{c_g^r} <= |F| - 1               r = 1..R
- *              x_c in {0, 1}
+ *   minimise   s * sum_{g in F} ( o_{s_g0} - b_g
+ *                                 + sum_t (o_{s_gt} - o_{s_g,t-1}) y_gt )
+ *   subject to y_gt <= y_g,t-1                           g in F, t = 2..n_g-1
+ *              sum_{g in F} sum_t (a_k,s_gt - a_k,s_g,t-1) y_gt
+ *                  <= B_k - sum_{g not in F} a_k,f_g - sum_{g in F} a_k,s_g0
+ *                                                        k active
+ *              sum_{g in F} (y_g,t_g^r - y_g,t_g^r+1) <= |F| - 1   r = 1..R
+ *              y_gt in {0, 1}     (y_g0 = 1 and y_g,n_g = 0 in the no-goods)
  *
- * with b_g = min_{c in S_g} o_c (a constant shift) and s a power of two that
- * brings the incumbent's shifted objective near 1e4, so that GLPK's absolute
- * tolerances sit far below 1e-9 of the objective.  The R no-good rows each
- * exclude one earlier answer c^r that broke a cap by less than GLPK's
- * feasibility tolerance.  Costs stay in the caller's units: the only scaling
- * of the constraints is GLPK's own. */
+ * b_g = min_t o_{s_gt} is a constant shift, and s a power of two that brings
+ * the incumbent's shifted objective near 1e4, so that GLPK's absolute
+ * tolerances (tol_obj = 1e-10 relative to that) sit far below 1e-9 of the
+ * objective.  The R no-good rows each exclude one earlier answer t^r that
+ * broke a cap by less than GLPK's feasibility tolerance.  Costs stay in the
+ * caller's units: the only scaling of the constraints is GLPK's own. */
 static int mip_body(void *ctx)
 {
     mipwork *w = ctx;
     const mk *m = w->m;
     const bp_mckp *p = m->p;
-    const int G = m->G, K = m->K, nfree = w->nfree;
+    const int G = m->G, K = m->K, nfree = w->nfree, nv = w->nvars;
     model *d = &w->d;
     for (w->rounds = 1;; w->rounds++) {
-        int rc;
+        int rc, nord = nv - nfree;     /* ordering rows */
         model_free(d);
-        if ((rc = model_alloc(d, nfree + K + w->n_goods, w->ncols,
-                              w->ncols * (1 + K) + w->n_goods * nfree)))
+        if ((rc = model_alloc(d, nord + K + w->n_goods, nv,
+                              2 * nord + nv * K + 2 * w->n_goods * nfree)))
             return rc;
         d->binary = 1;
-        d->nrows = nfree + K + w->n_goods;
-        d->ncols = w->ncols;
-        int nc = 0;
-        for (int g = 0; g < G; g++) {
-            int row = w->row_of[g];
-            if (row < 0)
-                continue;
-            d->eq[row] = 1, d->rhs[row] = 1;
-            for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
-                int j = m->cand[i];
-                if (!w->keep[j])
-                    continue;
-                d->obj[nc] = w->scale * (p->obj[j] - w->base[g]);
-                d->ri[d->nnz] = row, d->ci[d->nnz] = nc, d->v[d->nnz++] = 1;
-                for (int k = 0; k < K; k++)
-                    if (MK_A(m, k, j) != 0)
-                        d->ri[d->nnz] = nfree + k, d->ci[d->nnz] = nc,
-                        d->v[d->nnz++] = MK_A(m, k, j);
-                w->col_j[nc++] = j;
+        d->nrows = nord + K + w->n_goods;
+        d->ncols = nv;
+        for (int k = 0; k < K; k++)
+            d->rhs[nord + k] = w->rhs[k];
+        int col = 0, row = 0;
+        for (int r = 0; r < nfree; r++) {
+            const int *s0 = w->srt + w->sfirst[r];
+            int n = w->sfirst[r + 1] - w->sfirst[r];
+            for (int t = 1; t < n; t++, col++) {
+                d->obj[col] = w->scale * (p->obj[s0[t]] - p->obj[s0[t - 1]]);
+                for (int k = 0; k < K; k++) {
+                    double da = MK_A(m, k, s0[t]) - MK_A(m, k, s0[t - 1]);
+                    if (da != 0)
+                        d->ri[d->nnz] = nord + k, d->ci[d->nnz] = col,
+                        d->v[d->nnz++] = da;
+                }
+                if (t >= 2) {          /* y_gt - y_g,t-1 <= 0 */
+                    d->ri[d->nnz] = row, d->ci[d->nnz] = col, d->v[d->nnz++] = 1;
+                    d->ri[d->nnz] = row, d->ci[d->nnz] = col - 1,
+                    d->v[d->nnz++] = -1;
+                    d->rhs[row++] = 0;
+                }
             }
         }
-        for (int k = 0; k < K; k++)
-            d->rhs[nfree + k] = w->rhs[k];
-        for (int r = 0; r < w->n_goods; r++) {
-            int row = nfree + K + r;
-            const int *ex = w->goods + (size_t)r * nfree;
-            d->rhs[row] = nfree - 1;
-            for (int c = 0; c < nc; c++)
-                if (ex[w->row_of[m->gof[w->col_j[c]]]] == w->col_j[c])
-                    d->ri[d->nnz] = row, d->ci[d->nnz] = c, d->v[d->nnz++] = 1;
+        /* no-good r: sum_g [choice_g == t_g] <= |F| - 1, where
+         * [choice == t] = y_t - y_t+1 with y_0 = 1, y_n = 0 */
+        for (int q = 0; q < w->n_goods; q++) {
+            int rq = nord + K + q;
+            double rhs = nfree - 1;
+            for (int r = 0, base = 0; r < nfree; r++) {
+                int n = w->sfirst[r + 1] - w->sfirst[r];
+                int t = w->goods[(size_t)q * nfree + r];
+                if (t == 0)
+                    rhs -= 1;
+                else
+                    d->ri[d->nnz] = rq, d->ci[d->nnz] = base + t - 1,
+                    d->v[d->nnz++] = 1;
+                if (t + 1 < n)
+                    d->ri[d->nnz] = rq, d->ci[d->nnz] = base + t,
+                    d->v[d->nnz++] = -1;
+                base += n - 1;
+            }
+            d->rhs[rq] = rhs;
         }
+        d->obj0 = w->scale * w->c0;
         glp_prob *lp = glpk_build(d);
-        mipctx cb = {m->deadline, w->scale, w->offset, w->incumbent,
-                     w->rel_gap, -INFINITY, 0, NULL, 0};
+        mipctx cb = {w->deadline, w->scale, w->offset, w->incumbent,
+                     w->rel_gap, -INFINITY, 0, NULL, 0, 0};
+        double *hx = NULL;
         glp_iocp io;
         glp_init_iocp(&io);
         io.msg_lev = m->verbose ? GLP_MSG_ON : GLP_MSG_OFF;
-        io.presolve = GLP_ON;
+        io.presolve = KNOBS.presolve;
+        io.pp_tech = KNOBS.pp_tech;
+        io.br_tech = KNOBS.br_tech;
+        io.bt_tech = KNOBS.bt_tech;
         io.mip_gap = w->rel_gap;
-        io.tol_int = 1e-9;
+        io.tol_int = 1e-7;          /* not below GLPK's LP tolerances: with 1e-9
+                                       GLPK can fathom a feasible root */
         io.tol_obj = 1e-10;
         io.cb_func = mip_callback;
         io.cb_info = &cb;
-        if (isfinite(m->deadline)) {
-            double left = m->deadline - now_s();
+        if (isfinite(w->deadline)) {
+            double left = w->deadline - now_s();
             io.tm_lim = left <= 0 ? 1 : left > 2e6 ? INT_MAX
                                                    : (int)(left * 1e3) + 1;
         }
-        if (getenv("MCKP_PRESOLVE")) io.presolve = atoi(getenv("MCKP_PRESOLVE"));
-        if (getenv("MCKP_PP")) io.pp_tech = atoi(getenv("MCKP_PP"));
-        if (getenv("MCKP_BR")) io.br_tech = atoi(getenv("MCKP_BR"));
-        if (getenv("MCKP_BT")) io.bt_tech = atoi(getenv("MCKP_BT"));
-        if (getenv("MCKP_SR")) io.sr_heur = atoi(getenv("MCKP_SR"));
-        if (getenv("MCKP_COV")) io.cov_cuts = atoi(getenv("MCKP_COV"));
-        if (getenv("MCKP_MIR")) io.mir_cuts = atoi(getenv("MCKP_MIR"));
-        if (getenv("MCKP_GMI")) io.gmi_cuts = atoi(getenv("MCKP_GMI"));
-        double *hx = NULL;
         if (!io.presolve) {
-            glp_smcp sm; glp_init_smcp(&sm); sm.msg_lev = GLP_MSG_OFF;
-            glp_scale_prob(lp, GLP_SF_AUTO); glp_adv_basis(lp, 0);
-            glp_simplex(lp, &sm);
-            if (w->inc && !getenv("MCKP_NOHEUR")) {
-                hx = calloc((size_t)nc + 1, sizeof *hx);
-                for (int c = 0; c < nc; c++)
-                    hx[c + 1] = w->inc[m->gof[w->col_j[c]]] == w->col_j[c];
-                cb.heur = hx;
+            /* glp_intopt wants an optimal basis of the relaxation */
+            glp_smcp sm;
+            glp_init_smcp(&sm);
+            sm.msg_lev = m->verbose ? GLP_MSG_ERR : GLP_MSG_OFF;
+            if (isfinite(w->deadline))
+                sm.tm_lim = io.tm_lim;
+            glp_scale_prob(lp, GLP_SF_AUTO);
+            glp_adv_basis(lp, 0);
+            int src = glp_simplex(lp, &sm);
+            if (src == GLP_ETMLIM) {
+                glp_delete_prob(lp);
+                return BP_OK;          /* no time left: keep ours */
+            }
+            int lst = src == 0 ? glp_get_status(lp) : GLP_UNDEF;
+            if (src == 0 && lst == GLP_NOFEAS) {
+                /* no assignment within keep can meet the caps (a core may
+                 * well be so); rows added since only shrink the region */
+                glp_delete_prob(lp);
+                if (m->verbose)
+                    fprintf(stderr, "mckp: MIP round %d: %d groups: the "
+                            "relaxation is infeasible\n", w->rounds, nfree);
+                w->bound = INFINITY;
+                w->proven = 2;
+                return BP_OK;
+            }
+            if (src != 0 || lst != GLP_OPT) {
+                glp_delete_prob(lp);
+                return bp_fail(BP_EINTERNAL, "mckp: GLPK's glp_simplex "
+                               "returned %s (solution status %d) on the "
+                               "MIP's relaxation", glpk_code_name(src), lst);
+            }
+            if (w->inc && w->n_goods == 0) {
+                hx = malloc((size_t)nv * sizeof *hx);
+                if (!hx) {
+                    glp_delete_prob(lp);
+                    return bp_fail(BP_ENOMEM, "mckp: out of memory");
+                }
+                int ok = 1;
+                for (int r = 0, c = 0; r < nfree; r++) {
+                    const int *s0 = w->srt + w->sfirst[r];
+                    int n = w->sfirst[r + 1] - w->sfirst[r], at = 0;
+                    while (at < n && s0[at] != w->inc[w->grp[r]])
+                        at++;
+                    ok &= at < n;      /* the incumbent's choice is kept */
+                    for (int t = 1; t < n; t++)
+                        hx[c++] = at >= t;
+                }
+                if (ok)
+                    cb.heur = hx, cb.nheur = nv;
             }
         }
-        double tt0 = now_s();
         int irc = glp_intopt(lp, &io);
-        if (getenv("MCKP_T")) fprintf(stderr, "intopt %.3f ms, %d nodes\n", 1e3*(now_s()-tt0), cb.nodes);
         free(hx);
+        hx = NULL;
         int mst = glp_mip_status(lp);
+        w->nodes += cb.nodes;
         if (irc != 0 && irc != GLP_ETMLIM && irc != GLP_ESTOP &&
             irc != GLP_EMIPGAP && irc != GLP_ENOPFS && irc != GLP_ENODFS) {
             glp_delete_prob(lp);
@@ -1403,15 +1597,19 @@ static int mip_body(void *ctx)
         if (irc == 0 && mst == GLP_OPT)
             cb.bound = glp_mip_obj_val(lp);
         if (m->verbose)
-            fprintf(stderr, "mckp: MIP round %d: %d groups, %d columns: "
-                    "glp_intopt %s, mip status %d\n", w->rounds, nfree, nc,
-                    glpk_code_name(irc), mst);
+            fprintf(stderr, "mckp: MIP round %d: %d groups, %d columns, %d "
+                    "nodes: glp_intopt %s, mip status %d\n", w->rounds, nfree,
+                    nv, cb.nodes, glpk_code_name(irc), mst);
         if (got) {
             for (int g = 0; g < G; g++)
                 w->sel[g] = w->fixsel[g];
-            for (int c = 0; c < nc; c++)
-                if (glp_mip_col_val(lp, c + 1) > 0.5)
-                    w->sel[m->gof[w->col_j[c]]] = w->col_j[c];
+            for (int r = 0, c = 0; r < nfree; r++) {
+                const int *s0 = w->srt + w->sfirst[r];
+                int n = w->sfirst[r + 1] - w->sfirst[r], at = 0;
+                for (int t = 1; t < n; t++, c++)
+                    at += glpk_mip_col0(lp, c) > 0.5;
+                w->sel[w->grp[r]] = s0[at];
+            }
         }
         glp_delete_prob(lp);
         /* each round's bound is valid: the no-good rows only cut off
@@ -1432,20 +1630,35 @@ static int mip_body(void *ctx)
             return BP_OK;
         }
         /* broke a cap within GLPK's tolerance: exclude it and solve again */
-        if (w->n_goods == w->max_goods || out_of_time(m))
+        if (w->n_goods == w->max_goods || now_s() > w->deadline)
             return BP_OK;
-        for (int g = 0; g < G; g++)
-            if (w->row_of[g] >= 0)
-                w->goods[(size_t)w->n_goods * nfree + w->row_of[g]] = w->sel[g];
+        for (int r = 0; r < nfree; r++) {
+            const int *s0 = w->srt + w->sfirst[r];
+            int n = w->sfirst[r + 1] - w->sfirst[r], at = 0;
+            while (at + 1 < n && s0[at] != w->sel[w->grp[r]])
+                at++;                  /* GLPK's answer came from s0 */
+            w->goods[(size_t)w->n_goods * nfree + r] = at;
+        }
         w->n_goods++;
     }
 }
 
-/* Solves the groups that fixing left free with GLPK's branch and bound (see
- * mip_body).  keep flags the choices left; a group with one left sits at
- * fixsel.  Fills w->sel / have / proven / bound / rounds. */
+static void mipwork_free(mipwork *w)
+{
+    model_free(&w->d);
+    free(w->srt), free(w->sfirst), free(w->grp), free(w->goods),
+        free(w->sel);
+}
+
+/* Solves, with GLPK's branch and bound, the problem where each group may
+ * only take the choices flagged in keep; a group with one flagged choice
+ * sits at fixsel[g] (which must be that choice).  inc, when not NULL, is an
+ * assignment within keep meeting the caps with objective `incumbent`, handed
+ * to GLPK.  Fills w (release with mipwork_free): sel/have, proven, bound
+ * (true units, over the restricted problem), rounds, nodes. */
 static int solve_mip(const mk *m, const unsigned char *keep, const int *fixsel,
-                     double incumbent, double rel_gap, mipwork *w)
+                     const int *inc, double incumbent, double rel_gap,
+                     double deadline, mipwork *w)
 {
     const int G = m->G, K = m->K;
     const bp_mckp *p = m->p;
@@ -1453,53 +1666,162 @@ static int solve_mip(const mk *m, const unsigned char *keep, const int *fixsel,
     w->m = m;
     w->keep = keep;
     w->fixsel = fixsel;
-    w->inc = isfinite(incumbent) ? fixsel : NULL;
-    w->incumbent = incumbent;
+    w->inc = inc;
+    w->incumbent = inc ? incumbent : INFINITY;
     w->rel_gap = rel_gap;
+    w->deadline = deadline;
     w->bound = -INFINITY;
     w->max_goods = 32;
-    w->row_of = xcalloc((size_t)G, sizeof *w->row_of);
-    w->col_j = xcalloc((size_t)m->N, sizeof *w->col_j);
+    int nk = 0;
+    for (int i = 0; i < m->cfirst[G]; i++)
+        nk += keep[m->cand[i]] != 0;
+    w->srt = xcalloc((size_t)nk, sizeof *w->srt);
+    w->sfirst = xcalloc((size_t)G + 1, sizeof *w->sfirst);
+    w->grp = xcalloc((size_t)G, sizeof *w->grp);
     w->sel = xcalloc((size_t)G, sizeof *w->sel);
-    w->base = xcalloc((size_t)G, sizeof *w->base);
-    if (!w->row_of || !w->col_j || !w->sel || !w->base)
+    if (!w->srt || !w->sfirst || !w->grp || !w->sel)
         return bp_fail(BP_ENOMEM, "mckp: out of memory");
     for (int k = 0; k < K; k++)
         w->rhs[k] = m->cap[k];
+    int ns = 0;
     for (int g = 0; g < G; g++) {
-        int cnt = 0;
-        w->base[g] = INFINITY;
+        int s0 = ns;
         for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++)
             if (keep[m->cand[i]])
-                cnt++, w->base[g] = fmin(w->base[g], p->obj[m->cand[i]]);
-        w->row_of[g] = cnt >= 2 ? w->nfree++ : -1;
-        if (cnt >= 2) {
-            w->ncols += cnt;
-            w->offset += w->base[g];
-        } else {
+                w->srt[ns++] = m->cand[i];
+        if (ns - s0 < 2) {             /* a fixed group */
+            ns = s0;
             w->offset += p->obj[fixsel[g]];
             for (int k = 0; k < K; k++)
                 w->rhs[k] -= MK_A(m, k, fixsel[g]);
+            continue;
         }
+        /* by cost in the first budget (insertion sort: groups are small) */
+        for (int i = s0 + 1; i < ns; i++) {
+            int x = w->srt[i], q = i;
+            while (q > s0 && (K ? MK_A(m, 0, w->srt[q - 1]) > MK_A(m, 0, x)
+                                : p->obj[w->srt[q - 1]] < p->obj[x])) {
+                w->srt[q] = w->srt[q - 1];
+                q--;
+            }
+            w->srt[q] = x;
+        }
+        double base = INFINITY;
+        for (int i = s0; i < ns; i++)
+            base = fmin(base, p->obj[w->srt[i]]);
+        w->offset += base;
+        w->c0 += p->obj[w->srt[s0]] - base;
+        for (int k = 0; k < K; k++)
+            w->rhs[k] -= MK_A(m, k, w->srt[s0]);
+        w->grp[w->nfree] = g;
+        w->sfirst[w->nfree++] = s0;
+        w->nvars += ns - s0 - 1;
     }
-    w->goods = xcalloc((size_t)w->max_goods * (size_t)w->nfree,
+    w->sfirst[w->nfree] = ns;
+    w->goods = xcalloc((size_t)w->max_goods * (size_t)(w->nfree + 1),
                        sizeof *w->goods);
     if (!w->goods)
         return bp_fail(BP_ENOMEM, "mckp: out of memory");
-    double span = isfinite(incumbent) ? incumbent - w->offset : 0;
+    if (w->nfree == 0)
+        return BP_OK;
+    double span = isfinite(w->incumbent) ? w->incumbent - w->offset : 0;
     w->scale = span > 0 ? ldexp(1.0, 13 - ilogb(span)) : 1.0;
     return glpk_guarded(m->verbose, mip_body, w, "the allocation MIP");
 }
 
-static void mipwork_free(mipwork *w)
+/* ------------------------------------------------------------------------ */
+/* step 3b: the core                                                        */
+
+/* Ranks the groups by how close their best move away from the Lagrangian
+ * choice arg[g] comes to paying for itself at the prices lambda: rho_g =
+ * min_c r_c / (lambda . |an_c - an_arg|), a relative reduced cost.  Groups
+ * of any size with small rho are where an optimum departs from the LP; an
+ * absolute reduced cost would favour tiny layers, which cannot absorb a
+ * residual.  mv (G) ends sorted by rho, mv[i].g the group. */
+static void rank_core(const mk *m, const double *lam, const int *arg, move *mv)
 {
-    model_free(&w->d);
-    free(w->row_of), free(w->col_j), free(w->sel), free(w->goods),
-        free(w->base);
+    const int K = m->K;
+    for (int g = 0; g < m->G; g++) {
+        int a = arg[g];
+        double va = m->on[a], rho = INFINITY;
+        for (int k = 0; k < K; k++)
+            va += lam[k] * MK_AN(m, k, a);
+        for (int i = m->cfirst[g]; i < m->cfirst[g + 1]; i++) {
+            int j = m->cand[i];
+            if (j == a)
+                continue;
+            double v = m->on[j], price = 0;
+            for (int k = 0; k < K; k++) {
+                v += lam[k] * MK_AN(m, k, j);
+                price += lam[k] * fabs(MK_AN(m, k, j) - MK_AN(m, k, a));
+            }
+            double q = price > 0 ? (v - va) / price : v > va ? INFINITY : 0;
+            rho = fmin(rho, q);
+        }
+        mv[g].key = rho, mv[g].g = g, mv[g].j = -1;
+    }
+    qsort(mv, (size_t)m->G, sizeof *mv, cmp_move);
+}
+
+/* The core heuristic: every group outside the first ncore of the ranking
+ * sits at anchor[g], the core groups may take any choice, and GLPK solves
+ * that small problem (to rel_gap, or until deadline; inc, when not NULL, is
+ * a feasible assignment within it handed to GLPK).  When the answer beats
+ * *U, sel and *U take it.
+ * core_keep (N) gets the choices the core problem allowed; *closed is 1
+ * when GLPK proved the core problem's optimum.  Returns a status (a core
+ * problem without a feasible assignment is not an error: *closed 0). */
+static int core_heuristic(const mk *m, const int *anchor, const move *ranked,
+                          int ncore, const int *inc, double rel_gap,
+                          double deadline, int *sel, double *U,
+                          unsigned char *core_keep, int *closed)
+{
+    const int G = m->G;
+    memset(core_keep, 0, (size_t)m->N);
+    for (int g = 0; g < G; g++)
+        core_keep[anchor[g]] = 1;
+    for (int i = 0; i < ncore && i < G; i++) {
+        int g = ranked[i].g;
+        for (int q = m->cfirst[g]; q < m->cfirst[g + 1]; q++)
+            core_keep[m->cand[q]] = 1;
+    }
+    mipwork w;
+    int rc = solve_mip(m, core_keep, anchor, inc, inc ? *U : INFINITY,
+                       rel_gap, deadline, &w);
+    *closed = 0;
+    if (!rc && w.nfree == 0) {
+        /* everything fixed: the anchor itself is the core's only answer */
+        double o, t[BP_MCKP_MAX_BUDGETS];
+        eval_global(m->p, m->N, anchor, &o, t);
+        if (totals_fit(m->p, t)) {
+            *closed = 1;
+            if (o < *U) {
+                memcpy(sel, anchor, (size_t)G * sizeof *sel);
+                *U = o;
+            }
+        }
+    } else if (!rc && w.have) {
+        double o, t[BP_MCKP_MAX_BUDGETS];
+        eval_global(m->p, m->N, w.sel, &o, t);
+        if (o < *U) {
+            memcpy(sel, w.sel, (size_t)G * sizeof *sel);
+            *U = o;
+        }
+        *closed = w.proven == 2;
+    }
+    if (m->verbose)
+        fprintf(stderr, "mckp: core of %d groups: %s, U = %.12g\n", ncore,
+                *closed ? "solved" : "not solved", *U);
+    mipwork_free(&w);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
 /* the driver                                                               */
+
+/* Groups in the core problem: the bench's instances gain little past 48 and
+ * GLPK's time grows quickly with it. */
+#define CORE_GROUPS 48
 
 int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
 {
@@ -1514,12 +1836,16 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         return rc;
     if (!r)
         return bp_fail(BP_EINVAL, "mckp: no result given");
-    if (isnan(o->rel_gap) || o->rel_gap < 0 || isnan(o->time_limit_s))
-        return bp_fail(BP_EINVAL, "mckp: rel_gap %g / time_limit_s %g; "
-                       "rel_gap >= 0 expected", o->rel_gap, o->time_limit_s);
+    if (isnan(o->rel_gap) || o->rel_gap < 0 || isnan(o->time_limit_s) ||
+        o->core_groups < 0)
+        return bp_fail(BP_EINVAL, "mckp: rel_gap %g, time_limit_s %g, "
+                       "core_groups %d: rel_gap >= 0 and core_groups >= 0 "
+                       "expected", o->rel_gap, o->time_limit_s,
+                       o->core_groups);
+    const int ncore = o->core_groups ? o->core_groups : CORE_GROUPS;
     mk m;
-    int *sel = NULL, *arg = NULL;
-    unsigned char *keep = NULL;
+    int *sel = NULL, *arg = NULL, *tmp = NULL;
+    unsigned char *keep = NULL, *core_keep = NULL;
     move *mv = NULL;
     bp_mckp_result res;
     memset(&res, 0, sizeof res);
@@ -1531,23 +1857,26 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     const int G = m.G, K = m.K;
     sel = xcalloc((size_t)G, sizeof *sel);
     arg = xcalloc((size_t)G, sizeof *arg);
+    tmp = xcalloc((size_t)G, sizeof *tmp);
     keep = xcalloc((size_t)n, 1);
+    core_keep = xcalloc((size_t)n, 1);
     mv = xcalloc((size_t)G, sizeof *mv);
     res.choice = xcalloc((size_t)G, sizeof *res.choice);
-    if (!sel || !arg || !keep || !mv || !res.choice) {
+    if (!sel || !arg || !tmp || !keep || !core_keep || !mv || !res.choice) {
         rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
         goto out;
     }
 
-    /* step 2: lambda and the Lagrangian bound */
+    /* step 2: lambda, the Lagrangian bound L and the LP's choices arg */
     double lam[BP_MCKP_MAX_BUDGETS] = {0}, pw[BP_MCKP_MAX_BUDGETS];
     int lp_rounds = 0, have_inc = 0;
+    double U = INFINITY, tot[BP_MCKP_MAX_BUDGETS];
     if (K == 1) {
         if ((rc = hull_lambda(&m, lam)))
             goto out;
     } else if (K >= 2) {
-        /* warm start: each budget's own optimal dual, shared out, then a
-         * feasible assignment from there and a few subgradient steps */
+        /* warm start: each budget's own optimal dual, shared out; a
+         * feasible assignment from there; a few subgradient steps */
         for (int k = 0; k < K; k++) {
             mk one = m;
             one.K = 1;
@@ -1564,14 +1893,13 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
         prices(&m, lam, pw);
         have_inc = greedy(&m, pw, sel, mv);
         double target = 0;
-        if (have_inc)
-            for (int g = 0; g < G; g++)
-                target += m.on[sel[g]];
-        else
+        for (int g = 0; g < G && have_inc; g++)
+            target += m.on[sel[g]];
+        if (!have_inc)
             target = 2 * fabs(lagrangian(&m, lam, NULL, NULL)) + 1;
         subgradient(&m, target, lam, 60);
         /* GLPK's tolerances are absolute: rescale the objective so that a
-         * group's share is about 1 */
+         * group's share of it is about 1 */
         double Lw = lagrangian(&m, lam, NULL, NULL);
         if (Lw > 0) {
             double f = G / Lw;
@@ -1582,229 +1910,194 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
             m.so *= f;
         }
         if (m.verbose)
-            fprintf(stderr, "mckp: warm start L = %.12g, U = %.12g (%.3g ms)\n",
-                    lagrangian(&m, lam, NULL, NULL) / m.so,
-                    have_inc ? target / (m.so / (Lw > 0 ? G / Lw : 1)) : INFINITY,
+            fprintf(stderr, "mckp: warm start done (%.3g ms)\n",
                     1e3 * (now_s() - t0));
         if ((rc = band_lp(&m, lam, have_inc ? sel : NULL, &lp_rounds)))
             goto out;
     }
     double Ln = lagrangian(&m, lam, arg, NULL);
-
-    /* step 3: incumbent from the Lagrangian assignment */
-    int *cand_sel = xcalloc((size_t)G, sizeof *cand_sel);
-    if (!cand_sel) {
-        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-        goto out;
-    }
-    memcpy(cand_sel, arg, (size_t)G * sizeof *arg);
-    if (getenv("MCKP_DBGX")) {
-        double T0[BP_MCKP_MAX_BUDGETS], ox = 0; totals_active(&m, arg, T0);
-        for (int g = 0; g < G; g++) ox += p->obj[arg[g]];
-        fprintf(stderr, "DBGX x(lam*): obj %.12g  use/cap:", ox);
-        for (int k = 0; k < K; k++) fprintf(stderr, " %.9f", T0[k] / m.cap[k]);
-        fprintf(stderr, "  lam:"); for (int k = 0; k < K; k++) fprintf(stderr, " %g", lam[k]);
-        fprintf(stderr, "\n");
-        int cnt = 0;
-        for (int g = 0; g < G; g++) {
-            double v1 = INFINITY, v2 = INFINITY; int j1 = -1, j2 = -1;
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                int j = m.cand[i]; double v = m.on[j];
-                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
-                if (v < v1) v2 = v1, j2 = j1, v1 = v, j1 = j; else if (v < v2) v2 = v, j2 = j;
-            }
-            if (v2 - v1 < 1e-6 * fabs(v1) && cnt++ < 6)
-                fprintf(stderr, "DBGX near-tie group %d: choices %d/%d obj %.6g/%.6g cost0 %.6g/%.6g cost1 %.6g/%.6g\n", g, j1 - m.first[g], j2 - m.first[g],
-                    p->obj[j1], p->obj[j2], MK_A(&m,0,j1), MK_A(&m,0,j2), MK_A(&m,1,j1), MK_A(&m,1,j2));
-        }
-    }
-    prices(&m, lam, pw);
-    if (greedy(&m, pw, cand_sel, mv)) {
-        pair_search(&m, lam, cand_sel, mv, 48);
-        double oa = 0, ob = 0;
-        for (int g = 0; g < G; g++)
-            oa += m.on[cand_sel[g]], ob += have_inc ? m.on[sel[g]] : 0;
-        if (!have_inc || oa < ob)
-            memcpy(sel, cand_sel, (size_t)G * sizeof *sel);
-        have_inc = 1;
-    }
-    free(cand_sel);
-    if (getenv("MCKP_CORE") && K >= 1) {
-        int ncore = atoi(getenv("MCKP_CORE"));
-        /* core: groups with the closest two best values at lambda */
-        for (int g = 0; g < G; g++) {
-            double v1 = INFINITY, v2 = INFINITY;
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                int j = m.cand[i];
-                double v = m.on[j];
-                for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
-                if (v < v1) v2 = v1, v1 = v; else if (v < v2) v2 = v;
-            }
-            mv[g].key = v2 - v1, mv[g].g = g, mv[g].j = -1;
-        }
-        qsort(mv, (size_t)G, sizeof *mv, cmp_move);
-        unsigned char *ck = calloc((size_t)n, 1);
-        int *fs = malloc((size_t)G * sizeof *fs);
-        for (int g = 0; g < G; g++) { fs[g] = sel[g]; ck[sel[g]] = 1; }
-        for (int i = 0; i < ncore && i < G; i++) {
-            int g = mv[i].g;
-            for (int q = m.cfirst[g]; q < m.cfirst[g + 1]; q++) ck[m.cand[q]] = 1;
-        }
-        double tc = now_s();
-        mipwork cw;
-        int crc = solve_mip(&m, ck, fs, INFINITY, 0, &cw);
-        double co, ct[BP_MCKP_MAX_BUDGETS];
-        if (!crc && cw.have) {
-            eval_global(p, n, cw.sel, &co, ct);
-            fprintf(stderr, "CORE %d groups: obj %.12g (%.3g ms)\n", cw.nfree, co, 1e3*(now_s()-tc));
-            double cu; eval_global(p, n, sel, &cu, ct);
-            if (co < cu) memcpy(sel, cw.sel, (size_t)G * sizeof *sel);
-        } else fprintf(stderr, "CORE failed %d\n", crc);
-        mipwork_free(&cw);
-        free(ck); free(fs);
-    }
-    double U = INFINITY, tot[BP_MCKP_MAX_BUDGETS];
-    if (have_inc) {
-        eval_global(p, n, sel, &U, tot);
-        if (!totals_fit(p, tot)) {     /* cannot happen with the margin */
-            have_inc = 0;
-            U = INFINITY;
-        }
-    }
     double L = Ln / m.so;
-    if (K == 0)
-        L = U;                         /* the per-group minimum is optimal */
+    if (have_inc)
+        eval_global(p, n, sel, &U, tot);
     if (m.verbose)
         fprintf(stderr, "mckp: %d groups, %d choices (%d undominated), %d "
-                "active budgets; L = %.12g, U = %.12g (%.3g ms)\n", G, n,
-                m.cfirst[G], K, L, U, 1e3 * (now_s() - t0));
+                "active budgets; LP bound %.12g after %d LP rounds (%.3g ms)\n",
+                G, n, m.cfirst[G], K, L, lp_rounds, 1e3 * (now_s() - t0));
 
-    if (getenv("MCKP_DEBUG_OPT")) {
-        double opt = atof(getenv("MCKP_DEBUG_OPT"));
-        for (double f = 0.25; f <= 4.01; f *= 2) {
-            double tau = (opt * m.so - Ln) * f;
-            int fg = 0, fc = 0;
-            for (int g = 0; g < G; g++) {
-                double vmin = INFINITY;
-                for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                    int j = m.cand[i]; double v = m.on[j];
-                    for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
-                    vmin = fmin(vmin, v);
-                }
-                int cnt = 0;
-                for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                    int j = m.cand[i]; double v = m.on[j];
-                    for (int k = 0; k < K; k++) v += lam[k] * MK_AN(&m, k, j);
-                    cnt += v - vmin <= tau;
-                }
-                if (cnt >= 2) fg++, fc += cnt;
-            }
-            fprintf(stderr, "DEBUG tau = %.2f x (opt-L): %d free groups, %d cols\n", f, fg, fc);
+    /* step 3: incumbent; greedy from the LP's choices, then the core */
+    memcpy(tmp, arg, (size_t)G * sizeof *arg);
+    prices(&m, lam, pw);
+    if (greedy(&m, pw, tmp, mv)) {
+        pair_search(&m, lam, tmp, mv, 48);
+        double ot;
+        eval_global(p, n, tmp, &ot, tot);
+        if (!have_inc || ot < U) {
+            memcpy(sel, tmp, (size_t)G * sizeof *sel);
+            U = ot;
+        }
+        have_inc = 1;
+    }
+    if (m.verbose)
+        fprintf(stderr, "mckp: greedy U = %.12g (%.3g ms)\n", U,
+                1e3 * (now_s() - t0));
+    /* the core, twice for large problems: ncore groups anchored at
+     * the LP's choices (or, if that has no answer, at the incumbent), then
+     * 8 times as many anchored at the result, stopped at a true gap of 1e-5
+     * (it only feeds the fixing) */
+    int core_closed = 0;
+    double gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
+    if (K > 0 && gap_now > o->rel_gap) {
+        rank_core(&m, lam, arg, mv);
+        double left = m.deadline - now_s();
+        double U0 = U;
+        if ((rc = core_heuristic(&m, arg, mv, ncore, NULL, 0,
+                                 now_s() + 0.15 * left, sel, &U, core_keep,
+                                 &core_closed)))
+            goto out;
+        if (U < U0)
+            have_inc = 1;
+        else if (!core_closed && have_inc) {
+            memcpy(tmp, sel, (size_t)G * sizeof *sel);
+            if ((rc = core_heuristic(&m, tmp, mv, ncore, tmp, 0,
+                                     now_s() + 0.15 * left, sel, &U, core_keep,
+                                     &core_closed)))
+                goto out;
+        }
+        if (have_inc && G > 16 * ncore && !out_of_time(&m)) {
+            left = m.deadline - now_s();
+            memcpy(tmp, sel, (size_t)G * sizeof *sel);
+            if ((rc = core_heuristic(&m, tmp, mv, 8 * ncore, tmp,
+                                     fmax(o->rel_gap, 1e-5),
+                                     now_s() + 0.3 * left, sel, &U, core_keep,
+                                     &core_closed)))
+                goto out;
         }
     }
+    if (have_inc) {
+        eval_global(p, n, sel, &U, tot);
+        if (!totals_fit(p, tot)) {     /* cannot happen: each was checked */
+            rc = bp_fail(BP_EINTERNAL, "mckp: incumbent breaks a cap");
+            goto out;
+        }
+    }
+    if (K == 0)
+        L = U;                         /* each group at its best is optimal */
+
     /* step 4: reduced-cost fixing.  For any lambda >= 0 and any assignment x
      * meeting the caps, obj(x) >= L(lambda) + r_c for each chosen c, with
      * r_c = on_c + lambda.an_c - min_{c' in g}(...) >= 0; a choice with
-     * L + r_c > U can only be in assignments worse than U.  The margin covers
-     * rounding in L and r, so nothing is dropped on a rounding error. */
+     * L + r_c > U only appears in assignments worse than U.  The margin
+     * (1e-9 of the terms involved) covers rounding in L and r, so nothing
+     * is dropped on a rounding error. */
     double bound = L;
-    int proven = 0, rounds = 0, nfree = 0, ncols = 0;
-    double gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
+    int proven = 0, rounds = 0, nfree = 0, ncols = 0, nodes = 0;
+    gap_now = have_inc ? (U - L) / fmax(fabs(U), 1e-12) : INFINITY;
     if (have_inc && gap_now <= o->rel_gap) {
-        proven = U == L ? 2 : 1;
-    } else {
-        double tau = INFINITY;
-        if (have_inc) {
-            double lc = 0;
+        proven = U <= L ? 2 : 1;
+        goto done;
+    }
+    double tau = INFINITY;
+    if (have_inc) {
+        double lc = 0;
+        for (int k = 0; k < K; k++)
+            lc += lam[k] * m.capn[k];
+        double Un = U * m.so;
+        tau = (Un - Ln) + 1e-9 * (fabs(Un) + lc) + 1e-300;
+    }
+    int in_core = core_closed, any_free = 0, nfg = 0, nfc = 0;
+    for (int g = 0; g < G; g++) {
+        double vmin = INFINITY;
+        for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+            int j = m.cand[i];
+            double v = m.on[j];
             for (int k = 0; k < K; k++)
-                lc += lam[k] * m.capn[k];
-            double Un = U * m.so;
-            if (getenv("MCKP_FORCE_U")) Un = atof(getenv("MCKP_FORCE_U")) * m.so;
-            tau = (Un - Ln) + 1e-9 * (fabs(Un) + lc) + 1e-300;
+                v += lam[k] * MK_AN(&m, k, j);
+            vmin = fmin(vmin, v);
         }
-        for (int g = 0; g < G; g++) {
-            double vmin = INFINITY;
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                int j = m.cand[i];
-                double v = m.on[j];
-                for (int k = 0; k < K; k++)
-                    v += lam[k] * MK_AN(&m, k, j);
-                vmin = fmin(vmin, v);
-            }
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
-                int j = m.cand[i];
-                double v = m.on[j];
-                for (int k = 0; k < K; k++)
-                    v += lam[k] * MK_AN(&m, k, j);
-                keep[j] = v - vmin <= tau || (have_inc && j == sel[g]);
-            }
+        int cnt = 0;
+        for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++) {
+            int j = m.cand[i];
+            double v = m.on[j];
+            for (int k = 0; k < K; k++)
+                v += lam[k] * MK_AN(&m, k, j);
+            keep[j] = v - vmin <= tau || (have_inc && j == sel[g]);
+            cnt += keep[j];
+            if (keep[j] && !core_keep[j])
+                in_core = 0;
+            if (keep[j] && !have_inc)
+                tmp[g] = j;            /* the group's choice if it is fixed */
         }
-        /* a group with one choice left sits there (with an incumbent, that
-         * is the incumbent's choice) */
-        for (int g = 0; g < G; g++)
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++)
-                if (keep[m.cand[i]] && !have_inc)
-                    sel[g] = m.cand[i];
-        int any_free = 0;
-        for (int g = 0; g < G && !any_free; g++) {
-            int cnt = 0;
-            for (int i = m.cfirst[g]; i < m.cfirst[g + 1]; i++)
-                cnt += keep[m.cand[i]];
-            any_free = cnt >= 2;
-        }
-        if (getenv("MCKP_NOMIP")) any_free = 0;
-        if (!any_free) {
-            if (!have_inc) {
-                /* every group down to one choice and still no incumbent:
-                 * that single assignment is the only candidate */
-                eval_global(p, n, sel, &U, tot);
-                if (!totals_fit(p, tot)) {
-                    rc = bp_fail(BP_EINFEASIBLE, "no assignment meets all "
-                                 "budgets together");
-                    goto out;
-                }
-                have_inc = 1;
-            }
-            proven = 2;
-        } else {
-            /* step 5 */
-            mipwork w;
-            int mrc = solve_mip(&m, keep, sel, U, o->rel_gap, &w);
-            if (mrc) {
-                mipwork_free(&w);
-                rc = mrc;
+        any_free |= cnt >= 2;
+        if (cnt >= 2)
+            nfg++, nfc += cnt - 1;
+    }
+    if (in_core) {
+        /* every choice that could beat U was open to the core problem,
+         * whose optimum GLPK proved: U is optimal */
+        proven = 2;
+        goto done;
+    }
+    if (!any_free) {
+        if (!have_inc) {
+            /* one choice left in every group and still no incumbent: that
+             * assignment is the only candidate */
+            eval_global(p, n, tmp, &U, tot);
+            if (!totals_fit(p, tot)) {
+                rc = bp_fail(BP_EINFEASIBLE, "no assignment meets all "
+                             "budgets together");
                 goto out;
             }
-            if (w.have) {
-                double mo;
-                eval_global(p, n, w.sel, &mo, tot);
-                if (!have_inc || mo < U) {
-                    memcpy(sel, w.sel, (size_t)G * sizeof *sel);
-                    U = mo;
-                    have_inc = 1;
-                }
-            }
-            int mproven = w.proven;
-            double mb = w.bound;
-            rounds = w.rounds, nfree = w.nfree, ncols = w.ncols;
+            memcpy(sel, tmp, (size_t)G * sizeof *sel);
+            have_inc = 1;
+        }
+        proven = 2;
+        goto done;
+    }
+
+    /* step 5: GLPK on what fixing left; with a time limit, only when a
+     * useful share of it is left (building and factorising a large MIP
+     * cannot be interrupted) */
+    if (isfinite(m.deadline) && have_inc &&
+        m.deadline - now_s() < 0.1 * o->time_limit_s) {
+        nfree = nfg, ncols = nfc;
+        goto done;
+    }
+    {
+        mipwork w;
+        rc = solve_mip(&m, keep, have_inc ? sel : tmp, have_inc ? sel : NULL,
+                       U, o->rel_gap, m.deadline, &w);
+        if (rc) {
             mipwork_free(&w);
-            /* optimum >= min(U at fixing, MIP bound) and >= L; a closed
-             * search proves U itself */
-            if (mproven == 2)
-                bound = U;
-            else if (mb > -INFINITY)
-                bound = fmax(bound, fmin(mb, U));
-            proven = mproven;
-            if (!have_inc) {
-                rc = mproven ? bp_fail(BP_EINFEASIBLE, "no assignment meets "
+            goto out;
+        }
+        if (w.have) {
+            double mo;
+            eval_global(p, n, w.sel, &mo, tot);
+            if (!have_inc || mo < U) {
+                memcpy(sel, w.sel, (size_t)G * sizeof *sel);
+                U = mo;
+                have_inc = 1;
+            }
+        }
+        /* optimum >= min(U at fixing, the MIP's bound) and >= L; a closed
+         * search proves U itself */
+        if (w.proven == 2)
+            bound = U;
+        else if (w.bound > -INFINITY)
+            bound = fmax(bound, fmin(w.bound, U));
+        proven = w.proven;
+        rounds = w.rounds, nfree = w.nfree, ncols = w.nvars, nodes = w.nodes;
+        mipwork_free(&w);
+        if (!have_inc) {
+            rc = proven == 2 ? bp_fail(BP_EINFEASIBLE, "no assignment meets "
                                        "all budgets together")
                              : bp_fail(BP_EINTERRUPTED, "time limit reached "
                                        "before an assignment meeting the "
                                        "budgets was found");
-                goto out;
-            }
+            goto out;
         }
     }
+done:
     if (proven == 2)
         bound = U;
     bound = fmin(bound, U);
@@ -1820,14 +2113,15 @@ int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r)
     res.mip_rounds = rounds;
     res.seconds = now_s() - t0;
     if (m.verbose)
-        fprintf(stderr, "mckp: %s, objective %.12g, bound %.12g, %d LP "
-                "rounds, MIP on %d groups / %d columns, %.3g ms\n", res.status,
-                res.objective, res.bound, lp_rounds, nfree, ncols,
+        fprintf(stderr, "mckp: %s, objective %.12g, bound %.12g; MIP on %d "
+                "groups / %d columns, %d nodes; %.3g ms\n", res.status,
+                res.objective, res.bound, nfree, ncols, nodes,
                 1e3 * res.seconds);
     *r = res;
     res.choice = NULL;
 out:
     mk_free(&m);
-    free(sel), free(arg), free(keep), free(mv), free(res.choice);
+    free(sel), free(arg), free(tmp), free(keep), free(core_keep), free(mv),
+        free(res.choice);
     return rc;
 }

@@ -45,6 +45,10 @@ typedef struct bp_mckp_opts {
                                   max(|objective|, 1e-12) <= rel_gap; 0 asks
                                   for a proven optimum */
     int verbose;               /* progress and GLPK's output on stderr */
+    int core_groups;           /* groups in the core heuristic's small MIP;
+                                  0: the default (48).  Tuning and tests: a
+                                  tiny core leaves the work to fixing and the
+                                  final MIP */
 } bp_mckp_opts;
 
 typedef struct bp_mckp_result {
@@ -58,13 +62,16 @@ typedef struct bp_mckp_result {
     const char *status;        /* static string: "optimal" (proven within
                                   rel_gap) or "feasible" (time limit) */
     /* how the work split, for benches and --verbose */
-    int n_free_groups;         /* groups left to the MIP after fixing */
-    int n_free_choices;        /* choices (binary columns) in that MIP */
+    int n_free_groups;         /* groups left to the final MIP by fixing
+                                  (0: settled before it) */
+    int n_free_choices;        /* its binary columns: per group, one fewer
+                                  than the choices left */
     int mip_rounds;            /* GLPK MIP solves (more than 1 only when a
                                   GLPK answer broke a cap by its tolerance) */
 } bp_mckp_result;
 
-/* Fills *o with the defaults: no time limit, rel_gap 0, quiet. */
+/* Fills *o with the defaults: no time limit, rel_gap 0, quiet, default
+ * core. */
 void bp_mckp_opts_default(bp_mckp_opts *o);
 
 /* Solves p to optimality (or to o->rel_gap, or until o->time_limit_s; o may
@@ -76,7 +83,11 @@ void bp_mckp_opts_default(bp_mckp_opts *o);
  * when no assignment meets the caps (the message names a budget when one
  * alone is out of reach); BP_EINTERRUPTED when the time limit passed before
  * any assignment meeting the caps was found; BP_ENOMEM; BP_EINTERNAL when
- * GLPK fails (the message carries GLPK's return-code name). */
+ * GLPK fails (the message carries GLPK's return-code name or diagnosis).
+ * After an abort inside GLPK, glp_free_env has released every GLPK object
+ * of the calling thread (GLPK cannot be used past its own abort); bitplan
+ * keeps none between calls.  GLPK prints nothing on stdout; with verbose,
+ * its log goes to stderr. */
 int bp_mckp_solve(const bp_mckp *p, const bp_mckp_opts *o, bp_mckp_result *r);
 
 /* Frees r->choice and sets it to NULL; accepts NULL and repeated calls. */

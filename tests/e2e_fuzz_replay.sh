@@ -3,10 +3,11 @@
 # targets (built without libFuzzer): none may crash or fail a sanitizer.
 . "$SRCDIR/tests/lib.sh"
 B=$(dirname "$BITPLAN")/tests/fuzz
-for t in onnx npy; do
+for t in onnx npy sens plan profile; do
     case $t in
         onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo" ;;
         npy) seeds="$TD/npy $TD/crafted" ;;
+        *) seeds="$SRCDIR/tests/fuzz/seeds/$t" ;;
     esac
     # shellcheck disable=SC2086
     if out=$("$B/replay_$t" $seeds "$SRCDIR/tests/fuzz/regress/$t" 2>&1); then

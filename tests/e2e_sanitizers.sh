@@ -14,6 +14,8 @@ mkdir -p "$OUT"
 CC=${CC:-cc}
 FLAGS="-g -O1 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer"
 FLAGS="$FLAGS -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$SRCDIR/src -I$B/src -I$B"
+# ilp/ and sensitivity/ headers, as tests/check_mckp.c includes "mckp.h"
+FLAGS="$FLAGS -I$SRCDIR/ilp -I$SRCDIR/sensitivity"
 FLAGS="$FLAGS -DBP_SRCDIR=\"$SRCDIR\" $(pkg-config --cflags openblas lapacke libcjson libprotobuf-c check)"
 LIBS="$(pkg-config --libs openblas lapacke libcjson libprotobuf-c check) -lglpk -lm -lpthread"
 # the library once, as objects shared by every test

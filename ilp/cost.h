@@ -1,0 +1,77 @@
+/* cost.h - what one layer costs at one bit-width choice: bytes, bit
+ * operations and (from a hardware profile) latency.
+ *
+ * A choice is a (weight bits w, activation bits a) pair.  For a layer of
+ * numel weights, C output channels and M multiply-accumulates per sample:
+ *
+ *   bytes   = ceil(numel * w / 8)     weights, packed (int4: two per byte)
+ *           + 4 * C                    per-channel scale, float32 (the
+ *                                      integer executor derives its dyadic
+ *                                      multiplier and shift from it at load)
+ *           + 4 * C                    int32 bias (the layer's own bias and
+ *                                      a folded BatchNorm's shift; a layer
+ *                                      with neither still gets one, as in
+ *                                      HAWQ-V3's integer-only layout)
+ *   bops    = M * w * a                per sample (HAWQ-V3's BOPs)
+ *   latency, roofline profile, at batch B:
+ *             overhead + max(2*M*B / (peak(W,A) * compute_efficiency),
+ *                            traffic / (bandwidth * memory_efficiency))
+ *     where (W,A) is the fastest native pair with W >= w, A >= a, and
+ *     traffic = weight bytes (at w bits, or W when the profile stores
+ *     missing widths natively) + 8 * C + B * (in + out) * a / 8 bytes of
+ *     activations (in, out: activation elements per sample, 0 if unknown);
+ *   latency, table profile: the measured entry for the layer's name, else
+ *     for its weight shape, at (w,a) or the fastest listed pair wider in
+ *     both; else the fallback roofline;
+ *   latency, bops profile: NAN (not modelled).
+ *
+ * The float32 baseline of `size=25%` / `size=8x` is 4 bytes per float
+ * parameter of the whole model (BatchNorm, biases included); the float
+ * parameters that stay float after quantization (other_params: neither a
+ * layer's weight or bias nor a BatchNorm folded into one) add a constant
+ * 4 * other_params to every plan's size. */
+#ifndef BP_COST_H
+#define BP_COST_H
+
+#include <stdint.h>
+
+#include "graph.h"
+#include "profile.h"
+
+/* What the cost model needs to know about a layer; names are borrowed. */
+typedef struct bp_layer_facts {
+    const char *name;        /* weight initializer */
+    const char *op;          /* "Conv", "Gemm", "MatMul" */
+    int64_t numel;           /* weights */
+    int64_t out_channels;    /* scales and biases; 0 when unknown */
+    int64_t macs;            /* per sample */
+    int64_t in_numel, out_numel; /* activation elements per sample, 0 when
+                                    unknown */
+    int rank;                /* weight shape, rank 0 when unknown */
+    int64_t shape[BP_MAX_RANK];
+} bp_layer_facts;
+
+/* Model-level facts for the size baseline. */
+typedef struct bp_model_facts {
+    int64_t float_params;    /* every float parameter */
+    int64_t other_params;    /* those that stay float when quantized */
+} bp_model_facts;
+
+typedef struct bp_cost {
+    double bytes, bops, latency_s;   /* latency_s NAN when not modelled */
+} bp_cost;
+
+/* The facts of every quantizable layer of g (bp_graph_layers order) into a
+ * malloc'd array the caller frees, plus the model facts.  Names point into
+ * g, which must outlive the array. */
+int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
+                              bp_model_facts *model);
+
+/* Prices choice (w_bits, a_bits) of layer l on profile p at batch size
+ * `batch` (>= 1; scales the compute and activation terms of a roofline).
+ * BP_EINVAL for bits outside 1..16 or numel < 1; BP_EUNSUPPORTED when a
+ * roofline has no native format wide enough (message names the profile). */
+int bp_cost_eval(const bp_profile *p, const bp_layer_facts *l, int w_bits,
+                 int a_bits, int64_t batch, bp_cost *out);
+
+#endif

@@ -1,0 +1,103 @@
+/* profile.h - hardware profiles: what a layer costs in time on a device.
+ *
+ * A profile is a JSON file (schema in profiles/README.md) of one of three
+ * kinds:
+ *  - roofline: peak operations per second for every (weight bits,
+ *    activation bits) pair the hardware runs natively, memory bandwidth and
+ *    a per-layer launch overhead; every number carries a "source";
+ *  - table: measured latencies per layer (by weight name or by weight
+ *    shape) and bit pair, with a roofline profile as fallback for anything
+ *    the table lacks;
+ *  - bops: hardware-neutral; no latency model (latency budgets are refused),
+ *    plans are priced in bytes and bit operations only.
+ *
+ * Names: `--profile NAME` is a shipped profile when NAME has no '/' and does
+ * not end in ".json"; it is looked up as NAME.json in, in order, every
+ * directory of $BITPLAN_PROFILE_PATH (':'-separated), the installed
+ * $(pkgdatadir)/profiles, and the source tree's profiles/ (so the binary
+ * works from the build tree before `make install`).  Anything else is a
+ * path.
+ *
+ * Ownership: a bp_profile owns everything it points to, including the
+ * fallback profile of a table; bp_profile_free releases all of it. */
+#ifndef BP_PROFILE_H
+#define BP_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+typedef enum bp_profile_kind {
+    BP_PROFILE_ROOFLINE = 0,
+    BP_PROFILE_TABLE,
+    BP_PROFILE_BOPS
+} bp_profile_kind;
+
+/* One natively supported (weight bits, activation bits) pair. */
+typedef struct bp_profile_peak {
+    int w_bits, a_bits;
+    double ops_per_s;        /* 1 multiply-accumulate = 2 operations */
+} bp_profile_peak;
+
+/* One measured latency of a table profile; matches by name when `layer` is
+ * set, else by weight shape. */
+typedef struct bp_profile_entry {
+    char *layer;             /* weight initializer name, or NULL */
+    int rank;                /* shape match when layer is NULL */
+    int64_t shape[BP_MAX_RANK];
+    int w_bits, a_bits;
+    double latency_s;
+} bp_profile_entry;
+
+typedef struct bp_profile {
+    char *name;              /* "nvidia-t4" */
+    char *path;              /* the file it was read from */
+    char *description;
+    bp_profile_kind kind;
+    /* roofline */
+    int n_peaks;
+    bp_profile_peak *peaks;
+    double bytes_per_s;      /* memory bandwidth */
+    double overhead_s;       /* per layer (kernel launch, dispatch) */
+    double compute_efficiency, memory_efficiency; /* fractions of peak, (0,1] */
+    int storage_native;      /* 1: a bit-width without native support is
+                                stored at the native width it runs at (the
+                                memory term grows); 0: stored packed */
+    /* table */
+    int n_entries;
+    bp_profile_entry *entries;
+    struct bp_profile *fallback; /* roofline (or bops) */
+} bp_profile;
+
+/* Resolves NAME-or-PATH (see the top of this file) to a file path in buf.
+ * BP_EINVAL "profile 'x' not found (looked in ...; shipped: a, b, c)" when
+ * a name matches no file; a path is returned as given (load reports it). */
+int bp_profile_find(const char *name, char *buf, size_t n);
+
+/* Reads and validates the profile at path (and a table's fallback, found
+ * by name like --profile, or as a path relative to the table's directory).
+ * BP_EINVAL naming the file and the JSON path of the first missing or
+ * mistyped field; BP_EIO when unreadable. */
+int bp_profile_load(bp_profile **out, const char *path);
+
+/* bp_profile_find + bp_profile_load. */
+int bp_profile_open(bp_profile **out, const char *name_or_path);
+
+void bp_profile_free(bp_profile **p);
+
+/* 1 when the profile models latency (every kind but bops, and a table
+ * whose fallback is not bops). */
+int bp_profile_has_latency(const bp_profile *p);
+
+/* The native pair a (w_bits, a_bits) choice runs at on a roofline profile:
+ * the fastest listed pair with W >= w and A >= a.  BP_EUNSUPPORTED naming
+ * the profile when none covers it. */
+int bp_profile_native(const bp_profile *p, int w_bits, int a_bits,
+                      const bp_profile_peak **peak);
+
+/* The names of the shipped profiles found by bp_profile_find's search, as
+ * "a, b, c" into buf (empty when none). */
+void bp_profile_list(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,84 @@
+#!/bin/sh
+# e2e_sweep.sh - `bitplan sweep` on the example CNN: pareto.csv (one row per
+# budget, objective never increasing as the budget loosens), pareto.svg
+# (points marked, axes labelled with units), one plan per point, byte-
+# identical reruns, and its errors (exit 2, one line, no directory made).
+. "$SRCDIR/tests/lib.sh"
+export BITPLAN_PROFILE_PATH="$SRCDIR/profiles"
+S="$TD/ilp/cnn_sens.json"
+
+# the objective column (2) never increases down the rows
+monotone() {
+    awk -F, 'NR > 1 && $2 != "" { if (seen && $2 > prev * (1 + 1e-12)) bad = 1;
+             prev = $2; seen = 1 } END { exit bad }' "$1"
+}
+
+for axis in size latency bops; do
+    D="$TMP/sweep_$axis"
+    if "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" --profile nvidia-t4 \
+            --axis $axis --points 12 -o "$D" --json >"$TMP/json" 2>"$TMP/err"; then
+        pass "sweep --axis $axis"
+    else
+        fail "sweep --axis $axis: $(cat "$TMP/err")"
+        continue
+    fi
+    rows=$(($(wc -l <"$D/pareto.csv") - 1))
+    [ "$rows" = 12 ] && pass "$axis: 12 rows" || fail "$axis: $rows rows"
+    head -1 "$D/pareto.csv" | grep -q '^budget,objective,size_bytes,latency_s,bops,status,gap,plan,w:stem.conv.weight,' &&
+        head -1 "$D/pareto.csv" | grep -q ',a:fc.weight$' &&
+        pass "$axis: CSV header" || fail "$axis: header $(head -1 "$D/pareto.csv")"
+    monotone "$D/pareto.csv" && pass "$axis: objective never increases" ||
+        fail "$axis: objective increases: $(cut -d, -f1,2 "$D/pareto.csv" | tr '\n' ' ')"
+    n=$(ls "$D"/plan_*.json | wc -l)
+    [ "$n" = 12 ] && pass "$axis: 12 plans" || fail "$axis: $n plans"
+    c=$(grep -c '<circle' "$D/pareto.svg")
+    [ "$c" = 12 ] && pass "$axis: 12 points marked" || fail "$axis: $c circles"
+    grep -q '<svg xmlns' "$D/pareto.svg" && grep -q 'objective: summed Omega' "$D/pareto.svg" &&
+        pass "$axis: SVG with labelled axes" || fail "$axis: SVG"
+    grep -q '"axis":"'$axis'","points":\[{"budget":' "$TMP/json" &&
+        pass "$axis: --json" || fail "$axis: --json $(head -c 200 "$TMP/json")"
+    # the first point is the smallest plan, the last the unconstrained one
+    last=$(tail -1 "$D/pareto.csv" | cut -d, -f9-15)
+    [ "$last" = "8,8,8,8,8,8,8" ] && pass "$axis: loosest point all 8 bits" ||
+        fail "$axis: loosest point $last"
+done
+grep -q 'model size (KiB)' "$TMP/sweep_size/pareto.svg" && pass "size axis label with unit" ||
+    fail "size axis label: $(grep -o '<text[^>]*>[^<]*(.*)</text>' "$TMP/sweep_size/pareto.svg")"
+grep -q 'predicted latency (us)' "$TMP/sweep_latency/pareto.svg" && pass "latency axis label with unit" ||
+    fail "latency axis label"
+head -2 "$TMP/sweep_size/pareto.csv" | tail -1 | grep -q ',2,2,2,2,2,2,2,8,8,8,8,8,8,8$' &&
+    pass "tightest size point: all 2 bits, activations 8" ||
+    fail "tightest point: $(head -2 "$TMP/sweep_size/pareto.csv" | tail -1)"
+
+# reruns are byte-identical; another profile and extra budgets work
+"$BITPLAN" sweep --sensitivity "$S" --profile bops --axis bops --points 6 \
+    -o "$TMP/a" --budget size=20% 2>/dev/null
+"$BITPLAN" sweep --sensitivity "$S" --profile bops --axis bops --points 6 \
+    -o "$TMP/b" --budget size=20% 2>/dev/null
+diff -r "$TMP/a" "$TMP/b" >/dev/null && pass "deterministic sweep" ||
+    fail "two sweeps differ"
+monotone "$TMP/a/pareto.csv" && pass "bops sweep under size=20%: monotone" ||
+    fail "bops sweep under size=20%"
+awk -F, 'NR > 1 && $3 > 0.2 * 4 * 19994 { bad = 1 } END { exit bad }' "$TMP/a/pareto.csv" &&
+    pass "the extra size budget holds at every point" || fail "size budget broken"
+
+# errors: exit 2, one line, no directory made
+expect_error 2 "sweep --validate: needs .bitplan run." -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile nvidia-t4 --axis size \
+    --validate -o "$TMP/v"
+[ ! -e "$TMP/v" ] && pass "--validate: nothing written" || fail "--validate wrote $TMP/v"
+expect_error 2 "models no latency" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis latency -o "$TMP/v"
+[ ! -e "$TMP/v" ] && pass "latency on bops: nothing written" || fail "wrote $TMP/v"
+expect_error 2 "sweep varies this kind itself" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size \
+    --budget size=20% -o "$TMP/v"
+expect_error 2 "axis expects size, latency or bops" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis speed -o "$TMP/v"
+expect_error 2 "cannot create the output directory" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size -o /nonexistent/x/y
+expect_error 2 "layers\[0\]\.numel: missing" -- \
+    sh -c "awk '!d && /\"numel\": 144,/ {d=1; next} {print}' '$S' >'$TMP/s.json' &&
+           '$BITPLAN' sweep --sensitivity '$TMP/s.json' --profile bops --axis size -o '$TMP/v'"
+[ ! -e "$TMP/v" ] && pass "bad sensitivity: nothing written" || fail "wrote $TMP/v"
+finish
