@@ -112,18 +112,38 @@ expect2 "missing plan file" "nothere.json" "$EX/cnn.onnx" --plan "$TMP/nothere.j
     --data "$EX/digits_test_x.npy"
 "$BITPLAN" run --help | grep -q "usage: bitplan run" && ok "--help" || bad "--help"
 
-# --- profile --measure: a table profile whose model entries predict run ------
+# --- profile --measure -> solve -> run -------------------------------------
 if "$BITPLAN" profile --measure --quick --bits 4,8 --model "$EX/mlp.onnx" \
        -o "$TMP/hw.json" 2>"$TMP/e"; then
-    ok "profile --measure wrote a profile"
-    for k in '"kind": *"table"' '"table":' '"fallback":' '"peak_ops":' \
-             '"bandwidth_bytes_s":' '"overhead_s":' '"layer": *"fc1.weight"' \
-             '"w_bits": *4' '"a_bits": *2' '"latency_s":'; do
+    ok "profile --measure wrote a table profile and its roofline"
+    for k in '"format": *"bitplan-profile"' '"kind": *"table"' '"entries":' \
+             '"fallback": *"hw-roofline.json"' '"layer":"fc1.weight"' \
+             '"w_bits":4' '"a_bits":8' '"latency_s":'; do
         grep -q "$k" "$TMP/hw.json" || bad "profile lacks $k"
     done
-    n=$(grep -c '"w_bits"' "$TMP/hw.json")
-    # (3 model layers + 3 grid shapes) x 2 widths x 7 activation widths
-    [ "$n" -eq 84 ] && ok "profile has 84 entries" || bad "profile has $n entries"
+    for k in '"kind": *"roofline"' '"peak_ops":' '"bytes_per_s":' \
+             '"launch_overhead":' '"missing_bits":'; do
+        grep -q "$k" "$TMP/hw-roofline.json" || bad "roofline lacks $k"
+    done
+    n=$(grep -c '"layer":' "$TMP/hw.json")
+    [ "$n" -eq 6 ] && ok "3 layers x 2 widths measured" || bad "profile has $n entries"
+    if "$BITPLAN" solve "$EX/mlp.onnx" --data "$EX/digits_calib_flat.npy" \
+           --labels "$EX/digits_calib_y.npy" --samples 64 --profile "$TMP/hw.json" \
+           --bits 4,8 --abits 8 --budget size=14000 -o "$TMP/solved.json" 2>"$TMP/e"; then
+        mlp --plan "$TMP/solved.json" --repeat 50 --json >"$TMP/s.json" 2>"$TMP/e" ||
+            bad "run of the solved plan: exit $?"
+        lb=$(jget "$TMP/s.json" layer_bytes); pb=$(jget "$TMP/s.json" predicted_size_bytes)
+        [ "$lb" = "$pb" ] && ok "solved plan: layer bytes $lb = solve's prediction" ||
+            bad "solved plan: layer bytes $lb, solve predicted $pb"
+        lat=$(jget "$TMP/s.json" latency_s); pl=$(jget "$TMP/s.json" predicted_latency_s)
+        # timing on a shared CI machine is noisy: report, and only catch a
+        # prediction off by more than 3x
+        awk -v m="$lat" -v p="$pl" 'BEGIN { exit !(m > 0 && p > 0 && m < 3 * p && p < 3 * m) }' &&
+            ok "solved plan: measured $lat s per sample, the profile predicted $pl s" ||
+            bad "solved plan: measured $lat s, predicted $pl s"
+    else
+        bad "solve with the measured profile: exit $?"; cat "$TMP/e"
+    fi
 else
     bad "profile --measure: exit $?"; cat "$TMP/e"
 fi
