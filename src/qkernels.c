@@ -433,9 +433,14 @@ void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
                     const int8_t *wg = wb + g4 * mb;                            \
                     int32_t x0 = x[g4], x1 = x[g4 + 1], x2 = x[g4 + 2],         \
                             x3 = x[g4 + 3];                                     \
-                    for (int64_t r = 0; r < mb; r++)                            \
-                        acc[r] += x0 * wg[4 * r] + x1 * wg[4 * r + 1] +         \
-                                  x2 * wg[4 * r + 2] + x3 * wg[4 * r + 3];      \
+                    if (mb == BP_QBLOCK) /* a fixed trip count vectorizes */    \
+                        for (int r = 0; r < BP_QBLOCK; r++)                     \
+                            acc[r] += x0 * wg[4 * r] + x1 * wg[4 * r + 1] +     \
+                                      x2 * wg[4 * r + 2] + x3 * wg[4 * r + 3];  \
+                    else                                                        \
+                        for (int64_t r = 0; r < mb; r++)                        \
+                            acc[r] += x0 * wg[4 * r] + x1 * wg[4 * r + 1] +     \
+                                      x2 * wg[4 * r + 2] + x3 * wg[4 * r + 3];  \
                 }                                                               \
                 for (int64_t r = 0; r < mb; r++)                                \
                     for (int64_t j = 0; j < kt; j++)                            \
