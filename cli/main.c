@@ -10,6 +10,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_solve(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 static const bp_cmd commands[] = {
     {"inspect", cmd_inspect, "layers, shapes, parameters and MACs of a model"},
@@ -17,6 +19,8 @@ static const bp_cmd commands[] = {
     {"sensitivity", cmd_sensitivity, "per-layer Hessian traces, top eigenvalues, perturbations"},
     {"solve", cmd_solve, "best bit-widths per layer under size/latency/BOPs budgets"},
     {"sweep", cmd_sweep, "Pareto front of sensitivity against size, latency or BOPs"},
+    {"run", cmd_run, "run a plan in the integer-only executor and measure it"},
+    {"profile", cmd_profile, "measure this machine's integer kernels into a profile"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,253 @@
+/* bench_qexec.c - latency of the integer-only executor against bitplan's own
+ * float executor (same run, same threads), against the latency a measured
+ * profile predicts for the plan, and against PyTorch's float32 and int8
+ * paths on the same ResNet-18.
+ *
+ *   bench/bench_qexec [--threads N] [--repeat N] [--profile HW.json]
+ *
+ * Models: the example CNN (batch 1 and 64) and, when it has been exported
+ * (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx with
+ * bench/resnet18_calib.npy (batch 1 and 8); BITPLAN_RESNET18=DIR points
+ * elsewhere.  Plans: all weights and activations at 8 bits, and weights at
+ * 4 bits.  Without --profile, the predictions come from a profile measured
+ * here first for the model's own layers (bitplan profile --measure --model).
+ * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
+ * same ResNet-18.  Latencies are medians per sample; figures, not a test. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitplan.h"
+#include "plan.h"
+#include "qcalib.h"
+#include "qexec.h"
+#include "qgraph.h"
+#include "qprofile.h"
+
+#ifndef BP_SRCDIR
+#define BP_SRCDIR "."
+#endif
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds per sample of runs of `batch` samples, at least `repeat`
+ * runs and 0.5 s. */
+typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
+
+static double median_time(run_fn fn, void *ctx, const float *x, int64_t batch,
+                          int repeat)
+{
+    double *t = malloc(sizeof *t * 100000);
+    int n = 0;
+    fn(ctx, x, batch);
+    double start = now();
+    while (n < 100000 && (n < repeat || now() - start < 0.5)) {
+        double t0 = now();
+        if (fn(ctx, x, batch))
+            break;
+        t[n++] = now() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    double m = n ? t[n / 2] / (double)batch : NAN;
+    free(t);
+    return m;
+}
+
+static int run_float(void *ctx, const float *x, int64_t n)
+{
+    const void *in[1] = {x};
+    return bp_exec_run(ctx, in, n);
+}
+
+static int run_int(void *ctx, const float *x, int64_t n)
+{
+    const float *in[1] = {x};
+    return bp_qexec_run(ctx, in, n);
+}
+
+static bp_plan *uniform(bp_graph *g, int w, int a)
+{
+    bp_layer *ls;
+    int nl;
+    bp_plan *p = NULL;
+    if (bp_graph_layers(g, &ls, &nl) || bp_plan_new(&p, nl, 0))
+        return NULL;
+    p->model_sha256 = strdup(g->hash);
+    for (int i = 0; i < nl; i++) {
+        p->layers[i].name = strdup(ls[i].name);
+        p->layers[i].w_bits = w;
+        p->layers[i].a_bits = a;
+    }
+    free(ls);
+    return p;
+}
+
+static void print_ms(const char *what, double s)
+{
+    printf("    %-34s %10.3f ms\n", what, s * 1e3);
+}
+
+static int bench_model(const char *name, const char *model, const char *calib,
+                       int64_t big, int threads, int repeat,
+                       const char *profile, double *int8_b1)
+{
+    bp_graph *g = NULL;
+    bp_tensor *C = NULL;
+    bp_qcalib *qc = NULL;
+    int st;
+    if ((st = bp_onnx_load(&g, model)) || (st = bp_npy_load(&C, calib))) {
+        fprintf(stderr, "%s\n", bp_errmsg());
+        goto out;
+    }
+    int64_t n = C->dims[0], per = bp_tensor_numel(C) / n;
+    float *x = malloc(sizeof *x * (size_t)(per * big));
+    for (int64_t i = 0; i < per * big; i++)
+        x[i] = ((const float *)C->data)[i % (per * n)];
+    if ((st = bp_qcalib_new(&qc, g, C->data, n < 64 ? n : 64, 16))) {
+        fprintf(stderr, "%s\n", bp_errmsg());
+        free(x);
+        goto out;
+    }
+    char prof[512];
+    if (profile) {
+        snprintf(prof, sizeof prof, "%s", profile);
+    } else {
+        snprintf(prof, sizeof prof, "/tmp/bench_qexec_%d.json", (int)getpid());
+        bp_qprofile_opts po;
+        bp_qprofile_opts_init(&po);
+        po.threads = threads;
+        po.models = &g;
+        po.n_models = 1;
+        po.bits = (1u << 8) | (1u << 4);
+        po.repeat = repeat;
+        po.quick = 1; /* only the grid is cut short; the model is measured */
+        printf("  (measuring a profile of %s's layers for the predictions)\n",
+               name);
+        if ((st = bp_qprofile_measure(prof, &po, NULL))) {
+            fprintf(stderr, "%s\n", bp_errmsg());
+            free(x);
+            goto out;
+        }
+    }
+    printf("%s (%s), %d threads, %s kernels\n", name, model, threads,
+           bp_qk_isa_name(bp_qk_isa_get()));
+    for (int64_t b = 1; b <= big; b = b == 1 ? big : big + 1) {
+        bp_exec *fe = NULL;
+        if ((st = bp_exec_new(&fe, g, BP_F32, b)))
+            break;
+        double tf = median_time(run_float, fe, x, b, repeat);
+        bp_exec_free(&fe);
+        printf("  batch %lld\n", (long long)b);
+        print_ms("float32 executor (per sample)", tf);
+        for (int w = 8; w >= 4; w -= 4) {
+            bp_plan *p = uniform(g, w, 8);
+            bp_qmodel *qm = NULL;
+            bp_qexec *ex = NULL;
+            if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
+                (st = bp_qexec_new(&ex, qm, b, threads))) {
+                fprintf(stderr, "%s\n", bp_errmsg());
+                bp_qmodel_free(&qm);
+                bp_plan_free(&p);
+                break;
+            }
+            double ti = median_time(run_int, ex, x, b, repeat);
+            char what[64];
+            snprintf(what, sizeof what, "integer w%da8 (per sample)", w);
+            print_ms(what, ti);
+            printf("    %-34s %10.2fx\n", "  speed-up over float32", tf / ti);
+            if (b == 1) {
+                double pred;
+                if (bp_qprofile_predict(prof, g, p, &pred) == BP_OK)
+                    printf("    %-34s %10.3f ms (measured %+.0f%%)\n",
+                           "  profile's prediction", pred * 1e3,
+                           (ti / pred - 1) * 100);
+                if (w == 8 && int8_b1)
+                    *int8_b1 = ti;
+            }
+            printf("    %-34s %10lld bytes\n", "  packed size", (long long)qm->size_bytes);
+            bp_qexec_free(&ex);
+            bp_qmodel_free(&qm);
+            bp_plan_free(&p);
+        }
+    }
+    if (!profile)
+        remove(prof);
+    free(x);
+out:
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&C);
+    bp_graph_free(&g);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, repeat = 20;
+    const char *profile = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
+            profile = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
+                    "[--profile HW.json]\n");
+            return 2;
+        }
+    }
+    bp_set_threads(threads);
+    bench_model("example CNN", BP_SRCDIR "/examples/cnn.onnx",
+                BP_SRCDIR "/examples/digits_calib_x.npy", 64, threads, repeat,
+                profile, NULL);
+
+    const char *dir = getenv("BITPLAN_RESNET18");
+    char model[1024], calib[1024];
+    snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
+    snprintf(calib, sizeof calib, "%s/resnet18_calib.npy", dir ? dir : BP_SRCDIR "/bench");
+    if (access(model, R_OK) || access(calib, R_OK)) {
+        printf("ResNet-18: %s not found; make it with\n"
+               "  /usr/bin/python3 %s/bench/export_resnet18.py\n", model,
+               BP_SRCDIR);
+        return 0;
+    }
+    double int8 = NAN;
+    bench_model("ResNet-18 224x224", model, calib, 8, threads, repeat / 2 + 1,
+                profile, &int8);
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/torch_int8.py "
+                 "--threads %d --repeat %d 2>/dev/null", BP_SRCDIR, threads,
+                 repeat);
+        FILE *f = popen(cmd, "r");
+        char line[512];
+        double torch_int8 = NAN;
+        while (f && fgets(line, sizeof line, f)) {
+            printf("  %s", line);
+            double v;
+            if (sscanf(line, "torch int8 batch 1: %lf", &v) == 1)
+                torch_int8 = v * 1e-3;
+        }
+        if (f)
+            pclose(f);
+        if (isfinite(torch_int8) && isfinite(int8))
+            printf("  bitplan int8 / torch int8 at batch 1: %.2fx (target <= 1.5)\n",
+                   int8 / torch_int8);
+    }
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* cmd_profile.c - `bitplan profile --measure`: times the integer executor's
+ * kernels on this machine and writes a hardware profile (a measured table
+ * with a roofline fallback) that `bitplan solve --profile` can read. */
+#include "cli.h"
+#include "qprofile.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: bitplan profile --measure -o HW.json [--model MODEL.onnx]...\n"
+    "                       [--bits 2,3,4,8] [--threads N] [--repeat N]\n"
+    "                       [--name NAME] [--quick]\n\n"
+    "Times bitplan's integer executor on this machine at batch 1 for every\n"
+    "weight width and writes a \"table\" profile: each layer of every --model\n"
+    "timed inside whole runs of that model (so a plan for it is predicted\n"
+    "from its own layers), plus a grid of convolution and GEMM shapes, and a\n"
+    "roofline fallback fitted from the same measurements.\n\n"
+    "  --measure          measure this machine (the only mode so far)\n"
+    "  -o, --out FILE     the profile to write (atomically)\n"
+    "  --model FILE       measure this model's layers too (repeatable)\n"
+    "  --bits LIST        weight widths to measure (default 2,3,4,5,6,7,8)\n"
+    "  --threads N        executor threads (default: all CPUs; use the same\n"
+    "                     for `bitplan run`)\n"
+    "  --repeat N         timed runs per entry, median kept (default 15)\n"
+    "  --name NAME        the profile's name (default \"measured\")\n"
+    "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n";
+
+int cmd_profile(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"measure", no_argument, NULL, 'M'},
+        {"out", required_argument, NULL, 'o'},
+        {"model", required_argument, NULL, 'm'},
+        {"bits", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'},
+        {"repeat", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {"quick", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    bp_qprofile_opts po;
+    bp_qprofile_opts_init(&po);
+    const char *out = NULL;
+    const char **paths = calloc((size_t)argc + 1, sizeof *paths);
+    int n_paths = 0, measure = 0, c;
+    int64_t v;
+    if (!paths)
+        return cli_status(BP_ENOMEM);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'M': measure = 1; break;
+        case 'o': out = optarg; break;
+        case 'm': paths[n_paths++] = optarg; break;
+        case 'b': {
+            unsigned mask = 0;
+            char *s = optarg, *end;
+            for (;;) {
+                long b = strtol(s, &end, 10);
+                if (end == s || b < 2 || b > 8) {
+                    free(paths);
+                    return cli_usage("profile", "--bits expects widths from 2 "
+                                     "to 8 separated by commas, got '%s'",
+                                     optarg);
+                }
+                mask |= 1u << b;
+                if (*end != ',')
+                    break;
+                s = end + 1;
+            }
+            if (*end) {
+                free(paths);
+                return cli_usage("profile", "--bits expects widths from 2 to 8 "
+                                 "separated by commas, got '%s'", optarg);
+            }
+            po.bits = mask;
+            break;
+        }
+        case 't':
+            if (cli_parse_int("profile", "--threads", optarg, 1, 64, &v)) {
+                free(paths);
+                return BP_EXIT_INPUT;
+            }
+            po.threads = (int)v;
+            break;
+        case 'r':
+            if (cli_parse_int("profile", "--repeat", optarg, 1, 100000, &v)) {
+                free(paths);
+                return BP_EXIT_INPUT;
+            }
+            po.repeat = (int)v;
+            break;
+        case 'n': po.name = optarg; break;
+        case 'q': po.quick = 1; break;
+        case 'h': fputs(help, stdout); free(paths); return BP_EXIT_OK;
+        default: free(paths); return cli_usage("profile", "unknown option");
+        }
+    }
+    if (optind != argc || !measure || !out) {
+        free(paths);
+        return cli_usage("profile", optind != argc ? "takes no positional "
+                         "arguments" : !measure ? "only --measure is supported"
+                         : "-o HW.json is required");
+    }
+    int st = BP_OK;
+    bp_graph **models = calloc((size_t)n_paths + 1, sizeof *models);
+    if (!models)
+        st = BP_ENOMEM;
+    for (int i = 0; !st && i < n_paths; i++)
+        st = bp_onnx_load(&models[i], paths[i]);
+    if (!st) {
+        po.models = models;
+        po.n_models = n_paths;
+        st = bp_qprofile_measure(out, &po, stderr);
+    }
+    if (!st)
+        fprintf(stderr, "wrote %s\n", out);
+    for (int i = 0; models && i < n_paths; i++)
+        bp_graph_free(&models[i]);
+    free(models);
+    free(paths);
+    return cli_status(st);
+}

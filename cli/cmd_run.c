@@ -1,0 +1,370 @@
+/* cmd_run.c - `bitplan run`: proves a plan by running it in the integer-only
+ * executor and reporting accuracy, agreement with the float model, logit
+ * SQNR, packed bytes and measured latency against the plan's claims. */
+#include "cli.h"
+#include "plan.h"
+#include "qprofile.h"
+#include "qrun.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: bitplan run MODEL.onnx --plan PLAN.json --data X.npy\n"
+    "                   [--labels Y.npy] [--calib C.npy] [--max-drop POINTS]\n"
+    "                   [--repeat N] [--batch N] [--json] [more options]\n\n"
+    "Runs the plan in bitplan's integer-only executor (int8/uint8 activations,\n"
+    "packed weights, int32 accumulation, dyadic requantisation) over X and\n"
+    "reports float and integer accuracy and cross-entropy, top-1 agreement\n"
+    "with the float model, logit SQNR, the packed bytes of the executor's\n"
+    "buffers, and the measured latency per sample (median of --repeat runs,\n"
+    "at batch 1 and at --batch) next to the plan's predictions, and checks\n"
+    "every budget of the plan.\n\n"
+    "  --plan PLAN.json      the plan (its model sha256 must match MODEL)\n"
+    "  --data X.npy          samples; their shape must match the model input\n"
+    "  --labels Y.npy        integer class labels, one per sample\n"
+    "  --calib C.npy         calibration samples for the activation ranges\n"
+    "                        (default: the first 256 samples of --data)\n"
+    "  --calib-samples N     use at most N calibration samples\n"
+    "  --calib-method M      minmax, percentile or mse (default mse)\n"
+    "  --percentile P        percentile of |x| for --calib-method percentile\n"
+    "                        (default 99.99)\n"
+    "  --max-drop POINTS     exit 1 when integer accuracy is more than POINTS\n"
+    "                        percentage points below float\n"
+    "  --repeat N            timed runs per batch size (default 10; 0: no timing)\n"
+    "  --batch N             evaluation and timing batch (default 64)\n"
+    "  --samples N           use only the first N samples of --data\n"
+    "  --threads N           integer executor threads (default: all CPUs)\n"
+    "  --profile HW.json     also report the latency this measured profile\n"
+    "                        (bitplan profile --measure) predicts for the plan\n"
+    "  --isa NAME            portable or avx512-vnni (default: the best this\n"
+    "                        CPU runs)\n"
+    "  --json                print the figures as JSON on stdout:\n"
+    "                        {\"float_accuracy\",\"int_accuracy\",\"float_loss\",\n"
+    "                         \"int_loss\",\"agreement\",\"sqnr_db\",\"size_bytes\",\n"
+    "                         \"latency_s\",\"predicted_latency_s\",\"budgets_met\",\n"
+    "                         ...}\n"
+    "exit: 0 ok, 1 a budget exceeded or the accuracy drop over --max-drop,\n"
+    "      2 bad input (a plan for another model, unknown layers, bit-widths\n"
+    "      the executor lacks, data of the wrong shape)\n";
+
+/* Reads every sample of an opened data file into a float32 tensor. */
+static int read_all(cli_data *d, bp_tensor **out)
+{
+    const int64_t *dims = bp_npy_dims(d->x);
+    int64_t shape[BP_MAX_RANK];
+    int rank = bp_npy_rank(d->x);
+    memcpy(shape, dims, (size_t)rank * sizeof *shape);
+    shape[0] = d->count;
+    int st = bp_tensor_new(out, BP_F32, rank, shape);
+    if (st)
+        return st;
+    if ((st = cli_data_read(d, 0, d->count, BP_F32, (*out)->data)))
+        bp_tensor_free(out);
+    return st;
+}
+
+static void add_num(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static void print_time(FILE *f, double s)
+{
+    if (!isfinite(s))
+        fprintf(f, "n/a");
+    else if (s < 1e-3)
+        fprintf(f, "%.1f us", s * 1e6);
+    else
+        fprintf(f, "%.3f ms", s * 1e3);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"plan", required_argument, NULL, 'p'},
+        {"data", required_argument, NULL, 'd'},
+        {"labels", required_argument, NULL, 'l'},
+        {"calib", required_argument, NULL, 'c'},
+        {"calib-samples", required_argument, NULL, 'C'},
+        {"calib-method", required_argument, NULL, 'M'},
+        {"percentile", required_argument, NULL, 'P'},
+        {"max-drop", required_argument, NULL, 'm'},
+        {"repeat", required_argument, NULL, 'r'},
+        {"batch", required_argument, NULL, 'b'},
+        {"samples", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"isa", required_argument, NULL, 'i'},
+        {"profile", required_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *plan_path = NULL, *xpath = NULL, *ypath = NULL, *cpath = NULL;
+    const char *isa = NULL, *profile = NULL;
+    int64_t repeat = 10, batch = 64, samples = 0, threads = 0, csamples = 256;
+    double max_drop = NAN;
+    int json = 0, c;
+    bp_qrun_opts ro;
+    bp_qrun_opts_init(&ro);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'p': plan_path = optarg; break;
+        case 'd': xpath = optarg; break;
+        case 'l': ypath = optarg; break;
+        case 'c': cpath = optarg; break;
+        case 'C':
+            if (cli_parse_int("run", "--calib-samples", optarg, 1, INT64_MAX / 2,
+                              &csamples))
+                return BP_EXIT_INPUT;
+            break;
+        case 'M':
+            if (bp_calib_method_lookup(optarg, &ro.q.method))
+                return cli_usage("run", "--calib-method expects minmax, "
+                                 "percentile or mse, got '%s'", optarg);
+            break;
+        case 'P':
+            ro.q.percentile = strtod(optarg, &end);
+            if (*end || !(ro.q.percentile > 0 && ro.q.percentile <= 100))
+                return cli_usage("run", "--percentile expects a number in "
+                                 "(0, 100], got '%s'", optarg);
+            break;
+        case 'm':
+            max_drop = strtod(optarg, &end);
+            if (*end || !(max_drop >= 0) || !isfinite(max_drop))
+                return cli_usage("run", "--max-drop expects percentage points "
+                                 ">= 0, got '%s'", optarg);
+            break;
+        case 'r':
+            if (cli_parse_int("run", "--repeat", optarg, 0, 1000000, &repeat))
+                return BP_EXIT_INPUT;
+            break;
+        case 'b':
+            if (cli_parse_int("run", "--batch", optarg, 1, 1 << 20, &batch))
+                return BP_EXIT_INPUT;
+            break;
+        case 's':
+            if (cli_parse_int("run", "--samples", optarg, 1, INT64_MAX / 2,
+                              &samples))
+                return BP_EXIT_INPUT;
+            break;
+        case 't':
+            if (cli_parse_int("run", "--threads", optarg, 1, 64, &threads))
+                return BP_EXIT_INPUT;
+            break;
+        case 'i': isa = optarg; break;
+        case 'f': profile = optarg; break;
+        case 'j': json = 1; break;
+        case 'h': fputs(help, stdout); return BP_EXIT_OK;
+        default: return cli_usage("run", "unknown option");
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage("run", "expects one MODEL.onnx");
+    if (!plan_path)
+        return cli_usage("run", "--plan is required");
+    if (!xpath)
+        return cli_usage("run", "--data is required");
+    if (isa) {
+        int found = -1;
+        for (int k = 0; k < BP_QK_ISA_COUNT; k++)
+            if (strcmp(isa, bp_qk_isa_name((bp_qk_isa)k)) == 0)
+                found = k;
+        if (found < 0)
+            return cli_usage("run", "--isa expects portable or avx512-vnni, "
+                             "got '%s'", isa);
+        if (bp_qk_isa_set((bp_qk_isa)found))
+            return cli_status(BP_EUNSUPPORTED);
+    }
+    ro.batch = batch;
+    ro.repeat = (int)repeat;
+    ro.threads = (int)threads;
+
+    int st, rc = BP_EXIT_OK;
+    bp_graph *g = NULL;
+    bp_plan *plan = NULL;
+    cli_data d = {0}, dc = {0};
+    bp_tensor *X = NULL, *Y = NULL, *CX = NULL;
+    bp_qrun *qr = NULL;
+    bp_qrun_result R;
+    if ((st = bp_onnx_load(&g, argv[optind])) ||
+        (st = bp_plan_load(&plan, plan_path)))
+        goto out;
+    /* a bad plan is refused before any data is read */
+    if ((st = bp_qplan_check(g, plan, plan_path)))
+        goto out;
+    if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
+        (st = read_all(&d, &X)))
+        goto out;
+    if (d.labels) {
+        int64_t n = d.count;
+        if ((st = bp_tensor_new(&Y, BP_I64, 1, &n)))
+            goto out;
+        memcpy(Y->data, d.labels, (size_t)n * sizeof(int64_t));
+    }
+    if (cpath && ((st = cli_data_open(&dc, g, cpath, NULL, csamples)) ||
+                  (st = read_all(&dc, &CX))))
+        goto out;
+    if (!cpath && X->dims[0] > csamples) {
+        /* the first csamples of --data */
+        bp_tensor *t = NULL;
+        int64_t dims[BP_MAX_RANK];
+        memcpy(dims, X->dims, sizeof dims);
+        dims[0] = csamples;
+        if ((st = bp_tensor_new(&t, BP_F32, X->rank, dims)))
+            goto out;
+        memcpy(t->data, X->data, bp_tensor_bytes(t));
+        CX = t;
+    }
+    if ((st = bp_qrun_new(&qr, g, X, Y, CX, &ro)))
+        goto out;
+    if ((st = bp_qrun_plan(qr, plan, plan_path, &R)))
+        goto out;
+    double prof_lat = NAN;
+    if (profile && (st = bp_qprofile_predict(profile, g, plan, &prof_lat)))
+        goto out;
+
+    double drop = (R.float_accuracy - R.int_accuracy) * 100;
+    int drop_fail = isfinite(max_drop) && isfinite(drop) && drop > max_drop;
+    FILE *f = stderr;
+    int wmin = 99, wmax = 0, amin = 99, amax = 0;
+    for (int i = 0; i < plan->n_layers; i++) {
+        int w = plan->layers[i].w_bits, a = plan->layers[i].a_bits;
+        wmin = w < wmin ? w : wmin;
+        wmax = w > wmax ? w : wmax;
+        amin = a < amin ? a : amin;
+        amax = a > amax ? a : amax;
+    }
+    fprintf(f, "%s under %s: %d layers, weights %d..%d bits, activations "
+            "%d..%d bits\n", g->path, plan_path, plan->n_layers, wmin, wmax,
+            amin, amax);
+    if (cpath)
+        fprintf(f, "calibration: %lld samples of %s, %s ranges\n",
+                (long long)bp_qrun_calib_samples(qr), cpath,
+                bp_calib_method_name(ro.q.method));
+    else
+        fprintf(f, "calibration: no --calib given, so the first %lld samples of "
+                "--data %s (%s ranges)\n", (long long)bp_qrun_calib_samples(qr),
+                xpath, bp_calib_method_name(ro.q.method));
+    fprintf(f, "%lld samples, batch %lld, %d threads, %s kernels\n",
+            (long long)R.samples, (long long)R.batch, R.threads, R.isa);
+    fprintf(f, "%-22s %12s %12s\n", "", "float", "integer");
+    if (R.has_labels && R.has_classes) {
+        fprintf(f, "%-22s %11.2f%% %11.2f%%   (drop %.2f points)\n", "accuracy",
+                R.float_accuracy * 100, R.int_accuracy * 100, drop);
+        fprintf(f, "%-22s %12.6f %12.6f   (+%.6f)\n", "cross-entropy",
+                R.float_loss, R.int_loss, R.int_loss - R.float_loss);
+    }
+    if (R.has_classes)
+        fprintf(f, "%-22s %12s %11.2f%%\n", "top-1 agreement", "",
+                R.agreement * 100);
+    fprintf(f, "%-22s %12s %9.2f dB\n", "logit SQNR", "", R.sqnr_db);
+    fprintf(f, "%-22s %12s %12lld   (layers %lld + scales %lld", "packed bytes",
+            "", (long long)R.size_bytes, (long long)R.layer_bytes,
+            (long long)R.overhead_bytes);
+    if (R.predicted_size_bytes > 0)
+        fprintf(f, "; plan predicted %.0f", R.predicted_size_bytes);
+    fprintf(f, ")\n");
+    fprintf(f, "%-22s %12s %12.4g\n", "bit-ops / sample", "", R.bops);
+    fprintf(f, "%-22s batch 1: ", "latency / sample");
+    print_time(f, R.latency_s);
+    if (R.predicted_latency_s > 0) {
+        fprintf(f, " (plan predicted ");
+        print_time(f, R.predicted_latency_s);
+        if (isfinite(R.latency_s))
+            fprintf(f, ", measured %+.0f%%",
+                    (R.latency_s / R.predicted_latency_s - 1) * 100);
+        fprintf(f, ")");
+    }
+    if (isfinite(prof_lat)) {
+        fprintf(f, " (%s predicts ", profile);
+        print_time(f, prof_lat);
+        if (isfinite(R.latency_s))
+            fprintf(f, ", measured %+.0f%%", (R.latency_s / prof_lat - 1) * 100);
+        fprintf(f, ")");
+    }
+    fprintf(f, "; batch %lld: ", (long long)R.batch);
+    print_time(f, R.latency_batch_s);
+    fprintf(f, "\n");
+    for (int i = 0; i < R.n_budgets; i++) {
+        const bp_qrun_budget *b = &R.budgets[i];
+        fprintf(f, "budget %-8s <= %-12.6g%s%s%s: ", b->kind, b->limit,
+                b->text ? " (" : "", b->text ? b->text : "", b->text ? ")" : "");
+        if (b->checked)
+            fprintf(f, "measured %.6g -- %s\n", b->measured,
+                    b->met ? "met" : "EXCEEDED");
+        else
+            fprintf(f, "not measured by bitplan run\n");
+    }
+    if (drop_fail)
+        fprintf(f, "accuracy drop %.2f points exceeds --max-drop %.2f\n", drop,
+                max_drop);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        add_num(o, "float_accuracy", R.float_accuracy);
+        add_num(o, "int_accuracy", R.int_accuracy);
+        add_num(o, "float_loss", R.float_loss);
+        add_num(o, "int_loss", R.int_loss);
+        add_num(o, "agreement", R.agreement);
+        add_num(o, "sqnr_db", R.sqnr_db);
+        cJSON_AddNumberToObject(o, "size_bytes", (double)R.size_bytes);
+        add_num(o, "latency_s", R.latency_s);
+        add_num(o, "predicted_latency_s",
+                R.predicted_latency_s > 0 ? R.predicted_latency_s : NAN);
+        cJSON_AddBoolToObject(o, "budgets_met", R.budgets_met);
+        cJSON_AddNumberToObject(o, "samples", (double)R.samples);
+        cJSON_AddNumberToObject(o, "batch", (double)R.batch);
+        add_num(o, "latency_batch_s", R.latency_batch_s);
+        add_num(o, "profile_latency_s", prof_lat);
+        add_num(o, "accuracy_drop_points", drop);
+        cJSON_AddNumberToObject(o, "layer_bytes", (double)R.layer_bytes);
+        cJSON_AddNumberToObject(o, "overhead_bytes", (double)R.overhead_bytes);
+        add_num(o, "predicted_size_bytes",
+                R.predicted_size_bytes > 0 ? R.predicted_size_bytes : NAN);
+        cJSON_AddNumberToObject(o, "bops", R.bops);
+        cJSON_AddNumberToObject(o, "calib_samples",
+                                (double)bp_qrun_calib_samples(qr));
+        cJSON_AddStringToObject(o, "calib_source", cpath ? cpath : "data");
+        cJSON_AddStringToObject(o, "calib_method",
+                                bp_calib_method_name(ro.q.method));
+        cJSON_AddNumberToObject(o, "threads", R.threads);
+        cJSON_AddStringToObject(o, "isa", R.isa);
+        cJSON *ba = cJSON_AddArrayToObject(o, "budgets");
+        for (int i = 0; i < R.n_budgets; i++) {
+            cJSON *b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "kind", R.budgets[i].kind);
+            cJSON_AddNumberToObject(b, "value", R.budgets[i].limit);
+            if (R.budgets[i].checked)
+                cJSON_AddNumberToObject(b, "measured", R.budgets[i].measured);
+            else
+                cJSON_AddNullToObject(b, "measured");
+            cJSON_AddBoolToObject(b, "met", R.budgets[i].met);
+            cJSON_AddItemToArray(ba, b);
+        }
+        char *s = cJSON_PrintUnformatted(o);
+        puts(s);
+        free(s);
+        cJSON_Delete(o);
+    }
+    if (!R.budgets_met || drop_fail)
+        rc = BP_EXIT_CHECK;
+out:
+    if (st)
+        rc = cli_status(st);
+    bp_qrun_free(&qr);
+    bp_tensor_free(&X);
+    bp_tensor_free(&Y);
+    bp_tensor_free(&CX);
+    cli_data_close(&d);
+    cli_data_close(&dc);
+    bp_plan_free(&plan);
+    bp_graph_free(&g);
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* qexec.h - the integer-only executor: runs a quantized model (qgraph.h) on
+ * batches of float inputs and returns float outputs.
+ *
+ * Between the QUANTIZE of the input and the DEQUANT of the output every step
+ * is integer arithmetic: int8/uint8 codes, int32 accumulation, dyadic
+ * requantisation.  Layer weights are read from their packed buffers: an
+ * 8-bit layer's codes are used in place; a narrower layer's are unpacked to
+ * int8 on every run, two blocks of 16 channels at a time next to their GEMM
+ * when the run's positions fit one chunk (batch 1), else the whole layer
+ * once into a shared workspace (no int8 copy of the weights is kept).  Work is
+ * split over a small thread pool; results do not depend on the number of
+ * threads or on the instruction set (qkernels.h).
+ *
+ * Ownership: the executor borrows the model (which must outlive it) and
+ * owns its buffers and threads. */
+#ifndef BP_QEXEC_H
+#define BP_QEXEC_H
+
+#include <stdint.h>
+
+#include "qgraph.h"
+
+typedef struct bp_qexec bp_qexec;
+
+/* New executor for batches of at most max_batch samples on `threads`
+ * threads (<= 0: one per online CPU, at most 64). */
+int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,
+                 int threads);
+
+/* Runs n (1..max_batch) samples: inputs[k] holds graph input k, float32 in
+ * the graph's layout.  Outputs are valid until the next run. */
+int bp_qexec_run(bp_qexec *ex, const float *const *inputs, int64_t n);
+
+/* bp_qexec_run, recording the seconds each op took in op_seconds
+ * (qm->n_ops entries). */
+int bp_qexec_run_timed(bp_qexec *ex, const float *const *inputs, int64_t n,
+                       double *op_seconds);
+
+/* Graph output k of the last run, float32 in the graph's layout. */
+const float *bp_qexec_output(const bp_qexec *ex, int k);
+
+/* Integer tensor t of the last run: (n, h, w, c) codes of its type. */
+const void *bp_qexec_tensor(const bp_qexec *ex, int t);
+
+/* Bytes of activation buffers and workspace (not model bytes). */
+int64_t bp_qexec_workspace_bytes(const bp_qexec *ex);
+
+int bp_qexec_threads(const bp_qexec *ex);
+
+/* Runs only op i of the model on the buffers of the last run (for
+ * profiling single kernels). */
+int bp_qexec_run_op(bp_qexec *ex, int i, int64_t n);
+
+void bp_qexec_free(bp_qexec **ex);
+
+#endif

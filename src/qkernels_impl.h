@@ -1,0 +1,33 @@
+/* qkernels_impl.h - what the integer kernel files share internally: the
+ * AVX-512 VNNI entry points (qkernels_x86.c) and scalar helpers used by both
+ * the portable and the vector code.  Not installed. */
+#ifndef BP_QKERNELS_IMPL_H
+#define BP_QKERNELS_IMPL_H
+
+#include "qkernels.h"
+#include "quant.h"
+
+/* 1 when the CPU and OS run AVX-512 F/BW/VL with VNNI. */
+int bp_qk_x86_vnni_available(void);
+
+/* The GEMM and epilogue of bp_qk_layer_run for positions [pc, pc + np) from
+ * rows (np + BP_QK_ROWPAD, ldr) uint8 (xor80: a signed input fed as x + 128,
+ * compensated by bias_x), channel blocks [b0, b1) of group grp, whose int8
+ * codes start at w0. */
+void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
+                         int64_t pc, const bp_qk_layer *a, int64_t grp,
+                         int64_t b0, int64_t b1, const int8_t *w0, int xor80);
+
+/* Unpacks the first codes of a b-bit stream with AVX-512 BW (4 and 2 bits)
+ * or BMI2 (the other widths), in whole vectors / groups of 8 only; returns
+ * how many it did (a multiple of 8).  The caller does the rest. */
+int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
+
+/* The scalar epilogue of one output element, t = accumulator + bias. */
+void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
+                    int64_t t);
+
+/* Counted taps of pool window (oy, ox) (the float kernel's rule). */
+int64_t bp_qk_pool_count(const bp_pool_geom *g, int64_t oy, int64_t ox);
+
+#endif

@@ -1,0 +1,96 @@
+/* qrun.h - proving a plan by running it: accuracy, agreement with the float
+ * model, logit SQNR, packed bytes, measured latency and the plan's budgets.
+ *
+ * A bp_qrun holds what stays the same across plans of one model: the data
+ * (and labels), the float model's outputs on it, and the calibration
+ * statistics.  bp_qrun_plan() then builds the quantized model of one plan,
+ * runs it over the data in the integer executor and measures it, so that
+ * `bitplan run` and `bitplan sweep --validate` report the same figures.
+ *
+ * Accuracy and cross-entropy read graph output 0 as (N, classes) logits;
+ * for other outputs they are NaN and only the SQNR is reported.
+ *
+ * Ownership: a bp_qrun borrows the graph (which must outlive it) and copies
+ * what it needs from the tensors it is given. */
+#ifndef BP_QRUN_H
+#define BP_QRUN_H
+
+#include <stdint.h>
+
+#include "graph.h"
+#include "plan.h"
+#include "qgraph.h"
+#include "tensor.h"
+
+typedef struct bp_qrun_opts {
+    int64_t batch;        /* evaluation and timing batch (default 64) */
+    int repeat;           /* timed runs per batch size, median kept; 0 = no
+                             timing (default 0) */
+    int threads;          /* integer executor threads (0: online CPUs) */
+    int64_t calib_batch;  /* float batch of the calibration passes (64) */
+    bp_qopts q;           /* calibration method, percentile */
+} bp_qrun_opts;
+
+void bp_qrun_opts_init(bp_qrun_opts *o);
+
+/* One budget of the plan against what was measured. */
+typedef struct bp_qrun_budget {
+    const char *kind;     /* borrowed from the plan */
+    const char *text;
+    double limit, measured;
+    int checked, met;     /* checked = 0: a kind bitplan does not measure */
+} bp_qrun_budget;
+
+#define BP_QRUN_MAX_BUDGETS 16
+
+typedef struct bp_qrun_result {
+    int64_t samples;
+    int has_labels, has_classes;
+    double float_accuracy, int_accuracy;  /* 0..1 */
+    double float_loss, int_loss;          /* mean cross-entropy, nats */
+    double agreement;                     /* top-1 agreement, 0..1 */
+    double sqnr_db;                       /* 10 log10(sum f^2 / sum (f-q)^2) */
+    int64_t size_bytes, layer_bytes, overhead_bytes;
+    double bops;                          /* per sample */
+    double latency_s;                     /* per sample, batch 1, median */
+    double latency_batch_s;               /* per sample at `batch`, median */
+    int64_t batch;
+    double predicted_latency_s, predicted_size_bytes, predicted_bops;
+    int n_budgets;
+    bp_qrun_budget budgets[BP_QRUN_MAX_BUDGETS];
+    int budgets_met;
+    int threads;
+    const char *isa;
+} bp_qrun_result;
+
+typedef struct bp_qrun bp_qrun;
+
+/* x: float32 samples (N, input shape); labels: int64 (N) or NULL; calib:
+ * float32 calibration samples or NULL to take the first min(N, 256) of x
+ * (bp_qrun_calib_from_data() then says so).  Runs the float model over x and
+ * the calibration passes. */
+int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
+                const bp_tensor *labels, const bp_tensor *calib,
+                const bp_qrun_opts *o);
+
+/* 1 when the calibration used the first samples of the data. */
+int bp_qrun_calib_from_data(const bp_qrun *r);
+int64_t bp_qrun_calib_samples(const bp_qrun *r);
+
+/* Float figures (accuracy, loss) of the data, as in the results. */
+double bp_qrun_float_accuracy(const bp_qrun *r);
+
+/* Builds plan's quantized model, runs it over the data, times it (when
+ * repeat > 0) and checks the plan's budgets.  plan_name names the plan in
+ * messages.  Errors of bp_qmodel_new (bad plan) are passed on; *res is
+ * written only on success. */
+int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
+                 bp_qrun_result *res);
+
+/* The float executor's median latency per sample at batch 1 over `repeat`
+ * runs (for comparisons). */
+int bp_qrun_float_latency(bp_qrun *r, int repeat, double *seconds);
+
+void bp_qrun_free(bp_qrun **r);
+
+#endif
