@@ -63,6 +63,18 @@ int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf)
  * `samples` or all when 0) into a new bp_sens with model and data identity
  * filled; shared by `sensitivity` and `solve`/`sweep MODEL --data`.  Opts
  * are a bp_sens_opts (sensitivity/estimators.h). */
+/* Data for the integer executor (`run`, `sweep --validate`): samples X and
+ * labels Y (or NULL) from xpath/ypath, calibration samples CX from cpath or,
+ * without it, the first csamples of X (NULL when X has no more).  Owns the
+ * tensors a bp_qrun borrows: free after the bp_qrun. */
+typedef struct cli_qdata {
+    bp_tensor *x, *y, *cx;
+} cli_qdata;
+int cli_qdata_load(cli_qdata *q, bp_graph *g, const char *xpath,
+                   const char *ypath, int64_t samples, const char *cpath,
+                   int64_t csamples);
+void cli_qdata_free(cli_qdata *q);
+
 struct bp_sens_opts;
 struct bp_sens;
 int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,

@@ -67,6 +67,49 @@ static int read_all(cli_data *d, bp_tensor **out)
     return st;
 }
 
+int cli_qdata_load(cli_qdata *q, bp_graph *g, const char *xpath,
+                   const char *ypath, int64_t samples, const char *cpath,
+                   int64_t csamples)
+{
+    cli_data d = {0}, dc = {0};
+    int st;
+    memset(q, 0, sizeof *q);
+    if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
+        (st = read_all(&d, &q->x)))
+        goto out;
+    if (d.labels) {
+        int64_t n = d.count;
+        if ((st = bp_tensor_new(&q->y, BP_I64, 1, &n)))
+            goto out;
+        memcpy(q->y->data, d.labels, (size_t)n * sizeof(int64_t));
+    }
+    if (cpath && ((st = cli_data_open(&dc, g, cpath, NULL, csamples)) ||
+                  (st = read_all(&dc, &q->cx))))
+        goto out;
+    if (!cpath && q->x->dims[0] > csamples) {
+        /* the first csamples of --data */
+        int64_t dims[BP_MAX_RANK];
+        memcpy(dims, q->x->dims, sizeof dims);
+        dims[0] = csamples;
+        if ((st = bp_tensor_new(&q->cx, BP_F32, q->x->rank, dims)))
+            goto out;
+        memcpy(q->cx->data, q->x->data, bp_tensor_bytes(q->cx));
+    }
+out:
+    cli_data_close(&d);
+    cli_data_close(&dc);
+    if (st)
+        cli_qdata_free(q);
+    return st;
+}
+
+void cli_qdata_free(cli_qdata *q)
+{
+    bp_tensor_free(&q->x);
+    bp_tensor_free(&q->y);
+    bp_tensor_free(&q->cx);
+}
+
 static void add_num(cJSON *o, const char *k, double v)
 {
     if (isfinite(v))
@@ -190,8 +233,7 @@ int cmd_run(int argc, char **argv)
     int st, rc = BP_EXIT_OK;
     bp_graph *g = NULL;
     bp_plan *plan = NULL;
-    cli_data d = {0}, dc = {0};
-    bp_tensor *X = NULL, *Y = NULL, *CX = NULL;
+    cli_qdata qd = {0};
     bp_qrun *qr = NULL;
     bp_qrun_result R;
     if ((st = bp_onnx_load(&g, argv[optind])) ||
@@ -200,30 +242,8 @@ int cmd_run(int argc, char **argv)
     /* a bad plan is refused before any data is read */
     if ((st = bp_qplan_check(g, plan, plan_path)))
         goto out;
-    if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
-        (st = read_all(&d, &X)))
-        goto out;
-    if (d.labels) {
-        int64_t n = d.count;
-        if ((st = bp_tensor_new(&Y, BP_I64, 1, &n)))
-            goto out;
-        memcpy(Y->data, d.labels, (size_t)n * sizeof(int64_t));
-    }
-    if (cpath && ((st = cli_data_open(&dc, g, cpath, NULL, csamples)) ||
-                  (st = read_all(&dc, &CX))))
-        goto out;
-    if (!cpath && X->dims[0] > csamples) {
-        /* the first csamples of --data */
-        bp_tensor *t = NULL;
-        int64_t dims[BP_MAX_RANK];
-        memcpy(dims, X->dims, sizeof dims);
-        dims[0] = csamples;
-        if ((st = bp_tensor_new(&t, BP_F32, X->rank, dims)))
-            goto out;
-        memcpy(t->data, X->data, bp_tensor_bytes(t));
-        CX = t;
-    }
-    if ((st = bp_qrun_new(&qr, g, X, Y, CX, &ro)))
+    if ((st = cli_qdata_load(&qd, g, xpath, ypath, samples, cpath, csamples)) ||
+        (st = bp_qrun_new(&qr, g, qd.x, qd.y, qd.cx, &ro)))
         goto out;
     if ((st = bp_qrun_plan(qr, plan, plan_path, &R)))
         goto out;
@@ -359,11 +379,7 @@ out:
     if (st)
         rc = cli_status(st);
     bp_qrun_free(&qr);
-    bp_tensor_free(&X);
-    bp_tensor_free(&Y);
-    bp_tensor_free(&CX);
-    cli_data_close(&d);
-    cli_data_close(&dc);
+    cli_qdata_free(&qd);
     bp_plan_free(&plan);
     bp_graph_free(&g);
     return rc;

@@ -8,6 +8,7 @@
  * label) or are unmaintained (GNU plotutils' libplot, last released 2009),
  * and the plot is small, so no dependency is worth it. */
 #include "ilpopts.h"
+#include "../src/qrun.h"
 
 #include <errno.h>
 #include <math.h>
@@ -33,9 +34,16 @@ static const char help[] =
     "  --axis KIND       size, latency or bops\n"
     "  --points N        number of budgets, 1..1000 (default 10)\n"
     "  -o DIR            output directory\n"
-    "  --validate        run every plan in the integer executor and add the\n"
-    "                    measured accuracy (needs `bitplan run`: not in this\n"
-    "                    build yet)\n"
+    "  --validate        run every plan in the integer executor (bitplan run)\n"
+    "                    on MODEL.onnx with --data X.npy --labels Y.npy and\n"
+    "                    add the measured figures to pareto.csv (float_accuracy,\n"
+    "                    int_accuracy, float_loss, int_loss, agreement,\n"
+    "                    measured_size_bytes) and pareto_accuracy.svg (integer\n"
+    "                    accuracy against the axis).  With --sensitivity, --data\n"
+    "                    is the validation set; without it, the same data also\n"
+    "                    gives the sensitivity\n"
+    "  --calib C.npy     activation calibration samples for --validate\n"
+    "                    (default: the first 256 samples of --data)\n"
     "  --json            print {\"axis\",\"points\":[{\"budget\",\"objective\",\n"
     "                    \"size_bytes\",\"latency_s\",\"bops\",\"status\",\"gap\",\n"
     "                    \"plan\"}]} on stdout\n\n";
@@ -45,7 +53,17 @@ typedef struct point {
     int ok;                    /* 0: infeasible under the other budgets */
     bp_alloc_result r;
     char plan[32];             /* file name in DIR */
+    bp_qrun_result q;          /* measured by --validate */
+    int validated;
 } point;
+
+/* What a plot draws against the axis. */
+enum { Y_OBJECTIVE, Y_INT_ACCURACY };
+
+static double y_of(const point *p, int which)
+{
+    return which == Y_OBJECTIVE ? p->r.objective : 100 * p->q.int_accuracy;
+}
 
 static const char *axis_label(bp_budget_kind k)
 {
@@ -99,16 +117,16 @@ static void xml_text(FILE *f, const char *s)
 }
 
 static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
-                     int n, const char *title)
+                     int n, const char *title, int which)
 {
     const double W = 760, H = 500, L = 100, R = 30, T = 60, B = 70;
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY,
            ymax = -INFINITY;
     int m = 0;
     for (int i = 0; i < n; i++) {
-        if (!pt[i].ok)
+        if (!pt[i].ok || (which != Y_OBJECTIVE && !pt[i].validated))
             continue;
-        double x = total_of(&pt[i].r, axis), y = pt[i].r.objective;
+        double x = total_of(&pt[i].r, axis), y = y_of(&pt[i], which);
         xmin = fmin(xmin, x);
         xmax = fmax(xmax, x);
         ymin = fmin(ymin, y);
@@ -122,7 +140,7 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
         xmax = ymax = 1;
         unit[0] = '\0';
     }
-    int logy = m && ymin > 0 && ymax / ymin > 50;
+    int logy = which == Y_OBJECTIVE && m && ymin > 0 && ymax / ymin > 50;
     double y0, y1, x0 = xmin / scale, x1 = xmax / scale;
     if (x1 - x0 < 1e-12 * fmax(1, fabs(x1))) {
         x0 -= fmax(fabs(x0) * 0.05, 0.5);
@@ -198,25 +216,29 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
                "</text>\n", L + pw / 2, H - 22, axis_label(axis),
             *unit ? unit : "count");
     fprintf(f, "<text x=\"22\" y=\"%g\" text-anchor=\"middle\" "
-               "transform=\"rotate(-90 22 %g)\">objective: summed Omega "
-               "(predicted loss increase)%s</text>\n", T + ph / 2, T + ph / 2,
+               "transform=\"rotate(-90 22 %g)\">%s%s</text>\n", T + ph / 2,
+            T + ph / 2, which == Y_OBJECTIVE
+                ? "objective: summed Omega (predicted loss increase)"
+                : "integer-executor top-1 accuracy (%)",
             logy ? ", log scale" : "");
     /* the front: a line through the plans in axis order, each marked */
     if (m) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" "
                    "stroke-width=\"1.5\" points=\"");
         for (int i = 0; i < n; i++)
-            if (pt[i].ok)
+            if (pt[i].ok && (which == Y_OBJECTIVE || pt[i].validated))
                 fprintf(f, "%.2f,%.2f ", PX(total_of(&pt[i].r, axis) / scale),
-                        PY(pt[i].r.objective));
+                        PY(y_of(&pt[i], which)));
         fprintf(f, "\"/>\n<g fill=\"#1f77b4\" stroke=\"white\">\n");
         for (int i = 0; i < n; i++)
-            if (pt[i].ok)
+            if (pt[i].ok && (which == Y_OBJECTIVE || pt[i].validated))
                 fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4.5\"><title>"
-                           "%s: %.6g, objective %.6g</title></circle>\n",
+                           "%s: %.6g, %s %.6g</title></circle>\n",
                         PX(total_of(&pt[i].r, axis) / scale),
-                        PY(pt[i].r.objective), pt[i].plan,
-                        total_of(&pt[i].r, axis) / scale, pt[i].r.objective);
+                        PY(y_of(&pt[i], which)), pt[i].plan,
+                        total_of(&pt[i].r, axis) / scale,
+                        which == Y_OBJECTIVE ? "objective" : "accuracy %",
+                        y_of(&pt[i], which));
         fprintf(f, "</g>\n");
     }
     fprintf(f, "</svg>\n");
@@ -226,7 +248,7 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
 }
 
 static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
-                     int n)
+                     int n, int validate)
 {
     bp_outfile *of = NULL;
     int st = bp_outfile_open(&of, path);
@@ -235,6 +257,9 @@ static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
     FILE *f = bp_outfile_stream(of);
     int nl = bp_alloc_n_layers(c->alloc);
     fputs("budget,objective,size_bytes,latency_s,bops,status,gap,plan", f);
+    if (validate)
+        fputs(",float_accuracy,int_accuracy,float_loss,int_loss,agreement,"
+              "measured_size_bytes", f);
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < nl; i++) {
             const char *name = bp_alloc_layer_name(c->alloc, i);
@@ -254,7 +279,7 @@ static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
         fprintf(f, "%.17g", pt[k].budget);
         if (!pt[k].ok) {
             fputs(",,,,,infeasible,,", f);
-            for (int i = 0; i < 2 * nl; i++)
+            for (int i = 0; i < 2 * nl + (validate ? 6 : 0); i++)
                 fputc(',', f);
             fputc('\n', f);
             continue;
@@ -264,6 +289,12 @@ static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
             fprintf(f, "%.17g", r->total_latency_s);
         fprintf(f, ",%.17g,%s,%.17g,%s", r->total_bops, r->status, r->gap,
                 pt[k].plan);
+        if (validate) {
+            const bp_qrun_result *q = &pt[k].q;
+            fprintf(f, ",%.17g,%.17g,%.17g,%.17g,%.17g,%lld",
+                    q->float_accuracy, q->int_accuracy, q->float_loss,
+                    q->int_loss, q->agreement, (long long)q->size_bytes);
+        }
         for (int i = 0; i < nl; i++)
             fprintf(f, ",%d", r->w_bits[i]);
         for (int i = 0; i < nl; i++)
@@ -286,16 +317,6 @@ static int make_dir(const char *dir)
     return BP_OK;
 }
 
-/* Hook for `--validate` (issue 5): once the integer executor's `bitplan
- * run` exists, run each DIR/plan_NNN.json on --data/--labels here, add an
- * accuracy column to pareto.csv and write pareto_accuracy.svg (accuracy
- * against the axis). */
-static int validate_points(void)
-{
-    return bp_fail(BP_EUNSUPPORTED, "sweep --validate: needs `bitplan run` "
-                   "(the integer executor), which is not in this build yet");
-}
-
 int cmd_sweep(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -304,12 +325,15 @@ int cmd_sweep(int argc, char **argv)
         {"points", required_argument, NULL, 'n'},
         {"output", required_argument, NULL, 'o'},
         {"validate", no_argument, NULL, 'v'},
+        {"calib", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     ilp_args a;
     ilp_ctx ctx;
-    const char *dir = NULL;
+    const char *dir = NULL, *cpath = NULL, *vx = NULL, *vy = NULL;
     int axis = -1, validate = 0, c, rc = BP_EXIT_OK, st = BP_OK;
+    cli_qdata qd = {0};
+    bp_qrun *qr = NULL;
     int64_t npts = 10;
     ilp_args_init(&a);
     memset(&ctx, 0, sizeof ctx);
@@ -341,6 +365,7 @@ int cmd_sweep(int argc, char **argv)
             break;
         case 'o': dir = optarg; break;
         case 'v': validate = 1; break;
+        case 'c': cpath = optarg; break;
         case 'h':
             fputs(help, stdout);
             fputs(ilp_common_help, stdout);
@@ -368,8 +393,19 @@ int cmd_sweep(int argc, char **argv)
                              bp_budget_kind_name((bp_budget_kind)axis));
         }
     if (validate) {
+        if (!a.model || !a.data) {
+            ilp_args_free(&a);
+            return cli_usage("sweep", "--validate runs the plans on MODEL.onnx "
+                             "with --data X.npy [--labels Y.npy]");
+        }
+        vx = a.data;
+        vy = a.labels;
+        /* with a sensitivity file, --data is the validation set only */
+        if (a.sens_path)
+            a.data = a.labels = NULL;
+    } else if (cpath) {
         ilp_args_free(&a);
-        return cli_status(validate_points());
+        return cli_usage("sweep", "--calib goes with --validate");
     }
     {
         /* an unusable DIR fails now, in one line, not after solving */
@@ -452,6 +488,13 @@ int cmd_sweep(int argc, char **argv)
         cli_progress("sweep", k + 1, n);
     }
     cli_progress_end();
+    if (validate) {
+        bp_qrun_opts ro;
+        bp_qrun_opts_init(&ro);
+        if ((st = cli_qdata_load(&qd, ctx.graph, vx, vy, 0, cpath, 256)) ||
+            (st = bp_qrun_new(&qr, ctx.graph, qd.x, qd.y, qd.cx, &ro)))
+            goto out;
+    }
 
     /* everything solved: now write */
     size_t dl = strlen(dir);
@@ -481,6 +524,11 @@ int cmd_sweep(int argc, char **argv)
             goto out;
         }
         st = bp_plan_save(plan, path);
+        if (!st && qr) {
+            st = bp_qrun_plan(qr, plan, path, &pt[k].q);
+            pt[k].validated = !st;
+            cli_progress("validate", k + 1, n);
+        }
         bp_plan_free(&plan);
         if (st)
             goto out;
@@ -490,14 +538,25 @@ int cmd_sweep(int argc, char **argv)
              ctx.model_path && *ctx.model_path ? ctx.model_path : a.sens_path,
              ctx.prof->name, bp_budget_kind_name((bp_budget_kind)axis));
     snprintf(path, dl + 64, "%s/pareto.csv", dir);
-    if ((st = write_csv(path, &ctx, pt, n)))
+    cli_progress_end();
+    if ((st = write_csv(path, &ctx, pt, n, validate)))
         goto out;
     snprintf(path, dl + 64, "%s/pareto.svg", dir);
-    if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, title)))
+    if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, title, Y_OBJECTIVE)))
         goto out;
+    if (validate) {
+        char vtitle[600];
+        snprintf(vtitle, sizeof vtitle, "%s: measured accuracy against %s",
+                 ctx.model_path, bp_budget_kind_name((bp_budget_kind)axis));
+        snprintf(path, dl + 64, "%s/pareto_accuracy.svg", dir);
+        if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, vtitle,
+                            Y_INT_ACCURACY)))
+            goto out;
+    }
 
-    fprintf(stderr, "%5s %14s %14s %12s %10s %12s  %s\n", "point", "budget",
-            "objective", "size", "latency", "BOPs", "status");
+    fprintf(stderr, "%5s %14s %14s %12s %10s %12s  %-8s%s\n", "point",
+            "budget", "objective", "size", "latency", "BOPs", "status",
+            validate ? "  int acc  loss rise" : "");
     int feasible = 0;
     for (int k = 0; k < n; k++) {
         char b0[64], b1[64], b2[64], b3[64];
@@ -515,8 +574,12 @@ int cmd_sweep(int argc, char **argv)
                          pt[k].r.total_latency_s, "", 3);
         bp_budget_format(b3, sizeof b3, BP_BUDGET_BOPS, pt[k].r.total_bops,
                          "", 4);
-        fprintf(stderr, "%5d %14s %14.6g %12s %10s %12s  %s\n", k + 1, b0,
+        fprintf(stderr, "%5d %14s %14.6g %12s %10s %12s  %-8s", k + 1, b0,
                 pt[k].r.objective, b1, b2, b3, pt[k].r.status);
+        if (pt[k].validated)
+            fprintf(stderr, "  %6.2f%%  %+9.4f", 100 * pt[k].q.int_accuracy,
+                    pt[k].q.int_loss - pt[k].q.float_loss);
+        fputc('\n', stderr);
     }
     fprintf(stderr, "wrote %s/pareto.csv, %s/pareto.svg and %d plans\n", dir,
             dir, feasible);
@@ -534,8 +597,16 @@ int cmd_sweep(int argc, char **argv)
                 else
                     printf("%.17g", pt[k].r.total_latency_s);
                 printf(",\"bops\":%.17g,\"status\":\"%s\",\"gap\":%.17g,"
-                       "\"plan\":\"%s\"}", pt[k].r.total_bops, pt[k].r.status,
+                       "\"plan\":\"%s\"", pt[k].r.total_bops, pt[k].r.status,
                        pt[k].r.gap, pt[k].plan);
+                if (pt[k].validated)
+                    printf(",\"float_accuracy\":%.17g,\"int_accuracy\":%.17g,"
+                           "\"float_loss\":%.17g,\"int_loss\":%.17g,"
+                           "\"agreement\":%.17g,\"measured_size_bytes\":%lld",
+                           pt[k].q.float_accuracy, pt[k].q.int_accuracy,
+                           pt[k].q.float_loss, pt[k].q.int_loss,
+                           pt[k].q.agreement, (long long)pt[k].q.size_bytes);
+                printf("}");
             } else {
                 printf(",\"status\":\"infeasible\"}");
             }
@@ -551,6 +622,8 @@ out:
     free(bud);
     free(path);
     bp_plan_free(&plan);
+    bp_qrun_free(&qr);
+    cli_qdata_free(&qd);
     ilp_ctx_free(&ctx);
     ilp_args_free(&a);
     return rc;

@@ -63,7 +63,7 @@ awk -F, 'NR > 1 && $3 > 0.2 * 4 * 19994 { bad = 1 } END { exit bad }' "$TMP/a/pa
     pass "the extra size budget holds at every point" || fail "size budget broken"
 
 # errors: exit 2, one line, no directory made
-expect_error 2 "sweep --validate: needs .bitplan run." -- \
+expect_error 2 "validate runs the plans on MODEL.onnx with --data" -- \
     "$BITPLAN" sweep --sensitivity "$S" --profile nvidia-t4 --axis size \
     --validate -o "$TMP/v"
 [ ! -e "$TMP/v" ] && pass "--validate: nothing written" || fail "--validate wrote $TMP/v"
@@ -81,4 +81,25 @@ expect_error 2 "layers\[0\]\.numel: missing" -- \
     sh -c "awk '!d && /\"numel\": 144,/ {d=1; next} {print}' '$S' >'$TMP/s.json' &&
            '$BITPLAN' sweep --sensitivity '$TMP/s.json' --profile bops --axis size -o '$TMP/v'"
 [ ! -e "$TMP/v" ] && pass "bad sensitivity: nothing written" || fail "wrote $TMP/v"
+
+# --validate: every plan run by the integer executor
+if "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" --profile bops --axis size --points 5 \
+    --validate --data "$EX/digits_test_x.npy" --labels "$EX/digits_test_y.npy" \
+    --calib "$EX/digits_calib_x.npy" --json -o "$TMP/val" >"$TMP/val.json" 2>"$TMP/val.err"; then
+    pass "sweep --validate"
+    head -1 "$TMP/val/pareto.csv" | grep -q ',plan,float_accuracy,int_accuracy,float_loss,int_loss,agreement,measured_size_bytes,w:' \
+        && pass "pareto.csv has the measured columns" || fail "pareto.csv header: $(head -1 "$TMP/val/pareto.csv")"
+    [ -s "$TMP/val/pareto_accuracy.svg" ] && grep -q "top-1 accuracy" "$TMP/val/pareto_accuracy.svg" \
+        && pass "pareto_accuracy.svg" || fail "no pareto_accuracy.svg"
+    # the loosest point is the all-8-bit plan: within 0.5 points of float
+    last=$(tail -1 "$TMP/val/pareto.csv" | cut -d, -f9,10)
+    awk -F, -v l="$last" 'BEGIN { split(l, a, ","); exit !(a[1] - a[2] <= 0.005) }' \
+        && pass "loosest point: float,int accuracy = $last" || fail "loosest point lost accuracy: $last"
+    grep -q '"int_accuracy":' "$TMP/val.json" && pass "--json carries int_accuracy" \
+        || fail "--json lacks int_accuracy"
+else
+    fail "sweep --validate: $(cat "$TMP/val.err")"
+fi
+expect_error 2 "validate runs the plans on MODEL.onnx" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --validate -o "$TMP/v2"
 finish
