@@ -19,7 +19,7 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
     t=$(basename "$bin"); t=${t#fuzz_}
     corpus="$build/tests/fuzz/corpus/$t"
     find="$src/tests/fuzz/findings/$t"
-    mkdir -p "$corpus" "$find"
+    mkdir -p "$corpus" "$find" "$src/tests/fuzz/regress/$t"
     case $t in
         onnx) seed "$src"/examples/*.onnx "$src"/tests/data/onnx/*.onnx \
                    "$src"/tests/data/crafted/*.onnx "$src"/tests/data/zoo/*.onnx ;;
