@@ -587,9 +587,20 @@ int bp_ckpt_load(bp_ckpt *c, const char *path)
         goto out;
     }
     if (strcmp(opts, c->options) != 0) {
-        st = bp_fail(BP_EINVAL, "%s: checkpoint was made with other options "
-                     "(%s; now %s); resume with the same options", path, opts,
-                     c->options);
+        /* name the first option that differs */
+        const char *a = opts, *b = c->options;
+        for (;;) {
+            size_t na = strcspn(a, " "), nb = strcspn(b, " ");
+            if (na != nb || memcmp(a, b, na) != 0 || !a[na] || !b[nb]) {
+                st = bp_fail(BP_EINVAL, "%s: checkpoint was made with other "
+                             "options (%.*s, now %.*s); resume with the same "
+                             "options", path, (int)(na > 200 ? 200 : na), a,
+                             (int)(nb > 200 ? 200 : nb), b);
+                break;
+            }
+            a += na + 1;
+            b += nb + 1;
+        }
         goto out;
     }
     if ((st = decode_state(&r, &c->st))) {
