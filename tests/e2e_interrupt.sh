@@ -16,12 +16,24 @@ X="$EX/digits_calib_x.npy"
 Y="$EX/digits_calib_y.npy"
 # sampled traces (global Rademacher vectors) and power iterations: slow
 # enough to interrupt, a few seconds in all
-OPTS="--samples 16 --trace hutchinson --scope global --tol 0.001 --max-samples 60 --eig power --seed 7"
+OPTS="--samples 16 --trace hutchinson --scope global --tol 0.001 --max-samples 100 --eig power --seed 7"
 
 # wait_for FILE PID: until FILE exists (or PID has ended)
 wait_for() {
     i=0
-    while [ ! -e "$1" ] && kill -0 "$2" 2>/dev/null && [ $i -lt 400 ]; do
+    while [ ! -e "$1" ] && kill -0 "$2" 2>/dev/null && [ $i -lt 1000 ]; do
+        sleep 0.02
+        i=$((i + 1))
+    done
+}
+
+# wait_replaced FILE PID: until FILE is replaced by a newer one (each
+# checkpoint is a new inode: written aside, then renamed over)
+wait_replaced() {
+    ino=$(stat -c %i "$1" 2>/dev/null)
+    i=0
+    while [ "$(stat -c %i "$1" 2>/dev/null)" = "$ino" ] &&
+        kill -0 "$2" 2>/dev/null && [ $i -lt 1000 ]; do
         sleep 0.02
         i=$((i + 1))
     done
@@ -32,7 +44,9 @@ wait_for() {
     2>"$TMP/ref.err" || fail "uninterrupted run: $(cat "$TMP/ref.err")"
 
 # interrupt SIG: run in a scratch directory with the checkpoint in it,
-# stop it with SIG after its second checkpoint, check what is left, resume
+# stop it with SIG after its third checkpoint (the first is taken after the
+# exact traces, the next ones after sampling rounds), check what is left,
+# resume
 interrupt() {
     sig=$1 want=$2
     d="$TMP/sens_$sig"
@@ -42,7 +56,8 @@ interrupt() {
         --checkpoint "$d/ck.bin" --checkpoint-every 0.2 2>"$TMP/$sig.err" &
     pid=$!
     wait_for "$d/ck.bin" $pid
-    sleep 0.5
+    wait_replaced "$d/ck.bin" $pid
+    wait_replaced "$d/ck.bin" $pid
     if kill -"$sig" $pid 2>/dev/null; then
         wait $pid
         rc=$?
@@ -122,8 +137,8 @@ expect_error 2 "missing.bin: cannot open" -- \
 
 # sweep: policy = solve every point, then write each file atomically (DIR
 # is created only then); an interrupted sweep leaves a subset of complete
-# files.  1000 points: the writes (fsync'ed) take most of the time.
-SW="--sensitivity $TD/ilp/cnn_sens.json --profile bops --axis size --points 1000"
+# files.  500 points: the writes (fsync'ed) take most of the time.
+SW="--sensitivity $TD/ilp/cnn_sens.json --profile bops --axis size --points 500"
 # shellcheck disable=SC2086
 "$BITPLAN" sweep $SW -o "$TMP/sw_ref" 2>/dev/null || fail "uninterrupted sweep"
 n_ref=$(ls -A "$TMP/sw_ref" | wc -l)
