@@ -59,7 +59,19 @@ static const char help[] =
     "                      stochastic Lanczos quadrature (eigenvalue,density)\n"
     "  --density-steps N   Lanczos steps per run (default 100)\n"
     "  --density-runs N    starting vectors (default 1)\n"
-    "  --json              print a summary as JSON on stdout\n";
+    "  --checkpoint FILE   save the estimator state to FILE (atomically) every\n"
+    "                      --checkpoint-every seconds and at the end of each\n"
+    "                      stage (exact traces, sampled traces, eigenvalues)\n"
+    "  --checkpoint-every S  seconds between checkpoints (default 30)\n"
+    "  --resume FILE       continue the run saved in FILE (and keep saving to\n"
+    "                      it unless --checkpoint names another file); the\n"
+    "                      result is byte-identical to an uninterrupted run.\n"
+    "                      Model, data, labels and every option that affects\n"
+    "                      the result must be the same (else exit 2)\n"
+    "  --json              print a summary as JSON on stdout\n\n"
+    "Interrupted (SIGINT, SIGTERM: exit status 130, 143) or killed, it leaves\n"
+    "no output file, complete or partial, and no temporary file; the last\n"
+    "checkpoint stays.\n";
 
 typedef struct reader {
     cli_data *d;
@@ -192,6 +204,63 @@ static char *dupstr(const char *s)
     return p;
 }
 
+/* Everything but the model and data that determines the result: a resumed
+ * run must match it exactly (threads, progress and output paths do not
+ * matter). */
+static void options_key(char *buf, size_t n, const bp_sens_opts *o,
+                        int64_t samples, const char *labels_sha)
+{
+    char bits[128] = "";
+    for (int b = 0; b < o->n_bits; b++) {
+        size_t at = strlen(bits);
+        snprintf(bits + at, sizeof bits - at, "%s%d", b ? "," : "", o->bits[b]);
+    }
+    snprintf(buf, n, "trace=%d scope=%d tol=%.17g max-samples=%lld "
+             "min-samples=%lld sketch=%d eig=%d eig-tol=%.17g eig-iter=%d "
+             "batch=%lld seed=%llu bits=%s samples=%lld labels=%s",
+             (int)o->trace, (int)o->scope, o->tol, (long long)o->max_samples,
+             (long long)o->min_samples, o->sketch, (int)o->eig, o->eig_tol,
+             o->eig_max_iter, (long long)o->batch, (unsigned long long)o->seed,
+             bits, (long long)samples, labels_sha);
+}
+
+/* The checkpoint of this run, saved to path every `every` seconds, loaded
+ * from `resume` when not NULL. */
+static int open_checkpoint(bp_ckpt **out, const bp_graph *g, const char *xpath,
+                           const char *ypath, int64_t samples,
+                           const bp_sens_opts *o, const char *path,
+                           double every, const char *resume)
+{
+    char xsha[65], ysha[65] = "none", key[1024];
+    int st;
+    if ((st = bp_sha256_file(xpath, xsha)) ||
+        (ypath && (st = bp_sha256_file(ypath, ysha))))
+        return st;
+    options_key(key, sizeof key, o, samples, ysha);
+    bp_ckpt *ck = NULL;
+    if ((st = bp_ckpt_new(&ck, path, every, g->hash, xsha, key)))
+        return st;
+    if (resume && (st = bp_ckpt_load(ck, resume))) {
+        bp_ckpt_free(&ck);
+        return st;
+    }
+    if (resume) {
+        uint32_t f = ck->st.stage;
+        fprintf(stderr, "resuming %s: %s, %lld Hessian-vector products done\n",
+                resume,
+                f & BP_CKPT_EIGS ? "all stages done"
+                : f & BP_CKPT_EIG ? "traces done, eigenvalues under way"
+                : f & BP_CKPT_TRACES ? "traces done"
+                : f & BP_CKPT_SCOPE ? "exact traces done, sampling"
+                : f & BP_CKPT_SKETCH ? "exact traces done, block pilot"
+                : f & BP_CKPT_EXACT ? "exact traces done"
+                : "nothing done yet",
+                (long long)ck->st.products);
+    }
+    *out = ck;
+    return BP_OK;
+}
+
 static void print_summary(const bp_sens *s)
 {
     fprintf(stderr, "%-28s %8s %-10s %14s %10s %7s %14s\n", "layer", "numel",
@@ -209,7 +278,7 @@ int cmd_sensitivity(int argc, char **argv)
 {
     enum { O_SEED = 256, O_THREADS, O_BATCH, O_SAMPLES, O_TRACE, O_SCOPE,
            O_TOL, O_MAXS, O_MINS, O_SKETCH, O_EIG, O_EIGTOL, O_EIGIT, O_BITS,
-           O_DENS, O_DSTEPS, O_DRUNS, O_JSON };
+           O_DENS, O_DSTEPS, O_DRUNS, O_JSON, O_CKPT, O_CKEVERY, O_RESUME };
     static const struct option opts[] = {
         {"data", required_argument, NULL, 'd'},
         {"labels", required_argument, NULL, 'l'},
@@ -232,6 +301,9 @@ int cmd_sensitivity(int argc, char **argv)
         {"density-steps", required_argument, NULL, O_DSTEPS},
         {"density-runs", required_argument, NULL, O_DRUNS},
         {"json", no_argument, NULL, O_JSON},
+        {"checkpoint", required_argument, NULL, O_CKPT},
+        {"checkpoint-every", required_argument, NULL, O_CKEVERY},
+        {"resume", required_argument, NULL, O_RESUME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     static const char *const traces[] = {"auto", "exact", "hutchpp",
@@ -239,6 +311,8 @@ int cmd_sensitivity(int argc, char **argv)
     static const char *const scopes[] = {"auto", "block", "global"};
     static const char *const eigs[] = {"lanczos", "power", "none"};
     const char *xpath = NULL, *ypath = NULL, *outpath = NULL, *dpath = NULL;
+    const char *ckpath = NULL, *resume = NULL;
+    double ck_every = 30;
     int64_t samples = 0, threads = 0, v, dsteps = 100, druns = 1;
     int json = 0, c, choice;
     bp_sens_opts o;
@@ -333,6 +407,12 @@ int cmd_sensitivity(int argc, char **argv)
                 return BP_EXIT_INPUT;
             break;
         case O_JSON: json = 1; break;
+        case O_CKPT: ckpath = optarg; break;
+        case O_RESUME: resume = optarg; break;
+        case O_CKEVERY:
+            if (parse_double("--checkpoint-every", optarg, 0.0, 1e9, &ck_every))
+                return BP_EXIT_INPUT;
+            break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
         default: return cli_usage("sensitivity", "unknown option");
         }
@@ -353,12 +433,19 @@ int cmd_sensitivity(int argc, char **argv)
     bp_sens *s = NULL;
     bp_hessian *h = NULL;
     bp_density *dens = NULL;
+    bp_ckpt *ck = NULL;
     cli_data d = {0};
     reader r = {&d};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if ((st = bp_onnx_load(&g, argv[optind])) ||
-        (st = cli_sensitivity_compute(g, xpath, ypath, samples, &o, &s)))
+    if ((st = bp_onnx_load(&g, argv[optind])))
+        goto out;
+    if ((ckpath || resume) &&
+        (st = open_checkpoint(&ck, g, xpath, ypath, samples, &o,
+                              ckpath ? ckpath : resume, ck_every, resume)))
+        goto out;
+    o.ckpt = ck;
+    if ((st = cli_sensitivity_compute(g, xpath, ypath, samples, &o, &s)))
         goto out;
     if (dpath) {
         if ((st = cli_data_open(&d, g, xpath, ypath, samples)))
@@ -411,6 +498,7 @@ out:
     if (st)
         rc = cli_status(st);
     bp_density_free(&dens);
+    bp_ckpt_free(&ck);
     bp_hessian_free(&h);
     bp_sens_free(&s);
     cli_data_close(&d);

@@ -709,6 +709,144 @@ static int block_done(const lstate *s, const bp_sens_opts *o)
     return wf_se(&s->rem) <= o->tol * fabs(block_mean(s));
 }
 
+
+/* ---- checkpoints (checkpoint.h) ------------------------------------------------------ */
+
+static const char *ck_name(const bp_ckpt *ck)
+{
+    return ck->source ? ck->source : ck->path ? ck->path : "checkpoint";
+}
+
+/* The checkpoint's layers are the model's (a checkpoint with the right
+ * identity always passes; a crafted one must not index out of bounds). */
+static int ck_check_layers(const bp_hessian *h, const bp_ckpt *ck)
+{
+    if (ck->st.n_layers != h->nl)
+        return bp_fail(BP_EINVAL, "%s: checkpoint holds %d layers, the model "
+                       "%d", ck_name(ck), ck->st.n_layers, h->nl);
+    for (int i = 0; i < h->nl; i++)
+        if (ck->st.layers[i].n != h->numel[h->lw[i]])
+            return bp_fail(BP_EINVAL, "%s: checkpoint layer %d ('%s') has %lld "
+                           "weights, the model %lld", ck_name(ck), i,
+                           h->layers[i].name, (long long)ck->st.layers[i].n,
+                           (long long)h->numel[h->lw[i]]);
+    return BP_OK;
+}
+
+static int ck_bad(const bp_ckpt *ck, int i, const char *what)
+{
+    return bp_fail(BP_EINVAL, "%s: checkpoint layer %d: %s does not match "
+                   "this run", ck_name(ck), i, what);
+}
+
+static void est_to_ck(bp_ckpt_layer *l, const bp_trace_est *e)
+{
+    l->est_mean = e->mean;
+    l->est_se = e->stderr_;
+    l->est_samples = e->samples;
+    l->est_method = (int32_t)e->method;
+    l->est_hit_max = e->hit_max;
+}
+
+static void est_from_ck(bp_trace_est *e, const bp_ckpt_layer *l)
+{
+    e->mean = l->est_mean;
+    e->stderr_ = l->est_se;
+    e->samples = l->est_samples;
+    e->method = (bp_trace_method)l->est_method;
+    e->hit_max = l->est_hit_max != 0;
+}
+
+/* Saves the trace stage's state when due (always with force). */
+static int traces_save(bp_hessian *h, const bp_sens_opts *o, int force,
+                       uint32_t stage, const lstate *ls,
+                       const bp_trace_est *est, bp_trace_scope scope,
+                       bp_trace_scope scope_used, int64_t gsamples,
+                       const bp_rng *grng)
+{
+    bp_ckpt *ck = o->ckpt;
+    if (!bp_ckpt_due(ck, force))
+        return BP_OK;
+    bp_ckpt_state *s = &ck->st;
+    if (s->n_layers != h->nl && bp_ckpt_state_reset(s, h->nl))
+        return BP_ENOMEM;
+    s->stage = stage;
+    s->scope = (int32_t)scope;
+    s->scope_used = (int32_t)scope_used;
+    s->gsamples = gsamples;
+    s->products = h->products;
+    memcpy(s->grng, grng->s, sizeof s->grng);
+    for (int i = 0; i < h->nl; i++) {
+        bp_ckpt_layer *l = &s->layers[i];
+        const lstate *x = &ls[i];
+        l->sampled = x->sampled;
+        l->method = (int32_t)x->method;
+        l->k = x->k;
+        l->n = x->n;
+        l->rem_m = x->rem.m;
+        l->rem_mean = x->rem.mean;
+        l->rem_m2 = x->rem.m2;
+        l->glob_m = x->glob.m;
+        l->glob_mean = x->glob.mean;
+        l->glob_m2 = x->glob.m2;
+        l->products = x->products;
+        l->t_low = x->t_low;
+        memcpy(l->rng, x->rng.s, sizeof l->rng);
+        est_to_ck(l, &est[i]);
+        int keep_q = (stage & BP_CKPT_SKETCH) && !(stage & BP_CKPT_TRACES) &&
+                     x->Q && x->method == BP_TRACE_HUTCHPP;
+        l->eig_done = l->eig_iters = l->lz_m = 0;
+        l->eig_val = l->eig_prev = 0;
+        if (bp_ckpt_set(&l->q, &l->n_q, x->Q, keep_q ? x->k * x->n : 0) ||
+            bp_ckpt_set(&l->alpha, &l->n_ab, NULL, 0) ||
+            bp_ckpt_set(&l->beta, &l->n_ab, NULL, 0) ||
+            bp_ckpt_set(&l->v, &l->n_v, NULL, 0))
+            return BP_ENOMEM;
+    }
+    return bp_ckpt_save(ck);
+}
+
+/* Restores the sampling state of a checkpoint past the exact stage. */
+static int traces_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
+                          bp_trace_est *est, const char *exact)
+{
+    const bp_ckpt_state *s = &ck->st;
+    int st = ck_check_layers(h, ck);
+    if (st)
+        return st;
+    for (int i = 0; i < h->nl; i++) {
+        const bp_ckpt_layer *l = &s->layers[i];
+        lstate *x = &ls[i];
+        if (exact[i]) {
+            if (l->est_method != BP_TRACE_EXACT)
+                return ck_bad(ck, i, "the trace method");
+            est_from_ck(&est[i], l);
+        }
+        if (l->sampled != x->sampled || (x->sampled &&
+            (l->method != (int32_t)x->method || l->k != x->k)))
+            return ck_bad(ck, i, "the sampling plan");
+        if (l->rem_m > l->products || l->glob_m > s->gsamples)
+            return ck_bad(ck, i, "the sample count");
+        x->rem.m = l->rem_m;
+        x->rem.mean = l->rem_mean;
+        x->rem.m2 = l->rem_m2;
+        x->glob.m = l->glob_m;
+        x->glob.mean = l->glob_mean;
+        x->glob.m2 = l->glob_m2;
+        x->products = l->products;
+        x->t_low = l->t_low;
+        memcpy(x->rng.s, l->rng, sizeof x->rng.s);
+        if ((s->stage & BP_CKPT_SKETCH) && x->sampled &&
+            x->method == BP_TRACE_HUTCHPP) {
+            if (!x->Q || l->n_q != (int64_t)x->k * x->n)
+                return ck_bad(ck, i, "the Hutch++ sketch");
+            memcpy(x->Q, l->q, (size_t)l->n_q * sizeof *x->Q);
+        }
+    }
+    h->products = s->products;
+    return BP_OK;
+}
+
 int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                       bp_trace_est *est, bp_trace_scope *scope_used)
 {
@@ -725,6 +863,27 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         goto out;
     }
     *scope_used = BP_SCOPE_AUTO;
+    bp_ckpt *ck = o->ckpt;
+    const uint32_t rs = ck ? ck->st.stage : 0; /* resumed from */
+    if (rs & BP_CKPT_TRACES) {
+        if ((st = ck_check_layers(h, ck)))
+            goto out;
+        for (int i = 0; i < nl; i++) {
+            if (ck->st.layers[i].est_method < BP_TRACE_EXACT) {
+                st = ck_bad(ck, i, "the trace method");
+                goto out;
+            }
+            est_from_ck(&est[i], &ck->st.layers[i]);
+        }
+        *scope_used = (bp_trace_scope)ck->st.scope_used;
+        h->products = ck->st.products;
+        goto out;
+    }
+    uint32_t stage = 0;
+    bp_trace_scope scope = o->scope;
+    bp_rng grng;
+    bp_rng_seed(&grng, o->seed, stream_of(RS_GLOBAL, 0));
+    int64_t gsamples = 0;
     /* 1. classify: exact by Gauss-Newton, exact by columns, or sampled */
     const int64_t min_plan = 2 * (int64_t)o->sketch + o->min_samples;
     char *cols = calloc((size_t)nl, 1);
@@ -779,59 +938,85 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
             }
         }
     }
-    if ((st = gn_traces(h, want, tr))) {
+    if (rs & BP_CKPT_EXACT) {
+        for (int i = 0; i < nl; i++)
+            cols[i] |= want[i];
+        st = traces_restore(h, ck, ls, est, cols);
         free(cols);
-        goto out;
+        if (st)
+            goto out;
+        stage = rs;
+        if (rs & BP_CKPT_SCOPE)
+            scope = (bp_trace_scope)ck->st.scope;
+        gsamples = ck->st.gsamples;
+        memcpy(grng.s, ck->st.grng, sizeof grng.s);
+    } else {
+        if ((st = gn_traces(h, want, tr))) {
+            free(cols);
+            goto out;
+        }
+        for (int i = 0; i < nl; i++)
+            if (want[i]) {
+                est[i].mean = tr[i];
+                est[i].method = BP_TRACE_EXACT;
+            }
+        st = column_traces(h, cols, tr);
+        for (int i = 0; st == BP_OK && i < nl; i++)
+            if (cols[i]) {
+                est[i].mean = tr[i];
+                est[i].method = BP_TRACE_EXACT;
+            }
+        free(cols);
+        if (st)
+            goto out;
+        stage = BP_CKPT_EXACT;
+        if ((st = traces_save(h, o, 1, stage, ls, est, scope, BP_SCOPE_AUTO,
+                              gsamples, &grng)))
+            goto out;
     }
-    for (int i = 0; i < nl; i++)
-        if (want[i]) {
-            est[i].mean = tr[i];
-            est[i].method = BP_TRACE_EXACT;
-        }
-    st = column_traces(h, cols, tr);
-    for (int i = 0; st == BP_OK && i < nl; i++)
-        if (cols[i]) {
-            est[i].mean = tr[i];
-            est[i].method = BP_TRACE_EXACT;
-        }
-    free(cols);
-    if (st)
-        goto out;
+#define SAVE_DUE()                                                            \
+    do {                                                                      \
+        if ((st = traces_save(h, o, 0, stage, ls, est, scope, BP_SCOPE_AUTO,  \
+                              gsamples, &grng)))                              \
+            goto out;                                                         \
+    } while (0)
 
     /* 2. sampled layers */
     int any = 0;
     for (int i = 0; i < nl; i++)
         any |= ls[i].sampled;
     if (!any)
-        goto out;
-    bp_trace_scope scope = o->scope;
-    bp_rng grng;
-    bp_rng_seed(&grng, o->seed, stream_of(RS_GLOBAL, 0));
-    int64_t gsamples = 0;
+        goto done;
     const int64_t gmax = o->max_samples;
     if (scope == BP_SCOPE_AUTO || scope == BP_SCOPE_GLOBAL) {
         /* global pilot (or the start of the global plan) */
         while (gsamples < o->min_samples && st == BP_OK) {
             int r = (int)(o->min_samples - gsamples < ROUND ? o->min_samples - gsamples
                                                              : ROUND);
-            st = global_round(h, ls, &grng, r);
+            if ((st = global_round(h, ls, &grng, r)))
+                goto out;
             gsamples += r;
             progress(h, "traces (global pilot)", gsamples, o->min_samples);
+            SAVE_DUE();
         }
     }
     if (st)
         goto out;
     if (scope == BP_SCOPE_AUTO || scope == BP_SCOPE_BLOCK) {
         /* block pilot (or the start of the block plan) */
-        for (int i = 0; i < nl; i++) {
-            want[i] = ls[i].sampled && ls[i].method == BP_TRACE_HUTCHPP;
-            if (ls[i].sampled)
-                bp_rng_seed(&ls[i].rng, o->seed,
-                            stream_of(ls[i].method == BP_TRACE_HUTCHPP
-                                          ? RS_SKETCH : RS_BLOCK, i));
+        if (!(stage & BP_CKPT_SKETCH)) {
+            for (int i = 0; i < nl; i++) {
+                want[i] = ls[i].sampled && ls[i].method == BP_TRACE_HUTCHPP;
+                if (ls[i].sampled)
+                    bp_rng_seed(&ls[i].rng, o->seed,
+                                stream_of(ls[i].method == BP_TRACE_HUTCHPP
+                                              ? RS_SKETCH : RS_BLOCK, i));
+            }
+            if ((st = hutchpp_sketch(h, ls, want)))
+                goto out;
+            stage |= BP_CKPT_SKETCH;
+            SAVE_DUE();
         }
-        if ((st = hutchpp_sketch(h, ls, want)))
-            goto out;
         for (;;) {
             int more = 0;
             for (int i = 0; i < nl; i++) {
@@ -848,6 +1033,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
             if ((st = block_round(h, ls, want, r < 1 ? 1 : r)))
                 goto out;
             progress(h, "traces (block pilot)", 0, 0);
+            SAVE_DUE();
         }
     }
     if (scope == BP_SCOPE_AUTO) {
@@ -888,6 +1074,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
          * on its block */
         scope = gcost < bcost ? BP_SCOPE_GLOBAL : BP_SCOPE_BLOCK;
     }
+    stage |= BP_CKPT_SCOPE;
     *scope_used = scope;
     if (scope == BP_SCOPE_GLOBAL) {
         for (;;) {
@@ -908,6 +1095,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                 goto out;
             gsamples += r;
             progress(h, "traces (global)", gsamples, gmax);
+            SAVE_DUE();
         }
         for (int i = 0; i < nl; i++) {
             if (!ls[i].sampled)
@@ -934,6 +1122,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
             if ((st = block_round(h, ls, want, r < 1 ? 1 : r)))
                 goto out;
             progress(h, "traces", 0, 0);
+            SAVE_DUE();
         }
         for (int i = 0; i < nl; i++) {
             if (!ls[i].sampled)
@@ -946,6 +1135,10 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                                o->tol * fabs(block_mean(&ls[i])));
         }
     }
+#undef SAVE_DUE
+done:
+    st = traces_save(h, o, 1, stage | BP_CKPT_TRACES, ls, est, scope,
+                     *scope_used, gsamples, &grng);
 out:
     for (int i = 0; ls && i < nl; i++)
         free(ls[i].Q);
@@ -1059,6 +1252,91 @@ static int lz_step(lanczos *z, double tol)
     return st;
 }
 
+
+/* Saves the eigenvalue stage's state when due (always with force), on top
+ * of the finished traces. */
+static int eigs_save(bp_hessian *h, const bp_sens_opts *o, int force,
+                     int finished, const lanczos *lz, double *const *pv,
+                     const double *prev, const char *done, const double *val,
+                     const int *iters)
+{
+    bp_ckpt *ck = o->ckpt;
+    if (!bp_ckpt_due(ck, force))
+        return BP_OK;
+    bp_ckpt_state *s = &ck->st;
+    if (s->n_layers != h->nl) /* traces were not saved: nothing to add to */
+        return BP_OK;
+    s->stage |= finished ? BP_CKPT_EIGS : BP_CKPT_EIG;
+    s->products = h->products;
+    for (int i = 0; i < h->nl; i++) {
+        bp_ckpt_layer *l = &s->layers[i];
+        const int64_t n = h->numel[h->lw[i]];
+        int live = !finished && !done[i];
+        l->eig_done = done[i];
+        l->eig_iters = iters[i];
+        l->eig_val = val[i];
+        l->eig_prev = prev[i];
+        l->lz_m = 0;
+        const double *v = NULL;
+        int64_t nv = 0;
+        if (live && o->eig == BP_EIG_LANCZOS) {
+            l->lz_m = lz[i].m;
+            v = lz[i].Q;
+            nv = (int64_t)(lz[i].m + 1) * n;
+        } else if (live) {
+            v = pv[i];
+            nv = n;
+        }
+        int64_t nb = 0;
+        if (bp_ckpt_set(&l->alpha, &l->n_ab, lz[i].alpha, l->lz_m) ||
+            bp_ckpt_set(&l->beta, &nb, lz[i].beta, l->lz_m) ||
+            bp_ckpt_set(&l->v, &l->n_v, v, nv))
+            return BP_ENOMEM;
+    }
+    return bp_ckpt_save(ck);
+}
+
+/* Restores the eigenvalue iterations; returns the iterations done. */
+static int eigs_restore(bp_hessian *h, const bp_sens_opts *o, const bp_ckpt *ck,
+                        lanczos *lz, double **pv, double *prev, char *done,
+                        double *val, int *iters, int cap, int *it0)
+{
+    int st = ck_check_layers(h, ck);
+    if (st)
+        return st;
+    *it0 = 0;
+    for (int i = 0; i < h->nl; i++) {
+        const bp_ckpt_layer *l = &ck->st.layers[i];
+        const int64_t n = h->numel[h->lw[i]];
+        if (l->eig_iters > cap || (l->eig_done != 0 && l->eig_done != 1))
+            return ck_bad(ck, i, "the eigenvalue iterations");
+        done[i] = (char)l->eig_done;
+        iters[i] = l->eig_iters;
+        val[i] = l->eig_val;
+        prev[i] = l->eig_prev;
+        *it0 = iters[i] > *it0 ? iters[i] : *it0;
+        if (done[i])
+            continue;
+        if (o->eig == BP_EIG_LANCZOS) {
+            lanczos *z = &lz[i];
+            if (l->lz_m >= z->cap || l->lz_m != l->eig_iters ||
+                l->n_v != (int64_t)(l->lz_m + 1) * n)
+                return ck_bad(ck, i, "the Lanczos basis");
+            z->m = l->lz_m;
+            memcpy(z->alpha, l->alpha, (size_t)z->m * sizeof *z->alpha);
+            memcpy(z->beta, l->beta, (size_t)z->m * sizeof *z->beta);
+            memcpy(z->Q, l->v, (size_t)l->n_v * sizeof *z->Q);
+            z->top = l->eig_val;
+        } else {
+            if (l->n_v != n)
+                return ck_bad(ck, i, "the power iterate");
+            memcpy(pv[i], l->v, (size_t)n * sizeof *pv[i]);
+        }
+    }
+    h->products = ck->st.products;
+    return BP_OK;
+}
+
 int bp_hessian_top_eigs(bp_hessian *h, const bp_sens_opts *o, double *val,
                         int *iters)
 {
@@ -1071,9 +1349,23 @@ int bp_hessian_top_eigs(bp_hessian *h, const bp_sens_opts *o, double *val,
         val[i] = NAN;
         iters[i] = 0;
     }
+    bp_ckpt *ck = o->ckpt;
+    const uint32_t rs = ck ? ck->st.stage : 0;
+    if (rs & BP_CKPT_EIGS) {
+        if ((st = ck_check_layers(h, ck)))
+            return st;
+        for (int i = 0; i < nl; i++) {
+            val[i] = ck->st.layers[i].eig_val;
+            iters[i] = ck->st.layers[i].eig_iters;
+        }
+        h->products = ck->st.products;
+        h->o = NULL;
+        return BP_OK;
+    }
     if (o->eig == BP_EIG_NONE)
         return BP_OK;
     const int cap = o->eig_max_iter > 0 ? o->eig_max_iter : 100;
+    int it0 = 0;
     lanczos *lz = calloc((size_t)nl, sizeof *lz);
     double **pv = calloc((size_t)nl, sizeof *pv);   /* power: current v */
     double *prev = calloc((size_t)nl, sizeof *prev);
@@ -1112,7 +1404,10 @@ int bp_hessian_top_eigs(bp_hessian *h, const bp_sens_opts *o, double *val,
             prev[i] = NAN;
         }
     }
-    for (int it = 0; it < cap; it++) {
+    if ((rs & BP_CKPT_EIG) &&
+        (st = eigs_restore(h, o, ck, lz, pv, prev, done, val, iters, cap, &it0)))
+        goto out;
+    for (int it = it0; it < cap; it++) {
         int k = 0;
         dirs_clear(d, nl, h->np);
         for (int i = 0; i < nl; i++) {
@@ -1163,7 +1458,10 @@ int bp_hessian_top_eigs(bp_hessian *h, const bp_sens_opts *o, double *val,
         progress(h, "top eigenvalues", nl - remaining, nl);
         if (!remaining)
             break;
+        if ((st = eigs_save(h, o, 0, 0, lz, pv, prev, done, val, iters)))
+            goto out;
     }
+    st = eigs_save(h, o, 1, 1, lz, pv, prev, done, val, iters);
 out:
     for (int i = 0; lz && i < nl; i++)
         lz_free(&lz[i]);

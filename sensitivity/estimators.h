@@ -43,6 +43,7 @@
 
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "graph.h"
 #include "sensfile.h"
 
@@ -96,6 +97,10 @@ typedef struct bp_sens_opts {
     void (*progress)(void *ctx, const char *stage, int64_t done,
                      int64_t total);
     void *progress_ctx;
+    /* checkpoint (checkpoint.h): saved at safe points when due, and the
+     * state to resume from when it holds one; NULL for none.  Results do
+     * not depend on it. */
+    bp_ckpt *ckpt;
 } bp_sens_opts;
 
 /* The defaults above; bits 2,3,4,5,6,8. */

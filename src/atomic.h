@@ -1,21 +1,28 @@
 /* atomic.h - output files that are never seen half-written.
  *
  * Every file bitplan writes (plans, sensitivity files, .npy outputs, sweep
- * results) goes first to a temporary file DIR/.NAME.XXXXXX next to its
- * target and is renamed over the target only once it is complete and
- * fsync'ed.  A crash, a full disk or Ctrl-C therefore leaves either the old
- * file or the new one, never a truncated mix.
+ * results, checkpoints) goes first to a temporary file in its target's
+ * directory and appears under the target's name only once it is complete
+ * and fsync'ed.  A crash, a full disk or Ctrl-C therefore leaves either the
+ * old file or the new one, never a truncated mix.
+ *
+ * The temporary file is unnamed (Linux O_TMPFILE) where the kernel and the
+ * file system allow it, so that even SIGKILL leaves nothing behind; it is
+ * linked into place at commit.  Elsewhere (or with the environment variable
+ * BITPLAN_ATOMIC_NAMED=1) it is a hidden DIR/.NAME.XXXXXX renamed over the
+ * target, which a SIGKILL can leave behind (never under the target's name).
  *
  * Ownership: a bp_outfile owns its FILE stream and its temporary file.  It
  * ends in exactly one of bp_outfile_commit() or bp_outfile_abort(), both of
  * which free the handle and set the caller's pointer to NULL.
  *
- * Signals: the paths of all open temporary files are kept in a process-wide
- * registry, so a SIGINT/SIGTERM handler can call bp_outfile_cleanup_all()
- * (async-signal-safe: it only calls unlink() on paths stored in advance)
- * and then _exit().  The registry holds BP_OUTFILE_MAX_OPEN paths of up to
- * BP_OUTFILE_PATH_MAX bytes; a temporary file beyond those limits still
- * works but is not removed by bp_outfile_cleanup_all(). */
+ * Signals: the paths of all named temporary files are kept in a
+ * process-wide registry, so a SIGINT/SIGTERM handler can call
+ * bp_outfile_cleanup_all() (async-signal-safe: it only calls unlink() on
+ * paths stored in advance) and then _exit().  The registry holds
+ * BP_OUTFILE_MAX_OPEN paths of up to BP_OUTFILE_PATH_MAX bytes; a named
+ * temporary file beyond those limits still works but is not removed by
+ * bp_outfile_cleanup_all(). */
 #ifndef BP_ATOMIC_H
 #define BP_ATOMIC_H
 
@@ -27,9 +34,9 @@
 
 typedef struct bp_outfile bp_outfile;
 
-/* Creates the temporary file DIR/.NAME.XXXXXX for target `path` (DIR is the
- * target's directory, "." when path has no '/') with mode 0666 & ~umask, as
- * a plain fopen would.  On success stores a new handle in *out.  Returns
+/* Creates the temporary file for target `path` in its directory (DIR, "."
+ * when path has no '/'): unnamed, or DIR/.NAME.XXXXXX, with mode
+ * 0666 & ~umask, as a plain fopen would.  On success stores a new handle in *out.  Returns
  * BP_EIO with "PATH: cannot create: <strerror>" when the directory does not
  * exist or is not writable, BP_EINVAL when path is empty or names a
  * directory ("dir/"), BP_ENOMEM on allocation failure; *out is then
@@ -41,9 +48,11 @@ int bp_outfile_open(bp_outfile **out, const char *path);
  * Write errors may be ignored here; they are reported by commit. */
 FILE *bp_outfile_stream(bp_outfile *f);
 
-/* Finishes the file: checks the stream's error flag, fflush, fsync, fclose,
- * then renames the temporary file over the target (and, best effort, syncs
- * the directory).  On any failure the temporary file is removed, the target
+/* Finishes the file: checks the stream's error flag, fflush, fsync, then
+ * links an unnamed temporary file in place (directly when the target does
+ * not exist, else through a hidden name renamed over it) or renames the
+ * named one over the target, fclose (and, best effort, syncs the
+ * directory).  On any failure the temporary file is removed, the target
  * is left as it was, and BP_EIO is returned with "PATH: cannot write:
  * <strerror>".  In every case *f is freed and set to NULL.  Accepts
  * *f == NULL only as a programming error (asserts). */
@@ -59,8 +68,8 @@ void bp_outfile_abort(bp_outfile **f);
  * target is left as it was and no temporary file remains. */
 int bp_write_file_atomic(const char *path, const void *data, size_t n);
 
-/* Removes every temporary file currently open through bp_outfile_open() in
- * this process.  Async-signal-safe: meant for SIGINT/SIGTERM handlers, which
+/* Removes every named temporary file currently open through
+ * bp_outfile_open() in this process (unnamed ones need no removal).  Async-signal-safe: meant for SIGINT/SIGTERM handlers, which
  * should follow it with _exit().  Handles stay allocated; a later commit of
  * such a handle fails with BP_EIO, a later abort is harmless. */
 void bp_outfile_cleanup_all(void);

@@ -6,6 +6,9 @@
  * variants, streaming row reads with dtype conversion, malformed and hostile
  * files, and the write-then-rename guarantees.  Each test runs in Check's
  * forked child inside its own mkdtemp() scratch directory. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* O_TMPFILE, to probe the scratch file system */
+#endif
 #include <check.h>
 
 #include <dirent.h>
@@ -17,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "atomic.h"
@@ -1037,6 +1042,166 @@ START_TEST(test_atomic_cleanup_from_signal)
 }
 END_TEST
 
+/* --- unnamed (O_TMPFILE) temporaries ------------------------------------- */
+
+/* The tests above pin the named-temporary path (they count the hidden
+ * files); these run with the default, unnamed where supported. */
+static void setup_named(void)
+{
+    setup();
+    setenv("BITPLAN_ATOMIC_NAMED", "1", 1);
+}
+
+static void teardown_named(void)
+{
+    unsetenv("BITPLAN_ATOMIC_NAMED");
+    teardown();
+}
+
+/* Whether the scratch file system takes O_TMPFILE (tmpfs, ext4, xfs, btrfs
+ * do); the unnamed tests only check what they can there. */
+static int tmpfile_supported(void)
+{
+#ifdef O_TMPFILE
+    int fd = open(scratch, O_TMPFILE | O_WRONLY, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+START_TEST(test_unnamed_invisible_until_commit)
+{
+    umask(022);
+    const char *path = sp("out.txt");
+    bp_outfile *f;
+    ck_assert_int_eq(bp_outfile_open(&f, path), BP_OK);
+    fprintf(bp_outfile_stream(f), "hello %d\n", 42);
+    fflush(bp_outfile_stream(f));
+    if (tmpfile_supported())
+        ck_assert_int_eq(count_entries(scratch, 0), 0); /* nothing at all */
+    ck_assert(!exists(path));
+    ck_assert_int_eq(bp_outfile_commit(&f), BP_OK);
+    ck_assert_int_eq(count_entries(scratch, 0), 1);
+    size_t n;
+    unsigned char *s = slurp(path, &n);
+    ck_assert_uint_eq(n, 9);
+    ck_assert_int_eq(memcmp(s, "hello 42\n", 9), 0);
+    free(s);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0644);
+    umask(077);
+    ck_assert_int_eq(bp_write_file_atomic(sp("private"), "x", 1), BP_OK);
+    ck_assert_int_eq(stat(sp("private"), &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    umask(022);
+}
+END_TEST
+
+/* Replacing an existing file goes through a hidden name: none remains, and
+ * an open reader of the old file keeps the old contents. */
+START_TEST(test_unnamed_replaces)
+{
+    const char *path = sp("keep.txt");
+    write_bytes(path, "old", 3);
+    FILE *old = fopen(path, "rb");
+    ck_assert_ptr_nonnull(old);
+    for (int i = 0; i < 50; i++) {
+        char buf[32];
+        int len = snprintf(buf, sizeof buf, "version %d", i);
+        ck_assert_int_eq(bp_write_file_atomic(path, buf, (size_t)len), BP_OK);
+        size_t n;
+        unsigned char *s = slurp(path, &n);
+        ck_assert_uint_eq(n, (size_t)len);
+        ck_assert_int_eq(memcmp(s, buf, n), 0);
+        free(s);
+        ck_assert_int_eq(count_entries(scratch, 0), 1);
+    }
+    char got[4] = {0};
+    ck_assert_uint_eq(fread(got, 1, 3, old), 3);
+    ck_assert_str_eq(got, "old");
+    fclose(old);
+
+    /* abort: the target is untouched, nothing appears */
+    bp_outfile *f;
+    ck_assert_int_eq(bp_outfile_open(&f, path), BP_OK);
+    fputs("discarded", bp_outfile_stream(f));
+    bp_outfile_abort(&f);
+    ck_assert_ptr_null(f);
+    ck_assert_int_eq(count_entries(scratch, 0), 1);
+}
+END_TEST
+
+/* Over a directory: the hidden name is made, the rename fails, the hidden
+ * name goes. */
+START_TEST(test_unnamed_commit_failure)
+{
+    const char *path = sp("adir");
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    bp_outfile *f;
+    ck_assert_int_eq(bp_outfile_open(&f, path), BP_OK);
+    fputs("data", bp_outfile_stream(f));
+    ck_assert_int_eq(bp_outfile_commit(&f), BP_EIO);
+    assert_msg(path, "cannot write");
+    ck_assert_int_eq(count_entries(scratch, 0), 1);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert(S_ISDIR(sb.st_mode));
+}
+END_TEST
+
+/* After the signal handler's cleanup, an unnamed temporary is never
+ * committed either (the run is over), and nothing was on disk. */
+START_TEST(test_unnamed_cleanup_all)
+{
+    bp_outfile *f, *g;
+    ck_assert_int_eq(bp_outfile_open(&f, sp("a")), BP_OK);
+    ck_assert_int_eq(bp_outfile_open(&g, sp("b")), BP_OK);
+    fputs("partial", bp_outfile_stream(f));
+    bp_outfile_cleanup_all();
+    ck_assert_int_eq(bp_outfile_commit(&f), BP_EIO);
+    bp_outfile_abort(&g);
+    ck_assert_int_eq(count_entries(scratch, 0), 0);
+    ck_assert_int_eq(bp_write_file_atomic(sp("c"), "x", 1), BP_OK);
+    ck_assert_int_eq(count_entries(scratch, 0), 1);
+}
+END_TEST
+
+/* The point of it: a child killed with SIGKILL in the middle of writing
+ * leaves nothing (the named fallback would leave .NAME.XXXXXX). */
+START_TEST(test_unnamed_sigkill_leaves_nothing)
+{
+    if (!tmpfile_supported())
+        return;
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        bp_outfile *f;
+        if (bp_outfile_open(&f, sp("victim.npy")) != BP_OK)
+            _exit(1);
+        fputs("half a file", bp_outfile_stream(f));
+        fflush(bp_outfile_stream(f));
+        (void)!write(pipefd[1], "x", 1);
+        for (;;)
+            pause();
+    }
+    char c;
+    ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+    kill(pid, SIGKILL);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status));
+    close(pipefd[0]);
+    close(pipefd[1]);
+    ck_assert_int_eq(count_entries(scratch, 0), 0);
+}
+END_TEST
+
 /* --- suite ---------------------------------------------------------------- */
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1089,7 +1254,7 @@ static Suite *npy_suite(void)
 
     tc = tcase_create("atomic");
     tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup_named, teardown_named);
     tcase_add_test(tc, test_atomic_commit);
     tcase_add_test(tc, test_atomic_abort_keeps_target);
     tcase_add_test(tc, test_atomic_bad_paths);
@@ -1097,6 +1262,17 @@ static Suite *npy_suite(void)
     tcase_add_test(tc, test_atomic_relative_path);
     tcase_add_test(tc, test_atomic_cleanup_all);
     tcase_add_test(tc, test_atomic_cleanup_from_signal);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("atomic_unnamed");
+    tcase_add_unchecked_fixture(tc, case_setup, case_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_unnamed_invisible_until_commit);
+    tcase_add_test(tc, test_unnamed_replaces);
+    tcase_add_test(tc, test_unnamed_commit_failure);
+    tcase_add_test(tc, test_unnamed_cleanup_all);
+    tcase_add_test(tc, test_unnamed_sigkill_leaves_nothing);
+    tcase_add_test(tc, test_atomic_relative_path);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,7 +3,7 @@
 # targets (built without libFuzzer): none may crash or fail a sanitizer.
 . "$SRCDIR/tests/lib.sh"
 B=$(dirname "$BITPLAN")/tests/fuzz
-for t in onnx npy sens plan profile; do
+for t in onnx npy sens plan profile ckpt; do
     case $t in
         onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo" ;;
         npy) seeds="$TD/npy $TD/crafted" ;;
