@@ -29,7 +29,10 @@ for f in "$SRCDIR"/src/*.c "$SRCDIR"/sensitivity/*.c "$SRCDIR"/ilp/*.c GENERATED
     esac
     [ -f "$f" ] || continue
     o="$OUT/$(basename "$f" .c).o"
-    if [ ! -f "$o" ] || [ "$f" -nt "$o" ]; then
+    # rebuilt when the source or any header is newer: a changed struct
+    # must never meet a stale object
+    if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ -n "$(find "$SRCDIR/src" "$SRCDIR/sensitivity" \
+            "$SRCDIR/ilp" -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
         # shellcheck disable=SC2086
         $CC $FLAGS -c "$f" -o "$o" || { fail "compile $f"; finish; }
     fi
