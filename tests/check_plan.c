@@ -9,36 +9,18 @@
 #include <unistd.h>
 
 #include "jsonmut.h"
+#include "testfs.h"
 #include "plan.h"
 #include "status.h"
 
-static char tmpdir[256];
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_plan.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    testfs_setup("check_plan");
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(s, 1, (size_t)n, f), n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
+    testfs_teardown();
 }
 
 static bp_plan *sample(void)

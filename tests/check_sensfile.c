@@ -10,38 +10,20 @@
 #include <unistd.h>
 
 #include "jsonmut.h"
+#include "testfs.h"
 #include "../sensitivity/sensfile.h"
 #include "status.h"
 
 #define SENS BP_SRCDIR "/tests/data/ilp/cnn_sens.json"
 
-static char tmpdir[256];
-
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_sensfile.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    testfs_setup("check_sensfile");
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(s, 1, (size_t)n, f), n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
+    testfs_teardown();
 }
 
 START_TEST(test_load_example)
