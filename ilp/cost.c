@@ -1,25 +1,54 @@
 /* cost.c - bytes, BOPs and latency of one layer at one bit-width choice
  * (the model is written out in cost.h). */
 #include "cost.h"
+#include "qgraph.h"
+#include "shape.h"
 #include "status.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The executor's ops of g (bp_qmodel_ops), leaving g inferred at the batch
+ * it had.  *ops NULL and *n 0 when the executor cannot run g. */
+static int executor_ops(bp_graph *g, bp_qop_info **ops, int *n)
+{
+    int64_t batch = g->batch;
+    *ops = NULL;
+    *n = 0;
+    int st = bp_qmodel_ops(g, ops, n);
+    if (st == BP_ENOMEM)
+        return st;
+    if (st) {
+        *ops = NULL;
+        *n = 0;
+    }
+    if (batch > 0 && g->batch != batch)
+        return bp_graph_infer(g, batch);
+    return BP_OK;
+}
+
 int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
                               bp_model_facts *model)
 {
     bp_layer *layers = NULL;
-    int nl = 0, st;
-    if ((st = bp_graph_layers(g, &layers, &nl)))
+    bp_qop_info *qops = NULL;
+    int nl = 0, nq = 0, st;
+    if ((st = executor_ops(g, &qops, &nq)))
         return st;
+    if ((st = bp_graph_layers(g, &layers, &nl))) {
+        free(qops);
+        return st;
+    }
     if (nl < 1) {
         free(layers);
+        free(qops);
         return bp_fail(BP_EINVAL, "%s: no quantizable layers (Conv, Gemm or "
                        "MatMul with a constant weight)", g->path);
     }
-    bp_layer_facts *f = calloc((size_t)nl, sizeof *f);
+    /* one block: the layers, then the op facts they point to */
+    size_t head = ((size_t)nl * sizeof(bp_layer_facts) + 15) / 16 * 16;
+    bp_layer_facts *f = calloc(1, head + ((size_t)nq + 1) * sizeof(bp_op_fact));
     char *folded = calloc((size_t)g->n_values, 1);
     int *layer_of_node = malloc((size_t)g->n_nodes * sizeof *layer_of_node);
     if (!f || !folded || !layer_of_node) {
@@ -27,8 +56,10 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         free(folded);
         free(layer_of_node);
         free(layers);
+        free(qops);
         return bp_fail(BP_ENOMEM, "%s: out of memory", g->path);
     }
+    bp_op_fact *of = (bp_op_fact *)((char *)f + head);
     for (int i = 0; i < g->n_nodes; i++)
         layer_of_node[i] = -1;
     int64_t batch = g->batch > 0 ? g->batch : 1;
@@ -43,6 +74,10 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         f[i].macs = l->macs;
         f[i].rank = l->rank;
         memcpy(f[i].shape, l->shape, sizeof f[i].shape);
+        f[i].group = 1;
+        bp_conv_geom geo;
+        if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK)
+            f[i].group = geo.group;
         const bp_value *x = nd->n_in > 0 && nd->in[0] >= 0
                                 ? &g->values[nd->in[0]] : NULL;
         const bp_value *y = nd->n_out > 0 ? &g->values[nd->out[0]] : NULL;
@@ -56,6 +91,31 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         if (l->bias >= 0)
             folded[l->bias] = 1;
     }
+    /* The ops between layers go to the layer that runs next (the last
+     * layer takes the trailing ones), as `profile --measure --model`
+     * charges them, so that the layers of a plan sum to the whole run. */
+    int pending = 0, last = -1, nof = 0;
+    for (int k = 0; k < nq; k++) {
+        const bp_qop_info *q = &qops[k];
+        if (q->kind != BP_QOP_LAYER) {
+            of[nof++] = (bp_op_fact){bp_qop_name(q->kind), q->elements,
+                                     q->out_elements};
+            pending++;
+            continue;
+        }
+        if (q->layer < 0 || q->layer >= nl)
+            continue;
+        bp_layer_facts *lf = &f[q->layer];
+        lf->residual = q->residual;
+        lf->ops = of + nof - pending;
+        lf->n_ops = pending;
+        pending = 0;
+        last = q->layer;
+    }
+    /* the trailing ops were appended right behind the last layer's own */
+    if (last >= 0)
+        f[last].n_ops += pending;
+    free(qops);
     /* A BatchNorm right after a layer folds into its scale and bias. */
     for (int i = 0; i < g->n_nodes; i++) {
         const bp_node *nd = &g->nodes[i];
@@ -111,6 +171,71 @@ static int roofline(const bp_profile *p, const bp_layer_facts *l, int w,
     return BP_OK;
 }
 
+static double ceil_to(double v, double m) { return ceil(v / m) * m; }
+
+void bp_cost_lm_terms(const bp_layer_facts *l, double *padded_macs,
+                      double *rows, double *outputs)
+{
+    double c = l->out_channels > 0 ? (double)l->out_channels : 1;
+    double g = l->group > 0 ? (double)l->group : 1;
+    double n = l->numel > 0 ? (double)l->numel : 1, macs = (double)l->macs;
+    double pos = macs / n, kk = n / c;      /* positions, row length */
+    *padded_macs = pos * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
+    *rows = pos * kk * g;
+    *outputs = pos * c;
+}
+
+/* The fitted layer model of a roofline (cost.h). */
+static int layer_model(const bp_profile *p, const bp_layer_facts *l, int w,
+                       int a, int64_t batch, double *sec)
+{
+    const bp_profile_layer_model *lm = &p->lm;
+    double b = (double)batch;
+    const bp_profile_lm_regime *r =
+        lm->parallel_macs > 0 && (double)l->macs * b >= (double)lm->parallel_macs
+            ? &lm->parallel : &lm->serial;
+    const bp_profile_lm_bits *k = NULL;
+    for (int i = 0; i < r->n_bits && !k; i++)
+        if (r->bits[i].w_bits >= w)
+            k = &r->bits[i];
+    if (!k || a > lm->a_bits)
+        return bp_fail(BP_EUNSUPPORTED, "%s: layer_model prices no choice of "
+                       "%d-bit weights with %d-bit activations (widths up to "
+                       "%d and %d)", p->path, w, a,
+                       r->n_bits ? r->bits[r->n_bits - 1].w_bits : 0,
+                       lm->a_bits);
+    double padded, rows, outs, n = (double)l->numel;
+    bp_cost_lm_terms(l, &padded, &rows, &outs);
+    *sec = r->seconds +
+           b * (k->per_mac * padded + r->per_row_element * rows +
+                r->per_output * outs +
+                (l->residual ? r->per_residual_output * outs : 0)) +
+           k->per_weight * n;
+    return BP_OK;
+}
+
+/* The ops charged to layer l on a profile with op costs (cost.h). */
+static double ops_cost(const bp_profile *p, const bp_layer_facts *l,
+                       int64_t batch)
+{
+    double t = 0, b = (double)batch;
+    for (int i = 0; i < l->n_ops; i++) {
+        const bp_op_fact *o = &l->ops[i];
+        for (int k = 0; k < p->n_op_costs; k++) {
+            const bp_profile_op_cost *c = &p->op_costs[k];
+            if (strcmp(c->name, o->op) != 0)
+                continue;
+            int par = c->has_parallel && p->op_parallel_elements > 0 &&
+                      (double)o->out_elements * b >=
+                          (double)p->op_parallel_elements;
+            t += par ? c->par_seconds + c->par_per_element * (double)o->elements * b
+                     : c->seconds + c->per_element * (double)o->elements * b;
+            break;
+        }
+    }
+    return t;
+}
+
 static int shape_eq(const bp_profile_entry *e, const bp_layer_facts *l)
 {
     if (e->rank != l->rank || l->rank == 0)
@@ -122,7 +247,8 @@ static int shape_eq(const bp_profile_entry *e, const bp_layer_facts *l)
 }
 
 /* The table's latency for (w,a): an exact entry, else the fastest entry
- * wider in both; by name first, then by shape.  0 when none applies. */
+ * wider in both; by name first, then by shape.  0 when none applies; 1 by
+ * name, 2 by shape. */
 static int table_lookup(const bp_profile *p, const bp_layer_facts *l, int w,
                         int a, double *sec)
 {
@@ -143,7 +269,7 @@ static int table_lookup(const bp_profile *p, const bp_layer_facts *l, int w,
         }
         if (best) {
             *sec = best->latency_s;
-            return 1;
+            return by_name ? 1 : 2;
         }
     }
     return 0;
@@ -166,15 +292,25 @@ int bp_cost_eval(const bp_profile *p, const bp_layer_facts *l, int w_bits,
     int st = BP_OK;
     const bp_profile *roof = p;
     if (p->kind == BP_PROFILE_TABLE) {
-        if (table_lookup(p, l, w_bits, a_bits, &c.latency_s)) {
+        int how = table_lookup(p, l, w_bits, a_bits, &c.latency_s);
+        roof = p->fallback;
+        if (how) {
+            /* an entry by name holds its ops already (cost.h) */
+            if (how == 2 && roof && roof->kind == BP_PROFILE_ROOFLINE)
+                c.latency_s += ops_cost(roof, l, batch);
             *out = c;
             return BP_OK;
         }
-        roof = p->fallback;
     }
-    if (roof && roof->kind == BP_PROFILE_ROOFLINE &&
-        (st = roofline(roof, l, w_bits, a_bits, batch, &c.latency_s)))
-        return st;
+    if (roof && roof->kind == BP_PROFILE_ROOFLINE) {
+        if (roof->lm.present)
+            st = layer_model(roof, l, w_bits, a_bits, batch, &c.latency_s);
+        else
+            st = roofline(roof, l, w_bits, a_bits, batch, &c.latency_s);
+        if (st)
+            return st;
+        c.latency_s += ops_cost(roof, l, batch);
+    }
     *out = c;
     return BP_OK;
 }

@@ -20,9 +20,30 @@
  *     traffic = weight bytes (at w bits, or W when the profile stores
  *     missing widths natively) + 8 * C + B * (in + out) * a / 8 bytes of
  *     activations (in, out: activation elements per sample, 0 if unknown);
- *   latency, table profile: the measured entry for the layer's name, else
- *     for its weight shape, at (w,a) or the fastest listed pair wider in
- *     both; else the fallback roofline;
+ *   latency, roofline profile with a "layer_model" (fitted by `bitplan
+ *     profile --measure` to bitplan's integer executor), at batch B: with
+ *     P = macs / numel output positions, K = numel / C the row length, g
+ *     groups,
+ *             seconds + B * (per_mac(W) * P * ceil4(K) * g * ceil16(C / g)
+ *                            + per_row_element * P * K * g
+ *                            + per_output * P * C
+ *                            + per_residual_output * P * C  [fused residual])
+ *                     + per_weight(W) * numel
+ *     with the coefficients of the parallel regime when macs * B >=
+ *     parallel_macs (> 0), else of the serial one; W is the narrowest
+ *     listed width >= w (ceil4, ceil16: the kernels' padding of K to groups
+ *     of 4 and of the channels to blocks of 16);
+ *   plus, on a roofline profile with "op_costs", the ops the executor runs
+ *     before this layer since the previous one (for the last layer, also
+ *     those after it; for the first, the input's quantization): for each,
+ *     seconds + per_element * elements * B of its kind (its "parallel"
+ *     costs when its output elements * B >= parallel_elements > 0), so that
+ *     a plan's layers sum to the whole run;
+ *   latency, table profile: the measured entry for the layer's name (which
+ *     already holds the ops around the layer: `profile --measure --model`
+ *     measures them so), else for its weight shape, at (w,a) or the fastest
+ *     listed pair wider in both, plus the fallback's op costs; else the
+ *     fallback roofline;
  *   latency, bops profile: NAN (not modelled).
  *
  * The float32 baseline of `size=25%` / `size=8x` is 4 bytes per float
@@ -38,6 +59,14 @@
 #include "graph.h"
 #include "profile.h"
 
+/* One op of the integer executor between layers (qgraph.h bp_qop_info),
+ * charged to the layer it precedes. */
+typedef struct bp_op_fact {
+    const char *op;          /* bp_qop_name(): "MaxPool", ... (static) */
+    int64_t elements;        /* per sample, as bp_qop_info counts them */
+    int64_t out_elements;
+} bp_op_fact;
+
 /* What the cost model needs to know about a layer; names are borrowed. */
 typedef struct bp_layer_facts {
     const char *name;        /* weight initializer */
@@ -49,6 +78,11 @@ typedef struct bp_layer_facts {
                                     unknown */
     int rank;                /* weight shape, rank 0 when unknown */
     int64_t shape[BP_MAX_RANK];
+    int64_t group;           /* convolution groups, 0 when unknown (1) */
+    int residual;            /* a residual Add fused into the layer */
+    int n_ops;               /* the executor's ops charged to this layer, */
+    const bp_op_fact *ops;   /* 0 / NULL when unknown (no graph, or one the
+                                integer executor cannot run) */
 } bp_layer_facts;
 
 /* Model-level facts for the size baseline. */
@@ -62,10 +96,20 @@ typedef struct bp_cost {
 } bp_cost;
 
 /* The facts of every quantizable layer of g (bp_graph_layers order) into a
- * malloc'd array the caller frees, plus the model facts.  Names point into
- * g, which must outlive the array. */
+ * malloc'd array the caller frees (one block: the op facts live behind the
+ * layers), plus the model facts.  Names point into g, which must outlive
+ * the array.  The ops between layers come from the integer executor's view
+ * of g (bp_qmodel_ops); a graph it cannot run gets none (n_ops 0), which is
+ * not an error: its latency on other hardware is still priced. */
 int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
                               bp_model_facts *model);
+
+/* The work terms of the layer model (above) for one sample: the padded
+ * multiply-accumulates P * ceil4(K) * g * ceil16(C / g), the row elements
+ * P * K * g and the outputs P * C.  `bitplan profile --measure` fits the
+ * coefficients on exactly these. */
+void bp_cost_lm_terms(const bp_layer_facts *l, double *padded_macs,
+                      double *rows, double *outputs);
 
 /* Prices choice (w_bits, a_bits) of layer l on profile p at batch size
  * `batch` (>= 1; scales the compute and activation terms of a roofline).

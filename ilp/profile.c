@@ -5,6 +5,7 @@
 #include "status.h"
 
 #include "ilp/profdirs.h"
+#include "qgraph.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -189,6 +190,158 @@ static int sourced(const char *file, const char *at, const cJSON *root,
     return BP_OK;
 }
 
+/* A non-empty "source" string of object o at `at`. */
+static int need_source(const char *file, const char *at, const cJSON *o)
+{
+    const char *src;
+    int st = bp_json_str(file, at, o, "source", &src);
+    if (st)
+        return st;
+    if (!*src)
+        return bp_fail(BP_EINVAL, "%s: %s.source: empty (expected where the "
+                       "numbers come from)", file, at);
+    return BP_OK;
+}
+
+/* Coefficients are seconds per unit: finite, >= 0, and under a second per
+ * unit (a larger one is a unit mistake, not a measurement). */
+static int coef(const char *file, const char *at, const cJSON *o,
+                const char *key, double *out)
+{
+    int st = bp_json_nonneg(file, at, o, key, out);
+    if (!st && *out > 1)
+        return bp_fail(BP_EINVAL, "%s: %s.%s: %.17g seconds (expected 0..1)",
+                       file, at, key, *out);
+    return st;
+}
+
+static int load_regime(const char *file, const char *at, const cJSON *o,
+                       bp_profile_lm_regime *r)
+{
+    const cJSON *arr;
+    int n, st;
+    if (!cJSON_IsObject(o))
+        return bp_fail(BP_EINVAL, "%s: %s: missing (expected an object)", file,
+                       at);
+    if ((st = coef(file, at, o, "seconds", &r->seconds)) ||
+        (st = coef(file, at, o, "per_row_element", &r->per_row_element)) ||
+        (st = coef(file, at, o, "per_output", &r->per_output)) ||
+        (st = coef(file, at, o, "per_residual_output",
+                   &r->per_residual_output)) ||
+        (st = bp_json_arr(file, at, o, "bits", &arr, &n)))
+        return st;
+    if (n < 1 || n > BP_PROFILE_MAX_LM_BITS)
+        return bp_fail(BP_EINVAL, "%s: %s.bits: %d entries (expected 1..%d)",
+                       file, at, n, BP_PROFILE_MAX_LM_BITS);
+    r->n_bits = n;
+    const cJSON *e = arr->child;
+    for (int i = 0; i < n; i++, e = e->next) {
+        char ai[96];
+        int64_t w;
+        snprintf(ai, sizeof ai, "%s.bits[%d]", at, i);
+        if (!cJSON_IsObject(e))
+            return bp_fail(BP_EINVAL, "%s: %s: expected an object", file, ai);
+        bp_profile_lm_bits *b = &r->bits[i];
+        if ((st = bp_json_int(file, ai, e, "w_bits", 1, 32, &w)) ||
+            (st = coef(file, ai, e, "per_mac", &b->per_mac)) ||
+            (st = coef(file, ai, e, "per_weight", &b->per_weight)))
+            return st;
+        b->w_bits = (int)w;
+        if (i > 0 && r->bits[i - 1].w_bits >= b->w_bits)
+            return bp_fail(BP_EINVAL, "%s: %s.w_bits: %d (expected widths in "
+                           "ascending order, each once)", file, ai, (int)w);
+    }
+    return BP_OK;
+}
+
+/* "layer_model" (optional): see profiles/README.md. */
+static int load_layer_model(const char *file, const cJSON *root, bp_profile *p)
+{
+    const cJSON *lm;
+    int64_t v;
+    int st;
+    if (!cJSON_GetObjectItemCaseSensitive(root, "layer_model"))
+        return BP_OK;
+    if ((st = bp_json_obj(file, "", root, "layer_model", &lm)) ||
+        (st = need_source(file, "layer_model", lm)) ||
+        (st = bp_json_int(file, "layer_model", lm, "a_bits", 1, 32, &v)))
+        return st;
+    p->lm.a_bits = (int)v;
+    if ((st = bp_json_int(file, "layer_model", lm, "threads", 1, 4096, &v)))
+        return st;
+    p->lm.threads = (int)v;
+    if ((st = bp_json_int(file, "layer_model", lm, "parallel_macs", 0,
+                          INT64_C(1) << 53, &p->lm.parallel_macs)) ||
+        (st = load_regime(file, "layer_model.serial", cJSON_GetObjectItemCaseSensitive(lm, "serial"),
+                          &p->lm.serial)))
+        return st;
+    if (p->lm.parallel_macs > 0 &&
+        (st = load_regime(file, "layer_model.parallel",
+                          cJSON_GetObjectItemCaseSensitive(lm, "parallel"),
+                          &p->lm.parallel)))
+        return st;
+    p->lm.present = 1;
+    return BP_OK;
+}
+
+/* "op_costs" (optional): see profiles/README.md. */
+static int load_op_costs(const char *file, const cJSON *root, bp_profile *p)
+{
+    const cJSON *oc, *arr;
+    int n, st;
+    if (!cJSON_GetObjectItemCaseSensitive(root, "op_costs"))
+        return BP_OK;
+    if ((st = bp_json_obj(file, "", root, "op_costs", &oc)) ||
+        (st = need_source(file, "op_costs", oc)) ||
+        (st = bp_json_int(file, "op_costs", oc, "parallel_elements", 0,
+                          INT64_C(1) << 53, &p->op_parallel_elements)) ||
+        (st = bp_json_arr(file, "op_costs", oc, "ops", &arr, &n)))
+        return st;
+    if (n > BP_PROFILE_MAX_OPS)
+        return bp_fail(BP_EINVAL, "%s: op_costs.ops: %d entries (expected at "
+                       "most %d)", file, n, BP_PROFILE_MAX_OPS);
+    const cJSON *e = arr->child;
+    for (int i = 0; i < n; i++, e = e->next) {
+        char at[64];
+        const char *name;
+        bp_profile_op_cost *c = &p->op_costs[i];
+        snprintf(at, sizeof at, "op_costs.ops[%d]", i);
+        if (!cJSON_IsObject(e))
+            return bp_fail(BP_EINVAL, "%s: %s: expected an object", file, at);
+        if ((st = bp_json_str(file, at, e, "op", &name)))
+            return st;
+        int known = 0;
+        for (int k = 0; k < BP_QOP_COUNT; k++)
+            known |= k != BP_QOP_LAYER && !strcmp(name, bp_qop_name((bp_qop_kind)k));
+        if (!known)
+            return bp_fail(BP_EINVAL, "%s: %s.op: \"%s\" (expected one of "
+                           "Quantize, Dequant, Add, Relu, MaxPool, AvgPool, "
+                           "Flatten, Requant)", file, at, name);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(p->op_costs[j].name, name))
+                return bp_fail(BP_EINVAL, "%s: %s.op: \"%s\" also in "
+                               "op_costs.ops[%d]", file, at, name, j);
+        snprintf(c->name, sizeof c->name, "%s", name);
+        if ((st = coef(file, at, e, "seconds", &c->seconds)) ||
+            (st = coef(file, at, e, "per_element", &c->per_element)))
+            return st;
+        const cJSON *par = cJSON_GetObjectItemCaseSensitive(e, "parallel");
+        if (par) {
+            char ap[96];
+            snprintf(ap, sizeof ap, "%s.parallel", at);
+            if (!cJSON_IsObject(par))
+                return bp_fail(BP_EINVAL, "%s: %s: expected an object", file,
+                               ap);
+            if ((st = coef(file, ap, par, "seconds", &c->par_seconds)) ||
+                (st = coef(file, ap, par, "per_element", &c->par_per_element)))
+                return st;
+            c->has_parallel = 1;
+        }
+    }
+    p->n_op_costs = n;
+    return BP_OK;
+}
+
 static int load_roofline(const char *file, const cJSON *root, bp_profile *p)
 {
     const cJSON *arr, *mb;
@@ -266,6 +419,9 @@ static int load_roofline(const char *file, const cJSON *root, bp_profile *p)
         return st;
     if (!*s)
         return bp_fail(BP_EINVAL, "%s: missing_bits.source: empty", file);
+    if ((st = load_layer_model(file, root, p)) ||
+        (st = load_op_costs(file, root, p)))
+        return st;
     return BP_OK;
 }
 

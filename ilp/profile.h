@@ -50,6 +50,40 @@ typedef struct bp_profile_entry {
     double latency_s;
 } bp_profile_entry;
 
+/* The optional fitted model of a layer's latency on a roofline profile (the
+ * formula is in cost.h and profiles/README.md): one set of coefficients
+ * per regime (a layer on one thread, or split over the executor's pool). */
+#define BP_PROFILE_MAX_LM_BITS 32
+typedef struct bp_profile_lm_bits {
+    int w_bits;
+    double per_mac, per_weight;
+} bp_profile_lm_bits;
+
+typedef struct bp_profile_lm_regime {
+    double seconds, per_row_element, per_output, per_residual_output;
+    int n_bits;
+    bp_profile_lm_bits bits[BP_PROFILE_MAX_LM_BITS]; /* w_bits ascending */
+} bp_profile_lm_regime;
+
+typedef struct bp_profile_layer_model {
+    int present;
+    int a_bits;              /* widest activation width it prices */
+    int threads;             /* the executor threads it was measured on */
+    int64_t parallel_macs;   /* MACs x batch from which the parallel regime
+                                applies; 0: the serial one always */
+    bp_profile_lm_regime serial, parallel;
+} bp_profile_layer_model;
+
+/* The optional cost of the executor's ops between layers (pooling, adds,
+ * input quantization, ...): seconds + per_element x elements, by op name. */
+#define BP_PROFILE_MAX_OPS 16
+typedef struct bp_profile_op_cost {
+    char name[16];           /* bp_qop_name(): "Quantize", "MaxPool", ... */
+    double seconds, per_element;
+    int has_parallel;
+    double par_seconds, par_per_element;
+} bp_profile_op_cost;
+
 typedef struct bp_profile {
     char *name;              /* "nvidia-t4" */
     char *path;              /* the file it was read from */
@@ -64,6 +98,11 @@ typedef struct bp_profile {
     int storage_native;      /* 1: a bit-width without native support is
                                 stored at the native width it runs at (the
                                 memory term grows); 0: stored packed */
+    bp_profile_layer_model lm;   /* optional "layer_model" */
+    int n_op_costs;              /* optional "op_costs" */
+    int64_t op_parallel_elements;/* elements x batch from which an op's
+                                    "parallel" costs apply; 0: never */
+    bp_profile_op_cost op_costs[BP_PROFILE_MAX_OPS];
     /* table */
     int n_entries;
     bp_profile_entry *entries;

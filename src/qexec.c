@@ -368,10 +368,6 @@ static void elem_fn(void *ctx, int tid, int nth)
     }
 }
 
-/* Below these sizes a job runs on the calling thread alone: waking the pool
- * costs more than it saves. */
-#define PAR_MACS 400000
-#define PAR_ELEMS 65536
 
 static int run_op(bp_qexec *ex, int i, int64_t n)
 {
@@ -406,7 +402,7 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
         }
         int64_t units = t.a.geo.group * bp_qk_layer_blocks(&t.a);
         t.by_positions = P >= 96 * pl->n || units < pl->n;
-        if (L->macs * n >= PAR_MACS && pl->n > 1)
+        if (L->macs * n >= BP_QEXEC_PAR_MACS && pl->n > 1)
             pool_run(pl, layer_fn, &t);
         else
             layer_fn(&t, 0, 1);
@@ -417,7 +413,7 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
         bp_qop oc = *o;
         oc.pool.n = n;
         pool_task t = {&oc, y, x, to->type, ti->type, n * o->pool.oh};
-        if (n * tnumel(to) >= PAR_ELEMS && pl->n > 1)
+        if (n * tnumel(to) >= BP_QEXEC_PAR_ELEMS && pl->n > 1)
             pool_run(pl, pool_fn, &t);
         else
             pool_fn(&t, 0, 1);
@@ -427,7 +423,7 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
         elem_task t = {o, y, x, o->in2 >= 0 ? ex->buf[o->in2] : NULL, to->type,
                        ti->type, o->in2 >= 0 ? qm->t[o->in2].type : BP_QT_I8,
                        n * tnumel(to)};
-        if (t.n >= PAR_ELEMS && pl->n > 1)
+        if (t.n >= BP_QEXEC_PAR_ELEMS && pl->n > 1)
             pool_run(pl, elem_fn, &t);
         else
             elem_fn(&t, 0, 1);

@@ -22,6 +22,14 @@
 
 typedef struct bp_qexec bp_qexec;
 
+/* Below these sizes an op runs on the calling thread alone (waking the pool
+ * costs more than it saves): a layer of fewer multiply-accumulates per run
+ * (MACs x batch), a pooling or element-wise op writing fewer elements per
+ * run.  Public because measured profiles record them (qprofile.h): the
+ * cost model prices the two regimes apart. */
+#define BP_QEXEC_PAR_MACS 400000
+#define BP_QEXEC_PAR_ELEMS 65536
+
 /* New executor for batches of at most max_batch samples on `threads`
  * threads (<= 0: one per online CPU, at most 64). */
 int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,

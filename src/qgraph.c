@@ -501,7 +501,8 @@ static int walk(build *b)
         int v = g->inputs[k];
         if (!b->nuse[v] && !b->is_out[v])
             continue;
-        const bp_act_hist *h = bp_qcalib_hist(b->calib, v);
+        /* without calibration (bp_qmodel_ops) the type is moot */
+        const bp_act_hist *h = b->calib ? bp_qcalib_hist(b->calib, v) : NULL;
         bp_qtype type = h && h->count && h->min >= 0 ? BP_QT_U8 : BP_QT_I8;
         if ((st = new_tensor(b, v, type, -1, &t)))
             return st == BP_EUNSUPPORTED
@@ -1108,6 +1109,88 @@ double bp_qmodel_bops(const bp_qmodel *qm)
     return s;
 }
 
+/* The walk's tables for g (inferred at batch 1); plan may be NULL (no layer
+ * bits: bp_qmodel_ops). */
+static int build_init(build *b, bp_graph *g, const bp_plan *plan)
+{
+    int st;
+    bp_qmodel *qm = b->qm;
+    qm->g = g;
+    if ((st = bp_graph_layers(g, &b->gl, &b->ngl)))
+        return st;
+    size_t nn = (size_t)g->n_nodes + 1, nv = (size_t)g->n_values + 1;
+    b->layer_of_node = malloc(nn * sizeof *b->layer_of_node);
+    b->plan_of_layer = malloc(((size_t)b->ngl + 1) * sizeof *b->plan_of_layer);
+    b->nuse = calloc(nv, sizeof *b->nuse);
+    b->first_use = malloc(nv * sizeof *b->first_use);
+    b->is_out = calloc(nv, 1);
+    b->fused_add = malloc(nn * sizeof *b->fused_add);
+    b->claimed = calloc(nn, 1);
+    b->pending = malloc(nn * sizeof *b->pending);
+    b->chains = calloc(nn, sizeof *b->chains);
+    qm->value_tensor = malloc(nv * sizeof *qm->value_tensor);
+    qm->layers = calloc((size_t)b->ngl + 1, sizeof *qm->layers);
+    if (!b->layer_of_node || !b->plan_of_layer || !b->nuse || !b->first_use ||
+        !b->is_out || !b->fused_add || !b->claimed || !b->pending || !b->chains ||
+        !qm->value_tensor || !qm->layers)
+        return BP_ENOMEM;
+    if (plan && (st = check_plan(b)))
+        return st;
+    for (int i = 0; i < g->n_nodes; i++)
+        b->layer_of_node[i] = b->fused_add[i] = b->pending[i] = -1;
+    for (int i = 0; i < b->ngl; i++)
+        b->layer_of_node[b->gl[i].node] = i;
+    for (int v = 0; v < g->n_values; v++) {
+        b->first_use[v] = -1;
+        qm->value_tensor[v] = -1;
+    }
+    for (int k = 0; k < g->n_outputs; k++)
+        b->is_out[g->outputs[k]] = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const bp_node *n = &g->nodes[i];
+        if (node_static(g, n))
+            continue;
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0)
+                continue;
+            if (b->first_use[v] < 0)
+                b->first_use[v] = i;
+            b->nuse[v]++;
+        }
+    }
+    qm->n_layers = b->ngl;
+    for (int i = 0; i < b->ngl; i++) {
+        bp_qlayer *L = &qm->layers[i];
+        L->index = i;
+        L->name = b->gl[i].name;
+        L->node = b->gl[i].node;
+        if (plan) {
+            const bp_plan_layer *pl = &plan->layers[b->plan_of_layer[i]];
+            L->w_bits = pl->w_bits;
+            L->a_bits = pl->a_bits;
+        }
+    }
+    plan_adds(b);
+    return BP_OK;
+}
+
+static void build_fini(build *b)
+{
+    free(b->gl);
+    free(b->layer_of_node);
+    free(b->plan_of_layer);
+    free(b->nuse);
+    free(b->first_use);
+    free(b->is_out);
+    free(b->fused_add);
+    free(b->claimed);
+    free(b->pending);
+    free(b->chains);
+    free(b->ti);
+    free(b->oi);
+}
+
 int bp_qmodel_new(bp_qmodel **out, bp_graph *g, const bp_plan *plan,
                   const bp_qcalib *calib, const bp_qopts *opts)
 {
@@ -1129,86 +1212,70 @@ int bp_qmodel_new(bp_qmodel **out, bp_graph *g, const bp_plan *plan,
     if (!b.qm)
         return BP_ENOMEM;
     bp_qmodel *qm = b.qm;
-    qm->g = g;
     qm->method = opts->method;
     qm->percentile = opts->percentile > 0 ? opts->percentile
                                           : BP_CALIB_PERCENTILE_DEFAULT;
-    if ((st = bp_graph_layers(g, &b.gl, &b.ngl)))
-        goto out;
-    size_t nn = (size_t)g->n_nodes + 1, nv = (size_t)g->n_values + 1;
-    b.layer_of_node = malloc(nn * sizeof *b.layer_of_node);
-    b.plan_of_layer = malloc(((size_t)b.ngl + 1) * sizeof *b.plan_of_layer);
-    b.nuse = calloc(nv, sizeof *b.nuse);
-    b.first_use = malloc(nv * sizeof *b.first_use);
-    b.is_out = calloc(nv, 1);
-    b.fused_add = malloc(nn * sizeof *b.fused_add);
-    b.claimed = calloc(nn, 1);
-    b.pending = malloc(nn * sizeof *b.pending);
-    b.chains = calloc(nn, sizeof *b.chains);
-    qm->value_tensor = malloc(nv * sizeof *qm->value_tensor);
-    qm->layers = calloc((size_t)b.ngl + 1, sizeof *qm->layers);
-    if (!b.layer_of_node || !b.plan_of_layer || !b.nuse || !b.first_use ||
-        !b.is_out || !b.fused_add || !b.claimed || !b.pending || !b.chains ||
-        !qm->value_tensor || !qm->layers) {
-        st = BP_ENOMEM;
-        goto out;
-    }
-    if ((st = check_plan(&b)))
-        goto out;
-    for (int i = 0; i < g->n_nodes; i++)
-        b.layer_of_node[i] = b.fused_add[i] = b.pending[i] = -1;
-    for (int i = 0; i < b.ngl; i++)
-        b.layer_of_node[b.gl[i].node] = i;
-    for (int v = 0; v < g->n_values; v++) {
-        b.first_use[v] = -1;
-        qm->value_tensor[v] = -1;
-    }
-    for (int k = 0; k < g->n_outputs; k++)
-        b.is_out[g->outputs[k]] = 1;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const bp_node *n = &g->nodes[i];
-        if (node_static(g, n))
-            continue;
-        for (int k = 0; k < n->n_in; k++) {
-            int v = n->in[k];
-            if (v < 0)
-                continue;
-            if (b.first_use[v] < 0)
-                b.first_use[v] = i;
-            b.nuse[v]++;
-        }
-    }
-    qm->n_layers = b.ngl;
-    for (int i = 0; i < b.ngl; i++) {
-        bp_qlayer *L = &qm->layers[i];
-        const bp_plan_layer *pl = &plan->layers[b.plan_of_layer[i]];
-        L->index = i;
-        L->name = b.gl[i].name;
-        L->node = b.gl[i].node;
-        L->w_bits = pl->w_bits;
-        L->a_bits = pl->a_bits;
-    }
-    plan_adds(&b);
-    if ((st = walk(&b)) || (st = assign_bits(&b)) || (st = assign_scales(&b)) ||
+    if ((st = build_init(&b, g, plan)) || (st = walk(&b)) ||
+        (st = assign_bits(&b)) || (st = assign_scales(&b)) ||
         (st = build_params(&b)))
         goto out;
 out:
-    free(b.gl);
-    free(b.layer_of_node);
-    free(b.plan_of_layer);
-    free(b.nuse);
-    free(b.first_use);
-    free(b.is_out);
-    free(b.fused_add);
-    free(b.claimed);
-    free(b.pending);
-    free(b.chains);
-    free(b.ti);
-    free(b.oi);
+    build_fini(&b);
     if (st) {
         bp_qmodel_free(&b.qm);
         return st;
     }
     *out = qm;
     return BP_OK;
+}
+
+int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
+{
+    int st;
+    if ((st = bp_graph_infer(g, 1)))
+        return st;
+    build b;
+    bp_qopts o;
+    bp_qopts_init(&o);
+    memset(&b, 0, sizeof b);
+    b.g = g;
+    b.o = &o;
+    b.qm = calloc(1, sizeof *b.qm);
+    if (!b.qm)
+        return BP_ENOMEM;
+    bp_qop_info *info = NULL;
+    if ((st = build_init(&b, g, NULL)) || (st = walk(&b)))
+        goto out;
+    const bp_qmodel *qm = b.qm;
+    info = calloc((size_t)qm->n_ops + 1, sizeof *info);
+    if (!info) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < qm->n_ops; i++) {
+        const bp_qop *op = &qm->ops[i];
+        const bp_qtensor *ti = op->in >= 0 ? &qm->t[op->in] : NULL;
+        const bp_qtensor *to = op->out >= 0 ? &qm->t[op->out] : NULL;
+        int64_t ne_in = ti ? ti->h * ti->w * ti->c : 0;
+        int64_t ne_out = to ? to->h * to->w * to->c : 0;
+        bp_qop_info *f = &info[i];
+        f->kind = op->kind;
+        f->layer = op->kind == BP_QOP_LAYER ? op->layer : -1;
+        f->residual = op->kind == BP_QOP_LAYER && op->in2 >= 0;
+        switch (op->kind) {
+        case BP_QOP_QUANTIZE: f->elements = ne_out; break;
+        case BP_QOP_DEQUANT: f->elements = ne_in; ne_out = ne_in; break;
+        case BP_QOP_MAXPOOL: case BP_QOP_AVGPOOL: f->elements = ne_in; break;
+        default: f->elements = ne_out; break;
+        }
+        f->out_elements = ne_out;
+    }
+    *ops = info;
+    *n_ops = qm->n_ops;
+    info = NULL;
+out:
+    free(info);
+    build_fini(&b);
+    bp_qmodel_free(&b.qm);
+    return st;
 }

@@ -166,6 +166,28 @@ void bp_qmodel_free(bp_qmodel **qm);
  * widths), cheap enough to run before any data is read. */
 int bp_qplan_check(bp_graph *g, const bp_plan *plan, const char *plan_name);
 
+/* One op of the integer executor as the cost model sees it: what it is and
+ * how many elements of one sample it moves (QUANTIZE: the float inputs it
+ * reads; DEQUANT: the floats it writes; MAXPOOL, AVGPOOL: the codes they
+ * read; ADD, RELU, FLATTEN, REQUANT: the codes they write; LAYER: its
+ * output elements). */
+typedef struct bp_qop_info {
+    bp_qop_kind kind;
+    int layer;         /* LAYER: index in bp_graph_layers order; else -1 */
+    int residual;      /* LAYER: a residual Add is fused into its epilogue */
+    int64_t elements;  /* per sample, as above */
+    int64_t out_elements; /* per sample written (the executor's threshold
+                             for splitting the op over threads) */
+} bp_qop_info;
+
+/* The ops bp_qmodel_new would make of g, in execution order, without a plan
+ * or calibration: for pricing a plan before it exists.  The REQUANT copies a
+ * plan adds (a layer reading fewer activation bits than its input tensor
+ * has) depend on the plan and are not listed.  Infers g at batch 1 and
+ * leaves it so.  *ops is a malloc'd array the caller frees.
+ * BP_EUNSUPPORTED (naming the node) for a graph the executor cannot run. */
+int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops);
+
 /* Bit-operations of one sample: sum over layers of MACs * w_bits * a_bits. */
 double bp_qmodel_bops(const bp_qmodel *qm);
 

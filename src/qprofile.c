@@ -2,6 +2,7 @@
  * profile with a fitted roofline fallback (see qprofile.h). */
 #include "qprofile.h"
 #include "atomic.h"
+#include "../ilp/cost.h"   /* the cost model: one authority */
 #include "qcalib.h"
 #include "qexec.h"
 #include "qgraph.h"
@@ -12,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void bp_qprofile_opts_init(bp_qprofile_opts *o)
@@ -30,9 +32,9 @@ typedef struct entry {
     char sha[65];
     char key[160];
     int rank;
-    int64_t wshape[4], in[3], out[3], stride[2], pads[4], dil[2], group;
+    int64_t wshape[4], in[3], out[3], group;
     int64_t macs, numel;
-    int w_bits;
+    int w_bits, residual;
     double latency, kernel;
 } entry;
 
@@ -54,6 +56,32 @@ static entry *push(elist *l)
     entry *e = &l->e[l->n++];
     memset(e, 0, sizeof *e);
     return e;
+}
+
+/* One measured op between layers (for the op cost fit). */
+typedef struct osample {
+    bp_qop_kind kind;
+    int64_t elements, out_elements;
+    double t;
+} osample;
+
+typedef struct olist {
+    osample *s;
+    int n, cap;
+} olist;
+
+static int opush(olist *l, osample v)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        osample *s = realloc(l->s, (size_t)cap * sizeof *s);
+        if (!s)
+            return BP_ENOMEM;
+        l->s = s;
+        l->cap = cap;
+    }
+    l->s[l->n++] = v;
+    return BP_OK;
 }
 
 void bp_qprofile_key(const bp_graph *g, const bp_layer *l, char *buf, size_t n)
@@ -90,17 +118,10 @@ static void fill_entry(entry *e, const bp_graph *g, const bp_layer *l)
     e->macs = l->macs;
     e->numel = l->numel;
     e->group = 1;
-    e->stride[0] = e->stride[1] = e->dil[0] = e->dil[1] = 1;
     bp_conv_geom geo;
     if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK) {
         e->in[0] = geo.c, e->in[1] = geo.h, e->in[2] = geo.w;
         e->out[0] = geo.m, e->out[1] = geo.oh, e->out[2] = geo.ow;
-        e->stride[0] = geo.stride_h, e->stride[1] = geo.stride_w;
-        e->dil[0] = geo.dil_h, e->dil[1] = geo.dil_w;
-        e->pads[0] = geo.pad_t, e->pads[1] = geo.pad_l;
-        int64_t p[4];
-        if (bp_node_attr_ints(nd, "pads", p, 4) == 4)
-            e->pads[2] = p[2], e->pads[3] = p[3];
         e->group = geo.group;
     } else {
         int64_t k = l->out_channels ? l->numel / l->out_channels : 0;
@@ -163,111 +184,186 @@ static int uniform_plan(bp_graph *g, int w, int a, bp_plan **out)
     return BP_OK;
 }
 
-/* Times g at every weight width; one entry per layer and width. Layers of
- * models are timed in place; grid graphs contribute only the layers whose
- * index is in [first, last]. */
-static int measure_graph(elist *L, bp_graph *g, const bp_qprofile_opts *o,
-                         int repeat, int model, FILE *log)
+/* ---- measuring graphs ------------------------------------------------------- */
+
+/* One graph under measurement: its uniform plans at every width are timed
+ * in several passes interleaved with the other graphs', so that a change of
+ * load on the machine spreads over all of them instead of biasing a few. */
+typedef struct gmeas {
+    bp_graph *g;          /* owned when `grid` */
+    int grid;             /* a grid graph (else a --model) */
+    float *x;             /* 4 samples */
+    bp_qcalib *qc;
+    int n_ops;
+    bp_qop_info *info;    /* the ops (bp_qmodel_ops order = the run's) */
+    int *lindex;          /* (n_ops) layer index of LAYER ops */
+    double *s[BP_QW_MAX_BITS + 1]; /* (n_ops x cap) seconds, per width */
+    double *whole[BP_QW_MAX_BITS + 1]; /* (cap) whole runs, per width */
+    int n[BP_QW_MAX_BITS + 1];
+    int cap;
+} gmeas;
+
+static void gm_free(gmeas *m)
 {
-    int st = BP_OK;
+    if (m->grid)
+        bp_graph_free(&m->g);
+    free(m->x);
+    bp_qcalib_free(&m->qc);
+    free(m->info);
+    free(m->lindex);
+    for (int w = 0; w <= BP_QW_MAX_BITS; w++) {
+        free(m->s[w]);
+        free(m->whole[w]);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+/* Random inputs and calibration; grid graphs take |N(0,1)| inputs, so that
+ * their layer reads uint8 codes like a layer after a ReLU does (most layers
+ * of a network; a model's own first layer is measured with --model). */
+static int gm_init(gmeas *m, bp_graph *g, int grid, int cap)
+{
     int64_t per;
-    float *x = random_input(g, 4, &per);
-    bp_qcalib *qc = NULL;
-    bp_layer *ls = NULL;
-    int nl = 0;
-    double *samples = NULL, *med = NULL;
-    if (!x)
+    memset(m, 0, sizeof *m);
+    m->g = g;
+    m->grid = grid;
+    m->cap = cap;
+    if (!(m->x = random_input(g, 4, &per)))
         return BP_ENOMEM;
-    if ((st = bp_qcalib_new(&qc, g, x, 4, 4)) ||
-        (st = bp_graph_layers(g, &ls, &nl)))
+    if (grid == 1)
+        for (int64_t i = 0; i < 4 * per; i++)
+            m->x[i] = fabsf(m->x[i]);
+    int st = bp_qcalib_new(&m->qc, g, m->x, 4, 4);
+    if (st || (st = bp_qmodel_ops(g, &m->info, &m->n_ops)))
+        return st;
+    for (int w = 0; w <= BP_QW_MAX_BITS; w++)
+        if (!(m->s[w] = malloc((size_t)(m->n_ops * cap + 1) * sizeof(double))) ||
+            !(m->whole[w] = malloc((size_t)(cap + 1) * sizeof(double))))
+            return BP_ENOMEM;
+    return BP_OK;
+}
+
+/* One pass at width w: two warm-up runs, then `runs` runs timed op by op
+ * and `runs` whole runs (the figure `bitplan run` reports). */
+static int gm_pass(gmeas *m, int w, int runs, int threads)
+{
+    bp_plan *p = NULL;
+    bp_qmodel *qm = NULL;
+    bp_qexec *ex = NULL;
+    double *one = NULL;
+    int st;
+    if ((st = uniform_plan(m->g, w, 8, &p)) ||
+        (st = bp_qmodel_new(&qm, m->g, p, m->qc, NULL)) ||
+        (st = bp_qexec_new(&ex, qm, 1, threads)))
         goto out;
-    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++) {
-        if (!(o->bits & (1u << w)))
-            continue;
-        bp_plan *p = NULL;
-        bp_qmodel *qm = NULL;
-        bp_qexec *ex = NULL;
-        if ((st = uniform_plan(g, w, 8, &p)) ||
-            (st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
-            (st = bp_qexec_new(&ex, qm, 1, o->threads))) {
-            bp_qmodel_free(&qm);
-            bp_plan_free(&p);
-            break;
-        }
-        int nops = qm->n_ops;
-        samples = realloc(samples, (size_t)(nops * repeat) * sizeof *samples);
-        med = realloc(med, (size_t)nops * sizeof *med);
-        double *one = malloc((size_t)nops * sizeof *one);
-        double *col = malloc((size_t)repeat * sizeof *col);
-        const float *in[1] = {x};
-        if (!samples || !med || !one || !col) {
+    if (qm->n_ops != m->n_ops) {
+        st = bp_fail(BP_EINTERNAL, "%s: %d ops at %d bits, %d planned",
+                     m->g->path, qm->n_ops, w, m->n_ops);
+        goto out;
+    }
+    if (!m->lindex) {
+        if (!(m->lindex = malloc((size_t)(m->n_ops + 1) * sizeof *m->lindex))) {
             st = BP_ENOMEM;
-        } else {
-            for (int r = -2; r < repeat && !st; r++) { /* two warm-ups */
-                st = bp_qexec_run_timed(ex, in, 1, one);
-                if (r >= 0)
-                    for (int i = 0; i < nops; i++)
-                        samples[i * repeat + r] = one[i];
-            }
-            double total = 0, layers = 0;
-            for (int i = 0; i < nops && !st; i++) {
-                memcpy(col, samples + i * repeat, (size_t)repeat * sizeof *col);
-                qsort(col, (size_t)repeat, sizeof *col, cmp_double);
-                med[i] = col[repeat / 2];
-                total += med[i];
-                if (qm->ops[i].kind == BP_QOP_LAYER)
-                    layers += med[i];
-            }
-            /* non-layer ops join the next layer (the last for trailing ones) */
-            double carry = 0;
-            entry *last = NULL;
-            for (int i = 0; i < nops && !st; i++) {
-                const bp_qop *op = &qm->ops[i];
-                if (op->kind != BP_QOP_LAYER) {
-                    if (model)
-                        carry += med[i];
-                    continue;
-                }
-                const bp_qlayer *ql = &qm->layers[op->layer];
-                entry *e = push(L);
-                if (!e) {
-                    st = BP_ENOMEM;
-                    break;
-                }
-                fill_entry(e, g, &ls[ql->index]);
-                if (model) {
-                    snprintf(e->layer, sizeof e->layer, "%s", ql->name);
-                    snprintf(e->sha, sizeof e->sha, "%s", g->hash);
-                }
-                e->w_bits = w;
-                e->kernel = med[i];
-                e->latency = med[i] + carry;
-                carry = 0;
-                last = e;
-            }
-            if (last)
-                last->latency += carry;
-            if (log && model)
-                fprintf(log, "  %s: weights %d bits: %.3f ms per sample "
-                        "(layers alone %.3f ms)\n", g->path, w, total * 1e3,
-                        layers * 1e3);
+            goto out;
         }
-        free(one);
-        free(col);
-        bp_qexec_free(&ex);
-        bp_qmodel_free(&qm);
-        bp_plan_free(&p);
+        for (int i = 0; i < m->n_ops; i++)
+            m->lindex[i] = qm->ops[i].kind == BP_QOP_LAYER
+                               ? qm->layers[qm->ops[i].layer].index : -1;
+    }
+    one = malloc((size_t)(m->n_ops + 1) * sizeof *one);
+    const float *in[1] = {m->x};
+    if (!one) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    for (int r = -2; r < runs && !st && m->n[w] < m->cap; r++) {
+        if ((st = bp_qexec_run_timed(ex, in, 1, one)) || r < 0)
+            continue;
+        int k = m->n[w]++;
+        for (int i = 0; i < m->n_ops; i++)
+            m->s[w][i * m->cap + k] = one[i];
+        if (m->grid)
+            continue;
+        /* a model's whole run, untimed op by op: what `bitplan run` sees */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        st = bp_qexec_run(ex, in, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        m->whole[w][k] = (double)(t1.tv_sec - t0.tv_sec) +
+                         (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     }
 out:
-    free(samples);
-    free(med);
-    free(ls);
-    bp_qcalib_free(&qc);
-    free(x);
+    free(one);
+    bp_qexec_free(&ex);
+    bp_qmodel_free(&qm);
+    bp_plan_free(&p);
     return st;
 }
 
-/* ---- single-layer graphs for the grid ------------------------------------ */
+static double med_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n ? v[n / 2] : 0;
+}
+
+/* The medians of m at every measured width into layer entries (and, for
+ * grid graphs, op samples).  A model's other ops join the layer that runs
+ * next (the last layer takes the trailing ones), so that its entries at one
+ * width sum to its measured run. */
+static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
+                      olist *O, FILE *log)
+{
+    bp_layer *ls = NULL;
+    int nl = 0, st;
+    if ((st = bp_graph_layers(m->g, &ls, &nl)))
+        return st;
+    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++) {
+        if (!(o->bits & (1u << w)) || !m->n[w])
+            continue;
+        double carry = 0, total = 0, layers = 0;
+        entry *last = NULL;
+        for (int i = 0; i < m->n_ops && !st; i++) {
+            double t = med_of(m->s[w] + i * m->cap, m->n[w]);
+            const bp_qop_info *q = &m->info[i];
+            total += t;
+            if (q->kind != BP_QOP_LAYER) {
+                carry += t;
+                if (m->grid)
+                    st = opush(O, (osample){q->kind, q->elements,
+                                            q->out_elements, t});
+                continue;
+            }
+            layers += t;
+            entry *e = push(L);
+            if (!e) {
+                st = BP_ENOMEM;
+                break;
+            }
+            fill_entry(e, m->g, &ls[m->lindex[i]]);
+            if (!m->grid) {
+                snprintf(e->layer, sizeof e->layer, "%s", ls[m->lindex[i]].name);
+                snprintf(e->sha, sizeof e->sha, "%s", m->g->hash);
+            }
+            e->w_bits = w;
+            e->residual = q->residual;
+            e->kernel = t;
+            e->latency = t + carry;
+            carry = 0;
+            last = e;
+        }
+        if (last)
+            last->latency += carry;
+        if (log && !m->grid)
+            fprintf(log, "  %s: weights %d bits: %.3f ms per sample "
+                    "(median whole run; layers alone %.3f ms, all ops %.3f ms)\n",
+                    m->g->path, w, med_of(m->whole[w], m->n[w]) * 1e3,
+                    layers * 1e3, total * 1e3);
+    }
+    free(ls);
+    return st;
+}
+
+/* ---- the grid ---------------------------------------------------------------- */
 
 static int gvalue(bp_graph *g, const char *name, int *v)
 {
@@ -315,61 +411,89 @@ static int gconst(bp_graph *g, const char *name, int rank, const int64_t *dims,
     return BP_OK;
 }
 
-/* input -> Conv (or Gemm) -> Relu -> Identity: the layer writes uint8 codes
- * through the same epilogue as inside a model. */
-static int grid_graph(bp_graph **out, int conv, int64_t c, int64_t h, int64_t m,
-                      int64_t k, int64_t s)
+static int gnode(bp_graph *g, bp_op op, const char *name, int in0, int in1,
+                 int *out, int *idx)
+{
+    int in[2] = {in0, in1}, st;
+    if ((st = gvalue(g, name, out)))
+        return st;
+    return bp_graph_add_node(g, op, name, in1 >= 0 ? 2 : 1, in, 1, out, idx);
+}
+
+static int gconv(bp_graph *g, const char *name, int x, int64_t c, int64_t m,
+                 int64_t k, int64_t s, int *y)
+{
+    char wn[64];
+    int w, idx, st;
+    int64_t wd[4] = {m, c, k, k}, ks[2] = {k, k}, ss[2] = {s, s};
+    int64_t pd[4] = {k / 2, k / 2, k / 2, k / 2};
+    snprintf(wn, sizeof wn, "%s.w", name);
+    if ((st = gconst(g, wn, 4, wd, 0.2, &w)) ||
+        (st = gnode(g, BP_OP_CONV, name, x, w, y, &idx)) ||
+        (st = gints(&g->nodes[idx], "kernel_shape", 2, ks)) ||
+        (st = gints(&g->nodes[idx], "strides", 2, ss)) ||
+        (st = gints(&g->nodes[idx], "pads", 4, pd)))
+        return st;
+    return BP_OK;
+}
+
+/* The graph's one input x (1, c, h, h) or (1, c) and its outputs. */
+static int gio(bp_graph *g, int x, int rank, int64_t c, int64_t h,
+               const int *outs, int n_out)
+{
+    int64_t dims[4] = {-1, c, h, h};
+    g->inputs = malloc(sizeof *g->inputs);
+    g->outputs = malloc((size_t)n_out * sizeof *g->outputs);
+    if (!g->inputs || !g->outputs)
+        return BP_ENOMEM;
+    g->inputs[0] = x;
+    memcpy(g->outputs, outs, (size_t)n_out * sizeof *outs);
+    g->n_inputs = 1;
+    g->n_outputs = n_out;
+    bp_value *iv = &g->values[x];
+    iv->is_input = 1;
+    iv->decl_rank = rank;
+    memcpy(iv->decl_dims, dims, (size_t)rank * sizeof *dims);
+    g->opset = 13;
+    snprintf(g->hash, sizeof g->hash, "grid");
+    return bp_graph_infer(g, 1);
+}
+
+/* One grid shape: a Conv (c x h x h -> m, k x k, stride s, pads k/2) or,
+ * with k == 0, a Gemm (c -> m); with `res`, a residual block around it
+ * (a 1 x 1 projection of the input with the same stride runs first, and the
+ * Add fuses into the measured layer's epilogue, as in ResNet); then a ReLU
+ * the layer fuses, so it writes uint8 codes through the usual epilogue. */
+typedef struct gshape {
+    int64_t c, h, m, k, s;
+    int res;
+} gshape;
+
+static int grid_graph(bp_graph **out, const gshape *q)
 {
     bp_graph *g;
     int st = bp_graph_new(&g, "grid");
     if (st)
         return st;
-    int x, w, y, r, o, idx;
-    int64_t dims4[4] = {1, c, h, h}, dims2[2] = {1, c};
+    int x, y, r, w, idx;
     if ((st = gvalue(g, "input", &x)))
         goto fail;
-    if (conv) {
-        int64_t wd[4] = {m, c, k, k};
-        if ((st = gconst(g, "w", 4, wd, 0.2, &w)) ||
-            (st = gvalue(g, "y", &y)))
+    if (q->k > 0) {
+        int proj = -1;
+        if (q->res && (st = gconv(g, "proj", x, q->c, q->m, 1, q->s, &proj)))
             goto fail;
-        int in[2] = {x, w};
-        if ((st = bp_graph_add_node(g, BP_OP_CONV, "conv", 2, in, 1, &y, &idx)))
+        if ((st = gconv(g, "conv", x, q->c, q->m, q->k, q->s, &y)))
             goto fail;
-        int64_t ks[2] = {k, k}, st2[2] = {s, s}, pd[4] = {k / 2, k / 2, k / 2, k / 2};
-        if ((st = gints(&g->nodes[idx], "kernel_shape", 2, ks)) ||
-            (st = gints(&g->nodes[idx], "strides", 2, st2)) ||
-            (st = gints(&g->nodes[idx], "pads", 4, pd)))
+        if (q->res && (st = gnode(g, BP_OP_ADD, "add", y, proj, &y, NULL)))
             goto fail;
     } else {
-        int64_t wd[2] = {c, m};
-        if ((st = gconst(g, "w", 2, wd, 0.2, &w)) || (st = gvalue(g, "y", &y)))
-            goto fail;
-        int in[2] = {x, w};
-        if ((st = bp_graph_add_node(g, BP_OP_MATMUL, "gemm", 2, in, 1, &y, &idx)))
+        int64_t wd[2] = {q->c, q->m};
+        if ((st = gconst(g, "w", 2, wd, 0.2, &w)) ||
+            (st = gnode(g, BP_OP_MATMUL, "gemm", x, w, &y, &idx)))
             goto fail;
     }
-    if ((st = gvalue(g, "r", &r)) || (st = gvalue(g, "out", &o)) ||
-        (st = bp_graph_add_node(g, BP_OP_RELU, "relu", 1, &y, 1, &r, NULL)) ||
-        (st = bp_graph_add_node(g, BP_OP_IDENTITY, "id", 1, &r, 1, &o, NULL)))
-        goto fail;
-    g->inputs = malloc(sizeof *g->inputs);
-    g->outputs = malloc(sizeof *g->outputs);
-    if (!g->inputs || !g->outputs) {
-        st = BP_ENOMEM;
-        goto fail;
-    }
-    g->inputs[0] = x;
-    g->outputs[0] = o;
-    g->n_inputs = g->n_outputs = 1;
-    bp_value *iv = &g->values[x];
-    iv->is_input = 1;
-    iv->decl_rank = conv ? 4 : 2;
-    memcpy(iv->decl_dims, conv ? dims4 : dims2, sizeof(int64_t) * (conv ? 4 : 2));
-    iv->decl_dims[0] = -1;
-    g->opset = 13;
-    snprintf(g->hash, sizeof g->hash, "grid");
-    if ((st = bp_graph_infer(g, 1)))
+    if ((st = gnode(g, BP_OP_RELU, "relu", y, -1, &r, NULL)) ||
+        (st = gio(g, x, q->k > 0 ? 4 : 2, q->c, q->h, &r, 1)))
         goto fail;
     *out = g;
     return BP_OK;
@@ -378,41 +502,70 @@ fail:
     return st;
 }
 
-/* conv: C, H(=W), M, k, stride; gemm: K, 1, N, 0, 0 */
-static const int64_t grid_full[][5] = {
-    {16, 32, 16, 3, 1}, {32, 16, 32, 3, 1}, {64, 56, 64, 3, 1},
-    {64, 28, 64, 3, 1}, {128, 28, 128, 3, 1}, {256, 14, 256, 3, 1},
-    {512, 7, 512, 3, 1}, {64, 56, 128, 3, 2}, {128, 28, 256, 3, 2},
-    {256, 14, 512, 3, 2}, {64, 56, 256, 1, 1}, {256, 56, 64, 1, 1},
-    {512, 7, 512, 1, 1}, {3, 224, 64, 7, 2},
-    {64, 0, 128, 0, 0}, {128, 0, 64, 0, 0}, {512, 0, 1000, 0, 0},
-    {1024, 0, 1024, 0, 0}, {2048, 0, 1000, 0, 0}};
-static const int64_t grid_quick[][5] = {
-    {16, 8, 16, 3, 1}, {32, 8, 32, 1, 1}, {64, 0, 32, 0, 0}};
-
-static int measure_grid(elist *L, const bp_qprofile_opts *o, int repeat,
-                        FILE *log)
+/* The ops between layers, each on its own: x (c x h x h) -> Relu -> Add
+ * (x, relu) -> MaxPool 3x3/2 -> Flatten -> output 1, and the pooled map ->
+ * GlobalAveragePool -> output 2 (plus the input's Quantize and the two
+ * Dequants). */
+static int op_graph(bp_graph **out, int64_t c, int64_t h)
 {
-    const int64_t(*grid)[5] = o->quick ? grid_quick : grid_full;
-    int n = o->quick ? (int)(sizeof grid_quick / sizeof grid_quick[0])
-                     : (int)(sizeof grid_full / sizeof grid_full[0]);
-    for (int i = 0; i < n; i++) {
-        bp_graph *g = NULL;
-        int conv = grid[i][3] > 0;
-        int st = grid_graph(&g, conv, grid[i][0], grid[i][1], grid[i][2],
-                            grid[i][3], grid[i][4]);
-        if (!st)
-            st = measure_graph(L, g, o, repeat, 0, NULL);
-        bp_graph_free(&g);
-        if (st)
-            return st;
-        if (log)
-            fprintf(log, "  grid %d/%d: %s\n", i + 1, n, L->e[L->n - 1].key);
-    }
+    bp_graph *g;
+    int st = bp_graph_new(&g, "grid-ops");
+    if (st)
+        return st;
+    int x, r, a, m, f, gp, idx;
+    int64_t ks[2] = {3, 3}, ss[2] = {2, 2}, pd[4] = {1, 1, 1, 1};
+    if ((st = gvalue(g, "input", &x)) ||
+        (st = gnode(g, BP_OP_RELU, "relu", x, -1, &r, NULL)) ||
+        (st = gnode(g, BP_OP_ADD, "add", x, r, &a, NULL)) ||
+        (st = gnode(g, BP_OP_MAXPOOL, "pool", a, -1, &m, &idx)) ||
+        (st = gints(&g->nodes[idx], "kernel_shape", 2, ks)) ||
+        (st = gints(&g->nodes[idx], "strides", 2, ss)) ||
+        (st = gints(&g->nodes[idx], "pads", 4, pd)) ||
+        (st = gnode(g, BP_OP_FLATTEN, "flat", m, -1, &f, NULL)) ||
+        (st = gnode(g, BP_OP_GLOBALAVERAGEPOOL, "gap", m, -1, &gp, NULL)))
+        goto fail;
+    int outs[2] = {f, gp};
+    if ((st = gio(g, x, 4, c, h, outs, 2)))
+        goto fail;
+    *out = g;
     return BP_OK;
+fail:
+    bp_graph_free(&g);
+    return st;
 }
 
-/* ---- the roofline fit ------------------------------------------------------ */
+/* Layer shapes: those of small convolutional networks on 8x8 to 32x32
+ * inputs and MLPs (where fixed costs dominate), and of ImageNet networks
+ * (ResNet stages, stems, projections, classifiers).  Conv: c, h (= w), m,
+ * k, stride, residual; Gemm: k, 0, n, 0, 0, 0. */
+static const gshape grid_full[] = {
+    {1, 8, 16, 3, 1, 0}, {16, 8, 16, 3, 1, 1}, {16, 8, 32, 3, 2, 1},
+    {32, 4, 32, 3, 1, 0}, {8, 16, 8, 3, 1, 0}, {3, 32, 16, 3, 1, 0},
+    {16, 32, 16, 3, 1, 1}, {16, 32, 32, 3, 2, 0}, {32, 16, 32, 3, 1, 0},
+    {32, 16, 64, 3, 2, 1}, {64, 8, 64, 3, 1, 1}, {32, 16, 64, 1, 2, 0},
+    {64, 8, 128, 3, 2, 0}, {128, 4, 128, 3, 1, 0}, {16, 32, 32, 1, 1, 0},
+    {32, 32, 32, 3, 1, 0}, {64, 16, 64, 3, 1, 0}, {4, 8, 8, 3, 1, 0},
+    {16, 14, 32, 5, 1, 0}, {96, 14, 96, 1, 1, 0},
+    {3, 224, 64, 7, 2, 0}, {64, 56, 64, 3, 1, 0}, {64, 56, 64, 3, 1, 1},
+    {64, 28, 64, 3, 1, 0}, {64, 56, 128, 3, 2, 1}, {128, 28, 128, 3, 1, 0},
+    {128, 28, 256, 3, 2, 1}, {256, 14, 256, 3, 1, 0}, {256, 14, 256, 3, 1, 1},
+    {256, 14, 512, 3, 2, 0}, {512, 7, 512, 3, 1, 0}, {512, 7, 512, 3, 1, 1},
+    {64, 56, 256, 1, 1, 0}, {256, 56, 64, 1, 1, 0}, {512, 7, 512, 1, 1, 0},
+    {128, 28, 256, 1, 2, 0}, {256, 14, 1024, 1, 1, 0},
+    {16, 0, 16, 0, 0, 0}, {32, 0, 10, 0, 0, 0}, {64, 0, 10, 0, 0, 0},
+    {64, 0, 32, 0, 0, 0}, {64, 0, 128, 0, 0, 0}, {128, 0, 64, 0, 0, 0},
+    {128, 0, 10, 0, 0, 0}, {256, 0, 256, 0, 0, 0}, {512, 0, 10, 0, 0, 0},
+    {784, 0, 128, 0, 0, 0}, {256, 0, 512, 0, 0, 0}, {512, 0, 1000, 0, 0, 0},
+    {1024, 0, 1024, 0, 0, 0}, {2048, 0, 1000, 0, 0, 0}};
+static const gshape grid_quick[] = {
+    {16, 8, 16, 3, 1, 1}, {32, 8, 32, 1, 1, 0}, {64, 0, 32, 0, 0, 0}};
+/* op graphs: c, h */
+static const int64_t ops_full[][2] = {
+    {8, 8}, {16, 16}, {32, 32}, {16, 64}, {64, 56}, {256, 14}, {3, 224},
+    {64, 112}, {128, 56}, {32, 112}, {16, 224}};
+static const int64_t ops_quick[][2] = {{8, 8}};
+
+/* ---- the fits ---------------------------------------------------------------- */
 
 typedef struct roof {
     double peak[BP_QW_MAX_BITS + 1]; /* ops/s by weight width */
@@ -428,7 +581,8 @@ static double moved_bytes(const entry *e, int w)
     return ceil((double)e->numel * w / 8) + 8.0 * (double)e->out[0] + act;
 }
 
-static void fit(const elist *L, const bp_qprofile_opts *o, roof *r)
+/* The plain roofline (for readers that do not know "layer_model"). */
+static void fit_roofline(const elist *L, const bp_qprofile_opts *o, roof *r)
 {
     memset(r, 0, sizeof *r);
     r->overhead = INFINITY;
@@ -455,6 +609,254 @@ static void fit(const elist *L, const bp_qprofile_opts *o, roof *r)
             r->peak[w] = 1e9;
     if (r->bandwidth <= 0)
         r->bandwidth = 1e9;
+}
+
+#define NNLS_MAX 32
+
+/* Solves G[P,P] z = h[P] for the passive set P (Gaussian elimination with
+ * partial pivoting); 0 when singular. */
+static int solve_passive(const double *G, const double *h, int n,
+                         const int *passive, double *z)
+{
+    int idx[NNLS_MAX], k = 0;
+    double A[NNLS_MAX][NNLS_MAX + 1];
+    for (int j = 0; j < n; j++)
+        if (passive[j])
+            idx[k++] = j;
+    for (int r = 0; r < k; r++) {
+        for (int c = 0; c < k; c++)
+            A[r][c] = G[idx[r] * n + idx[c]];
+        A[r][k] = h[idx[r]];
+    }
+    for (int c = 0; c < k; c++) {
+        int piv = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(A[r][c]) > fabs(A[piv][c]))
+                piv = r;
+        if (fabs(A[piv][c]) < 1e-12)
+            return 0;
+        for (int q = 0; q <= k; q++) {
+            double t = A[c][q];
+            A[c][q] = A[piv][q];
+            A[piv][q] = t;
+        }
+        for (int r = c + 1; r < k; r++) {
+            double f = A[r][c] / A[c][c];
+            for (int q = c; q <= k; q++)
+                A[r][q] -= f * A[c][q];
+        }
+    }
+    for (int j = 0; j < n; j++)
+        z[j] = 0;
+    for (int r = k - 1; r >= 0; r--) {
+        double v = A[r][k];
+        for (int q = r + 1; q < k; q++)
+            v -= A[r][q] * z[idx[q]];
+        z[idx[r]] = v / A[r][r];
+    }
+    return 1;
+}
+
+/* Non-negative least squares (Lawson and Hanson) of the m x n system
+ * A x ~ b, rows weighted by 1 / b (relative errors: a 1 us layer counts as
+ * much as a 1 ms one).  Columns are scaled to unit norm first (the terms
+ * span nine orders of magnitude).  x >= 0 always; columns that are all zero
+ * get 0. */
+static void nnls(const double *A, const double *b, int m, int n, double *x)
+{
+    double G[NNLS_MAX * NNLS_MAX] = {0}, h[NNLS_MAX] = {0}, sc[NNLS_MAX];
+    for (int j = 0; j < n; j++) {
+        double s = 0;
+        for (int i = 0; i < m; i++)
+            s += (A[i * n + j] / b[i]) * (A[i * n + j] / b[i]);
+        sc[j] = s > 0 ? 1 / sqrt(s) : 0;
+        x[j] = 0;
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double aj = A[i * n + j] / b[i] * sc[j];
+            h[j] += aj;
+            for (int k = 0; k < n; k++)
+                G[j * n + k] += aj * (A[i * n + k] / b[i] * sc[k]);
+        }
+    int passive[NNLS_MAX] = {0};
+    double z[NNLS_MAX], xs[NNLS_MAX] = {0};
+    for (int iter = 0; iter < 3 * n + 10; iter++) {
+        double wmax = 1e-10;
+        int jmax = -1;
+        for (int j = 0; j < n; j++) {
+            if (passive[j] || sc[j] == 0)
+                continue;
+            double w = h[j];
+            for (int k = 0; k < n; k++)
+                w -= G[j * n + k] * xs[k];
+            if (w > wmax) {
+                wmax = w;
+                jmax = j;
+            }
+        }
+        if (jmax < 0)
+            break;
+        passive[jmax] = 1;
+        for (int inner = 0; inner < 3 * n + 10; inner++) {
+            if (!solve_passive(G, h, n, passive, z)) {
+                passive[jmax] = 0;
+                break;
+            }
+            int neg = 0;
+            for (int j = 0; j < n; j++)
+                neg |= passive[j] && z[j] <= 0;
+            if (!neg) {
+                memcpy(xs, z, sizeof z);
+                break;
+            }
+            double alpha = 1;
+            for (int j = 0; j < n; j++)
+                if (passive[j] && z[j] <= 0 && xs[j] - z[j] > 0 &&
+                    xs[j] / (xs[j] - z[j]) < alpha)
+                    alpha = xs[j] / (xs[j] - z[j]);
+            for (int j = 0; j < n; j++) {
+                xs[j] += alpha * (z[j] - xs[j]);
+                if (passive[j] && xs[j] <= 1e-15) {
+                    passive[j] = 0;
+                    xs[j] = 0;
+                }
+            }
+        }
+    }
+    for (int j = 0; j < n; j++)
+        x[j] = xs[j] > 0 ? xs[j] * sc[j] : 0;
+}
+
+/* The fitted layer model (ilp/cost.h): per regime, seconds, per row
+ * element, per output and per residual output shared by all widths, per
+ * MAC and per weight by width. */
+typedef struct lfit {
+    int have[2];                  /* regime measured */
+    double base[2][4];
+    double mac[2][BP_QW_MAX_BITS + 1], wt[2][BP_QW_MAX_BITS + 1];
+    int points[2];
+    double med_err[2];
+} lfit;
+
+static int fit_layers(const elist *L, const bp_qprofile_opts *o, lfit *F)
+{
+    memset(F, 0, sizeof *F);
+    int widths[BP_QW_MAX_BITS + 1], nw = 0;
+    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
+        if (o->bits & (1u << w))
+            widths[nw++] = w;
+    int n = 4 + 2 * nw;
+    double *A = malloc((size_t)(L->n + 1) * (size_t)n * sizeof *A);
+    double *b = malloc((size_t)(L->n + 1) * sizeof *b);
+    double *err = malloc((size_t)(L->n + 1) * sizeof *err);
+    if (!A || !b || !err) {
+        free(A);
+        free(b);
+        free(err);
+        return BP_ENOMEM;
+    }
+    for (int par = 0; par < 2; par++) {
+        int m = 0;
+        for (int i = 0; i < L->n; i++) {
+            const entry *e = &L->e[i];
+            if (e->layer[0] || !(e->kernel > 0))
+                continue; /* the grid only: the model is generic */
+            int is_par = o->threads > 1 && e->macs >= BP_QEXEC_PAR_MACS;
+            if (is_par != par)
+                continue;
+            bp_layer_facts f;
+            memset(&f, 0, sizeof f);
+            f.numel = e->numel;
+            f.macs = e->macs;
+            f.out_channels = e->out[0];
+            f.group = e->group;
+            double padded, rows, outs;
+            bp_cost_lm_terms(&f, &padded, &rows, &outs);
+            double *r = A + (size_t)m * (size_t)n;
+            memset(r, 0, (size_t)n * sizeof *r);
+            r[0] = 1;
+            r[1] = rows;
+            r[2] = outs;
+            r[3] = e->residual ? outs : 0;
+            for (int k = 0; k < nw; k++)
+                if (widths[k] == e->w_bits) {
+                    r[4 + 2 * k] = padded;
+                    r[5 + 2 * k] = (double)e->numel;
+                }
+            b[m++] = e->kernel;
+        }
+        if (!m)
+            continue;
+        double x[NNLS_MAX];
+        nnls(A, b, m, n, x);
+        F->have[par] = 1;
+        F->points[par] = m;
+        memcpy(F->base[par], x, sizeof F->base[par]);
+        for (int k = 0; k < nw; k++) {
+            F->mac[par][widths[k]] = x[4 + 2 * k];
+            F->wt[par][widths[k]] = x[5 + 2 * k];
+        }
+        for (int i = 0; i < m; i++) {
+            double p = 0;
+            for (int j = 0; j < n; j++)
+                p += A[(size_t)i * (size_t)n + j] * x[j];
+            err[i] = fabs(p / b[i] - 1);
+        }
+        F->med_err[par] = med_of(err, m);
+    }
+    free(A);
+    free(b);
+    free(err);
+    return BP_OK;
+}
+
+/* Per op kind and regime: seconds + per_element x elements. */
+typedef struct ofit {
+    int have[BP_QOP_COUNT][2];
+    double sec[BP_QOP_COUNT][2], per[BP_QOP_COUNT][2];
+} ofit;
+
+static int op_parallel(bp_qop_kind k)
+{
+    return k == BP_QOP_ADD || k == BP_QOP_RELU || k == BP_QOP_REQUANT ||
+           k == BP_QOP_MAXPOOL || k == BP_QOP_AVGPOOL;
+}
+
+static int fit_ops(const olist *O, const bp_qprofile_opts *o, ofit *F)
+{
+    memset(F, 0, sizeof *F);
+    double *A = malloc((size_t)(2 * O->n + 2) * sizeof *A);
+    double *b = malloc((size_t)(O->n + 1) * sizeof *b);
+    if (!A || !b) {
+        free(A);
+        free(b);
+        return BP_ENOMEM;
+    }
+    for (int k = 0; k < BP_QOP_COUNT; k++)
+        for (int par = 0; par < 2; par++) {
+            int m = 0;
+            for (int i = 0; i < O->n; i++) {
+                const osample *s = &O->s[i];
+                int is_par = o->threads > 1 && op_parallel(s->kind) &&
+                             s->out_elements >= BP_QEXEC_PAR_ELEMS;
+                if ((int)s->kind != k || is_par != par || !(s->t > 0))
+                    continue;
+                A[2 * m] = 1;
+                A[2 * m + 1] = (double)s->elements;
+                b[m++] = s->t;
+            }
+            if (!m)
+                continue;
+            double x[2];
+            nnls(A, b, m, 2, x);
+            F->have[k][par] = 1;
+            F->sec[k][par] = x[0];
+            F->per[k][par] = x[1];
+        }
+    free(A);
+    free(b);
+    return BP_OK;
 }
 
 static const char *cpu_model(char *buf, size_t n)
@@ -560,9 +962,84 @@ static void roofline_name(const char *path, char *full, size_t n, char *rel,
  * (which covers every narrower activation), and its "fallback", the
  * fitted roofline, as NAME-roofline.json beside it; without: the roofline
  * alone at path.  One table entry per line. */
+/* The "layer_model" object of the roofline (ilp/cost.h). */
+static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
+                               int threads, int repeat, int passes)
+{
+    char src[1024];
+    cJSON *lm = cJSON_CreateObject();
+    snprintf(src, sizeof src, "bitplan profile --measure: non-negative least "
+             "squares (relative errors) over the grid's layers, each timed "
+             "inside whole runs of its one-layer model at batch 1 (median of "
+             "%d runs in %d passes interleaved with the other shapes); %d "
+             "serial layers fit to a median error of %.0f%%, %d parallel ones "
+             "to %.0f%%", repeat, passes, F->points[0], F->med_err[0] * 100,
+             F->points[1], F->med_err[1] * 100);
+    cJSON_AddStringToObject(lm, "source", src);
+    cJSON_AddNumberToObject(lm, "a_bits", 8);
+    cJSON_AddNumberToObject(lm, "threads", threads);
+    int par = F->have[1] ? 1 : 0;
+    cJSON_AddNumberToObject(lm, "parallel_macs", par ? BP_QEXEC_PAR_MACS : 0);
+    static const char *const names[2] = {"serial", "parallel"};
+    for (int r = 0; r <= par; r++) {
+        /* a regime without points (a --quick grid) takes the other's */
+        int q = F->have[r] ? r : !r;
+        cJSON *g = cJSON_AddObjectToObject(lm, names[r]);
+        cJSON_AddNumberToObject(g, "seconds", F->base[q][0]);
+        cJSON_AddNumberToObject(g, "per_row_element", F->base[q][1]);
+        cJSON_AddNumberToObject(g, "per_output", F->base[q][2]);
+        cJSON_AddNumberToObject(g, "per_residual_output", F->base[q][3]);
+        cJSON *bits = cJSON_AddArrayToObject(g, "bits");
+        for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++) {
+            if (!(o->bits & (1u << w)))
+                continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "w_bits", w);
+            cJSON_AddNumberToObject(e, "per_mac", F->mac[q][w]);
+            cJSON_AddNumberToObject(e, "per_weight", F->wt[q][w]);
+            cJSON_AddItemToArray(bits, e);
+        }
+    }
+    return lm;
+}
+
+/* The "op_costs" object of the roofline (ilp/cost.h). */
+static cJSON *op_costs_json(const ofit *F, int threads, int repeat)
+{
+    char src[512];
+    cJSON *oc = cJSON_CreateObject();
+    snprintf(src, sizeof src, "bitplan profile --measure: per op kind, "
+             "non-negative least squares (relative errors) over the ops of "
+             "the grid's models, each timed inside whole runs at batch 1 "
+             "(median of %d runs)", repeat);
+    cJSON_AddStringToObject(oc, "source", src);
+    int any_par = 0;
+    for (int k = 0; k < BP_QOP_COUNT; k++)
+        any_par |= F->have[k][1];
+    cJSON_AddNumberToObject(oc, "parallel_elements",
+                            threads > 1 && any_par ? BP_QEXEC_PAR_ELEMS : 0);
+    cJSON *ops = cJSON_AddArrayToObject(oc, "ops");
+    for (int k = 0; k < BP_QOP_COUNT; k++) {
+        if (k == BP_QOP_LAYER || (!F->have[k][0] && !F->have[k][1]))
+            continue;
+        int q = F->have[k][0] ? 0 : 1;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "op", bp_qop_name((bp_qop_kind)k));
+        cJSON_AddNumberToObject(e, "seconds", F->sec[k][q]);
+        cJSON_AddNumberToObject(e, "per_element", F->per[k][q]);
+        if (F->have[k][1] && threads > 1) {
+            cJSON *p = cJSON_AddObjectToObject(e, "parallel");
+            cJSON_AddNumberToObject(p, "seconds", F->sec[k][1]);
+            cJSON_AddNumberToObject(p, "per_element", F->per[k][1]);
+        }
+        cJSON_AddItemToArray(ops, e);
+    }
+    return oc;
+}
+
 static int write_profile(const char *path, const bp_qprofile_opts *o,
-                         const elist *L, const roof *rf, int threads,
-                         int repeat)
+                         const elist *L, const roof *rf, const lfit *lf,
+                         const ofit *of, int threads, int repeat, int passes)
 {
     char cpu[256], src[1024], desc[512], full[4096], rel[1024], name[256];
     int n_layers = 0, st;
@@ -623,7 +1100,9 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
                             "weights packed and unpacks them next to its int8 "
                             "GEMM; 2- to 7-bit activations live in 8-bit "
                             "containers");
-    skey(&b, "missing_bits", mb, 1);
+    skey(&b, "missing_bits", mb, 0);
+    skey(&b, "layer_model", layer_model_json(lf, o, threads, repeat, passes), 0);
+    skey(&b, "op_costs", op_costs_json(of, threads, repeat), 1);
     sput(&b, "}\n");
     if ((st = sflush(&b, full)) || !n_layers)
         return st;
@@ -680,6 +1159,8 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         o = &d;
     }
     int repeat = o->repeat > 0 ? o->repeat : o->quick ? 3 : 15;
+    int passes = o->quick || repeat < 3 ? 1 : 3;
+    int per_pass = (repeat + passes - 1) / passes;
     int threads = o->threads;
     if (threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -687,156 +1168,97 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
     }
     bp_qprofile_opts oo = *o;
     oo.threads = threads;
+    const gshape *grid = o->quick ? grid_quick : grid_full;
+    int ng = o->quick ? (int)(sizeof grid_quick / sizeof grid_quick[0])
+                      : (int)(sizeof grid_full / sizeof grid_full[0]);
+    const int64_t(*og)[2] = o->quick ? ops_quick : ops_full;
+    int nog = o->quick ? (int)(sizeof ops_quick / sizeof ops_quick[0])
+                       : (int)(sizeof ops_full / sizeof ops_full[0]);
+    int nm = o->n_models + ng + nog;
+    gmeas *M = calloc((size_t)nm + 1, sizeof *M);
     elist L = {0};
-    int st = BP_OK;
-    for (int i = 0; i < o->n_models && !st; i++) {
-        if (log)
-            fprintf(log, "measuring %s\n", o->models[i]->path);
-        st = measure_graph(&L, o->models[i], &oo, repeat, 1, log);
+    olist O = {0};
+    int st = M ? BP_OK : BP_ENOMEM;
+    for (int i = 0; i < nm && !st; i++) {
+        bp_graph *g = NULL;
+        int kind = 0;
+        if (i < o->n_models) {
+            g = o->models[i];
+        } else if (i < o->n_models + ng) {
+            kind = 1;
+            st = grid_graph(&g, &grid[i - o->n_models]);
+        } else {
+            kind = 2;
+            const int64_t *q = og[i - o->n_models - ng];
+            st = op_graph(&g, q[0], q[1]);
+        }
+        /* a failed grid_graph left g NULL; M[i] owns grid graphs */
+        if (!st)
+            st = gm_init(&M[i], g, kind, passes * per_pass);
     }
-    if (!st) {
+    for (int p = 0; p < passes && !st; p++) {
         if (log)
-            fprintf(log, "measuring the shape grid\n");
-        st = measure_grid(&L, &oo, repeat, log);
+            fprintf(log, "pass %d/%d: %d models, %d layer shapes, %d op shapes, "
+                    "%d threads\n", p + 1, passes, o->n_models, ng, nog, threads);
+        for (int i = 0; i < nm && !st; i++)
+            for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++)
+                if (o->bits & (1u << w))
+                    st = gm_pass(&M[i], w, per_pass, threads);
     }
+    for (int i = 0; i < nm && !st; i++)
+        st = gm_collect(&M[i], &oo, &L, &O, log);
+    for (int i = 0; M && i < nm; i++)
+        gm_free(&M[i]);
+    free(M);
     roof rf;
-    if (!st) {
-        fit(&L, &oo, &rf);
-        st = write_profile(path, &oo, &L, &rf, threads, repeat);
+    lfit lf;
+    ofit of;
+    if (!st && !(st = fit_layers(&L, &oo, &lf)) && !(st = fit_ops(&O, &oo, &of))) {
+        fit_roofline(&L, &oo, &rf);
+        if (log)
+            fprintf(log, "layer model: %d serial layers (median error %.0f%%), "
+                    "%d parallel (%.0f%%)\n", lf.points[0], lf.med_err[0] * 100,
+                    lf.points[1], lf.med_err[1] * 100);
+        st = write_profile(path, &oo, &L, &rf, &lf, &of, threads, repeat,
+                           passes);
     }
     free(L.e);
+    free(O.s);
     return st;
 }
 
 /* ---- the reader ------------------------------------------------------------- */
 
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bp_fail(BP_EIO, "%s: cannot open", path);
-        return NULL;
-    }
-    sbuf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk - 1, f)) > 0) {
-        chunk[got] = 0;
-        sput(&b, chunk);
-    }
-    fclose(f);
-    cJSON *root = b.p && !b.oom ? cJSON_Parse(b.p) : NULL;
-    free(b.p);
-    if (!root)
-        bp_fail(BP_EINVAL, "%s: not valid JSON", path);
-    return root;
-}
-
-static double num(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-/* The cost model's latency on a roofline (ilp/cost.h) at batch 1. */
-static int roofline_latency(const cJSON *rf, const char *path, const bp_layer *l,
-                            int64_t in, int64_t out, int w, int a, double *t)
-{
-    const cJSON *pk, *best = NULL;
-    cJSON_ArrayForEach(pk, cJSON_GetObjectItemCaseSensitive(rf, "peak_ops")) {
-        if (num(pk, "w_bits") >= w && num(pk, "a_bits") >= a &&
-            (!best || num(pk, "ops_per_s") > num(best, "ops_per_s")))
-            best = pk;
-    }
-    double bw = num(cJSON_GetObjectItemCaseSensitive(rf, "memory"), "bytes_per_s");
-    double ov = num(cJSON_GetObjectItemCaseSensitive(rf, "launch_overhead"),
-                    "seconds");
-    if (!best || !(bw > 0) || !(ov >= 0))
-        return bp_fail(BP_EINVAL, "%s: no peak_ops pair covers w%d a%d, or "
-                       "memory / launch_overhead missing", path, w, a);
-    double bytes = ceil((double)l->numel * w / 8) + 8.0 * (double)l->out_channels +
-                   (double)(in + out) * a / 8;
-    double tc = 2.0 * (double)l->macs / num(best, "ops_per_s"), tm = bytes / bw;
-    *t = ov + (tc > tm ? tc : tm);
-    return BP_OK;
-}
-
 int bp_qprofile_predict(const char *path, bp_graph *g, const bp_plan *plan,
                         double *seconds)
 {
-    cJSON *root = read_json(path), *fb = NULL;
-    if (!root)
-        return bp_errmsg()[0] ? BP_EINVAL : BP_ENOMEM;
-    int st = BP_OK;
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(root, "kind");
-    const cJSON *rfl = root, *entries = NULL;
-    char fpath[4096] = "";
-    if (cJSON_IsString(kind) && strcmp(kind->valuestring, "table") == 0) {
-        entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "fallback");
-        if (cJSON_IsString(f)) {
-            const char *slash = strrchr(path, '/');
-            if (f->valuestring[0] == '/' || !slash)
-                snprintf(fpath, sizeof fpath, "%s", f->valuestring);
-            else
-                snprintf(fpath, sizeof fpath, "%.*s%s", (int)(slash + 1 - path),
-                         path, f->valuestring);
-            fb = read_json(fpath);
-        }
-        rfl = fb;
-    }
-    bp_layer *ls = NULL;
-    int nl = 0;
-    if ((st = bp_graph_layers(g, &ls, &nl))) {
-        cJSON_Delete(root);
-        cJSON_Delete(fb);
-        return st;
+    bp_profile *prof = NULL;
+    bp_layer_facts *f = NULL;
+    bp_model_facts mf;
+    int n = 0, st;
+    if ((st = bp_profile_load(&prof, path)) ||
+        (st = bp_layer_facts_from_graph(g, &f, &n, &mf)))
+        goto out;
+    if (!bp_profile_has_latency(prof)) {
+        st = bp_fail(BP_EINVAL, "%s: the profile models no latency", path);
+        goto out;
     }
     double total = 0;
-    for (int i = 0; i < nl && !st; i++) {
+    for (int i = 0; i < n && !st; i++) {
         int w = 8, a = 8;
         for (int j = 0; j < plan->n_layers; j++)
-            if (plan->layers[j].name && strcmp(plan->layers[j].name, ls[i].name) == 0) {
+            if (plan->layers[j].name && !strcmp(plan->layers[j].name, f[i].name)) {
                 w = plan->layers[j].w_bits;
                 a = plan->layers[j].a_bits;
             }
-        /* the entry at exactly (w, a), else the fastest wider in both */
-        double exact = -1, wider = -1;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, entries) {
-            const cJSON *ln = cJSON_GetObjectItemCaseSensitive(e, "layer");
-            double ew = num(e, "w_bits"), ea = num(e, "a_bits"), t = num(e, "latency_s");
-            if (!cJSON_IsString(ln) || strcmp(ln->valuestring, ls[i].name) ||
-                !(t >= 0))
-                continue;
-            if (ew == w && ea == a)
-                exact = t;
-            else if (ew >= w && ea >= a && (wider < 0 || t < wider))
-                wider = t;
-        }
-        if (exact >= 0 || wider >= 0) {
-            total += exact >= 0 ? exact : wider;
-            continue;
-        }
-        const bp_node *n = &g->nodes[ls[i].node];
-        int64_t in = 1, out = 1;
-        const bp_value *xv = &g->values[n->in[0]], *yv = &g->values[n->out[0]];
-        for (int d = 1; d < xv->rank; d++)
-            in *= xv->dims[d];
-        for (int d = 1; d < yv->rank; d++)
-            out *= yv->dims[d];
-        double t = 0;
-        if (!rfl)
-            st = bp_fail(BP_EINVAL, "%s: no entry for layer '%s' and no "
-                         "readable roofline fallback", path, ls[i].name);
-        else if (!(st = roofline_latency(rfl, fb ? fpath : path, &ls[i], in, out,
-                                         w, a, &t)))
-            total += t;
+        bp_cost c;
+        if (!(st = bp_cost_eval(prof, &f[i], w, a, 1, &c)))
+            total += c.latency_s;
     }
-    free(ls);
-    cJSON_Delete(root);
-    cJSON_Delete(fb);
     if (!st)
         *seconds = total;
+out:
+    free(f);
+    bp_profile_free(&prof);
     return st;
 }
