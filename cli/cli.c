@@ -149,28 +149,28 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
             return bp_fail(BP_EINVAL, "%s: %lld labels for %lld samples in %s",
                            ypath, (long long)ny, (long long)nx, xpath);
         }
-        d->labels = malloc((size_t)d->count * sizeof *d->labels);
-        if (!d->labels) {
-            bp_npy_close(&y);
-            cli_data_close(d);
-            return BP_ENOMEM;
-        }
-        st = bp_npy_read_rows(y, 0, d->count, BP_I64, d->labels);
-        bp_npy_close(&y);
-        if (st) {
-            cli_data_close(d);
-            return st;
-        }
-        for (int64_t i = 0; i < d->count; i++)
-            if (d->labels[i] < 0 || (d->n_classes && d->labels[i] >= d->n_classes)) {
-                int64_t bad = d->labels[i];
+        /* checked in chunks: the labels are read again batch by batch */
+        d->y = y;
+        enum { CHUNK = 4096 };
+        int64_t buf[CHUNK];
+        for (int64_t s = 0; s < d->count; s += CHUNK) {
+            int64_t n = d->count - s < CHUNK ? d->count - s : CHUNK;
+            if ((st = bp_npy_read_rows(y, s, n, BP_I64, buf))) {
                 cli_data_close(d);
-                return bp_fail(BP_EINVAL, "%s: label %lld at index %lld is "
-                               "outside 0..%lld (the model has %lld outputs)",
-                               ypath, (long long)bad, (long long)i,
-                               (long long)d->n_classes - 1,
-                               (long long)d->n_classes);
+                return st;
             }
+            for (int64_t i = 0; i < n; i++)
+                if (buf[i] < 0 || (d->n_classes && buf[i] >= d->n_classes)) {
+                    int64_t bad = buf[i];
+                    cli_data_close(d);
+                    return bp_fail(BP_EINVAL, "%s: label %lld at index %lld is "
+                                   "outside 0..%lld (the model has %lld "
+                                   "outputs)", ypath, (long long)bad,
+                                   (long long)(s + i),
+                                   (long long)d->n_classes - 1,
+                                   (long long)d->n_classes);
+                }
+        }
     }
     return BP_OK;
 }
@@ -178,8 +178,28 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
 void cli_data_close(cli_data *d)
 {
     bp_npy_close(&d->x);
+    bp_npy_close(&d->y);
     free(d->labels);
     d->labels = NULL;
+}
+
+int cli_data_read_labels(cli_data *d, int64_t start, int64_t n, int64_t *buf)
+{
+    return bp_npy_read_rows(d->y, start, n, BP_I64, buf);
+}
+
+int cli_data_load_labels(cli_data *d)
+{
+    if (!d->y || d->labels)
+        return BP_OK;
+    if (!(d->labels = malloc((size_t)(d->count + 1) * sizeof *d->labels)))
+        return BP_ENOMEM;
+    int st = bp_npy_read_rows(d->y, 0, d->count, BP_I64, d->labels);
+    if (st) {
+        free(d->labels);
+        d->labels = NULL;
+    }
+    return st;
 }
 
 int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "bitplan.h"
+#include "qrun.h"
 
 /* Exit codes (DESIGN.md): 0 ok, 1 failed check, 2 bad input. */
 enum { BP_EXIT_OK = 0, BP_EXIT_CHECK = 1, BP_EXIT_INPUT = 2, BP_EXIT_INTERNAL = 3 };
@@ -39,19 +40,23 @@ void cli_progress_end(void);
 void cli_set_threads(int threads);
 
 /* Data fed to a model: X (and optional labels Y) checked against the model's
- * input, read in batches. */
+ * input, read in batches: neither file is held in memory. */
 typedef struct cli_data {
     bp_npy *x;
+    bp_npy *y;              /* labels file, or NULL */
     const char *xpath;
     int64_t count;          /* samples used (after --samples) */
     int64_t sample_numel;
-    int64_t *labels;        /* (count) or NULL */
+    int64_t *labels;        /* (count) after cli_data_load_labels, or NULL */
     int64_t n_classes;      /* from the model output, for label checks */
 } cli_data;
 
 /* Opens xpath (and ypath when not NULL) for graph g, whose single input
  * must match the sample shape; limit > 0 keeps the first `limit` samples.
- * On error prints nothing and returns a status with the message set. */
+ * Labels are checked here (integer, one per sample, inside the model's
+ * classes) in one pass of bounded memory, so bad labels fail before any
+ * work.  On error prints nothing and returns a status with the message
+ * set. */
 int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
                   const char *ypath, int64_t limit);
 void cli_data_close(cli_data *d);
@@ -59,16 +64,27 @@ void cli_data_close(cli_data *d);
 /* Reads samples [start, start+n) into buf as dtype dt. */
 int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf);
 
+/* Reads labels [start, start+n) into buf (d must have a labels file). */
+int cli_data_read_labels(cli_data *d, int64_t start, int64_t n, int64_t *buf);
+
+/* Reads all `count` labels into d->labels (for the sensitivity stage, whose
+ * estimators index them directly; 8 bytes per sample).  No-op without a
+ * labels file. */
+int cli_data_load_labels(cli_data *d);
+
 /* The sensitivity stage on data xpath (labels ypath or NULL, first
  * `samples` or all when 0) into a new bp_sens with model and data identity
  * filled; shared by `sensitivity` and `solve`/`sweep MODEL --data`.  Opts
  * are a bp_sens_opts (sensitivity/estimators.h). */
 /* Data for the integer executor (`run`, `sweep --validate`): samples X and
- * labels Y (or NULL) from xpath/ypath, calibration samples CX from cpath or,
- * without it, the first csamples of X (NULL when X has no more).  Owns the
- * tensors a bp_qrun borrows: free after the bp_qrun. */
+ * labels Y (or none) from xpath/ypath, streamed in batches through `src`;
+ * calibration samples CX from cpath (its first csamples), or NULL, in which
+ * case the bp_qrun takes the first csamples of X itself.  Owns what the
+ * source reads from: free after the bp_qrun. */
 typedef struct cli_qdata {
-    bp_tensor *x, *y, *cx;
+    cli_data d;
+    bp_tensor *cx;
+    bp_qrun_source src;
 } cli_qdata;
 int cli_qdata_load(cli_qdata *q, bp_graph *g, const char *xpath,
                    const char *ypath, int64_t samples, const char *cpath,

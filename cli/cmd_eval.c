@@ -73,7 +73,8 @@ int cmd_eval(int argc, char **argv)
     bp_exec *ex = NULL;
     cli_data d = {0};
     float *buf = NULL;
-    bp_tensor *out = NULL;
+    int64_t *lab = NULL;
+    bp_npy_writer *out = NULL;
     if ((st = bp_onnx_load(&g, argv[optind])) ||
         (st = cli_data_open(&d, g, xpath, ypath, samples)))
         goto out;
@@ -86,36 +87,38 @@ int cmd_eval(int argc, char **argv)
     int64_t out_numel = 1;
     for (int k = 1; k < yv->rank; k++)
         out_numel *= yv->dims[k];
-    if (outpath) {
-        int64_t dims[BP_MAX_RANK];
-        memcpy(dims, yv->dims, sizeof dims);
-        dims[0] = d.count;
-        if ((st = bp_tensor_new(&out, BP_F32, yv->rank, dims)))
-            goto out;
-    }
     buf = malloc((size_t)(batch * d.sample_numel) * sizeof *buf);
-    if (!buf) {
+    lab = malloc((size_t)(batch + 1) * sizeof *lab);
+    if (!buf || !lab) {
         st = BP_ENOMEM;
         goto out;
     }
     int64_t correct = 0;
     double loss = 0;
-    int classes = yv->rank == 2 && d.labels;
-    if (d.labels && yv->rank != 2) {
+    int classes = yv->rank == 2 && d.y;
+    if (d.y && yv->rank != 2) {
         st = bp_fail(BP_EINVAL, "%s: output '%s' has rank %d; labels need "
                      "(N, classes) outputs", g->path, yv->name, yv->rank);
         goto out;
+    }
+    if (outpath) {
+        /* written batch by batch: the outputs are never all held */
+        int64_t dims[BP_MAX_RANK];
+        memcpy(dims, yv->dims, sizeof dims);
+        dims[0] = d.count;
+        if ((st = bp_npy_writer_open(&out, outpath, BP_F32, yv->rank, dims)))
+            goto out;
     }
     for (int64_t start = 0; start < d.count; start += batch) {
         int64_t n = d.count - start < batch ? d.count - start : batch;
         const void *in[1] = {buf};
         if ((st = cli_data_read(&d, start, n, BP_F32, buf)) ||
+            (classes && (st = cli_data_read_labels(&d, start, n, lab))) ||
             (st = bp_exec_run(ex, in, n)))
             goto out;
         const float *y = bp_exec_output(ex, 0);
-        if (out)
-            memcpy((float *)out->data + start * out_numel, y,
-                   (size_t)(n * out_numel) * sizeof *y);
+        if (out && (st = bp_npy_writer_rows(out, y, n)))
+            goto out;
         if (classes) {
             for (int64_t i = 0; i < n; i++) {
                 const float *row = y + i * out_numel;
@@ -127,15 +130,14 @@ int cmd_eval(int argc, char **argv)
                 mx = row[best];
                 for (int64_t k = 0; k < out_numel; k++)
                     z += exp((double)row[k] - mx);
-                int64_t lab = d.labels[start + i];
-                loss += log(z) + mx - row[lab];
-                correct += best == lab;
+                loss += log(z) + mx - row[lab[i]];
+                correct += best == lab[i];
             }
         }
         cli_progress("eval", start + n, d.count);
     }
     cli_progress_end();
-    if (out && (st = bp_npy_save(outpath, out)))
+    if (out && (st = bp_npy_writer_commit(&out)))
         goto out;
     double acc = classes ? (double)correct / (double)d.count : 0;
     loss = classes ? loss / (double)d.count : 0;
@@ -163,7 +165,8 @@ out:
     if (st)
         rc = cli_status(st);
     free(buf);
-    bp_tensor_free(&out);
+    free(lab);
+    bp_npy_writer_abort(&out);
     bp_exec_free(&ex);
     cli_data_close(&d);
     bp_graph_free(&g);

@@ -28,7 +28,9 @@ static const char help[] =
     "  --labels Y.npy        integer class labels, one per sample\n"
     "  --calib C.npy         calibration samples for the activation ranges\n"
     "                        (default: the first 256 samples of --data)\n"
-    "  --calib-samples N     use at most N calibration samples\n"
+    "  --calib-samples N     use at most N calibration samples (default 256;\n"
+    "                        only these are held in memory: --data is read\n"
+    "                        one --batch at a time)\n"
     "  --calib-method M      minmax, percentile or mse (default mse)\n"
     "  --percentile P        percentile of |x| for --calib-method percentile\n"
     "                        (default 99.99)\n"
@@ -51,7 +53,8 @@ static const char help[] =
     "      2 bad input (a plan for another model, unknown layers, bit-widths\n"
     "      the executor lacks, data of the wrong shape)\n";
 
-/* Reads every sample of an opened data file into a float32 tensor. */
+/* Reads every sample of an opened calibration file (at most --calib-samples
+ * of them) into a float32 tensor. */
 static int read_all(cli_data *d, bp_tensor **out)
 {
     const int64_t *dims = bp_npy_dims(d->x);
@@ -67,36 +70,33 @@ static int read_all(cli_data *d, bp_tensor **out)
     return st;
 }
 
+static int source_read(void *ctx, int64_t start, int64_t count, float *x,
+                       int64_t *labels)
+{
+    cli_data *d = ctx;
+    int st = cli_data_read(d, start, count, BP_F32, x);
+    if (!st && labels)
+        st = cli_data_read_labels(d, start, count, labels);
+    return st;
+}
+
 int cli_qdata_load(cli_qdata *q, bp_graph *g, const char *xpath,
                    const char *ypath, int64_t samples, const char *cpath,
                    int64_t csamples)
 {
-    cli_data d = {0}, dc = {0};
+    cli_data dc = {0};
     int st;
     memset(q, 0, sizeof *q);
-    if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
-        (st = read_all(&d, &q->x)))
+    if ((st = cli_data_open(&q->d, g, xpath, ypath, samples)))
         goto out;
-    if (d.labels) {
-        int64_t n = d.count;
-        if ((st = bp_tensor_new(&q->y, BP_I64, 1, &n)))
-            goto out;
-        memcpy(q->y->data, d.labels, (size_t)n * sizeof(int64_t));
-    }
     if (cpath && ((st = cli_data_open(&dc, g, cpath, NULL, csamples)) ||
                   (st = read_all(&dc, &q->cx))))
         goto out;
-    if (!cpath && q->x->dims[0] > csamples) {
-        /* the first csamples of --data */
-        int64_t dims[BP_MAX_RANK];
-        memcpy(dims, q->x->dims, sizeof dims);
-        dims[0] = csamples;
-        if ((st = bp_tensor_new(&q->cx, BP_F32, q->x->rank, dims)))
-            goto out;
-        memcpy(q->cx->data, q->x->data, bp_tensor_bytes(q->cx));
-    }
+    q->src.n = q->d.count;
+    q->src.has_labels = q->d.y != NULL;
+    q->src.read = source_read;
+    q->src.ctx = &q->d;
 out:
-    cli_data_close(&d);
     cli_data_close(&dc);
     if (st)
         cli_qdata_free(q);
@@ -105,8 +105,7 @@ out:
 
 void cli_qdata_free(cli_qdata *q)
 {
-    bp_tensor_free(&q->x);
-    bp_tensor_free(&q->y);
+    cli_data_close(&q->d);
     bp_tensor_free(&q->cx);
 }
 
@@ -229,6 +228,7 @@ int cmd_run(int argc, char **argv)
     ro.batch = batch;
     ro.repeat = (int)repeat;
     ro.threads = (int)threads;
+    ro.calib_samples = csamples;
 
     int st, rc = BP_EXIT_OK;
     bp_graph *g = NULL;
@@ -243,7 +243,7 @@ int cmd_run(int argc, char **argv)
     if ((st = bp_qplan_check(g, plan, plan_path)))
         goto out;
     if ((st = cli_qdata_load(&qd, g, xpath, ypath, samples, cpath, csamples)) ||
-        (st = bp_qrun_new(&qr, g, qd.x, qd.y, qd.cx, &ro)))
+        (st = bp_qrun_open(&qr, g, &qd.src, qd.cx, &ro)))
         goto out;
     if ((st = bp_qrun_plan(qr, plan, plan_path, &R)))
         goto out;

@@ -94,8 +94,11 @@ int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
     bp_sens *s = NULL;
     char hex[65];
     int st;
-    if ((st = cli_data_open(&d, g, xpath, ypath, samples)))
+    if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
+        (st = cli_data_load_labels(&d))) {
+        cli_data_close(&d);
         return st;
+    }
     bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels, read_rows, &r};
     if ((st = bp_sensitivity(&s, g, &sd, o)) ||
         (st = bp_sha256_file(xpath, hex)))
@@ -448,7 +451,8 @@ int cmd_sensitivity(int argc, char **argv)
     if ((st = cli_sensitivity_compute(g, xpath, ypath, samples, &o, &s)))
         goto out;
     if (dpath) {
-        if ((st = cli_data_open(&d, g, xpath, ypath, samples)))
+        if ((st = cli_data_open(&d, g, xpath, ypath, samples)) ||
+            (st = cli_data_load_labels(&d)))
             goto out;
         bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels,
                            read_rows, &r};

@@ -494,8 +494,11 @@ int cmd_sweep(int argc, char **argv)
     if (validate) {
         bp_qrun_opts ro;
         bp_qrun_opts_init(&ro);
+        /* every plan streams the same data: keep the float outputs when
+         * they are small, rather than rerun the float model per plan */
+        ro.float_cache_bytes = (int64_t)64 << 20;
         if ((st = cli_qdata_load(&qd, ctx.graph, vx, vy, 0, cpath, 256)) ||
-            (st = bp_qrun_new(&qr, ctx.graph, qd.x, qd.y, qd.cx, &ro)))
+            (st = bp_qrun_open(&qr, ctx.graph, &qd.src, qd.cx, &ro)))
             goto out;
     }
 

@@ -715,30 +715,24 @@ int bp_npy_load(bp_tensor **out, const char *path)
     return BP_OK;
 }
 
-int bp_npy_save(const char *path, const bp_tensor *t)
+/* The header of a version 1.0 file of dtype dt and shape (rank, dims)
+ * exactly as numpy 1.24 writes it: sorted keys, repr() values, spare room
+ * for axis 0 to grow, space padding and '\n' to a multiple of ARRAY_ALIGN
+ * bytes counting the 10-byte prefix.  Writes prefix and header to fp. */
+static void write_header(FILE *fp, bp_dtype dt, int rank, const int64_t *dims)
 {
-    assert(path && t);
-    int64_t numel;
-    if ((unsigned)t->dtype >= BP_DTYPE_COUNT ||
-        bp_shape_numel(t->rank, t->dims, &numel) != BP_OK ||
-        (numel > 0 && !t->data))
-        return bp_fail(BP_EINVAL, "%s: cannot save an invalid tensor", path);
-
-    /* The header exactly as numpy 1.24 writes it: sorted keys, repr()
-     * values, spare room for axis 0 to grow, space padding and '\n' to a
-     * multiple of ARRAY_ALIGN bytes counting the 10-byte prefix. */
     char hdr[512];
     int k = snprintf(hdr, sizeof hdr,
                      "{'descr': '%s', 'fortran_order': False, "
                      "'shape': (",
-                     save_descr[t->dtype]);
-    for (int i = 0; i < t->rank; i++)
+                     save_descr[dt]);
+    for (int i = 0; i < rank; i++)
         k += snprintf(hdr + k, sizeof hdr - (size_t)k, "%s%lld", i ? ", " : "",
-                      (long long)t->dims[i]);
+                      (long long)dims[i]);
     k += snprintf(hdr + k, sizeof hdr - (size_t)k, "%s), }",
-                  t->rank == 1 ? "," : "");
-    if (t->rank > 0) {
-        int digits = snprintf(NULL, 0, "%lld", (long long)t->dims[0]);
+                  rank == 1 ? "," : "");
+    if (rank > 0) {
+        int digits = snprintf(NULL, 0, "%lld", (long long)dims[0]);
         for (int i = digits; i < GROWTH_AXIS_MAX_DIGITS; i++)
             hdr[k++] = ' ';
     }
@@ -751,15 +745,101 @@ int bp_npy_save(const char *path, const bp_tensor *t)
     unsigned char pre[10] = MAGIC "\x01\x00"; /* version 1.0 */
     pre[8] = (unsigned char)(k & 0xff);
     pre[9] = (unsigned char)(k >> 8);
+    fwrite(pre, 1, sizeof pre, fp);
+    fwrite(hdr, 1, (size_t)k, fp);
+}
 
+int bp_npy_save(const char *path, const bp_tensor *t)
+{
+    assert(path && t);
+    int64_t numel;
+    if ((unsigned)t->dtype >= BP_DTYPE_COUNT ||
+        bp_shape_numel(t->rank, t->dims, &numel) != BP_OK ||
+        (numel > 0 && !t->data))
+        return bp_fail(BP_EINVAL, "%s: cannot save an invalid tensor", path);
     bp_outfile *of;
     int st = bp_outfile_open(&of, path);
     if (st)
         return st;
     FILE *fp = bp_outfile_stream(of);
-    fwrite(pre, 1, sizeof pre, fp);
-    fwrite(hdr, 1, (size_t)k, fp);
+    write_header(fp, t->dtype, t->rank, t->dims);
     if (numel > 0)
         fwrite(t->data, bp_dtype_size(t->dtype), (size_t)numel, fp);
     return bp_outfile_commit(&of); /* reports any failed write */
+}
+
+struct bp_npy_writer {
+    bp_outfile *of;
+    bp_dtype dtype;
+    int64_t rows, written, row_numel;
+    char *path;
+};
+
+int bp_npy_writer_open(bp_npy_writer **out, const char *path, bp_dtype dt,
+                       int rank, const int64_t *dims)
+{
+    assert(out && path);
+    int64_t numel;
+    if ((unsigned)dt >= BP_DTYPE_COUNT || rank < 1 || rank > BP_MAX_RANK ||
+        bp_shape_numel(rank, dims, &numel) != BP_OK)
+        return bp_fail(BP_EINVAL, "%s: cannot save an invalid shape", path);
+    bp_npy_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return bp_fail(BP_ENOMEM, "%s: out of memory", path);
+    }
+    int st = bp_outfile_open(&w->of, path);
+    if (st) {
+        free(w->path);
+        free(w);
+        return st;
+    }
+    w->dtype = dt;
+    w->rows = dims[0];
+    w->row_numel = 1;
+    for (int i = 1; i < rank; i++)
+        w->row_numel *= dims[i];
+    write_header(bp_outfile_stream(w->of), dt, rank, dims);
+    *out = w;
+    return BP_OK;
+}
+
+int bp_npy_writer_rows(bp_npy_writer *w, const void *data, int64_t count)
+{
+    if (count < 0 || count > w->rows - w->written)
+        return bp_fail(BP_EINVAL, "%s: %lld more rows than the %lld declared",
+                       w->path, (long long)(w->written + count - w->rows),
+                       (long long)w->rows);
+    if (count)
+        fwrite(data, bp_dtype_size(w->dtype), (size_t)(count * w->row_numel),
+               bp_outfile_stream(w->of));
+    w->written += count;
+    return BP_OK;
+}
+
+int bp_npy_writer_commit(bp_npy_writer **wp)
+{
+    bp_npy_writer *w = *wp;
+    int st;
+    if (w->written != w->rows) {
+        st = bp_fail(BP_EINVAL, "%s: %lld rows written of the %lld declared",
+                     w->path, (long long)w->written, (long long)w->rows);
+        bp_outfile_abort(&w->of);
+    } else {
+        st = bp_outfile_commit(&w->of);
+    }
+    free(w->path);
+    free(w);
+    *wp = NULL;
+    return st;
+}
+
+void bp_npy_writer_abort(bp_npy_writer **wp)
+{
+    if (!wp || !*wp)
+        return;
+    bp_outfile_abort(&(*wp)->of);
+    free((*wp)->path);
+    free(*wp);
+    *wp = NULL;
 }

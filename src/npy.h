@@ -79,4 +79,18 @@ int bp_npy_load(bp_tensor **out, const char *path);
  * as it was and no temporary file remains.  t is not modified. */
 int bp_npy_save(const char *path, const bp_tensor *t);
 
+/* The same file written row by row, so that an output as large as the data
+ * set is never held: the shape (dims[0] rows) is declared up front, rows
+ * are appended, and the file appears at path only at commit, once exactly
+ * dims[0] rows were written (else BP_EINVAL naming the path, nothing
+ * written).  Writes go through bp_outfile like bp_npy_save; commit reports
+ * any failed write as BP_EIO.  Commit and abort free the writer and set the
+ * caller's pointer to NULL; abort accepts NULL. */
+typedef struct bp_npy_writer bp_npy_writer;
+int bp_npy_writer_open(bp_npy_writer **out, const char *path, bp_dtype dt,
+                       int rank, const int64_t *dims);
+int bp_npy_writer_rows(bp_npy_writer *w, const void *data, int64_t count);
+int bp_npy_writer_commit(bp_npy_writer **w);
+void bp_npy_writer_abort(bp_npy_writer **w);
+
 #endif

@@ -11,20 +11,25 @@
 #include <string.h>
 #include <time.h>
 
-#define CALIB_FROM_DATA 256
-
 struct bp_qrun {
     bp_graph *g;
     bp_qrun_opts o;
+    bp_qrun_source src;
     int64_t n, per, out_per;   /* samples, input and output numel per sample */
-    float *x;                  /* (n, per) */
-    int64_t *labels;           /* (n) or NULL */
-    float *flogits;            /* (n, out_per): float output 0 */
+    int64_t b;                 /* batch */
+    float *x;                  /* (b, per): the batch being run */
+    int64_t *labels;           /* (b) or NULL */
+    bp_exec *fex;              /* the float model at batch b */
+    float *fcache;             /* (n, out_per) float outputs, or NULL */
+    int fcached;               /* fcache filled */
+    int float_done;            /* float_acc, float_loss computed */
     double float_acc, float_loss;
     int classes;               /* output 0 is (N, classes) */
     bp_qcalib *calib;
     int calib_from_data;
     int64_t calib_n;
+    float *mx;                 /* bp_qrun_new: the copied samples, */
+    int64_t *my;               /* labels or NULL, and their source */
 };
 
 void bp_qrun_opts_init(bp_qrun_opts *o)
@@ -32,6 +37,7 @@ void bp_qrun_opts_init(bp_qrun_opts *o)
     memset(o, 0, sizeof *o);
     o->batch = 64;
     o->calib_batch = 64;
+    o->calib_samples = 256;
     bp_qopts_init(&o->q);
 }
 
@@ -96,23 +102,42 @@ void bp_qrun_free(bp_qrun **rp)
     bp_qrun *r = *rp;
     free(r->x);
     free(r->labels);
-    free(r->flogits);
+    free(r->fcache);
+    bp_exec_free(&r->fex);
     bp_qcalib_free(&r->calib);
+    free(r->mx);
+    free(r->my);
     free(r);
     *rp = NULL;
 }
 
-int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
-                const bp_tensor *labels, const bp_tensor *calib,
-                const bp_qrun_opts *o)
+/* Input values per sample of g's one input. */
+static int64_t input_per(const bp_graph *g)
+{
+    const bp_value *in = &g->values[g->inputs[0]];
+    int64_t per = 1;
+    for (int d = 1; d < in->decl_rank; d++)
+        per *= in->decl_dims[d] > 0 ? in->decl_dims[d] : 1;
+    return per;
+}
+
+/* Reads batch [start, start + count) into r->x (and r->labels). */
+static int read_batch(bp_qrun *r, int64_t start, int64_t count)
+{
+    return r->src.read(r->src.ctx, start, count, r->x,
+                       r->src.has_labels ? r->labels : NULL);
+}
+
+int bp_qrun_open(bp_qrun **out, bp_graph *g, const bp_qrun_source *src,
+                 const bp_tensor *calib, const bp_qrun_opts *o)
 {
     int st = BP_OK;
-    bp_exec *ex = NULL;
     float *cx = NULL;
     bp_qrun *r = calloc(1, sizeof *r);
     if (!r)
         return BP_ENOMEM;
     r->g = g;
+    r->src = *src;
     if (o)
         r->o = *o;
     else
@@ -121,29 +146,28 @@ int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
         r->o.batch = 64;
     if (r->o.calib_batch < 1)
         r->o.calib_batch = 64;
+    if (r->o.calib_samples < 1)
+        r->o.calib_samples = 256;
     if (g->n_inputs != 1 || g->n_outputs < 1) {
         st = bp_fail(BP_EUNSUPPORTED, "%s: bitplan runs models with one input "
                      "and at least one output", g->path);
         goto out;
     }
-    if ((st = to_f32(x, &r->x, &r->n, &r->per)))
-        goto out;
-    if (r->n < 1) {
+    r->n = src->n;
+    if (r->n < 1 || !src->read) {
         st = bp_fail(BP_EINVAL, "no samples to run");
         goto out;
     }
-    if (labels) {
-        r->labels = malloc((size_t)r->n * sizeof *r->labels);
-        if (!r->labels) {
-            st = BP_ENOMEM;
-            goto out;
-        }
-        for (int64_t i = 0; i < r->n; i++)
-            r->labels[i] = (int64_t)bp_tensor_get(labels, i);
+    r->per = input_per(g);
+    r->b = r->o.batch < r->n ? r->o.batch : r->n;
+    r->x = malloc((size_t)(r->b * r->per + 1) * sizeof *r->x);
+    r->labels = malloc((size_t)(r->b + 1) * sizeof *r->labels);
+    if (!r->x || !r->labels) {
+        st = BP_ENOMEM;
+        goto out;
     }
-    /* float outputs once */
-    int64_t b = r->o.batch < r->n ? r->o.batch : r->n;
-    if ((st = bp_exec_new(&ex, g, BP_F32, b)))
+    /* the float model, kept for the batches of every plan */
+    if ((st = bp_exec_new(&r->fex, g, BP_F32, r->b)))
         goto out;
     {
         const bp_value *yv = &g->values[g->outputs[0]];
@@ -152,31 +176,14 @@ int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
             r->out_per *= yv->dims[d];
         r->classes = yv->rank == 2;
     }
-    r->flogits = malloc((size_t)(r->n * r->out_per) * sizeof *r->flogits);
-    if (!r->flogits) {
+    if (r->o.float_cache_bytes > 0 &&
+        (double)r->n * (double)r->out_per * sizeof(float) <=
+            (double)r->o.float_cache_bytes &&
+        !(r->fcache = malloc((size_t)(r->n * r->out_per) * sizeof *r->fcache))) {
         st = BP_ENOMEM;
         goto out;
     }
-    int64_t correct = 0;
-    double loss = 0;
-    for (int64_t s = 0; s < r->n; s += b) {
-        int64_t nb = r->n - s < b ? r->n - s : b;
-        const void *in[1] = {r->x + s * r->per};
-        if ((st = bp_exec_run(ex, in, nb)))
-            goto out;
-        memcpy(r->flogits + s * r->out_per, bp_exec_output(ex, 0),
-               (size_t)(nb * r->out_per) * sizeof(float));
-    }
-    if (r->classes && r->labels) {
-        for (int64_t i = 0; i < r->n; i++) {
-            const float *row = r->flogits + i * r->out_per;
-            correct += argmax(row, r->out_per) == r->labels[i];
-            loss += xent(row, r->out_per, r->labels[i]);
-        }
-        r->float_acc = (double)correct / (double)r->n;
-        r->float_loss = loss / (double)r->n;
-    }
-    bp_exec_free(&ex);
+    r->float_acc = r->float_loss = NAN;
     /* calibration */
     int64_t cn, cper;
     if (calib) {
@@ -189,19 +196,78 @@ int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
             goto out;
         }
     } else {
-        cn = r->n < CALIB_FROM_DATA ? r->n : CALIB_FROM_DATA;
+        /* the first samples of the data, read in batches, held only for
+         * the calibration passes */
+        cn = r->n < r->o.calib_samples ? r->n : r->o.calib_samples;
         r->calib_from_data = 1;
+        if (!(cx = malloc((size_t)(cn * r->per + 1) * sizeof *cx))) {
+            st = BP_ENOMEM;
+            goto out;
+        }
+        for (int64_t s = 0; s < cn && !st; s += r->b) {
+            int64_t nb = cn - s < r->b ? cn - s : r->b;
+            if (!(st = read_batch(r, s, nb)))
+                memcpy(cx + s * r->per, r->x, (size_t)(nb * r->per) * sizeof *cx);
+        }
+        if (st)
+            goto out;
     }
     r->calib_n = cn;
-    if ((st = bp_qcalib_new(&r->calib, g, cx ? cx : r->x, cn, r->o.calib_batch)))
-        goto out;
+    st = bp_qcalib_new(&r->calib, g, cx, cn, r->o.calib_batch);
 out:
-    bp_exec_free(&ex);
     free(cx);
     if (st) {
         bp_qrun_free(&r);
         return st;
     }
+    *out = r;
+    return BP_OK;
+}
+
+static int mem_read(void *ctx, int64_t start, int64_t count, float *x,
+                    int64_t *labels)
+{
+    const bp_qrun *r = ctx;
+    memcpy(x, r->mx + start * r->per, (size_t)(count * r->per) * sizeof *x);
+    if (labels)
+        memcpy(labels, r->my + start, (size_t)count * sizeof *labels);
+    return BP_OK;
+}
+
+int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
+                const bp_tensor *labels, const bp_tensor *calib,
+                const bp_qrun_opts *o)
+{
+    /* a small bp_qrun to own the copies; bp_qrun_open reads through it */
+    bp_qrun *hold = calloc(1, sizeof *hold), *r = NULL;
+    int64_t n = 0;
+    int st = hold ? to_f32(x, &hold->mx, &n, &hold->per) : BP_ENOMEM;
+    if (!st && g->n_inputs == 1 && hold->per != input_per(g))
+        st = bp_fail(BP_EINVAL, "samples have %lld values each; the model "
+                     "input takes %lld", (long long)hold->per,
+                     (long long)input_per(g));
+    if (!st && labels) {
+        if (!(hold->my = malloc((size_t)(n + 1) * sizeof *hold->my)))
+            st = BP_ENOMEM;
+        for (int64_t i = 0; !st && i < n; i++)
+            hold->my[i] = (int64_t)bp_tensor_get(labels, i);
+    }
+    if (!st) {
+        bp_qrun_source src = {n, labels != NULL, mem_read, hold};
+        st = bp_qrun_open(&r, g, &src, calib, o);
+    }
+    if (st) {
+        bp_qrun_free(&r);
+        bp_qrun_free(&hold);
+        return st;
+    }
+    /* the copies move into r, which is then its own source */
+    r->mx = hold->mx;
+    r->my = hold->my;
+    r->src.ctx = r;
+    hold->mx = NULL;
+    hold->my = NULL;
+    bp_qrun_free(&hold);
     *out = r;
     return BP_OK;
 }
@@ -233,8 +299,8 @@ static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
 int bp_qrun_float_latency(bp_qrun *r, int repeat, double *seconds)
 {
     bp_exec *ex = NULL;
-    int st = bp_exec_new(&ex, r->g, BP_F32, 1);
-    if (st)
+    int st = read_batch(r, 0, 1);
+    if (st || (st = bp_exec_new(&ex, r->g, BP_F32, 1)))
         return st;
     if (repeat < 1)
         repeat = 1;
@@ -269,24 +335,40 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
     memset(&R, 0, sizeof R);
     if ((st = bp_qmodel_new(&qm, r->g, plan, r->calib, &qo)))
         return st;
-    int64_t b = r->o.batch < r->n ? r->o.batch : r->n;
+    int64_t b = r->b;
     if ((st = bp_qexec_new(&ex, qm, b, r->o.threads)))
         goto out;
     R.samples = r->n;
     R.batch = b;
-    R.has_labels = r->labels != NULL;
+    R.has_labels = r->src.has_labels;
     R.has_classes = r->classes;
     R.threads = bp_qexec_threads(ex);
     R.isa = bp_qk_isa_name(bp_qk_isa_get());
-    int64_t correct = 0, agree = 0;
-    double loss = 0, sig = 0, noise = 0;
+    int64_t correct = 0, agree = 0, fcorrect = 0;
+    double loss = 0, floss = 0, sig = 0, noise = 0;
+    int want_float = !r->float_done && r->classes && r->src.has_labels;
     for (int64_t s = 0; s < r->n; s += b) {
         int64_t nb = r->n - s < b ? r->n - s : b;
-        const float *in[1] = {r->x + s * r->per};
+        const float *in[1] = {r->x};
+        const float *f;
+        if ((st = read_batch(r, s, nb)))
+            goto out;
+        if (r->fcached) {
+            f = r->fcache + s * r->out_per;
+        } else {
+            const void *fin[1] = {r->x};
+            if ((st = bp_exec_run(r->fex, fin, nb)))
+                goto out;
+            f = bp_exec_output(r->fex, 0);
+            if (r->fcache) {
+                memcpy(r->fcache + s * r->out_per, f,
+                       (size_t)(nb * r->out_per) * sizeof *f);
+                f = r->fcache + s * r->out_per;
+            }
+        }
         if ((st = bp_qexec_run(ex, in, nb)))
             goto out;
         const float *q = bp_qexec_output(ex, 0);
-        const float *f = r->flogits + s * r->out_per;
         for (int64_t i = 0; i < nb * r->out_per; i++) {
             double d = (double)f[i] - (double)q[i];
             sig += (double)f[i] * (double)f[i];
@@ -295,19 +377,31 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
         if (r->classes)
             for (int64_t i = 0; i < nb; i++) {
                 const float *qr = q + i * r->out_per, *fr = f + i * r->out_per;
-                int64_t qa = argmax(qr, r->out_per);
-                agree += qa == argmax(fr, r->out_per);
-                if (r->labels) {
-                    correct += qa == r->labels[s + i];
-                    loss += xent(qr, r->out_per, r->labels[s + i]);
+                int64_t qa = argmax(qr, r->out_per), fa = argmax(fr, r->out_per);
+                agree += qa == fa;
+                if (r->src.has_labels) {
+                    correct += qa == r->labels[i];
+                    loss += xent(qr, r->out_per, r->labels[i]);
+                }
+                if (want_float) {
+                    fcorrect += fa == r->labels[i];
+                    floss += xent(fr, r->out_per, r->labels[i]);
                 }
             }
     }
+    if (r->fcache)
+        r->fcached = 1;
+    if (want_float) {
+        r->float_acc = (double)fcorrect / (double)r->n;
+        r->float_loss = floss / (double)r->n;
+        r->float_done = 1;
+    }
+    int lab = r->classes && r->src.has_labels;
     R.agreement = r->classes ? (double)agree / (double)r->n : NAN;
-    R.float_accuracy = r->classes && r->labels ? r->float_acc : NAN;
-    R.float_loss = r->classes && r->labels ? r->float_loss : NAN;
-    R.int_accuracy = r->classes && r->labels ? (double)correct / (double)r->n : NAN;
-    R.int_loss = r->classes && r->labels ? loss / (double)r->n : NAN;
+    R.float_accuracy = lab ? r->float_acc : NAN;
+    R.float_loss = lab ? r->float_loss : NAN;
+    R.int_accuracy = lab ? (double)correct / (double)r->n : NAN;
+    R.int_loss = lab ? loss / (double)r->n : NAN;
     R.sqnr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
     R.size_bytes = qm->size_bytes;
     R.layer_bytes = qm->layer_bytes;
@@ -316,7 +410,9 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
     R.latency_s = R.latency_batch_s = NAN;
     if (r->o.repeat > 0) {
         double t;
-        if ((st = time_runs(ex, r->x, 1, r->o.repeat, &t)))
+        /* timed on the first batch, as before the data was streamed */
+        if ((st = read_batch(r, 0, b)) ||
+            (st = time_runs(ex, r->x, 1, r->o.repeat, &t)))
             goto out;
         R.latency_s = t;
         if ((st = time_runs(ex, r->x, b, r->o.repeat, &t)))

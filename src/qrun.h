@@ -1,17 +1,28 @@
 /* qrun.h - proving a plan by running it: accuracy, agreement with the float
  * model, logit SQNR, packed bytes, measured latency and the plan's budgets.
  *
- * A bp_qrun holds what stays the same across plans of one model: the data
- * (and labels), the float model's outputs on it, and the calibration
- * statistics.  bp_qrun_plan() then builds the quantized model of one plan,
- * runs it over the data in the integer executor and measures it, so that
- * `bitplan run` and `bitplan sweep --validate` report the same figures.
+ * A bp_qrun holds what stays the same across plans of one model: where the
+ * data comes from, the calibration statistics, and (bounded, when asked
+ * for) the float model's outputs.  bp_qrun_plan() then builds the quantized
+ * model of one plan, streams the data through the float and the integer
+ * executors one batch at a time and measures it, so that `bitplan run` and
+ * `bitplan sweep --validate` report the same figures.
+ *
+ * Memory: the data set is read in batches of opts.batch samples from a
+ * bp_qrun_source (a .npy file in the CLI); what is held is the model, its
+ * quantized copy, one batch of samples and labels, both executors'
+ * activations for one batch, and the calibration samples (at most
+ * opts.calib_samples of the data when no calibration set is given).  The
+ * float outputs of the whole set are kept only when opts.float_cache_bytes
+ * allows it (sweep --validate, which runs many plans over the same data).
+ * Sums run over the samples in order, so the figures do not depend on how
+ * the set is batched beyond the float executor's own batch (opts.batch).
  *
  * Accuracy and cross-entropy read graph output 0 as (N, classes) logits;
  * for other outputs they are NaN and only the SQNR is reported.
  *
- * Ownership: a bp_qrun borrows the graph (which must outlive it) and copies
- * what it needs from the tensors it is given. */
+ * Ownership: a bp_qrun borrows the graph and the source's context (both
+ * must outlive it); bp_qrun_new copies the tensors it is given. */
 #ifndef BP_QRUN_H
 #define BP_QRUN_H
 
@@ -28,10 +39,28 @@ typedef struct bp_qrun_opts {
                              timing (default 0) */
     int threads;          /* integer executor threads (0: online CPUs) */
     int64_t calib_batch;  /* float batch of the calibration passes (64) */
+    int64_t calib_samples;/* without a calibration set: the first this many
+                             samples of the data calibrate (default 256) */
+    int64_t float_cache_bytes; /* keep the float outputs of the whole set
+                             across plans when they fit (default 0: none;
+                             recomputed batch by batch for every plan) */
     bp_qopts q;           /* calibration method, percentile */
 } bp_qrun_opts;
 
 void bp_qrun_opts_init(bp_qrun_opts *o);
+
+/* Where the samples come from.  read() fills samples [start, start + count)
+ * (count <= the run's batch) into x as float32 in the graph input's layout
+ * (count x per values, per from the model's input shape) and, when
+ * has_labels, their class labels into labels (count); it returns BP_OK or a
+ * status with the message set (a file that changed under us, say). */
+typedef struct bp_qrun_source {
+    int64_t n;            /* samples, >= 1 */
+    int has_labels;
+    int (*read)(void *ctx, int64_t start, int64_t count, float *x,
+                int64_t *labels);
+    void *ctx;
+} bp_qrun_source;
 
 /* One budget of the plan against what was measured. */
 typedef struct bp_qrun_budget {
@@ -65,10 +94,18 @@ typedef struct bp_qrun_result {
 
 typedef struct bp_qrun bp_qrun;
 
-/* x: float32 samples (N, input shape); labels: int64 (N) or NULL; calib:
- * float32 calibration samples or NULL to take the first min(N, 256) of x
- * (bp_qrun_calib_from_data() then says so).  Runs the float model over x and
- * the calibration passes. */
+/* Samples from src (copied: src->ctx is borrowed); calib: float32
+ * calibration samples (copied into the statistics, not kept) or NULL to
+ * take the first min(n, calib_samples) samples of the data (read once, then
+ * released; bp_qrun_calib_from_data() then says so).  Runs the calibration
+ * passes.  Errors: BP_EUNSUPPORTED for a model without exactly one input,
+ * BP_EINVAL for calibration samples of the wrong size, the source's and
+ * the float executor's errors. */
+int bp_qrun_open(bp_qrun **out, bp_graph *g, const bp_qrun_source *src,
+                 const bp_tensor *calib, const bp_qrun_opts *o);
+
+/* bp_qrun_open over tensors held in memory: x float32 samples (N, input
+ * shape), labels int64 (N) or NULL; both are copied. */
 int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
                 const bp_tensor *labels, const bp_tensor *calib,
                 const bp_qrun_opts *o);
@@ -77,13 +114,14 @@ int bp_qrun_new(bp_qrun **out, bp_graph *g, const bp_tensor *x,
 int bp_qrun_calib_from_data(const bp_qrun *r);
 int64_t bp_qrun_calib_samples(const bp_qrun *r);
 
-/* Float figures (accuracy, loss) of the data, as in the results. */
+/* Float accuracy of the data, as in the results; NaN until the first
+ * bp_qrun_plan() has streamed the data. */
 double bp_qrun_float_accuracy(const bp_qrun *r);
 
 /* Builds plan's quantized model, runs it over the data, times it (when
  * repeat > 0) and checks the plan's budgets.  plan_name names the plan in
- * messages.  Errors of bp_qmodel_new (bad plan) are passed on; *res is
- * written only on success. */
+ * messages.  Errors of bp_qmodel_new (bad plan) and of the source are
+ * passed on; *res is written only on success. */
 int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
                  bp_qrun_result *res);
 
