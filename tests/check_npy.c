@@ -305,6 +305,48 @@ START_TEST(test_save_invalid_tensor)
 }
 END_TEST
 
+/* The row-by-row writer makes the file bp_npy_save makes, byte for byte,
+ * and nothing at all when the rows do not add up. */
+START_TEST(test_writer_rows)
+{
+    static const int64_t d[3] = {7, 3, 2};
+    bp_tensor *t;
+    ck_assert_int_eq(bp_tensor_new(&t, BP_F32, 3, d), BP_OK);
+    for (int64_t i = 0; i < bp_tensor_numel(t); i++)
+        ((float *)t->data)[i] = (float)i * 0.5f - 3;
+    ck_assert_int_eq(bp_npy_save(sp("whole.npy"), t), BP_OK);
+    bp_npy_writer *w;
+    ck_assert_int_eq(bp_npy_writer_open(&w, sp("rows.npy"), BP_F32, 3, d), BP_OK);
+    /* batches of 3, 3 and the last 1, as a batched run writes them */
+    for (int64_t r = 0; r < 7; r += 3) {
+        int64_t n = 7 - r < 3 ? 7 - r : 3;
+        ck_assert_int_eq(bp_npy_writer_rows(w, (float *)t->data + r * 6, n), BP_OK);
+    }
+    ck_assert_int_eq(count_entries(scratch, 0), 1); /* not there before commit */
+    ck_assert_int_eq(bp_npy_writer_commit(&w), BP_OK);
+    ck_assert_ptr_null(w);
+    size_t n1, n2;
+    unsigned char *a = slurp(sp("whole.npy"), &n1), *b = slurp(sp("rows.npy"), &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert(memcmp(a, b, n1) == 0);
+    free(a);
+    free(b);
+    /* too few rows, too many rows: refused, nothing written */
+    ck_assert_int_eq(bp_npy_writer_open(&w, sp("short.npy"), BP_F32, 3, d), BP_OK);
+    ck_assert_int_eq(bp_npy_writer_rows(w, t->data, 6), BP_OK);
+    ck_assert_int_eq(bp_npy_writer_rows(w, t->data, 2), BP_EINVAL);
+    assert_msg(sp("short.npy"), "more rows than the 7 declared");
+    ck_assert_int_eq(bp_npy_writer_commit(&w), BP_EINVAL);
+    assert_msg(sp("short.npy"), "6 rows written of the 7 declared");
+    ck_assert_int_eq(bp_npy_writer_open(&w, sp("gone.npy"), BP_F32, 3, d), BP_OK);
+    bp_npy_writer_abort(&w);
+    bp_npy_writer_abort(&w);
+    ck_assert_int_eq(count_entries(scratch, 0), 2);
+    ck_assert_int_eq(temp_files(), 0);
+    bp_tensor_free(&t);
+}
+END_TEST
+
 /* --- files written by numpy ----------------------------------------------- */
 
 static bp_tensor *load_ref(const char *path, bp_dtype dt, int rank,
@@ -1218,6 +1260,7 @@ static Suite *npy_suite(void)
     tcase_add_test(tc, test_roundtrip_empty_axis);
     tcase_add_test(tc, test_save_overwrites);
     tcase_add_test(tc, test_save_invalid_tensor);
+    tcase_add_test(tc, test_writer_rows);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("numpy");

@@ -18,6 +18,7 @@
 #include "qexec.h"
 #include "qgraph.h"
 #include "qref.h"
+#include "qrun.h"
 
 #include <check.h>
 #include <math.h>
@@ -602,6 +603,191 @@ START_TEST(test_examples_w8a8_accuracy)
 }
 END_TEST
 
+/* ---- streaming runs ---------------------------------------------------------- */
+
+/* A source over a tensor that records what it was asked for. */
+typedef struct csrc {
+    const float *x;
+    const int64_t *y;
+    int64_t per, max_count, reads;
+} csrc;
+
+static int csrc_read(void *ctx, int64_t start, int64_t count, float *x,
+                     int64_t *labels)
+{
+    csrc *c = ctx;
+    c->reads++;
+    c->max_count = count > c->max_count ? count : c->max_count;
+    memcpy(x, c->x + start * c->per, (size_t)(count * c->per) * sizeof *x);
+    if (labels)
+        memcpy(labels, c->y + start, (size_t)count * sizeof *labels);
+    return BP_OK;
+}
+
+static int fail_read(void *ctx, int64_t start, int64_t count, float *x,
+                     int64_t *labels)
+{
+    (void)ctx;
+    (void)x;
+    (void)labels;
+    return start + count > 40 ? bp_fail(BP_EIO, "data.npy: changed under us")
+                              : BP_OK;
+}
+
+/* bp_qrun streams: it asks for at most one batch at a time, and its figures
+ * equal sums taken here over the whole set in order (float model at the
+ * same batch, integer model, top-1, cross-entropy, SQNR), for a set whose
+ * size is not a multiple of the batch; a second plan reuses nothing stale;
+ * a source error mid-way comes back as is. */
+START_TEST(test_qrun_stream)
+{
+    bp_graph *g = load_model("cnn.onnx");
+    bp_tensor *cal = load("digits_calib_x.npy"), *x = load("digits_test_x.npy");
+    bp_tensor *y = load("digits_test_y.npy");
+    const int64_t n = 103, b = 10, per = 64; /* 10 batches and 3 */
+    csrc c = {x->data, y->data, per, 0, 0};
+    bp_qrun_source src = {n, 1, csrc_read, &c};
+    bp_qrun_opts o;
+    bp_qrun_opts_init(&o);
+    o.batch = b;
+    o.threads = 1;
+    bp_qrun *r;
+    ck_assert_msg(bp_qrun_open(&r, g, &src, cal, &o) == BP_OK, "%s", bp_errmsg());
+    ck_assert(isnan(bp_qrun_float_accuracy(r)));
+    bp_qcalib *qc;
+    ck_assert_int_eq(bp_qcalib_new(&qc, g, cal->data, cal->dims[0], 64), BP_OK);
+    rng rr = {77};
+    for (int pl = 0; pl < 2; pl++) {
+        bp_plan *p = random_plan(&rr, g, 2, 8, 4, 8);
+        c.max_count = c.reads = 0;
+        bp_qrun_result R;
+        ck_assert_msg(bp_qrun_plan(r, p, "p", &R) == BP_OK, "%s", bp_errmsg());
+        ck_assert_int_eq(c.max_count, b);
+        ck_assert_int_eq(c.reads, (n + b - 1) / b);
+        /* the reference, over the whole set in order */
+        bp_qmodel *qm;
+        bp_qexec *ex;
+        bp_exec *fe;
+        ck_assert_int_eq(bp_qmodel_new(&qm, g, p, qc, NULL), BP_OK);
+        ck_assert_int_eq(bp_qexec_new(&ex, qm, b, 1), BP_OK);
+        ck_assert_int_eq(bp_exec_new(&fe, g, BP_F32, b), BP_OK);
+        int64_t fc = 0, qc_ = 0, ag = 0;
+        double fl = 0, ql = 0, sig = 0, noise = 0;
+        for (int64_t s0 = 0; s0 < n; s0 += b) {
+            int64_t nb = n - s0 < b ? n - s0 : b;
+            const float *xin = (const float *)x->data + s0 * per;
+            const void *fin[1] = {xin};
+            const float *qin[1] = {xin};
+            ck_assert_int_eq(bp_exec_run(fe, fin, nb), BP_OK);
+            ck_assert_int_eq(bp_qexec_run(ex, qin, nb), BP_OK);
+            const float *f = bp_exec_output(fe, 0), *q = bp_qexec_output(ex, 0);
+            for (int64_t i = 0; i < nb * 10; i++) {
+                sig += (double)f[i] * f[i];
+                noise += ((double)f[i] - q[i]) * ((double)f[i] - q[i]);
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                int64_t lab = ((const int64_t *)y->data)[s0 + i], fa = 0, qa = 0;
+                double fm, qm_, fz = 0, qz = 0;
+                for (int k = 1; k < 10; k++) {
+                    fa = f[i * 10 + k] > f[i * 10 + fa] ? k : fa;
+                    qa = q[i * 10 + k] > q[i * 10 + qa] ? k : qa;
+                }
+                fm = f[i * 10 + fa];
+                qm_ = q[i * 10 + qa];
+                for (int k = 0; k < 10; k++) {
+                    fz += exp((double)f[i * 10 + k] - fm);
+                    qz += exp((double)q[i * 10 + k] - qm_);
+                }
+                fl += log(fz) + fm - f[i * 10 + lab];
+                ql += log(qz) + qm_ - q[i * 10 + lab];
+                fc += fa == lab;
+                qc_ += qa == lab;
+                ag += fa == qa;
+            }
+        }
+        ck_assert_int_eq(R.samples, n);
+        ck_assert(R.float_accuracy == (double)fc / n);
+        ck_assert(R.int_accuracy == (double)qc_ / n);
+        ck_assert(R.agreement == (double)ag / n);
+        ck_assert(R.float_loss == fl / n);
+        ck_assert(R.int_loss == ql / n);
+        ck_assert(R.sqnr_db == 10 * log10(sig / noise));
+        ck_assert(bp_qrun_float_accuracy(r) == (double)fc / n);
+        bp_exec_free(&fe);
+        bp_qexec_free(&ex);
+        bp_qmodel_free(&qm);
+        bp_plan_free(&p);
+    }
+    bp_qrun_free(&r);
+    /* calibration from the data: the first calib_samples, read in batches */
+    c.max_count = c.reads = 0;
+    o.calib_samples = 25;
+    ck_assert_int_eq(bp_qrun_open(&r, g, &src, NULL, &o), BP_OK);
+    ck_assert(bp_qrun_calib_from_data(r));
+    ck_assert_int_eq(bp_qrun_calib_samples(r), 25);
+    ck_assert_int_eq(c.reads, 3);
+    ck_assert_int_eq(c.max_count, b);
+    bp_qrun_free(&r);
+    /* a source that fails half-way */
+    bp_qrun_source bad = {n, 0, fail_read, NULL};
+    ck_assert_int_eq(bp_qrun_open(&r, g, &bad, cal, &o), BP_OK);
+    bp_plan *p = random_plan(&rr, g, 8, 8, 8, 8);
+    bp_qrun_result R;
+    ck_assert_int_eq(bp_qrun_plan(r, p, "p", &R), BP_EIO);
+    ck_assert_str_eq(bp_errmsg(), "data.npy: changed under us");
+    bp_plan_free(&p);
+    bp_qrun_free(&r);
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&cal);
+    bp_tensor_free(&x);
+    bp_tensor_free(&y);
+    bp_graph_free(&g);
+}
+END_TEST
+
+/* bp_qmodel_ops lists what bp_qmodel_new builds, without plan or data. */
+START_TEST(test_qmodel_ops)
+{
+    bp_graph *g = load_model("cnn.onnx");
+    bp_tensor *cal = load("digits_calib_x.npy");
+    bp_qcalib *qc;
+    ck_assert_int_eq(bp_qcalib_new(&qc, g, cal->data, cal->dims[0], 64), BP_OK);
+    rng rr = {5};
+    bp_plan *p = random_plan(&rr, g, 8, 8, 8, 8);
+    bp_qmodel *qm;
+    ck_assert_int_eq(bp_qmodel_new(&qm, g, p, qc, NULL), BP_OK);
+    bp_qop_info *ops;
+    int n;
+    ck_assert_msg(bp_qmodel_ops(g, &ops, &n) == BP_OK, "%s", bp_errmsg());
+    ck_assert_int_eq(n, qm->n_ops);
+    int residual = 0;
+    for (int i = 0; i < n; i++) {
+        const bp_qop *o = &qm->ops[i];
+        ck_assert_int_eq(ops[i].kind, o->kind);
+        int64_t ne_in = o->in >= 0 ? tnumel(&qm->t[o->in]) : 0;
+        int64_t ne_out = o->out >= 0 ? tnumel(&qm->t[o->out]) : ne_in;
+        if (o->kind == BP_QOP_LAYER) {
+            ck_assert_int_eq(ops[i].layer, qm->layers[o->layer].index);
+            ck_assert_int_eq(ops[i].residual, o->in2 >= 0);
+            residual += ops[i].residual;
+        }
+        ck_assert_int_eq(ops[i].out_elements, ne_out);
+        if (o->kind == BP_QOP_MAXPOOL || o->kind == BP_QOP_AVGPOOL ||
+            o->kind == BP_QOP_DEQUANT)
+            ck_assert_int_eq(ops[i].elements, ne_in);
+        else
+            ck_assert_int_eq(ops[i].elements, ne_out);
+    }
+    ck_assert_int_eq(residual, 2); /* res1b and down_proj take the adds */
+    free(ops);
+    bp_qmodel_free(&qm);
+    bp_plan_free(&p);
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&cal);
+    bp_graph_free(&g);
+}
+END_TEST
+
 /* ---- plan checks ------------------------------------------------------------ */
 
 START_TEST(test_plan_errors)
@@ -687,6 +873,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_requant_copy);
     tcase_add_loop_test(tc, test_examples_exact, 0, 2);
     tcase_add_loop_test(tc, test_examples_w8a8_accuracy, 0, 2);
+    tcase_add_test(tc, test_qrun_stream);
+    tcase_add_test(tc, test_qmodel_ops);
     tcase_add_test(tc, test_plan_errors);
     tcase_add_test(tc, test_unsupported_op);
     suite_add_tcase(s, tc);
