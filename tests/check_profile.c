@@ -128,6 +128,21 @@ START_TEST(test_every_field_roofline)
 }
 END_TEST
 
+/* The measured profile's optional objects, field by field: every member of
+ * "layer_model" and "op_costs" is checked, the objects themselves and an
+ * op's "parallel" costs may be absent. */
+START_TEST(test_every_field_fitted)
+{
+    static const char *const optional[] = {
+        "layer_model", "op_costs", "op_costs.ops[2].parallel", NULL};
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s/bad.json", tmpdir);
+    int n = jsonmut_run(BP_SRCDIR "/tests/data/profiles/fitted.json", tmp,
+                        load_profile, optional, NULL);
+    ck_assert_int_gt(n, 40);
+}
+END_TEST
+
 START_TEST(test_every_field_table)
 {
     char tmp[300];
@@ -235,6 +250,69 @@ START_TEST(test_cost_model)
 }
 END_TEST
 
+/* The layer model and the op costs as cost.h writes them, on a grouped
+ * convolution with a residual add in both regimes, and the ops charged to
+ * it (a MaxPool on either side of parallel_elements, an op kind the
+ * profile does not price). */
+START_TEST(test_layer_model)
+{
+    bp_profile *p = NULL;
+    ck_assert_msg(bp_profile_load(&p, BP_SRCDIR "/tests/data/profiles/fitted.json")
+                  == BP_OK, "%s", bp_errmsg());
+    ck_assert(p->lm.present);
+    bp_op_fact ops[3] = {{"MaxPool", 800, 200}, {"MaxPool", 4000, 1000},
+                         {"Requant", 100, 100}};
+    bp_layer_facts l = {0};
+    l.name = "g.weight";
+    /* Conv 32 -> 48 channels, 4 groups, 3x3, on 6x6 outputs: K = 8*9 = 72,
+     * per group 12 channels (padded to 16), 36 positions */
+    l.numel = 48 * 8 * 9;
+    l.out_channels = 48;
+    l.group = 4;
+    l.macs = 36 * 48 * 72;
+    l.residual = 1;
+    l.ops = ops;
+    l.n_ops = 3;
+    bp_cost c;
+    double padded = 36.0 * 72 * 4 * 16, rows = 36.0 * 72 * 4, outs = 36.0 * 48;
+    double opc = (1e-6 + 1e-9 * 800) + (4e-6 + 1e-10 * 4000);
+    /* 124416 MACs: parallel at batch 1 (>= 100000) */
+    ck_assert_int_eq(bp_cost_eval(p, &l, 3, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 1e-12 * padded + 1e-11 * rows +
+                            1e-11 * outs + 0 + 1e-11 * l.numel + opc, 1e-18);
+    ck_assert_int_eq(bp_cost_eval(p, &l, 8, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 5e-13 * padded + 1e-11 * rows +
+                            1e-11 * outs + opc, 1e-18);
+    /* fewer MACs: the serial regime, with its residual cost */
+    l.macs = 36 * 48 * 72 / 2;
+    l.numel = 48 * 8 * 9;
+    padded /= 2, rows /= 2, outs /= 2;
+    ck_assert_int_eq(bp_cost_eval(p, &l, 8, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-12 * padded + 1e-10 * rows +
+                            2e-10 * outs + 3e-10 * outs + opc, 1e-18);
+    /* batch 4: work terms x 4, the weights' unpacking once; the first
+     * MaxPool now writes 800 elements per run: still serial */
+    ck_assert_int_eq(bp_cost_eval(p, &l, 4, 8, 4, &c), BP_OK);
+    double opc4 = (1e-6 + 1e-9 * 3200) + (4e-6 + 1e-10 * 16000);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 4 * (1e-12 * padded + 1e-11 * rows +
+                            1e-11 * outs) + 1e-11 * l.numel + opc4, 1e-18);
+    /* activations wider than the model prices, weights wider than listed */
+    ck_assert_int_eq(bp_cost_eval(p, &l, 8, 16, 1, &c), BP_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(bp_errmsg(), "layer_model"));
+    ck_assert_int_eq(bp_cost_eval(p, &l, 9, 8, 1, &c), BP_EUNSUPPORTED);
+    /* a profile without the objects prices as before: no op costs */
+    bp_profile *t4 = open_p("nvidia-t4");
+    ck_assert(!t4->lm.present && t4->n_op_costs == 0);
+    bp_cost c2;
+    ck_assert_int_eq(bp_cost_eval(t4, &l, 8, 8, 1, &c), BP_OK);
+    l.n_ops = 0;
+    ck_assert_int_eq(bp_cost_eval(t4, &l, 8, 8, 1, &c2), BP_OK);
+    ck_assert(c.latency_s == c2.latency_s);
+    bp_profile_free(&t4);
+    bp_profile_free(&p);
+}
+END_TEST
+
 START_TEST(test_table_lookup)
 {
     bp_profile *t = open_p("hawq-v3-resnet18-t4");
@@ -271,6 +349,8 @@ int main(void)
     tcase_add_test(tc, test_find);
     tcase_add_test(tc, test_every_field_roofline);
     tcase_add_test(tc, test_every_field_table);
+    tcase_add_test(tc, test_every_field_fitted);
+    tcase_add_test(tc, test_layer_model);
     tcase_add_test(tc, test_values);
     tcase_add_test(tc, test_cost_model);
     tcase_add_test(tc, test_table_lookup);
