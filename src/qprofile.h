@@ -1,28 +1,37 @@
 /* qprofile.h - measured hardware profiles: `bitplan profile --measure` times
- * the integer executor's layers on this machine and writes a "table"
- * profile with a roofline fallback fitted from the same measurements.
+ * the integer executor on this machine and writes a roofline profile with a
+ * fitted layer model and the costs of the ops between layers (and, with
+ * --model, a "table" profile of that model's own layers over it).
  *
  * What is measured (batch 1, on the threads and instruction set the
- * executor uses by default, medians of `repeat` runs):
+ * executor uses by default, medians of `repeat` runs taken in up to three
+ * passes interleaved over all graphs, so that a change of load on the
+ * machine spreads over every shape instead of biasing a few):
  *  - each layer of every model given (--model) inside whole runs of that
  *    model at each weight width, with the time of the non-layer ops (input
  *    quantization, pooling, output dequantization) added to the layer that
- *    consumes their result, so that a model's entries sum to its measured
- *    whole-model latency;
- *  - a grid of convolution and GEMM shapes, each alone, to fit a roofline.
+ *    runs next, so that a model's entries sum to its measured latency;
+ *  - a grid of about fifty convolution and GEMM shapes (residual ones
+ *    included), each the one layer of a small model fed uint8 codes as a
+ *    layer after a ReLU is, timed op by op inside whole runs: the
+ *    "layer_model" is fitted to them by non-negative least squares on
+ *    relative errors, per regime (a layer on one thread, or split over
+ *    the pool from BP_QEXEC_PAR_MACS);
+ *  - small models of the ops between layers (Relu, Add, MaxPool, Flatten,
+ *    GlobalAveragePool, and every model's Quantize and Dequant) at eleven
+ *    sizes: "op_costs", seconds + per element, per op kind and regime;
+ *  - the plain roofline fields (peak rate per width, bandwidth, overhead)
+ *    from the same layers, for readers that do not know the fitted model.
  * Activation widths do not change the kernels (codes of 2 to 8 bits live in
  * 8-bit containers): every entry is measured at a_bits 8, which the profile
  * schema applies to every narrower activation.
  *
- * The files follow bitplan's profile schema (profiles/README.md, issue 4):
- * with --model, PATH is a "table" profile whose "entries" are
- * {"layer", "w_bits", "a_bits": 8, "latency_s"} (plus "kernel_s", the layer
- * alone, "op", "shape", "key", "macs", "model_sha256" for reference) and
- * whose "fallback" is the fitted roofline written beside it as
- * NAME-roofline.json; without --model, PATH is that roofline:
- * {"peak_ops": [{"w_bits", "a_bits": 8, "ops_per_s" (2 x MACs / s),
- * "source"}], "memory": {"bytes_per_s"}, "launch_overhead": {"seconds"},
- * "missing_bits": {"compute": "next-native", "storage": "packed"}}. */
+ * The files follow bitplan's profile schema (profiles/README.md): with
+ * --model, PATH is a "table" profile whose "entries" are {"layer",
+ * "w_bits", "a_bits": 8, "latency_s"} (plus "kernel_s", the layer alone,
+ * "op", "shape", "key", "macs", "model_sha256" for reference) and whose
+ * "fallback" is the fitted roofline written beside it as
+ * NAME-roofline.json; without --model, PATH is that roofline. */
 #ifndef BP_QPROFILE_H
 #define BP_QPROFILE_H
 
@@ -56,10 +65,9 @@ void bp_qprofile_key(const bp_graph *g, const bp_layer *l, char *buf,
                      size_t n);
 
 /* The latency the profile at path predicts for running plan on g at batch
- * 1: per layer the table entry of this model's layer at its bits, else the
- * entry of the same shape, else the roofline.  A minimal reader for the
- * benchmarks and checks of this branch; the cost model of the solver is
- * the authority. */
+ * 1: the solver's cost model (ilp/cost.h) summed over g's layers at the
+ * plan's bits (8/8 for a layer the plan lacks).  Errors of the profile
+ * loader; BP_EINVAL for a profile without latency (bops). */
 int bp_qprofile_predict(const char *path, bp_graph *g, const bp_plan *plan,
                         double *seconds);
 
