@@ -4,13 +4,18 @@
  * paths on the same ResNet-18.
  *
  *   bench/bench_qexec [--threads N] [--repeat N] [--profile HW.json]
+ *                     [--generic HW.json]
  *
- * Models: the example CNN (batch 1 and 64) and, when it has been exported
- * (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx with
- * bench/resnet18_calib.npy (batch 1 and 8); BITPLAN_RESNET18=DIR points
- * elsewhere.  Plans: all weights and activations at 8 bits, and weights at
- * 4 bits.  Without --profile, the predictions come from a profile measured
- * here first for the model's own layers (bitplan profile --measure --model).
+ * Models: the example CNN and MLP (batch 1 and 64) and, when it has been
+ * exported (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx
+ * with bench/resnet18_calib.npy (batch 1 and 8); BITPLAN_RESNET18=DIR
+ * points elsewhere.  Plans: all weights and activations at 8 bits, weights
+ * at 4 bits, and mixed weights (2 to 8 bits, layer by layer).  Two
+ * predictions of each plan at batch 1: from a profile of the model's own
+ * layers (bitplan profile --measure --model; measured here first unless
+ * --profile), and from the generic profile (bitplan profile --measure,
+ * no model: the fitted layer model and op costs; measured here first
+ * unless --generic), next to the measured latency.
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
  * same ResNet-18.  Latencies are medians per sample; figures, not a test. */
 #include <math.h>
@@ -79,8 +84,11 @@ static int run_int(void *ctx, const float *x, int64_t n)
     return bp_qexec_run(ctx, in, n);
 }
 
+/* w > 0: every layer at w bits; w == 0: 8, 4, 3, 6, 2, 5, 7, 8, ... layer
+ * by layer (a mixed plan). */
 static bp_plan *uniform(bp_graph *g, int w, int a)
 {
+    static const int mix[] = {8, 4, 3, 6, 2, 5, 7};
     bp_layer *ls;
     int nl;
     bp_plan *p = NULL;
@@ -89,11 +97,23 @@ static bp_plan *uniform(bp_graph *g, int w, int a)
     p->model_sha256 = strdup(g->hash);
     for (int i = 0; i < nl; i++) {
         p->layers[i].name = strdup(ls[i].name);
-        p->layers[i].w_bits = w;
+        p->layers[i].w_bits = w ? w : mix[i % 7];
         p->layers[i].a_bits = a;
     }
     free(ls);
     return p;
+}
+
+static void print_pred(const char *what, const char *prof, bp_graph *g,
+                       const bp_plan *p, double measured)
+{
+    double pred;
+    if (bp_qprofile_predict(prof, g, p, &pred) == BP_OK)
+        printf("    %-34s %10.4f ms (measured %+.0f%%; error %+.0f%%)\n", what,
+               pred * 1e3, (measured / pred - 1) * 100,
+               (pred / measured - 1) * 100);
+    else
+        printf("    %-34s %s\n", what, bp_errmsg());
 }
 
 static void print_ms(const char *what, double s)
@@ -103,7 +123,8 @@ static void print_ms(const char *what, double s)
 
 static int bench_model(const char *name, const char *model, const char *calib,
                        int64_t big, int threads, int repeat,
-                       const char *profile, double *int8_b1)
+                       const char *profile, const char *generic,
+                       double *int8_b1)
 {
     bp_graph *g = NULL;
     bp_tensor *C = NULL;
@@ -132,7 +153,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
         po.threads = threads;
         po.models = &g;
         po.n_models = 1;
-        po.bits = (1u << 8) | (1u << 4);
+        po.bits = 0x1fc; /* 2..8: the mixed plan needs them all */
         po.repeat = repeat;
         po.quick = 1; /* only the grid is cut short; the model is measured */
         printf("  (measuring a profile of %s's layers for the predictions)\n",
@@ -153,7 +174,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
         bp_exec_free(&fe);
         printf("  batch %lld\n", (long long)b);
         print_ms("float32 executor (per sample)", tf);
-        for (int w = 8; w >= 4; w -= 4) {
+        for (int w = 8; w >= 0; w -= 4) {
             bp_plan *p = uniform(g, w, 8);
             bp_qmodel *qm = NULL;
             bp_qexec *ex = NULL;
@@ -166,15 +187,16 @@ static int bench_model(const char *name, const char *model, const char *calib,
             }
             double ti = median_time(run_int, ex, x, b, repeat);
             char what[64];
-            snprintf(what, sizeof what, "integer w%da8 (per sample)", w);
-            print_ms(what, ti);
+            if (w)
+                snprintf(what, sizeof what, "integer w%da8 (per sample)", w);
+            else
+                snprintf(what, sizeof what, "integer w2..8 a8 (per sample)");
+            printf("    %-34s %10.4f ms\n", what, ti * 1e3);
             printf("    %-34s %10.2fx\n", "  speed-up over float32", tf / ti);
             if (b == 1) {
-                double pred;
-                if (bp_qprofile_predict(prof, g, p, &pred) == BP_OK)
-                    printf("    %-34s %10.3f ms (measured %+.0f%%)\n",
-                           "  profile's prediction", pred * 1e3,
-                           (ti / pred - 1) * 100);
+                print_pred("  --model profile predicts", prof, g, p, ti);
+                if (generic)
+                    print_pred("  generic profile predicts", generic, g, p, ti);
                 if (w == 8 && int8_b1)
                     *int8_b1 = ti;
             }
@@ -197,7 +219,7 @@ out:
 int main(int argc, char **argv)
 {
     int threads = 2, repeat = 20;
-    const char *profile = NULL;
+    const char *profile = NULL, *generic = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -205,16 +227,35 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
             profile = argv[++i];
+        else if (strcmp(argv[i], "--generic") == 0 && i + 1 < argc)
+            generic = argv[++i];
         else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
-                    "[--profile HW.json]\n");
+                    "[--profile HW.json] [--generic HW.json]\n");
             return 2;
         }
     }
     bp_set_threads(threads);
+    char gen[512];
+    if (!generic) {
+        snprintf(gen, sizeof gen, "/tmp/bench_qexec_generic_%d.json",
+                 (int)getpid());
+        bp_qprofile_opts po;
+        bp_qprofile_opts_init(&po);
+        po.threads = threads;
+        printf("(measuring the generic profile: the shape grid, no model)\n");
+        if (bp_qprofile_measure(gen, &po, NULL)) {
+            fprintf(stderr, "%s\n", bp_errmsg());
+            return 1;
+        }
+        generic = gen;
+    }
     bench_model("example CNN", BP_SRCDIR "/examples/cnn.onnx",
                 BP_SRCDIR "/examples/digits_calib_x.npy", 64, threads, repeat,
-                profile, NULL);
+                profile, generic, NULL);
+    bench_model("example MLP", BP_SRCDIR "/examples/mlp.onnx",
+                BP_SRCDIR "/examples/digits_calib_flat.npy", 64, threads,
+                repeat, profile, generic, NULL);
 
     const char *dir = getenv("BITPLAN_RESNET18");
     char model[1024], calib[1024];
@@ -224,11 +265,15 @@ int main(int argc, char **argv)
         printf("ResNet-18: %s not found; make it with\n"
                "  /usr/bin/python3 %s/bench/export_resnet18.py\n", model,
                BP_SRCDIR);
+        if (generic == gen)
+            remove(gen);
         return 0;
     }
     double int8 = NAN;
     bench_model("ResNet-18 224x224", model, calib, 8, threads, repeat / 2 + 1,
-                profile, &int8);
+                profile, generic, &int8);
+    if (generic == gen)
+        remove(gen);
     if (access("/usr/bin/python3", X_OK) == 0) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/torch_int8.py "
