@@ -28,7 +28,8 @@ static const char help[] =
     "  --bits LIST        weight widths to measure (default 2,3,4,5,6,7,8)\n"
     "  --threads N        executor threads (default: all CPUs; use the same\n"
     "                     for `bitplan run`)\n"
-    "  --repeat N         timed runs per entry, median kept (default 15)\n"
+    "  --repeat N         timed runs per entry, lower quartile kept (the\n"
+    "                     time without competing jobs; default 15)\n"
     "  --name NAME        the profile's name (default \"measured\")\n"
     "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n";
 

@@ -306,7 +306,18 @@ static double med_of(double *v, int n)
     return n ? v[n / 2] : 0;
 }
 
-/* The medians of m at every measured width into layer entries (and, for
+/* The lower quartile of n timings: what a run takes when nothing else
+ * competes for the cores.  On a quiet machine it is within a few percent
+ * of the median `bitplan run` reports; on a shared one, other jobs inflate
+ * the median of whichever shapes they happen to overlap, and would bias
+ * the fit. */
+static double quiet_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n ? v[n / 4] : 0;
+}
+
+/* The quiet times of m at every measured width into layer entries (and, for
  * grid graphs, op samples).  A model's other ops join the layer that runs
  * next (the last layer takes the trailing ones), so that its entries at one
  * width sum to its measured run. */
@@ -323,7 +334,7 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
         double carry = 0, total = 0, layers = 0;
         entry *last = NULL;
         for (int i = 0; i < m->n_ops && !st; i++) {
-            double t = med_of(m->s[w] + i * m->cap, m->n[w]);
+            double t = quiet_of(m->s[w] + i * m->cap, m->n[w]);
             const bp_qop_info *q = &m->info[i];
             total += t;
             if (q->kind != BP_QOP_LAYER) {
@@ -970,8 +981,9 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
     cJSON *lm = cJSON_CreateObject();
     snprintf(src, sizeof src, "bitplan profile --measure: non-negative least "
              "squares (relative errors) over the grid's layers, each timed "
-             "inside whole runs of its one-layer model at batch 1 (median of "
-             "%d runs in %d passes interleaved with the other shapes); %d "
+             "inside whole runs of its one-layer model at batch 1 (lower "
+             "quartile of %d runs in %d passes interleaved with the other "
+             "shapes); %d "
              "serial layers fit to a median error of %.0f%%, %d parallel ones "
              "to %.0f%%", repeat, passes, F->points[0], F->med_err[0] * 100,
              F->points[1], F->med_err[1] * 100);
@@ -1011,7 +1023,7 @@ static cJSON *op_costs_json(const ofit *F, int threads, int repeat)
     snprintf(src, sizeof src, "bitplan profile --measure: per op kind, "
              "non-negative least squares (relative errors) over the ops of "
              "the grid's models, each timed inside whole runs at batch 1 "
-             "(median of %d runs)", repeat);
+             "(lower quartile of %d runs)", repeat);
     cJSON_AddStringToObject(oc, "source", src);
     int any_par = 0;
     for (int k = 0; k < BP_QOP_COUNT; k++)
@@ -1075,7 +1087,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
         cJSON_AddNumberToObject(pk, "ops_per_s", rf->peak[w]);
         snprintf(src, sizeof src, "bitplan profile --measure: the highest rate "
                  "(2 x MACs / s) of the measured convolution and GEMM shapes at "
-                 "%d-bit weights, batch 1, median of %d runs (activations of "
+                 "%d-bit weights, batch 1, lower quartile of %d runs (activations of "
                  "2 to 8 bits share the 8-bit kernels)", w, repeat);
         cJSON_AddStringToObject(pk, "source", src);
         cJSON_AddItemToArray(peaks, pk);
@@ -1109,7 +1121,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
     /* the table */
     snprintf(src, sizeof src,
              "bitplan profile --measure: %s; every entry is a layer timed "
-             "inside whole runs of its model (median of %d), the time of "
+             "inside whole runs of its model (lower quartile of %d), the time of "
              "the model's other ops (input quantization, pooling, output "
              "dequantization) added to the layer that consumes their result, "
              "so a model's entries at one width sum to its measured latency",

@@ -4,9 +4,10 @@
  * --model, a "table" profile of that model's own layers over it).
  *
  * What is measured (batch 1, on the threads and instruction set the
- * executor uses by default, medians of `repeat` runs taken in up to three
- * passes interleaved over all graphs, so that a change of load on the
- * machine spreads over every shape instead of biasing a few):
+ * executor uses by default; the lower quartile of `repeat` runs taken in up
+ * to three passes interleaved over all graphs, so that other jobs on a
+ * shared machine neither inflate the times nor bias a few shapes; on a
+ * quiet machine it is within a few percent of the median):
  *  - each layer of every model given (--model) inside whole runs of that
  *    model at each weight width, with the time of the non-layer ops (input
  *    quantization, pooling, output dequantization) added to the layer that
