@@ -191,12 +191,12 @@ static int uniform_plan(bp_graph *g, int w, int a, bp_plan **out)
  * load on the machine spreads over all of them instead of biasing a few. */
 typedef struct gmeas {
     bp_graph *g;          /* owned when `grid` */
-    int grid;             /* a grid graph (else a --model) */
+    int grid;             /* 0: a --model; 1: a layer of the grid (uint8
+                             input); 2: the ops between layers */
     float *x;             /* 4 samples */
     bp_qcalib *qc;
     int n_ops;
     bp_qop_info *info;    /* the ops (bp_qmodel_ops order = the run's) */
-    int *lindex;          /* (n_ops) layer index of LAYER ops */
     double *s[BP_QW_MAX_BITS + 1]; /* (n_ops x cap) seconds, per width */
     double *whole[BP_QW_MAX_BITS + 1]; /* (cap) whole runs, per width */
     int n[BP_QW_MAX_BITS + 1];
@@ -210,7 +210,6 @@ static void gm_free(gmeas *m)
     free(m->x);
     bp_qcalib_free(&m->qc);
     free(m->info);
-    free(m->lindex);
     for (int w = 0; w <= BP_QW_MAX_BITS; w++) {
         free(m->s[w]);
         free(m->whole[w]);
@@ -244,7 +243,8 @@ static int gm_init(gmeas *m, bp_graph *g, int grid, int cap)
 }
 
 /* One pass at width w: two warm-up runs, then `runs` runs timed op by op
- * and `runs` whole runs (the figure `bitplan run` reports). */
+ * and, for a model, as many whole runs (the figure `bitplan run` reports,
+ * for the log). */
 static int gm_pass(gmeas *m, int w, int runs, int threads)
 {
     bp_plan *p = NULL;
@@ -260,15 +260,6 @@ static int gm_pass(gmeas *m, int w, int runs, int threads)
         st = bp_fail(BP_EINTERNAL, "%s: %d ops at %d bits, %d planned",
                      m->g->path, qm->n_ops, w, m->n_ops);
         goto out;
-    }
-    if (!m->lindex) {
-        if (!(m->lindex = malloc((size_t)(m->n_ops + 1) * sizeof *m->lindex))) {
-            st = BP_ENOMEM;
-            goto out;
-        }
-        for (int i = 0; i < m->n_ops; i++)
-            m->lindex[i] = qm->ops[i].kind == BP_QOP_LAYER
-                               ? qm->layers[qm->ops[i].layer].index : -1;
     }
     one = malloc((size_t)(m->n_ops + 1) * sizeof *one);
     const float *in[1] = {m->x};
@@ -350,9 +341,9 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
                 st = BP_ENOMEM;
                 break;
             }
-            fill_entry(e, m->g, &ls[m->lindex[i]]);
+            fill_entry(e, m->g, &ls[q->layer]);
             if (!m->grid) {
-                snprintf(e->layer, sizeof e->layer, "%s", ls[m->lindex[i]].name);
+                snprintf(e->layer, sizeof e->layer, "%s", ls[q->layer].name);
                 snprintf(e->sha, sizeof e->sha, "%s", m->g->hash);
             }
             e->w_bits = w;
