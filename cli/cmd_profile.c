@@ -11,7 +11,7 @@
 static const char help[] =
     "usage: bitplan profile --measure -o HW.json [--model MODEL.onnx]...\n"
     "                       [--bits 2,3,4,8] [--threads N] [--repeat N]\n"
-    "                       [--name NAME] [--quick]\n\n"
+    "                       [--name NAME] [--quick] [--report FILE.csv]\n\n"
     "Times bitplan's integer executor on this machine at batch 1 for every\n"
     "weight width: a grid of about fifty convolution and GEMM shapes and the\n"
     "ops between layers (quantization, pooling, adds), each inside whole runs\n"
@@ -31,7 +31,10 @@ static const char help[] =
     "  --repeat N         timed runs per entry, lower quartile kept (the\n"
     "                     time without competing jobs; default 15)\n"
     "  --name NAME        the profile's name (default \"measured\")\n"
-    "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n";
+    "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n"
+    "  --report FILE.csv  every grid measurement next to its fitted value\n"
+    "                     (what, key, w_bits, regime, residual, macs,\n"
+    "                     elements, measured_s, fitted_s, error)\n";
 
 int cmd_profile(int argc, char **argv)
 {
@@ -44,6 +47,7 @@ int cmd_profile(int argc, char **argv)
         {"repeat", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
         {"quick", no_argument, NULL, 'q'},
+        {"report", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     bp_qprofile_opts po;
@@ -100,6 +104,7 @@ int cmd_profile(int argc, char **argv)
             break;
         case 'n': po.name = optarg; break;
         case 'q': po.quick = 1; break;
+        case 'R': po.report = optarg; break;
         case 'h': fputs(help, stdout); free(paths); return BP_EXIT_OK;
         default: free(paths); return cli_usage("profile", "unknown option");
         }

@@ -58,32 +58,6 @@ static entry *push(elist *l)
     return e;
 }
 
-/* One measured op between layers (for the op cost fit). */
-typedef struct osample {
-    bp_qop_kind kind;
-    int64_t elements, out_elements;
-    double t;
-} osample;
-
-typedef struct olist {
-    osample *s;
-    int n, cap;
-} olist;
-
-static int opush(olist *l, osample v)
-{
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        osample *s = realloc(l->s, (size_t)cap * sizeof *s);
-        if (!s)
-            return BP_ENOMEM;
-        l->s = s;
-        l->cap = cap;
-    }
-    l->s[l->n++] = v;
-    return BP_OK;
-}
-
 void bp_qprofile_key(const bp_graph *g, const bp_layer *l, char *buf, size_t n)
 {
     const bp_node *nd = &g->nodes[l->node];
@@ -197,10 +171,15 @@ typedef struct gmeas {
     bp_qcalib *qc;
     int n_ops;
     bp_qop_info *info;    /* the ops (bp_qmodel_ops order = the run's) */
-    double *s[BP_QW_MAX_BITS + 1]; /* (n_ops x cap) seconds, per width */
+    double *s[BP_QW_MAX_BITS + 1]; /* (n_ops x cap) seconds, per width
+                                      (models: timed op by op) */
     double *whole[BP_QW_MAX_BITS + 1]; /* (cap) whole runs, per width */
     int n[BP_QW_MAX_BITS + 1];
     int cap;
+    double t[BP_QW_MAX_BITS + 1];  /* quiet whole run, per width (0: none) */
+    double *q[BP_QW_MAX_BITS + 1]; /* (n_ops) quiet time of each op */
+    bp_layer_facts *facts;         /* grid: the cost model's view of g */
+    int n_facts;
 } gmeas;
 
 static void gm_free(gmeas *m)
@@ -210,7 +189,9 @@ static void gm_free(gmeas *m)
     free(m->x);
     bp_qcalib_free(&m->qc);
     free(m->info);
+    free(m->facts);
     for (int w = 0; w <= BP_QW_MAX_BITS; w++) {
+        free(m->q[w]);
         free(m->s[w]);
         free(m->whole[w]);
     }
@@ -232,8 +213,11 @@ static int gm_init(gmeas *m, bp_graph *g, int grid, int cap)
     if (grid == 1)
         for (int64_t i = 0; i < 4 * per; i++)
             m->x[i] = fabsf(m->x[i]);
+    bp_model_facts mf;
     int st = bp_qcalib_new(&m->qc, g, m->x, 4, 4);
-    if (st || (st = bp_qmodel_ops(g, &m->info, &m->n_ops)))
+    if (st || (st = bp_qmodel_ops(g, &m->info, &m->n_ops)) ||
+        (grid == 1 && (st = bp_layer_facts_from_graph(g, &m->facts,
+                                                      &m->n_facts, &mf))))
         return st;
     for (int w = 0; w <= BP_QW_MAX_BITS; w++)
         if (!(m->s[w] = malloc((size_t)(m->n_ops * cap + 1) * sizeof(double))) ||
@@ -242,9 +226,8 @@ static int gm_init(gmeas *m, bp_graph *g, int grid, int cap)
     return BP_OK;
 }
 
-/* One pass at width w: two warm-up runs, then `runs` runs timed op by op
- * and, for a model, as many whole runs (the figure `bitplan run` reports,
- * for the log). */
+/* One pass at width w: warm-up runs, then `runs` runs timed op by op and
+ * as many whole runs. */
 static int gm_pass(gmeas *m, int w, int runs, int threads)
 {
     bp_plan *p = NULL;
@@ -267,15 +250,26 @@ static int gm_pass(gmeas *m, int w, int runs, int threads)
         st = BP_ENOMEM;
         goto out;
     }
-    for (int r = -2; r < runs && !st && m->n[w] < m->cap; r++) {
-        if ((st = bp_qexec_run_timed(ex, in, 1, one)) || r < 0)
-            continue;
+    /* warm up for 2 ms at least: a new executor's idle worker threads spin
+     * a while before they sleep, and slow a small layer on a shared core
+     * meanwhile; `bitplan run` times after its pass over the data */
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    for (int k = 0; !st && k < 10000; k++) {
+        st = bp_qexec_run(ex, in, 1);
+        clock_gettime(CLOCK_MONOTONIC, &w1);
+        if (k >= 1 && (double)(w1.tv_sec - w0.tv_sec) +
+                          (double)(w1.tv_nsec - w0.tv_nsec) * 1e-9 > 2e-3)
+            break;
+    }
+    for (int r = 0; r < runs && !st && m->n[w] < m->cap; r++) {
         int k = m->n[w]++;
+        /* op by op: what the entries and the fit take */
+        if ((st = bp_qexec_run_timed(ex, in, 1, one)))
+            break;
         for (int i = 0; i < m->n_ops; i++)
             m->s[w][i * m->cap + k] = one[i];
-        if (m->grid)
-            continue;
-        /* a model's whole run, untimed op by op: what `bitplan run` sees */
+        /* the whole run, what `bitplan run` times and the fit is fitted to */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         st = bp_qexec_run(ex, in, 1);
@@ -291,12 +285,6 @@ out:
     return st;
 }
 
-static double med_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? v[n / 2] : 0;
-}
-
 /* The lower quartile of n timings: what a run takes when nothing else
  * competes for the cores.  On a quiet machine it is within a few percent
  * of the median `bitplan run` reports; on a shared one, other jobs inflate
@@ -308,12 +296,12 @@ static double quiet_of(double *v, int n)
     return n ? v[n / 4] : 0;
 }
 
-/* The quiet times of m at every measured width into layer entries (and, for
- * grid graphs, op samples).  A model's other ops join the layer that runs
- * next (the last layer takes the trailing ones), so that its entries at one
- * width sum to its measured run. */
+/* The quiet whole-run time of m at every measured width, and for a model
+ * its layers' entries, each its quiet time plus that of the other ops run
+ * since the previous layer (the last layer takes the trailing ones), so that
+ * its entries at one width sum to its measured run. */
 static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
-                      olist *O, FILE *log)
+                      FILE *log)
 {
     bp_layer *ls = NULL;
     int nl = 0, st;
@@ -322,17 +310,22 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++) {
         if (!(o->bits & (1u << w)) || !m->n[w])
             continue;
-        double carry = 0, total = 0, layers = 0;
+        m->t[w] = quiet_of(m->whole[w], m->n[w]);
+        if (!(m->q[w] = malloc((size_t)(m->n_ops + 1) * sizeof *m->q[w]))) {
+            st = BP_ENOMEM;
+            break;
+        }
+        for (int i = 0; i < m->n_ops; i++)
+            m->q[w][i] = quiet_of(m->s[w] + i * m->cap, m->n[w]);
+        if (m->grid)
+            continue;
+        double carry = 0, layers = 0;
         entry *last = NULL;
         for (int i = 0; i < m->n_ops && !st; i++) {
-            double t = quiet_of(m->s[w] + i * m->cap, m->n[w]);
+            double t = m->q[w][i];
             const bp_qop_info *q = &m->info[i];
-            total += t;
             if (q->kind != BP_QOP_LAYER) {
                 carry += t;
-                if (m->grid)
-                    st = opush(O, (osample){q->kind, q->elements,
-                                            q->out_elements, t});
                 continue;
             }
             layers += t;
@@ -342,10 +335,8 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
                 break;
             }
             fill_entry(e, m->g, &ls[q->layer]);
-            if (!m->grid) {
-                snprintf(e->layer, sizeof e->layer, "%s", ls[q->layer].name);
-                snprintf(e->sha, sizeof e->sha, "%s", m->g->hash);
-            }
+            snprintf(e->layer, sizeof e->layer, "%s", ls[q->layer].name);
+            snprintf(e->sha, sizeof e->sha, "%s", m->g->hash);
             e->w_bits = w;
             e->residual = q->residual;
             e->kernel = t;
@@ -355,11 +346,10 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
         }
         if (last)
             last->latency += carry;
-        if (log && !m->grid)
+        if (log)
             fprintf(log, "  %s: weights %d bits: %.3f ms per sample "
-                    "(median whole run; layers alone %.3f ms, all ops %.3f ms)\n",
-                    m->g->path, w, med_of(m->whole[w], m->n[w]) * 1e3,
-                    layers * 1e3, total * 1e3);
+                    "(whole run; layers alone %.3f ms)\n", m->g->path, w,
+                    m->t[w] * 1e3, layers * 1e3);
     }
     free(ls);
     return st;
@@ -465,10 +455,15 @@ static int gio(bp_graph *g, int x, int rank, int64_t c, int64_t h,
  * with k == 0, a Gemm (c -> m); with `res`, a residual block around it
  * (a 1 x 1 projection of the input with the same stride runs first, and the
  * Add fuses into the measured layer's epilogue, as in ResNet); then a ReLU
- * the layer fuses, so it writes uint8 codes through the usual epilogue. */
+ * the layer fuses, so it writes uint8 codes through the usual epilogue;
+ * with `next`, a second layer after it, so that layers are also timed
+ * with a layer rather than the output's dequantization after them, as
+ * inside a network. */
 typedef struct gshape {
     int64_t c, h, m, k, s;
     int res;
+    int64_t next;   /* > 0: a second layer follows, into this many channels
+                       (3 x 3, stride 1, for a Conv) */
 } gshape;
 
 static int grid_graph(bp_graph **out, const gshape *q)
@@ -494,8 +489,25 @@ static int grid_graph(bp_graph **out, const gshape *q)
             (st = gnode(g, BP_OP_MATMUL, "gemm", x, w, &y, &idx)))
             goto fail;
     }
-    if ((st = gnode(g, BP_OP_RELU, "relu", y, -1, &r, NULL)) ||
-        (st = gio(g, x, q->k > 0 ? 4 : 2, q->c, q->h, &r, 1)))
+    if ((st = gnode(g, BP_OP_RELU, "relu", y, -1, &r, NULL)))
+        goto fail;
+    if (q->next > 0 && q->k > 0) {
+        if ((st = gconv(g, "conv2", r, q->m, q->next, 3, 1, &y)) ||
+            (st = gnode(g, BP_OP_RELU, "relu2", y, -1, &r, NULL)))
+            goto fail;
+    } else if (q->next > 0) {
+        int64_t wd[2] = {q->m, q->next};
+        if ((st = gconst(g, "w2", 2, wd, 0.2, &w)) ||
+            (st = gnode(g, BP_OP_MATMUL, "gemm2", r, w, &y, &idx)) ||
+            (st = gnode(g, BP_OP_RELU, "relu2", y, -1, &r, NULL)))
+            goto fail;
+    }
+    /* an Identity last, so that the layer's output is not the graph's: a
+     * layer writing a graph output directly skips its requantising
+     * epilogue (int32 out), which no layer inside a network does */
+    int o;
+    if ((st = gnode(g, BP_OP_IDENTITY, "id", r, -1, &o, NULL)) ||
+        (st = gio(g, x, q->k > 0 ? 4 : 2, q->c, q->h, &o, 1)))
         goto fail;
     *out = g;
     return BP_OK;
@@ -541,26 +553,33 @@ fail:
  * (ResNet stages, stems, projections, classifiers).  Conv: c, h (= w), m,
  * k, stride, residual; Gemm: k, 0, n, 0, 0, 0. */
 static const gshape grid_full[] = {
-    {1, 8, 16, 3, 1, 0}, {16, 8, 16, 3, 1, 1}, {16, 8, 32, 3, 2, 1},
-    {32, 4, 32, 3, 1, 0}, {8, 16, 8, 3, 1, 0}, {3, 32, 16, 3, 1, 0},
-    {16, 32, 16, 3, 1, 1}, {16, 32, 32, 3, 2, 0}, {32, 16, 32, 3, 1, 0},
-    {32, 16, 64, 3, 2, 1}, {64, 8, 64, 3, 1, 1}, {32, 16, 64, 1, 2, 0},
-    {64, 8, 128, 3, 2, 0}, {128, 4, 128, 3, 1, 0}, {16, 32, 32, 1, 1, 0},
-    {32, 32, 32, 3, 1, 0}, {64, 16, 64, 3, 1, 0}, {4, 8, 8, 3, 1, 0},
-    {16, 14, 32, 5, 1, 0}, {96, 14, 96, 1, 1, 0},
-    {3, 224, 64, 7, 2, 0}, {64, 56, 64, 3, 1, 0}, {64, 56, 64, 3, 1, 1},
-    {64, 28, 64, 3, 1, 0}, {64, 56, 128, 3, 2, 1}, {128, 28, 128, 3, 1, 0},
-    {128, 28, 256, 3, 2, 1}, {256, 14, 256, 3, 1, 0}, {256, 14, 256, 3, 1, 1},
-    {256, 14, 512, 3, 2, 0}, {512, 7, 512, 3, 1, 0}, {512, 7, 512, 3, 1, 1},
-    {64, 56, 256, 1, 1, 0}, {256, 56, 64, 1, 1, 0}, {512, 7, 512, 1, 1, 0},
-    {128, 28, 256, 1, 2, 0}, {256, 14, 1024, 1, 1, 0},
-    {16, 0, 16, 0, 0, 0}, {32, 0, 10, 0, 0, 0}, {64, 0, 10, 0, 0, 0},
-    {64, 0, 32, 0, 0, 0}, {64, 0, 128, 0, 0, 0}, {128, 0, 64, 0, 0, 0},
-    {128, 0, 10, 0, 0, 0}, {256, 0, 256, 0, 0, 0}, {512, 0, 10, 0, 0, 0},
-    {784, 0, 128, 0, 0, 0}, {256, 0, 512, 0, 0, 0}, {512, 0, 1000, 0, 0, 0},
-    {1024, 0, 1024, 0, 0, 0}, {2048, 0, 1000, 0, 0, 0}};
+    {1, 8, 16, 3, 1, 0, 0}, {16, 8, 16, 3, 1, 1, 0}, {16, 8, 32, 3, 2, 1, 0},
+    {32, 4, 32, 3, 1, 0, 0}, {8, 16, 8, 3, 1, 0, 0}, {3, 32, 16, 3, 1, 0, 0},
+    {16, 32, 16, 3, 1, 1, 0}, {16, 32, 32, 3, 2, 0, 0}, {32, 16, 32, 3, 1, 0, 0},
+    {32, 16, 64, 3, 2, 1, 0}, {64, 8, 64, 3, 1, 1, 0}, {32, 16, 64, 1, 2, 0, 0},
+    {64, 8, 128, 3, 2, 0, 0}, {128, 4, 128, 3, 1, 0, 0}, {16, 32, 32, 1, 1, 0, 0},
+    {32, 32, 32, 3, 1, 0, 0}, {64, 16, 64, 3, 1, 0, 0}, {4, 8, 8, 3, 1, 0, 0},
+    {16, 14, 32, 5, 1, 0, 0}, {96, 14, 96, 1, 1, 0, 0},
+    {3, 224, 64, 7, 2, 0, 0}, {64, 56, 64, 3, 1, 0, 0}, {64, 56, 64, 3, 1, 1, 0},
+    {64, 28, 64, 3, 1, 0, 0}, {64, 56, 128, 3, 2, 1, 0}, {128, 28, 128, 3, 1, 0, 0},
+    {128, 28, 256, 3, 2, 1, 0}, {256, 14, 256, 3, 1, 0, 0}, {256, 14, 256, 3, 1, 1, 0},
+    {256, 14, 512, 3, 2, 0, 0}, {512, 7, 512, 3, 1, 0, 0}, {512, 7, 512, 3, 1, 1, 0},
+    {64, 56, 256, 1, 1, 0, 0}, {256, 56, 64, 1, 1, 0, 0}, {512, 7, 512, 1, 1, 0, 0},
+    {128, 28, 256, 1, 2, 0, 0}, {256, 14, 1024, 1, 1, 0, 0},
+    {16, 0, 16, 0, 0, 0, 0}, {32, 0, 10, 0, 0, 0, 0}, {64, 0, 10, 0, 0, 0, 0},
+    {64, 0, 32, 0, 0, 0, 0}, {64, 0, 128, 0, 0, 0, 0}, {128, 0, 64, 0, 0, 0, 0},
+    {128, 0, 10, 0, 0, 0, 0}, {256, 0, 256, 0, 0, 0, 0}, {512, 0, 10, 0, 0, 0, 0},
+    {784, 0, 128, 0, 0, 0, 0}, {256, 0, 512, 0, 0, 0, 0}, {512, 0, 1000, 0, 0, 0, 0},
+    {1024, 0, 1024, 0, 0, 0, 0}, {2048, 0, 1000, 0, 0, 0, 0},
+    /* two layers in a row */
+    {1, 8, 16, 3, 1, 0, 16}, {16, 8, 32, 3, 2, 0, 32}, {3, 32, 32, 3, 1, 0, 32},
+    {32, 8, 32, 1, 1, 0, 64}, {64, 28, 64, 3, 1, 0, 64}, {256, 14, 256, 1, 1, 0, 256},
+    {64, 0, 128, 0, 0, 0, 64}, {128, 0, 64, 0, 0, 0, 10}, {32, 0, 64, 0, 0, 0, 10},
+    {784, 0, 256, 0, 0, 0, 128}, {256, 0, 256, 0, 0, 0, 256},
+    {512, 0, 512, 0, 0, 0, 10}, {512, 0, 1000, 0, 0, 0, 100}};
 static const gshape grid_quick[] = {
-    {16, 8, 16, 3, 1, 1}, {32, 8, 32, 1, 1, 0}, {64, 0, 32, 0, 0, 0}};
+    {16, 8, 16, 3, 1, 1, 0}, {32, 8, 32, 1, 1, 0, 0}, {64, 0, 32, 0, 0, 0, 0},
+    {64, 0, 32, 0, 0, 0, 10}};
 /* op graphs: c, h */
 static const int64_t ops_full[][2] = {
     {8, 8}, {16, 16}, {32, 32}, {16, 64}, {64, 56}, {256, 14}, {3, 224},
@@ -576,36 +595,37 @@ typedef struct roof {
 
 /* The cost model's traffic of a layer at batch 1 (ilp/cost.h): packed
  * weights, 8 bytes per output channel, 8-bit activations in and out. */
-static double moved_bytes(const entry *e, int w)
+static double moved_bytes(const bp_layer_facts *f, int w)
 {
-    double act = (double)(e->in[0] * e->in[1] * e->in[2] + e->out[0] * e->out[1] *
-                                                             e->out[2]);
-    return ceil((double)e->numel * w / 8) + 8.0 * (double)e->out[0] + act;
+    return ceil((double)f->numel * w / 8) + 8.0 * (double)f->out_channels +
+           (double)(f->in_numel + f->out_numel);
 }
 
-/* The plain roofline (for readers that do not know "layer_model"). */
-static void fit_roofline(const elist *L, const bp_qprofile_opts *o, roof *r)
+/* The plain roofline (for readers that do not know "layer_model"): the
+ * highest rates of the one-layer grid models, their whole runs taken as
+ * the layer's time (so the rates are, if anything, low). */
+static void fit_roofline(const gmeas *M, int nm, const bp_qprofile_opts *o,
+                         roof *r)
 {
     memset(r, 0, sizeof *r);
     r->overhead = INFINITY;
-    for (int i = 0; i < L->n; i++)
-        if (L->e[i].kernel < r->overhead)
-            r->overhead = L->e[i].kernel;
+    for (int i = 0; i < nm; i++)
+        for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
+            if (M[i].n_facts == 1 && M[i].t[w] > 0 && M[i].t[w] < r->overhead)
+                r->overhead = M[i].t[w];
     if (!isfinite(r->overhead))
         r->overhead = 0;
     r->overhead *= 0.5;
-    for (int i = 0; i < L->n; i++) {
-        const entry *e = &L->e[i];
-        double t = e->kernel - r->overhead;
-        if (t <= 0)
-            continue;
-        double ops = 2.0 * (double)e->macs / t;
-        if (ops > r->peak[e->w_bits])
-            r->peak[e->w_bits] = ops;
-        double bw = moved_bytes(e, e->w_bits) / t;
-        if (bw > r->bandwidth)
-            r->bandwidth = bw;
-    }
+    for (int i = 0; i < nm; i++)
+        for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++) {
+            const bp_layer_facts *f = M[i].facts;
+            double t = M[i].t[w] - r->overhead;
+            if (M[i].n_facts != 1 || !(t > 0))
+                continue;
+            double ops = 2.0 * (double)f->macs / t, bw = moved_bytes(f, w) / t;
+            r->peak[w] = ops > r->peak[w] ? ops : r->peak[w];
+            r->bandwidth = bw > r->bandwidth ? bw : r->bandwidth;
+        }
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
         if ((o->bits & (1u << w)) && r->peak[w] <= 0)
             r->peak[w] = 1e9;
@@ -613,76 +633,86 @@ static void fit_roofline(const elist *L, const bp_qprofile_opts *o, roof *r)
         r->bandwidth = 1e9;
 }
 
-#define NNLS_MAX 32
-
 /* Solves G[P,P] z = h[P] for the passive set P (Gaussian elimination with
- * partial pivoting); 0 when singular. */
+ * partial pivoting; A is n x (n + 1) scratch); 0 when singular. */
 static int solve_passive(const double *G, const double *h, int n,
-                         const int *passive, double *z)
+                         const int *passive, double *z, double *A, int *idx)
 {
-    int idx[NNLS_MAX], k = 0;
-    double A[NNLS_MAX][NNLS_MAX + 1];
+    int k = 0;
     for (int j = 0; j < n; j++)
         if (passive[j])
             idx[k++] = j;
     for (int r = 0; r < k; r++) {
         for (int c = 0; c < k; c++)
-            A[r][c] = G[idx[r] * n + idx[c]];
-        A[r][k] = h[idx[r]];
+            A[r * (k + 1) + c] = G[idx[r] * n + idx[c]];
+        A[r * (k + 1) + k] = h[idx[r]];
     }
+#define AT(r, c) A[(r) * (k + 1) + (c)]
     for (int c = 0; c < k; c++) {
         int piv = c;
         for (int r = c + 1; r < k; r++)
-            if (fabs(A[r][c]) > fabs(A[piv][c]))
+            if (fabs(AT(r, c)) > fabs(AT(piv, c)))
                 piv = r;
-        if (fabs(A[piv][c]) < 1e-12)
+        if (fabs(AT(piv, c)) < 1e-12)
             return 0;
         for (int q = 0; q <= k; q++) {
-            double t = A[c][q];
-            A[c][q] = A[piv][q];
-            A[piv][q] = t;
+            double t = AT(c, q);
+            AT(c, q) = AT(piv, q);
+            AT(piv, q) = t;
         }
         for (int r = c + 1; r < k; r++) {
-            double f = A[r][c] / A[c][c];
+            double f = AT(r, c) / AT(c, c);
             for (int q = c; q <= k; q++)
-                A[r][q] -= f * A[c][q];
+                AT(r, q) -= f * AT(c, q);
         }
     }
     for (int j = 0; j < n; j++)
         z[j] = 0;
     for (int r = k - 1; r >= 0; r--) {
-        double v = A[r][k];
+        double v = AT(r, k);
         for (int q = r + 1; q < k; q++)
-            v -= A[r][q] * z[idx[q]];
-        z[idx[r]] = v / A[r][r];
+            v -= AT(r, q) * z[idx[q]];
+        z[idx[r]] = v / AT(r, r);
     }
+#undef AT
     return 1;
 }
 
 /* Non-negative least squares (Lawson and Hanson) of the m x n system
- * A x ~ b, rows weighted by 1 / b (relative errors: a 1 us layer counts as
+ * A x ~ b, rows weighted by 1 / b (relative errors: a 1 us run counts as
  * much as a 1 ms one).  Columns are scaled to unit norm first (the terms
  * span nine orders of magnitude).  x >= 0 always; columns that are all zero
  * get 0. */
-static void nnls(const double *A, const double *b, int m, int n, double *x)
+static int nnls(const double *A, const double *b, int m, int n, double *x)
 {
-    double G[NNLS_MAX * NNLS_MAX] = {0}, h[NNLS_MAX] = {0}, sc[NNLS_MAX];
+    size_t nn = (size_t)n;
+    double *G = calloc(nn * nn + nn * (nn + 1) + 5 * nn + 1, sizeof *G);
+    int *ix = malloc((2 * nn + 1) * sizeof *ix);
+    if (!G || !ix) {
+        free(G);
+        free(ix);
+        return BP_ENOMEM;
+    }
+    double *S = G + nn * nn, *h = S + nn * (nn + 1), *sc = h + nn,
+           *z = sc + nn, *xs = z + nn, *wv = xs + nn;
+    int *passive = ix, *idx = ix + nn;
+    (void)wv;
     for (int j = 0; j < n; j++) {
         double s = 0;
         for (int i = 0; i < m; i++)
-            s += (A[i * n + j] / b[i]) * (A[i * n + j] / b[i]);
+            s += (A[(size_t)i * nn + j] / b[i]) * (A[(size_t)i * nn + j] / b[i]);
         sc[j] = s > 0 ? 1 / sqrt(s) : 0;
-        x[j] = 0;
+        passive[j] = 0;
     }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
-            double aj = A[i * n + j] / b[i] * sc[j];
+            double aj = A[(size_t)i * nn + j] / b[i] * sc[j];
+            if (aj == 0)
+                continue;
             h[j] += aj;
             for (int k = 0; k < n; k++)
-                G[j * n + k] += aj * (A[i * n + k] / b[i] * sc[k]);
+                G[j * n + k] += aj * (A[(size_t)i * nn + k] / b[i] * sc[k]);
         }
-    int passive[NNLS_MAX] = {0};
-    double z[NNLS_MAX], xs[NNLS_MAX] = {0};
     for (int iter = 0; iter < 3 * n + 10; iter++) {
         double wmax = 1e-10;
         int jmax = -1;
@@ -701,7 +731,7 @@ static void nnls(const double *A, const double *b, int m, int n, double *x)
             break;
         passive[jmax] = 1;
         for (int inner = 0; inner < 3 * n + 10; inner++) {
-            if (!solve_passive(G, h, n, passive, z)) {
+            if (!solve_passive(G, h, n, passive, z, S, idx)) {
                 passive[jmax] = 0;
                 break;
             }
@@ -709,7 +739,7 @@ static void nnls(const double *A, const double *b, int m, int n, double *x)
             for (int j = 0; j < n; j++)
                 neg |= passive[j] && z[j] <= 0;
             if (!neg) {
-                memcpy(xs, z, sizeof z);
+                memcpy(xs, z, nn * sizeof *xs);
                 break;
             }
             double alpha = 1;
@@ -728,96 +758,24 @@ static void nnls(const double *A, const double *b, int m, int n, double *x)
     }
     for (int j = 0; j < n; j++)
         x[j] = xs[j] > 0 ? xs[j] * sc[j] : 0;
-}
-
-/* The fitted layer model (ilp/cost.h): per regime, seconds, per row
- * element, per output and per residual output shared by all widths, per
- * MAC and per weight by width. */
-typedef struct lfit {
-    int have[2];                  /* regime measured */
-    double base[2][4];
-    double mac[2][BP_QW_MAX_BITS + 1], wt[2][BP_QW_MAX_BITS + 1];
-    int points[2];
-    double med_err[2];
-} lfit;
-
-static int fit_layers(const elist *L, const bp_qprofile_opts *o, lfit *F)
-{
-    memset(F, 0, sizeof *F);
-    int widths[BP_QW_MAX_BITS + 1], nw = 0;
-    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
-        if (o->bits & (1u << w))
-            widths[nw++] = w;
-    int n = 4 + 2 * nw;
-    double *A = malloc((size_t)(L->n + 1) * (size_t)n * sizeof *A);
-    double *b = malloc((size_t)(L->n + 1) * sizeof *b);
-    double *err = malloc((size_t)(L->n + 1) * sizeof *err);
-    if (!A || !b || !err) {
-        free(A);
-        free(b);
-        free(err);
-        return BP_ENOMEM;
-    }
-    for (int par = 0; par < 2; par++) {
-        int m = 0;
-        for (int i = 0; i < L->n; i++) {
-            const entry *e = &L->e[i];
-            if (e->layer[0] || !(e->kernel > 0))
-                continue; /* the grid only: the model is generic */
-            int is_par = o->threads > 1 && e->macs >= BP_QEXEC_PAR_MACS;
-            if (is_par != par)
-                continue;
-            bp_layer_facts f;
-            memset(&f, 0, sizeof f);
-            f.numel = e->numel;
-            f.macs = e->macs;
-            f.out_channels = e->out[0];
-            f.group = e->group;
-            double padded, rows, outs;
-            bp_cost_lm_terms(&f, &padded, &rows, &outs);
-            double *r = A + (size_t)m * (size_t)n;
-            memset(r, 0, (size_t)n * sizeof *r);
-            r[0] = 1;
-            r[1] = rows;
-            r[2] = outs;
-            r[3] = e->residual ? outs : 0;
-            for (int k = 0; k < nw; k++)
-                if (widths[k] == e->w_bits) {
-                    r[4 + 2 * k] = padded;
-                    r[5 + 2 * k] = (double)e->numel;
-                }
-            b[m++] = e->kernel;
-        }
-        if (!m)
-            continue;
-        double x[NNLS_MAX];
-        nnls(A, b, m, n, x);
-        F->have[par] = 1;
-        F->points[par] = m;
-        memcpy(F->base[par], x, sizeof F->base[par]);
-        for (int k = 0; k < nw; k++) {
-            F->mac[par][widths[k]] = x[4 + 2 * k];
-            F->wt[par][widths[k]] = x[5 + 2 * k];
-        }
-        for (int i = 0; i < m; i++) {
-            double p = 0;
-            for (int j = 0; j < n; j++)
-                p += A[(size_t)i * (size_t)n + j] * x[j];
-            err[i] = fabs(p / b[i] - 1);
-        }
-        F->med_err[par] = med_of(err, m);
-    }
-    free(A);
-    free(b);
-    free(err);
+    free(G);
+    free(ix);
     return BP_OK;
 }
 
-/* Per op kind and regime: seconds + per_element x elements. */
-typedef struct ofit {
-    int have[BP_QOP_COUNT][2];
+/* The fitted layer model (ilp/cost.h) and op costs: per regime, seconds,
+ * per row element, per output and per residual output shared by all
+ * widths, per MAC and per weight by width; per op kind and regime, seconds
+ * and per element. */
+typedef struct lfit {
+    int have[2];                  /* regime seen in the grid */
+    double base[2][4];
+    double mac[2][BP_QW_MAX_BITS + 1], wt[2][BP_QW_MAX_BITS + 1];
+    int have_op[BP_QOP_COUNT][2];
     double sec[BP_QOP_COUNT][2], per[BP_QOP_COUNT][2];
-} ofit;
+    int rows;
+    double med_err, p90_err;
+} lfit;
 
 static int op_parallel(bp_qop_kind k)
 {
@@ -825,40 +783,162 @@ static int op_parallel(bp_qop_kind k)
            k == BP_QOP_MAXPOOL || k == BP_QOP_AVGPOOL;
 }
 
-static int fit_ops(const olist *O, const bp_qprofile_opts *o, ofit *F)
+/* The fitted whole run of grid model m at width w. */
+static double fitted_run(const gmeas *m, int w, const lfit *F, int threads)
+{
+    double t = 0;
+    for (int i = 0; i < m->n_facts; i++) {
+        const bp_layer_facts *f = &m->facts[i];
+        int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
+        double padded, rows, outs;
+        bp_cost_lm_terms(f, &padded, &rows, &outs);
+        t += F->base[par][0] + F->base[par][1] * rows + F->base[par][2] * outs +
+             (f->residual ? F->base[par][3] * outs : 0) +
+             F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+    }
+    for (int j = 0; j < m->n_ops; j++) {
+        const bp_qop_info *q = &m->info[j];
+        if (q->kind == BP_QOP_LAYER)
+            continue;
+        int pq = threads > 1 && op_parallel(q->kind) &&
+                 q->out_elements >= BP_QEXEC_PAR_ELEMS;
+        t += F->sec[q->kind][pq] + F->per[q->kind][pq] * (double)q->elements;
+    }
+    return t;
+}
+
+/* Columns of the layer fit: per regime 4 shared + 2 per width. */
+#define LCOLS(nw) (4 + 2 * (nw))
+
+static int op_regime(const bp_qop_info *q, int threads)
+{
+    return threads > 1 && op_parallel(q->kind) &&
+           q->out_elements >= BP_QEXEC_PAR_ELEMS;
+}
+
+/* The first width measured (ops without weights do not depend on it). */
+static int first_width(const gmeas *m)
+{
+    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
+        if (m->q[w])
+            return w;
+    return 0;
+}
+
+/* Row of layer f at width slot k (of nw) into r (2 LCOLS): its terms, as
+ * the cost model prices them. */
+static void fit_row(const bp_layer_facts *f, int k, int nw, int threads,
+                    double *r)
+{
+    memset(r, 0, (size_t)(2 * LCOLS(nw)) * sizeof *r);
+    int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
+    double padded, rows, outs, *c = r + par * LCOLS(nw);
+    bp_cost_lm_terms(f, &padded, &rows, &outs);
+    c[0] = 1;
+    c[1] = rows;
+    c[2] = outs;
+    c[3] = f->residual ? outs : 0;
+    c[4 + 2 * k] = padded;
+    c[5 + 2 * k] = (double)f->numel;
+}
+
+/* The fit, non-negative least squares on relative errors: the layer model
+ * over every layer of the grid's layer models at every width (one- and
+ * two-layer models: a layer followed by a layer, as inside a network, and
+ * by the output's dequantization), and the op costs, per op kind and
+ * regime, over the ops of the op models (each follows a cheap op, so its
+ * clock holds its own work). */
+static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
+                    lfit *F)
 {
     memset(F, 0, sizeof *F);
-    double *A = malloc((size_t)(2 * O->n + 2) * sizeof *A);
-    double *b = malloc((size_t)(O->n + 1) * sizeof *b);
-    if (!A || !b) {
-        free(A);
-        free(b);
-        return BP_ENOMEM;
-    }
-    for (int k = 0; k < BP_QOP_COUNT; k++)
-        for (int par = 0; par < 2; par++) {
+    int widths[BP_QW_MAX_BITS + 1], nw = 0;
+    for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
+        if (o->bits & (1u << w))
+            widths[nw++] = w;
+    int n = 2 * LCOLS(nw), rows = 0;
+    for (int i = 0; i < nm; i++)
+        if (M[i].grid)
+            rows += M[i].n_ops * nw;
+    size_t cap = (size_t)rows + 1;
+    double *A = malloc(cap * (size_t)n * sizeof *A);
+    double *b = malloc(cap * sizeof *b);
+    double *err = malloc(cap * sizeof *err);
+    double *x = calloc((size_t)n, sizeof *x);
+    int st = A && b && err && x ? BP_OK : BP_ENOMEM;
+    /* the op costs */
+    for (int q = 0; !st && q < BP_QOP_COUNT; q++)
+        for (int par = 0; !st && par < 2; par++) {
             int m = 0;
-            for (int i = 0; i < O->n; i++) {
-                const osample *s = &O->s[i];
-                int is_par = o->threads > 1 && op_parallel(s->kind) &&
-                             s->out_elements >= BP_QEXEC_PAR_ELEMS;
-                if ((int)s->kind != k || is_par != par || !(s->t > 0))
-                    continue;
-                A[2 * m] = 1;
-                A[2 * m + 1] = (double)s->elements;
-                b[m++] = s->t;
+            for (int i = 0; i < nm; i++) {
+                int w = first_width(&M[i]);
+                for (int j = 0; M[i].grid == 2 && w && j < M[i].n_ops; j++) {
+                    const bp_qop_info *oi = &M[i].info[j];
+                    if ((int)oi->kind != q || op_regime(oi, o->threads) != par ||
+                        !(M[i].q[w][j] > 0))
+                        continue;
+                    A[2 * m] = 1;
+                    A[2 * m + 1] = (double)oi->elements;
+                    b[m++] = M[i].q[w][j];
+                }
             }
-            if (!m)
+            if (!m || (st = nnls(A, b, m, 2, x)))
                 continue;
-            double x[2];
-            nnls(A, b, m, 2, x);
-            F->have[k][par] = 1;
-            F->sec[k][par] = x[0];
-            F->per[k][par] = x[1];
+            F->have_op[q][par] = 1;
+            F->sec[q][par] = x[0];
+            F->per[q][par] = x[1];
         }
+    /* the layer model */
+    int m = 0;
+    for (int i = 0; !st && i < nm; i++)
+        for (int k = 0; k < nw; k++) {
+            const gmeas *g = &M[i];
+            if (g->grid != 1 || !g->q[widths[k]])
+                continue;
+            for (int j = 0; j < g->n_ops; j++) {
+                int l = g->info[j].layer;
+                if (g->info[j].kind != BP_QOP_LAYER || l < 0 ||
+                    l >= g->n_facts || !(g->q[widths[k]][j] > 0))
+                    continue;
+                fit_row(&g->facts[l], k, nw, o->threads,
+                        A + (size_t)m * (size_t)n);
+                b[m++] = g->q[widths[k]][j];
+            }
+        }
+    memset(x, 0, (size_t)n * sizeof *x);
+    if (!st && m)
+        st = nnls(A, b, m, n, x);
+    if (!st && m) {
+        for (int par = 0; par < 2; par++) {
+            const double *c = x + par * LCOLS(nw);
+            for (int i = 0; i < m; i++)
+                F->have[par] |= A[(size_t)i * (size_t)n + par * LCOLS(nw)] > 0;
+            memcpy(F->base[par], c, sizeof F->base[par]);
+            for (int k = 0; k < nw; k++) {
+                F->mac[par][widths[k]] = c[4 + 2 * k];
+                F->wt[par][widths[k]] = c[5 + 2 * k];
+            }
+        }
+        /* how well the model holds: whole runs, ops included */
+        int e = 0;
+        for (int i = 0; i < nm; i++)
+            for (int k = 0; k < nw; k++)
+                if (M[i].grid == 1 && M[i].t[widths[k]] > 0)
+                    err[e++] = fabs(fitted_run(&M[i], widths[k], F,
+                                               o->threads) /
+                                    M[i].t[widths[k]] - 1);
+        if (e) {
+            F->rows = e;
+            qsort(err, (size_t)e, sizeof *err, cmp_double);
+            F->med_err = err[e / 2];
+            F->p90_err = err[e * 9 / 10];
+        }
+    }
     free(A);
     free(b);
-    return BP_OK;
+    free(err);
+    free(x);
+    return st;
 }
 
 static const char *cpu_model(char *buf, size_t n)
@@ -945,6 +1025,48 @@ static int sflush(sbuf *b, const char *path)
     return st;
 }
 
+/* The fit against what it was fitted to, one CSV row per grid model and
+ * width: the model (its layers' shape keys joined by " + ", or "ops CxH"),
+ * w_bits, layers, measured and fitted seconds of the whole run, relative
+ * error. */
+static int write_report(const char *path, const gmeas *M, int nm,
+                        const lfit *F, const bp_qprofile_opts *o)
+{
+    char line[1024], what[768];
+    sbuf b = {0};
+    sput(&b, "model,w_bits,layers,measured_s,fitted_s,error\n");
+    for (int i = 0; i < nm; i++) {
+        const gmeas *m = &M[i];
+        if (!m->grid)
+            continue;
+        bp_layer *ls = NULL;
+        int nl = 0;
+        what[0] = 0;
+        if (bp_graph_layers(m->g, &ls, &nl) == BP_OK)
+            for (int j = 0; j < nl; j++) {
+                char key[160];
+                bp_qprofile_key(m->g, &ls[j], key, sizeof key);
+                size_t u = strlen(what);
+                snprintf(what + u, sizeof what - u, "%s%s", j ? " + " : "", key);
+            }
+        free(ls);
+        if (!nl) {
+            const bp_value *in = &m->g->values[m->g->inputs[0]];
+            snprintf(what, sizeof what, "ops %lldx%lld",
+                     (long long)in->decl_dims[1], (long long)in->decl_dims[2]);
+        }
+        for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++) {
+            if (!(m->t[w] > 0))
+                continue;
+            double t = fitted_run(m, w, F, o->threads);
+            snprintf(line, sizeof line, "\"%s\",%d,%d,%.6g,%.6g,%+.3f\n", what,
+                     w, nl, m->t[w], t, t / m->t[w] - 1);
+            sput(&b, line);
+        }
+    }
+    return sflush(&b, path);
+}
+
 /* The roofline next to a table: "DIR/NAME.json" -> "NAME-roofline.json". */
 static void roofline_name(const char *path, char *full, size_t n, char *rel,
                           size_t nr)
@@ -971,13 +1093,13 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
     char src[1024];
     cJSON *lm = cJSON_CreateObject();
     snprintf(src, sizeof src, "bitplan profile --measure: non-negative least "
-             "squares (relative errors) over the grid's layers, each timed "
-             "inside whole runs of its one-layer model at batch 1 (lower "
-             "quartile of %d runs in %d passes interleaved with the other "
-             "shapes); %d "
-             "serial layers fit to a median error of %.0f%%, %d parallel ones "
-             "to %.0f%%", repeat, passes, F->points[0], F->med_err[0] * 100,
-             F->points[1], F->med_err[1] * 100);
+             "squares (relative errors) over the layers of the grid's small "
+             "models (one or two layers each), timed op by op inside whole "
+             "runs at batch 1 (lower quartile of %d runs in %d passes "
+             "interleaved over all models); with op_costs, the models' whole "
+             "runs are predicted to a median error of %.1f%% (90%% within "
+             "%.0f%%, %d runs)", repeat, passes, F->med_err * 100,
+             F->p90_err * 100, F->rows);
     cJSON_AddStringToObject(lm, "source", src);
     cJSON_AddNumberToObject(lm, "a_bits", 8);
     cJSON_AddNumberToObject(lm, "threads", threads);
@@ -1007,30 +1129,30 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
 }
 
 /* The "op_costs" object of the roofline (ilp/cost.h). */
-static cJSON *op_costs_json(const ofit *F, int threads, int repeat)
+static cJSON *op_costs_json(const lfit *F, int threads)
 {
-    char src[512];
     cJSON *oc = cJSON_CreateObject();
-    snprintf(src, sizeof src, "bitplan profile --measure: per op kind, "
-             "non-negative least squares (relative errors) over the ops of "
-             "the grid's models, each timed inside whole runs at batch 1 "
-             "(lower quartile of %d runs)", repeat);
-    cJSON_AddStringToObject(oc, "source", src);
+    cJSON_AddStringToObject(oc, "source", "bitplan profile --measure: per op "
+                            "kind and regime, non-negative least squares "
+                            "(relative errors) over the ops of small models "
+                            "(Quantize, Relu, Add, MaxPool 3x3/2, Flatten, "
+                            "GlobalAveragePool, Dequant at eleven sizes), "
+                            "timed op by op inside whole runs at batch 1");
     int any_par = 0;
     for (int k = 0; k < BP_QOP_COUNT; k++)
-        any_par |= F->have[k][1];
+        any_par |= F->have_op[k][1];
     cJSON_AddNumberToObject(oc, "parallel_elements",
                             threads > 1 && any_par ? BP_QEXEC_PAR_ELEMS : 0);
     cJSON *ops = cJSON_AddArrayToObject(oc, "ops");
     for (int k = 0; k < BP_QOP_COUNT; k++) {
-        if (k == BP_QOP_LAYER || (!F->have[k][0] && !F->have[k][1]))
+        if (k == BP_QOP_LAYER || (!F->have_op[k][0] && !F->have_op[k][1]))
             continue;
-        int q = F->have[k][0] ? 0 : 1;
+        int q = F->have_op[k][0] ? 0 : 1;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "op", bp_qop_name((bp_qop_kind)k));
         cJSON_AddNumberToObject(e, "seconds", F->sec[k][q]);
         cJSON_AddNumberToObject(e, "per_element", F->per[k][q]);
-        if (F->have[k][1] && threads > 1) {
+        if (F->have_op[k][1] && threads > 1) {
             cJSON *p = cJSON_AddObjectToObject(e, "parallel");
             cJSON_AddNumberToObject(p, "seconds", F->sec[k][1]);
             cJSON_AddNumberToObject(p, "per_element", F->per[k][1]);
@@ -1042,7 +1164,7 @@ static cJSON *op_costs_json(const ofit *F, int threads, int repeat)
 
 static int write_profile(const char *path, const bp_qprofile_opts *o,
                          const elist *L, const roof *rf, const lfit *lf,
-                         const ofit *of, int threads, int repeat, int passes)
+                         int threads, int repeat, int passes)
 {
     char cpu[256], src[1024], desc[512], full[4096], rel[1024], name[256];
     int n_layers = 0, st;
@@ -1105,7 +1227,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
                             "containers");
     skey(&b, "missing_bits", mb, 0);
     skey(&b, "layer_model", layer_model_json(lf, o, threads, repeat, passes), 0);
-    skey(&b, "op_costs", op_costs_json(of, threads, repeat), 1);
+    skey(&b, "op_costs", op_costs_json(lf, threads), 1);
     sput(&b, "}\n");
     if ((st = sflush(&b, full)) || !n_layers)
         return st;
@@ -1180,7 +1302,6 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
     int nm = o->n_models + ng + nog;
     gmeas *M = calloc((size_t)nm + 1, sizeof *M);
     elist L = {0};
-    olist O = {0};
     int st = M ? BP_OK : BP_ENOMEM;
     for (int i = 0; i < nm && !st; i++) {
         bp_graph *g = NULL;
@@ -1209,24 +1330,23 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
                     st = gm_pass(&M[i], w, per_pass, threads);
     }
     for (int i = 0; i < nm && !st; i++)
-        st = gm_collect(&M[i], &oo, &L, &O, log);
+        st = gm_collect(&M[i], &oo, &L, log);
+    roof rf;
+    lfit lf;
+    if (!st && !(st = fit_grid(M, nm, &oo, &lf))) {
+        fit_roofline(M, nm, &oo, &rf);
+        if (log)
+            fprintf(log, "layer model and op costs: %d runs fitted, median "
+                    "error %.1f%%, 90%% within %.0f%%\n", lf.rows,
+                    lf.med_err * 100, lf.p90_err * 100);
+        st = write_profile(path, &oo, &L, &rf, &lf, threads, repeat, passes);
+        if (!st && o->report)
+            st = write_report(o->report, M, nm, &lf, &oo);
+    }
     for (int i = 0; M && i < nm; i++)
         gm_free(&M[i]);
     free(M);
-    roof rf;
-    lfit lf;
-    ofit of;
-    if (!st && !(st = fit_layers(&L, &oo, &lf)) && !(st = fit_ops(&O, &oo, &of))) {
-        fit_roofline(&L, &oo, &rf);
-        if (log)
-            fprintf(log, "layer model: %d serial layers (median error %.0f%%), "
-                    "%d parallel (%.0f%%)\n", lf.points[0], lf.med_err[0] * 100,
-                    lf.points[1], lf.med_err[1] * 100);
-        st = write_profile(path, &oo, &L, &rf, &lf, &of, threads, repeat,
-                           passes);
-    }
     free(L.e);
-    free(O.s);
     return st;
 }
 

@@ -50,6 +50,8 @@ typedef struct bp_qprofile_opts {
     int n_models;
     bp_graph **models;    /* models whose layers are measured in place */
     const char *name;     /* profile name (default "measured") */
+    const char *report;   /* when set, a CSV of every grid measurement next
+                             to its fitted value is written here */
 } bp_qprofile_opts;
 
 void bp_qprofile_opts_init(bp_qprofile_opts *o);
