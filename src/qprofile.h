@@ -12,15 +12,15 @@
  *    model at each weight width, with the time of the non-layer ops (input
  *    quantization, pooling, output dequantization) added to the layer that
  *    runs next, so that a model's entries sum to its measured latency;
- *  - a grid of about fifty convolution and GEMM shapes (residual ones
- *    included), each the one layer of a small model fed uint8 codes as a
- *    layer after a ReLU is, timed op by op inside whole runs: the
- *    "layer_model" is fitted to them by non-negative least squares on
- *    relative errors, per regime (a layer on one thread, or split over
+ *  - a grid of about sixty small models, one convolution or GEMM or two in
+ *    a row (residual ones included), each layer reading uint8 codes as a
+ *    layer after a ReLU does, timed op by op inside whole runs: the
+ *    "layer_model" is fitted to their layers by non-negative least squares
+ *    on relative errors, per regime (a layer on one thread, or split over
  *    the pool from BP_QEXEC_PAR_MACS);
- *  - small models of the ops between layers (Relu, Add, MaxPool, Flatten,
- *    GlobalAveragePool, and every model's Quantize and Dequant) at eleven
- *    sizes: "op_costs", seconds + per element, per op kind and regime;
+ *  - small models of the ops between layers (Quantize, Relu, Add, MaxPool,
+ *    Flatten, GlobalAveragePool, Dequant) at eleven sizes: "op_costs",
+ *    seconds + per element, per op kind and regime;
  *  - the plain roofline fields (peak rate per width, bandwidth, overhead)
  *    from the same layers, for readers that do not know the fitted model.
  * Activation widths do not change the kernels (codes of 2 to 8 bits live in
