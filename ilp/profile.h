@@ -4,7 +4,11 @@
  * kinds:
  *  - roofline: peak operations per second for every (weight bits,
  *    activation bits) pair the hardware runs natively, memory bandwidth and
- *    a per-layer launch overhead; every number carries a "source";
+ *    a per-layer launch overhead; every number carries a "source"; and
+ *    optionally (`bitplan profile --measure` writes them) a fitted
+ *    "layer_model" that prices layers in place of the roofline formula, and
+ *    "op_costs", the ops between layers charged to the layer after them
+ *    (cost.h);
  *  - table: measured latencies per layer (by weight name or by weight
  *    shape) and bit pair, with a roofline profile as fallback for anything
  *    the table lacks;
