@@ -173,16 +173,22 @@ static int roofline(const bp_profile *p, const bp_layer_facts *l, int w,
 
 static double ceil_to(double v, double m) { return ceil(v / m) * m; }
 
-void bp_cost_lm_terms(const bp_layer_facts *l, double *padded_macs,
-                      double *rows, double *outputs)
+void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch,
+                      double *padded_macs, double *rows, double *outputs,
+                      double *tiles)
 {
+    double b = batch > 0 ? (double)batch : 1;
     double c = l->out_channels > 0 ? (double)l->out_channels : 1;
     double g = l->group > 0 ? (double)l->group : 1;
     double n = l->numel > 0 ? (double)l->numel : 1, macs = (double)l->macs;
-    double pos = macs / n, kk = n / c;      /* positions, row length */
-    *padded_macs = pos * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
+    double pos = b * macs / n, kk = n / c;  /* positions, row length */
+    /* the GEMM runs tiles of up to 16 positions and 16 channels over rows
+     * padded to groups of 4 (qkernels.h), whole tiles even when the layer
+     * fills them partly: a GEMV (1 position) costs about a 16-row tile */
+    *padded_macs = ceil_to(pos, 16) * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
     *rows = pos * kk * g;
     *outputs = pos * c;
+    *tiles = ceil_to(pos, 16) / 16 * g * ceil_to(c / g, 16) / 16;
 }
 
 /* The fitted layer model of a roofline (cost.h). */
@@ -204,12 +210,12 @@ static int layer_model(const bp_profile *p, const bp_layer_facts *l, int w,
                        "%d and %d)", p->path, w, a,
                        r->n_bits ? r->bits[r->n_bits - 1].w_bits : 0,
                        lm->a_bits);
-    double padded, rows, outs, n = (double)l->numel;
-    bp_cost_lm_terms(l, &padded, &rows, &outs);
-    *sec = r->seconds +
-           b * (k->per_mac * padded + r->per_row_element * rows +
-                r->per_output * outs +
-                (l->residual ? r->per_residual_output * outs : 0)) +
+    double padded, rows, outs, tiles, n = (double)l->numel;
+    bp_cost_lm_terms(l, batch, &padded, &rows, &outs, &tiles);
+    *sec = r->seconds + r->per_tile * tiles + k->per_mac * padded +
+           r->per_row_element * rows +
+           r->per_output * outs +
+           (l->residual ? r->per_residual_output * outs : 0) +
            k->per_weight * n;
     return BP_OK;
 }

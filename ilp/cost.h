@@ -22,17 +22,18 @@
  *     activations (in, out: activation elements per sample, 0 if unknown);
  *   latency, roofline profile with a "layer_model" (fitted by `bitplan
  *     profile --measure` to bitplan's integer executor), at batch B: with
- *     P = macs / numel output positions, K = numel / C the row length, g
- *     groups,
- *             seconds + B * (per_mac(W) * P * ceil4(K) * g * ceil16(C / g)
- *                            + per_row_element * P * K * g
- *                            + per_output * P * C
- *                            + per_residual_output * P * C  [fused residual])
+ *     P = B * macs / numel output positions, K = numel / C the row length,
+ *     g groups,
+ *             seconds + per_tile * ceil16(P) / 16 * g * ceil16(C / g) / 16
+ *                     + per_mac(W) * ceil16(P) * ceil4(K) * g * ceil16(C / g)
+ *                     + per_row_element * P * K * g
+ *                     + per_output * P * C
+ *                     + per_residual_output * P * C   [fused residual]
  *                     + per_weight(W) * numel
  *     with the coefficients of the parallel regime when macs * B >=
  *     parallel_macs (> 0), else of the serial one; W is the narrowest
  *     listed width >= w (ceil4, ceil16: the kernels' padding of K to groups
- *     of 4 and of the channels to blocks of 16);
+ *     of 4, and their tiles of 16 positions and 16 channels);
  *   plus, on a roofline profile with "op_costs", the ops the executor runs
  *     before this layer since the previous one (for the last layer, also
  *     those after it; for the first, the input's quantization): for each,
@@ -104,12 +105,13 @@ typedef struct bp_cost {
 int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
                               bp_model_facts *model);
 
-/* The work terms of the layer model (above) for one sample: the padded
- * multiply-accumulates P * ceil4(K) * g * ceil16(C / g), the row elements
- * P * K * g and the outputs P * C.  `bitplan profile --measure` fits the
- * coefficients on exactly these. */
-void bp_cost_lm_terms(const bp_layer_facts *l, double *padded_macs,
-                      double *rows, double *outputs);
+/* The work terms of the layer model (above) at batch `batch`: the padded
+ * multiply-accumulates ceil16(P) * ceil4(K) * g * ceil16(C / g), the row
+ * elements P * K * g, the outputs P * C and the 16 x 16 tiles.  `bitplan profile --measure`
+ * fits the coefficients on exactly these. */
+void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch,
+                      double *padded_macs, double *rows, double *outputs,
+                      double *tiles);
 
 /* Prices choice (w_bits, a_bits) of layer l on profile p at batch size
  * `batch` (>= 1; scales the compute and activation terms of a roofline).

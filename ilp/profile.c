@@ -224,6 +224,7 @@ static int load_regime(const char *file, const char *at, const cJSON *o,
         return bp_fail(BP_EINVAL, "%s: %s: missing (expected an object)", file,
                        at);
     if ((st = coef(file, at, o, "seconds", &r->seconds)) ||
+        (st = coef(file, at, o, "per_tile", &r->per_tile)) ||
         (st = coef(file, at, o, "per_row_element", &r->per_row_element)) ||
         (st = coef(file, at, o, "per_output", &r->per_output)) ||
         (st = coef(file, at, o, "per_residual_output",

@@ -64,7 +64,8 @@ typedef struct bp_profile_lm_bits {
 } bp_profile_lm_bits;
 
 typedef struct bp_profile_lm_regime {
-    double seconds, per_row_element, per_output, per_residual_output;
+    double seconds, per_tile, per_row_element, per_output,
+        per_residual_output;
     int n_bits;
     bp_profile_lm_bits bits[BP_PROFILE_MAX_LM_BITS]; /* w_bits ascending */
 } bp_profile_lm_regime;

@@ -764,12 +764,12 @@ static int nnls(const double *A, const double *b, int m, int n, double *x)
 }
 
 /* The fitted layer model (ilp/cost.h) and op costs: per regime, seconds,
- * per row element, per output and per residual output shared by all
- * widths, per MAC and per weight by width; per op kind and regime, seconds
+ * per row element, per output, per residual output and per tile shared by
+ * all widths, per MAC and per weight by width; per op kind and regime, seconds
  * and per element. */
 typedef struct lfit {
     int have[2];                  /* regime seen in the grid */
-    double base[2][4];
+    double base[2][5];
     double mac[2][BP_QW_MAX_BITS + 1], wt[2][BP_QW_MAX_BITS + 1];
     int have_op[BP_QOP_COUNT][2];
     double sec[BP_QOP_COUNT][2], per[BP_QOP_COUNT][2];
@@ -790,9 +790,10 @@ static double fitted_run(const gmeas *m, int w, const lfit *F, int threads)
     for (int i = 0; i < m->n_facts; i++) {
         const bp_layer_facts *f = &m->facts[i];
         int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-        double padded, rows, outs;
-        bp_cost_lm_terms(f, &padded, &rows, &outs);
-        t += F->base[par][0] + F->base[par][1] * rows + F->base[par][2] * outs +
+        double padded, rows, outs, tiles;
+        bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
+        t += F->base[par][0] + F->base[par][4] * tiles +
+             F->base[par][1] * rows + F->base[par][2] * outs +
              (f->residual ? F->base[par][3] * outs : 0) +
              F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
     }
@@ -807,8 +808,8 @@ static double fitted_run(const gmeas *m, int w, const lfit *F, int threads)
     return t;
 }
 
-/* Columns of the layer fit: per regime 4 shared + 2 per width. */
-#define LCOLS(nw) (4 + 2 * (nw))
+/* Columns of the layer fit: per regime 5 shared + 2 per width. */
+#define LCOLS(nw) (5 + 2 * (nw))
 
 static int op_regime(const bp_qop_info *q, int threads)
 {
@@ -832,14 +833,15 @@ static void fit_row(const bp_layer_facts *f, int k, int nw, int threads,
 {
     memset(r, 0, (size_t)(2 * LCOLS(nw)) * sizeof *r);
     int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-    double padded, rows, outs, *c = r + par * LCOLS(nw);
-    bp_cost_lm_terms(f, &padded, &rows, &outs);
+    double padded, rows, outs, tiles, *c = r + par * LCOLS(nw);
+    bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
     c[0] = 1;
     c[1] = rows;
     c[2] = outs;
     c[3] = f->residual ? outs : 0;
-    c[4 + 2 * k] = padded;
-    c[5 + 2 * k] = (double)f->numel;
+    c[4] = tiles;
+    c[5 + 2 * k] = padded;
+    c[6 + 2 * k] = (double)f->numel;
 }
 
 /* The fit, non-negative least squares on relative errors: the layer model
@@ -915,8 +917,8 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
                 F->have[par] |= A[(size_t)i * (size_t)n + par * LCOLS(nw)] > 0;
             memcpy(F->base[par], c, sizeof F->base[par]);
             for (int k = 0; k < nw; k++) {
-                F->mac[par][widths[k]] = c[4 + 2 * k];
-                F->wt[par][widths[k]] = c[5 + 2 * k];
+                F->mac[par][widths[k]] = c[5 + 2 * k];
+                F->wt[par][widths[k]] = c[6 + 2 * k];
             }
         }
         /* how well the model holds: whole runs, ops included */
@@ -1111,6 +1113,7 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
         int q = F->have[r] ? r : !r;
         cJSON *g = cJSON_AddObjectToObject(lm, names[r]);
         cJSON_AddNumberToObject(g, "seconds", F->base[q][0]);
+        cJSON_AddNumberToObject(g, "per_tile", F->base[q][4]);
         cJSON_AddNumberToObject(g, "per_row_element", F->base[q][1]);
         cJSON_AddNumberToObject(g, "per_output", F->base[q][2]);
         cJSON_AddNumberToObject(g, "per_residual_output", F->base[q][3]);

@@ -274,28 +274,35 @@ START_TEST(test_layer_model)
     l.ops = ops;
     l.n_ops = 3;
     bp_cost c;
-    double padded = 36.0 * 72 * 4 * 16, rows = 36.0 * 72 * 4, outs = 36.0 * 48;
+    /* 36 positions: tiles of 16 -> 48 rows, 3 tiles per 16-channel block */
+    double padded = 48.0 * 72 * 4 * 16, rows = 36.0 * 72 * 4, outs = 36.0 * 48;
+    double tiles = 3.0 * 4;
     double opc = (1e-6 + 1e-9 * 800) + (4e-6 + 1e-10 * 4000);
     /* 124416 MACs: parallel at batch 1 (>= 100000) */
     ck_assert_int_eq(bp_cost_eval(p, &l, 3, 8, 1, &c), BP_OK);
-    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 1e-12 * padded + 1e-11 * rows +
-                            1e-11 * outs + 0 + 1e-11 * l.numel + opc, 1e-18);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * tiles + 1e-12 * padded +
+                            1e-11 * rows + 1e-11 * outs + 0 + 1e-11 * l.numel +
+                            opc, 1e-18);
     ck_assert_int_eq(bp_cost_eval(p, &l, 8, 8, 1, &c), BP_OK);
-    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 5e-13 * padded + 1e-11 * rows +
-                            1e-11 * outs + opc, 1e-18);
-    /* fewer MACs: the serial regime, with its residual cost */
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * tiles + 5e-13 * padded +
+                            1e-11 * rows + 1e-11 * outs + opc, 1e-18);
+    /* half the MACs (18 positions: 2 tiles, 32 rows): the serial regime,
+     * with its residual cost */
     l.macs = 36 * 48 * 72 / 2;
     l.numel = 48 * 8 * 9;
-    padded /= 2, rows /= 2, outs /= 2;
+    padded = 32.0 * 72 * 4 * 16, rows /= 2, outs /= 2, tiles = 2.0 * 4;
     ck_assert_int_eq(bp_cost_eval(p, &l, 8, 8, 1, &c), BP_OK);
-    ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-12 * padded + 1e-10 * rows +
-                            2e-10 * outs + 3e-10 * outs + opc, 1e-18);
-    /* batch 4: work terms x 4, the weights' unpacking once; the first
-     * MaxPool now writes 800 elements per run: still serial */
+    ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-8 * tiles + 1e-12 * padded +
+                            1e-10 * rows + 2e-10 * outs + 3e-10 * outs + opc,
+                            1e-18);
+    /* batch 4: 72 positions (5 tiles, 80 rows), the work x 4, the weights'
+     * unpacking once; the first MaxPool now writes 800 elements per run:
+     * still serial */
     ck_assert_int_eq(bp_cost_eval(p, &l, 4, 8, 4, &c), BP_OK);
     double opc4 = (1e-6 + 1e-9 * 3200) + (4e-6 + 1e-10 * 16000);
-    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 4 * (1e-12 * padded + 1e-11 * rows +
-                            1e-11 * outs) + 1e-11 * l.numel + opc4, 1e-18);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * 5 * 4 +
+                            1e-12 * 80.0 * 72 * 4 * 16 + 1e-11 * 4 * rows +
+                            1e-11 * 4 * outs + 1e-11 * l.numel + opc4, 1e-18);
     /* activations wider than the model prices, weights wider than listed */
     ck_assert_int_eq(bp_cost_eval(p, &l, 8, 16, 1, &c), BP_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "layer_model"));
