@@ -9,7 +9,9 @@ bitplan's integer-only executor on the test set:
 
   hessian  `bitplan solve` (sensitivity from the calibration set, the exact
            integer program over 2,3,4,5,6,8-bit weights, --budget size = the
-           uniform plan's size)
+           uniform plan's size), with the default --metric trace (HAWQ's
+           Omega); the plan of --metric loss (the loss increase measured
+           per layer and width, first-order term removed) is shown too
   uniform  every layer at 3 (or 4) bits
   random   N plans with random widths from 2,3,4,5,6,8, grown at random
            until no layer can take the next width within the same size
@@ -162,13 +164,23 @@ def main():
                 up = os.path.join(tmp, f"{name}_u{b}.json")
                 write_plan(up, model, sha, layers, [b] * len(layers))
                 hp = os.path.join(tmp, f"{name}_h{b}.json")
+                lp = os.path.join(tmp, f"{name}_l{b}.json")
+                sp = os.path.join(tmp, f"{name}_sens.json")
                 s = run([a.bitplan, "solve", model, "--data", calib, "--labels", calib_y,
                          "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
-                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp])
+                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp,
+                         "--save-sensitivity", sp])
                 if s.returncode != 0:
                     sys.exit(f"bitplan solve failed:\n{s.stderr}")
+                s = run([a.bitplan, "solve", model, "--sensitivity", sp, "--metric", "loss",
+                         "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
+                         "--budget", f"size={budget}", "-o", lp])
+                if s.returncode != 0:
+                    sys.exit(f"bitplan solve --metric loss failed:\n{s.stderr}")
                 hbits = [l["w_bits"] for l in json.load(open(hp))["layers"]]
+                lbits = [l["w_bits"] for l in json.load(open(lp))["layers"]]
                 h = measure(a.bitplan, model, hp, calib, test, labels)
+                hl = measure(a.bitplan, model, lp, calib, test, labels)
                 u = measure(a.bitplan, model, up, calib, test, labels)
                 rs = []
                 for k in range(a.random):
@@ -183,6 +195,8 @@ def main():
                 print(f"{name} at {b} average weight bits (budget {budget} B; a_bits 8):")
                 print(f"  {'plan':10s} {'bytes':>7s} {'loss increase':>14s} {'accuracy':>9s}")
                 print(f"  {'hessian':10s} {h[2]:7.0f} {h[0]:14.5f} {100 * h[1]:8.1f}%   w_bits {hbits}")
+                print(f"  {'  (loss)':10s} {hl[2]:7.0f} {hl[0]:14.5f} {100 * hl[1]:8.1f}%   w_bits {lbits}"
+                      f"   (--metric loss)")
                 print(f"  {'uniform':10s} {u[2]:7.0f} {u[0]:14.5f} {100 * u[1]:8.1f}%")
                 print(f"  {'random':10s} {r_size:7.0f} {r_loss:14.5f} {100 * r_acc:8.1f}%   "
                       f"(mean of {len(rs)}; loss from {min(r[0] for r in rs):.5f} "

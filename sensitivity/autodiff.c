@@ -1670,6 +1670,10 @@ void bp_ad_free(bp_ad **adp)
 
 int bp_ad_n_params(const bp_ad *ad) { return ad->np; }
 int bp_ad_param_value(const bp_ad *ad, int p) { return ad->pv[p]; }
+void bp_ad_param_changed(bp_ad *ad, int p)
+{
+    bp_exec_const_changed(ad->ex, ad->pv[p]);
+}
 int64_t bp_ad_param_numel(const bp_ad *ad, int p) { return ad->pnumel[p]; }
 int64_t bp_ad_classes(const bp_ad *ad) { return ad->C; }
 int bp_ad_logits(const bp_ad *ad) { return ad->logits; }

@@ -51,6 +51,9 @@ int bp_ad_n_params(const bp_ad *ad);
 /* Value index and element count of parameter p. */
 int bp_ad_param_value(const bp_ad *ad, int p);
 int64_t bp_ad_param_numel(const bp_ad *ad, int p);
+/* Parameter p's tensor contents changed in the graph: the next batch uses
+ * the new values. */
+void bp_ad_param_changed(bp_ad *ad, int p);
 /* Number of classes C of the logits. */
 int64_t bp_ad_classes(const bp_ad *ad);
 /* Value index of the logits. */
