@@ -55,9 +55,10 @@ static const char help[] =
     "  --eig-iter N        iterations at most (default 100)\n"
     "  --bits LIST         candidate weight bit-widths, 1..16 (default\n"
     "                      2,3,4,5,6,8)\n"
-    "  --no-loss-increase  skip measuring each layer's loss increase at each\n"
-    "                      width (one pass over the data per layer and width;\n"
-    "                      `solve --metric loss` needs it)\n"
+    "  --loss-increase     also measure each layer's loss increase at each\n"
+    "                      width, first-order term removed (one forward pass\n"
+    "                      over the data per layer and width), for `solve\n"
+    "                      --metric loss`\n"
     "  --density FILE.csv  also the spectral density of the whole Hessian by\n"
     "                      stochastic Lanczos quadrature (eigenvalue,density)\n"
     "  --density-steps N   Lanczos steps per run (default 100)\n"
@@ -301,7 +302,7 @@ int cmd_sensitivity(int argc, char **argv)
         {"eig-tol", required_argument, NULL, O_EIGTOL},
         {"eig-iter", required_argument, NULL, O_EIGIT},
         {"bits", required_argument, NULL, O_BITS},
-        {"no-loss-increase", no_argument, NULL, O_NOINC},
+        {"loss-increase", no_argument, NULL, O_NOINC},
         {"density", required_argument, NULL, O_DENS},
         {"density-steps", required_argument, NULL, O_DSTEPS},
         {"density-runs", required_argument, NULL, O_DRUNS},
@@ -400,7 +401,7 @@ int cmd_sensitivity(int argc, char **argv)
             if (parse_bits(optarg, &o))
                 return BP_EXIT_INPUT;
             break;
-        case O_NOINC: o.loss_increase = 0; break;
+        case O_NOINC: o.loss_increase = 1; break;
         case O_DENS: dpath = optarg; break;
         case O_DSTEPS:
             if (cli_parse_int("sensitivity", "--density-steps", optarg, 1, 100000,

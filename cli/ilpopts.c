@@ -309,6 +309,7 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         bp_sens_opts so;
         bp_sens_opts_default(&so);
         so.seed = a->seed;
+        so.loss_increase = a->ao.metric == BP_METRIC_LOSS;
         if ((st = bp_profile_open(&c->prof, a->profile)) ||
             (st = bp_onnx_load(&c->graph, a->model)) ||
             (st = cli_sensitivity_compute(c->graph, a->data, a->labels,

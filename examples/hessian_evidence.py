@@ -165,16 +165,15 @@ def main():
                 write_plan(up, model, sha, layers, [b] * len(layers))
                 hp = os.path.join(tmp, f"{name}_h{b}.json")
                 lp = os.path.join(tmp, f"{name}_l{b}.json")
-                sp = os.path.join(tmp, f"{name}_sens.json")
                 s = run([a.bitplan, "solve", model, "--data", calib, "--labels", calib_y,
                          "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
-                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp,
-                         "--save-sensitivity", sp])
+                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp])
                 if s.returncode != 0:
                     sys.exit(f"bitplan solve failed:\n{s.stderr}")
-                s = run([a.bitplan, "solve", model, "--sensitivity", sp, "--metric", "loss",
+                s = run([a.bitplan, "solve", model, "--data", calib, "--labels", calib_y,
+                         "--metric", "loss",
                          "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
-                         "--budget", f"size={budget}", "-o", lp])
+                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", lp])
                 if s.returncode != 0:
                     sys.exit(f"bitplan solve --metric loss failed:\n{s.stderr}")
                 hbits = [l["w_bits"] for l in json.load(open(hp))["layers"]]

@@ -431,8 +431,8 @@ int bp_alloc_new(bp_alloc **out, const bp_sens *sens, const char *sens_path,
         }
         if (o->metric == BP_METRIC_LOSS && !s->has_loss_increase) {
             st = bp_fail(BP_EINVAL, "%s: layers[%d] '%s' has no loss_increase, "
-                         "which --metric loss needs (made by bitplan "
-                         "sensitivity unless --no-loss-increase)", sens_path,
+                         "which --metric loss needs (bitplan sensitivity "
+                         "--loss-increase makes it)", sens_path,
                          sidx[i], s->name);
             goto out;
         }

@@ -1781,6 +1781,47 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     return backward(ad, P, 0);
 }
 
+int bp_ad_forward_loss(bp_ad *ad, const double *x, const int64_t *targets,
+                       int64_t n, double *loss, int64_t *top1)
+{
+    const bp_graph *g = ad->g;
+    int st;
+    if (n < 1 || n > ad->max_batch)
+        return bp_fail(BP_EINVAL, "autodiff: batch of %lld samples; expected "
+                       "1 to %lld", (long long)n, (long long)ad->max_batch);
+    const void *in[1] = {x};
+    ad->n = 0; /* the batch state no longer matches the executor's values */
+    if ((st = bp_exec_run(ad->ex, in, n)))
+        return st;
+    const int64_t C = ad->C;
+    const double *z = VAL(ad->logits);
+    double sum_loss = 0;
+    for (int64_t s = 0; s < n; s++) {
+        const double *zs = z + s * C;
+        int64_t best = 0;
+        for (int64_t c = 0; c < C; c++) {
+            if (!isfinite(zs[c]))
+                return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
+                               "finite", g->path, (long long)s);
+            if (zs[c] > zs[best])
+                best = c;
+        }
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++)
+            sum += exp(zs[c] - zs[best]);
+        int64_t t = targets ? targets[s] : best;
+        if (t < 0 || t >= C)
+            return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
+                           "outside 0..%lld", (long long)t, (long long)s,
+                           (long long)C - 1);
+        sum_loss += log(sum) + zs[best] - zs[t];
+        if (top1)
+            top1[s] = best;
+    }
+    *loss = sum_loss;
+    return BP_OK;
+}
+
 int bp_ad_grad(bp_ad *ad, double *const *grad)
 {
     for (int p = 0; p < ad->np; p++)

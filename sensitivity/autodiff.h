@@ -68,6 +68,14 @@ int bp_ad_logits(const bp_ad *ad);
 int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
                     int64_t n, double weight);
 
+/* Forward pass only: *loss = the unweighted sum over n samples of the
+ * cross-entropy against targets (NULL: each sample's own top-1 class), and
+ * top1[s] (when not NULL) each sample's top-1 class.  Leaves no batch loaded:
+ * call bp_ad_set_batch before the next product or gradient.  BP_EINVAL for n
+ * outside 1..max_batch, a target out of range or non-finite logits. */
+int bp_ad_forward_loss(bp_ad *ad, const double *x, const int64_t *targets,
+                       int64_t n, double *loss, int64_t *top1);
+
 /* Unweighted sum over the batch of the per-sample cross-entropies, and the
  * number of samples whose top-1 class equals their target. */
 double bp_ad_batch_loss(const bp_ad *ad);

@@ -64,7 +64,7 @@ void bp_sens_opts_default(bp_sens_opts *o)
     o->seed = 0;
     o->n_bits = (int)(sizeof bits / sizeof bits[0]);
     memcpy(o->bits, bits, sizeof bits);
-    o->loss_increase = 1;
+    o->loss_increase = 0;
 }
 
 static void progress(bp_hessian *h, const char *stage, int64_t done,
@@ -334,29 +334,44 @@ int bp_hessian_hvp(bp_hessian *h, const double *v, double *hv)
 
 /* ---- measured loss increase ------------------------------------------------------- */
 
-/* Mean loss over the data with the graph's current parameters. */
-static int data_loss(bp_hessian *h, double *loss)
+/* Mean loss over the data with the graph's current parameters against
+ * fixed targets (forward passes only); top1 (count) gets every sample's
+ * top-1 class when not NULL. */
+static int data_loss(bp_hessian *h, const int64_t *targets, double *loss,
+                     int64_t *top1)
 {
-    int st;
+    int st = BP_OK;
+    const bp_sens_data *d = h->d;
     double sum = 0;
     h->loaded = -1;
-    for (int64_t b = 0; b < h->nb; b++) {
-        if ((st = load(h, b)))
-            return st;
-        sum += bp_ad_batch_loss(h->ad);
+    for (int64_t b = 0; b < h->nb && st == BP_OK; b++) {
+        int64_t start = b * h->batch;
+        int64_t n = d->count - start < h->batch ? d->count - start : h->batch;
+        double part;
+        if ((st = d->read(d->ctx, start, n, h->x)) == BP_OK &&
+            (st = bp_ad_forward_loss(h->ad, h->x, targets ? targets + start : NULL,
+                                     n, &part, top1 ? top1 + start : NULL)) == BP_OK)
+            sum += part;
     }
-    h->loaded = -1;
-    *loss = sum / (double)h->d->count;
-    return BP_OK;
+    *loss = sum / (double)d->count;
+    return st;
 }
 
 int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
                              double *out)
 {
     int st = BP_OK;
+    const bp_sens_data *d = h->d;
     double **grad = calloc((size_t)h->np, sizeof *grad);
-    if (!grad)
+    /* the targets stay those of the float model: without labels, its own
+     * top-1 classes, not the quantized model's */
+    int64_t *own = d->labels ? NULL : malloc((size_t)d->count * sizeof *own);
+    if (!grad || (!d->labels && !own)) {
+        free(grad);
+        free(own);
         return BP_ENOMEM;
+    }
+    const int64_t *targets = d->labels ? d->labels : own;
     for (int p = 0; p < h->np && st == BP_OK; p++)
         if (!(grad[p] = calloc((size_t)h->numel[p] + 1, sizeof **grad)))
             st = BP_ENOMEM;
@@ -365,9 +380,11 @@ int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
     for (int64_t b = 0; b < h->nb && st == BP_OK; b++)
         if ((st = load(h, b)) == BP_OK)
             st = bp_ad_grad(h->ad, grad);
-    double base = h->loss;
+    double base = 0;
+    if (st == BP_OK && own)
+        st = data_loss(h, NULL, &base, own);
     if (st == BP_OK)
-        st = data_loss(h, &base);
+        st = data_loss(h, targets, &base, NULL);
     const int64_t total = (int64_t)h->nl * o->n_bits;
     for (int i = 0; i < h->nl && st == BP_OK; i++) {
         const bp_layer *l = &h->layers[i];
@@ -396,7 +413,7 @@ int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
             }
             bp_ad_param_changed(h->ad, p);
             double lq;
-            if ((st = data_loss(h, &lq)) == BP_OK)
+            if ((st = data_loss(h, targets, &lq, NULL)) == BP_OK)
                 out[(int64_t)i * o->n_bits + k] = lq - base - gd;
             for (int64_t j = 0; j < n; j++)
                 bp_tensor_set(t, j, keep[j]);
@@ -410,6 +427,8 @@ int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
     for (int p = 0; p < h->np; p++)
         free(grad[p]);
     free(grad);
+    free(own);
+    h->loaded = -1;
     return st;
 }
 

@@ -93,7 +93,7 @@ typedef struct bp_sens_opts {
     uint64_t seed;
     int n_bits;                /* candidate bit-widths for perturbations */
     int bits[BP_SENS_MAX_BITS];
-    int loss_increase;         /* also measure bp_hessian_loss_increase (1) */
+    int loss_increase;         /* also measure bp_hessian_loss_increase (0) */
     /* progress: stage name, done, total (total 0 when unknown) */
     void (*progress)(void *ctx, const char *stage, int64_t done,
                      int64_t total);

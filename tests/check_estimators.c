@@ -398,7 +398,16 @@ END_TEST
 /* Mean cross-entropy of f's data against its labels under the graph's
  * current weights, from a fresh float64 executor (so nothing cached by the
  * code under test can leak into the reference). */
+static double ref_loss_t(fixture *f, const int64_t *targets, int64_t *top1);
+
 static double ref_loss(fixture *f)
+{
+    return ref_loss_t(f, f->labels, NULL);
+}
+
+/* The same against other targets; top1 (when not NULL) gets each sample's
+ * top-1 class. */
+static double ref_loss_t(fixture *f, const int64_t *targets, int64_t *top1)
 {
     bp_exec *ex = NULL;
     const int64_t n = f->d.count;
@@ -414,9 +423,15 @@ static double ref_loss(fixture *f)
         double m = zs[0], e = 0;
         for (int64_t c = 1; c < C; c++)
             m = fmax(m, zs[c]);
-        for (int64_t c = 0; c < C; c++)
+        int64_t best = 0;
+        for (int64_t c = 0; c < C; c++) {
             e += exp(zs[c] - m);
-        sum += m + log(e) - zs[f->labels[s]];
+            if (zs[c] > zs[best])
+                best = c;
+        }
+        if (top1)
+            top1[s] = best;
+        sum += m + log(e) - zs[targets[s]];
     }
     bp_exec_free(&ex);
     return sum / (double)n;
@@ -535,6 +550,56 @@ START_TEST(test_loss_increase)
         free(before[i]);
     }
     free(before);
+    /* without labels the targets are the float model's own top-1 classes,
+     * not the quantized model's */
+    int64_t *top1 = malloc((size_t)f.d.count * sizeof *top1);
+    ref_loss_t(&f, f.labels, top1);
+    const double T0 = ref_loss_t(&f, top1, NULL);
+    bp_sens_data nolab = f.d;
+    nolab.labels = NULL;
+    bp_hessian *h2 = NULL;
+    ck_assert_int_eq(bp_hessian_new(&h2, f.g, &nolab, 10), BP_OK);
+    o.n_bits = 1;
+    o.bits[0] = 2;
+    ck_assert_int_eq(bp_hessian_loss_increase(h2, &o, inc), BP_OK);
+    {
+        const bp_layer *l = bp_hessian_layer(h2, 0);
+        bp_tensor *t = f.g->values[l->weight].data;
+        int64_t outer, ch, inner, n = l->numel;
+        bp_layer_channel_view(f.g, l, &outer, &ch, &inner);
+        double *w = malloc((size_t)n * sizeof *w), *wq = malloc((size_t)n * sizeof *wq);
+        float *w32 = malloc((size_t)n * sizeof *w32), *q32 = malloc((size_t)n * sizeof *q32);
+        for (int64_t j = 0; j < n; j++)
+            w32[j] = (float)(w[j] = bp_tensor_get(t, j));
+        ck_assert_int_eq(bp_quant_dequant(q32, w32, outer, ch, inner, 2), BP_OK);
+        for (int64_t j = 0; j < n; j++)
+            wq[j] = q32[j];
+        set_weights(t, wq, n);
+        double Tq = ref_loss_t(&f, top1, NULL);
+        set_weights(t, w, n);
+        double eps = 1e-6, Lp, Lm;
+        double *tmp = malloc((size_t)n * sizeof *tmp);
+        for (int64_t j = 0; j < n; j++)
+            tmp[j] = w[j] + eps * (wq[j] - w[j]);
+        set_weights(t, tmp, n);
+        Lp = ref_loss_t(&f, top1, NULL);
+        for (int64_t j = 0; j < n; j++)
+            tmp[j] = w[j] - eps * (wq[j] - w[j]);
+        set_weights(t, tmp, n);
+        Lm = ref_loss_t(&f, top1, NULL);
+        set_weights(t, w, n);
+        double want = Tq - T0 - (Lp - Lm) / (2 * eps);
+        ck_assert_msg(fabs(inc[0] - want) <= 1e-4 * fabs(Tq - T0) + 1e-9,
+                      "%s without labels: %.12g, reference %.12g", tiny[_i],
+                      inc[0], want);
+        free(w);
+        free(wq);
+        free(w32);
+        free(q32);
+        free(tmp);
+    }
+    bp_hessian_free(&h2);
+    free(top1);
     free(inc);
     teardown(&f);
 }
