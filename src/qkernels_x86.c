@@ -163,58 +163,99 @@ static inline int32_t ld32(const uint8_t *p)
     return v;
 }
 
-/* A tile of I positions x J blocks: I*J accumulators stay in registers. */
-#define UKERNEL(J, I)                                                           \
-    TGT static void uk_##J(void *y, const uint8_t *rows, int64_t ldr,          \
-                           int64_t ni, int64_t p, const bp_qk_layer *a,         \
-                           const blk *bk, int64_t ngroups, int tail,            \
-                           const epi *e)                                        \
-    {                                                                           \
-        __m512i acc[I][J];                                                      \
-        const int8_t *wp[J];                                                    \
-        _Pragma("GCC unroll 16") for (int i = 0; i < I; i++)                    \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)                 \
-                acc[i][j] = _mm512_setzero_si512();                             \
-        _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) wp[j] = bk[j].w;    \
-        for (int64_t g = 0; g < ngroups; g++) {                                 \
-            __m512i wv[J];                                                      \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {               \
-                wv[j] = _mm512_maskz_loadu_epi8(bk[j].wmask, wp[j]);            \
-                wp[j] += bk[j].gs;                                              \
-            }                                                                   \
-            _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {              \
-                __m512i xv = _mm512_set1_epi32(ld32(rows + i * ldr + 4 * g));   \
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)             \
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);      \
-            }                                                                   \
-        }                                                                       \
-        if (tail) {                                                             \
-            _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {              \
-                __m512i xv =                                                    \
-                    _mm512_set1_epi32(ld32(rows + i * ldr + 4 * ngroups));      \
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)             \
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, bk[j].wt);   \
-            }                                                                   \
-        }                                                                       \
-        _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {                  \
-            if (i >= ni)                                                        \
-                break;                                                          \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)                 \
-                store(y, a, &bk[j], e, p + i, acc[i][j]);                       \
-        }                                                                       \
+/* vpdpbusd in place.  GCC 12 does not tie the intrinsic's accumulator to its
+ * output: it copies or spills every accumulator around each product, which
+ * measured 90-130 GMAC/s on one core where the instruction alone sustains
+ * about 280.  The asm form with a "+v" accumulator keeps the 24
+ * accumulators of a tile in registers (the tile code below names them one
+ * by one for the same reason: an array of vectors was not scalarised). */
+#define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
+/* Row i's 4 activation bytes at k group g, broadcast. */
+#define BCAST(i, g) _mm512_set1_epi32(ld32(rows + (i) * ldr + 4 * (g)))
+
+#define X12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+
+/* Tile of 12 positions x 2 blocks (32 channels): 24 accumulators, 2 weight
+ * vectors, 1 broadcast; MASK: the blocks may be partial (masked loads). */
+#define UK2(NAME, LOADW)                                                       \
+    TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
+                         int64_t p, const bp_qk_layer *a, const blk *bk,       \
+                         int64_t ngroups, int tail, const epi *e)              \
+    {                                                                          \
+        _Pragma("GCC diagnostic push")                                         \
+        _Pragma("GCC diagnostic ignored \"-Wshadow\"")                         \
+        X12(D2)                                                                \
+        const int8_t *w0p = bk[0].w, *w1p = bk[1].w;                            \
+        const int64_t gs0 = bk[0].gs, gs1 = bk[1].gs;                          \
+        for (int64_t g = 0; g < ngroups; g++) {                                \
+            __m512i w0 = LOADW(0, w0p), w1 = LOADW(1, w1p);                     \
+            w0p += gs0;                                                        \
+            w1p += gs1;                                                        \
+            X12(S2)                                                            \
+        }                                                                      \
+        if (tail) {                                                            \
+            const int64_t g = ngroups;                                         \
+            __m512i w0 = bk[0].wt, w1 = bk[1].wt;                              \
+            X12(S2)                                                            \
+        }                                                                      \
+        X12(O2)                                                                \
+        _Pragma("GCC diagnostic pop")                                          \
+    }
+#define D2(i) __m512i c##i##_0 = _mm512_setzero_si512(), c##i##_1 = c##i##_0;
+#define S2(i)                                                                  \
+    {                                                                          \
+        __m512i xv = BCAST(i, g);                                              \
+        DPBUSD(c##i##_0, xv, w0);                                              \
+        DPBUSD(c##i##_1, xv, w1);                                              \
+    }
+#define O2(i)                                                                  \
+    if (i < ni) {                                                              \
+        store(y, a, &bk[0], e, p + i, c##i##_0);                               \
+        store(y, a, &bk[1], e, p + i, c##i##_1);                               \
     }
 
-UKERNEL(4, 6)
-UKERNEL(3, 8)
-UKERNEL(2, 12)
-UKERNEL(1, 16)
+/* Tile of 12 positions x 1 block. */
+#define UK1(NAME, LOADW)                                                       \
+    TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
+                         int64_t p, const bp_qk_layer *a, const blk *bk,       \
+                         int64_t ngroups, int tail, const epi *e)              \
+    {                                                                          \
+        X12(D1)                                                                \
+        const int8_t *w0p = bk[0].w;                                           \
+        const int64_t gs0 = bk[0].gs;                                          \
+        for (int64_t g = 0; g < ngroups; g++) {                                \
+            __m512i w0 = LOADW(0, w0p);                                        \
+            w0p += gs0;                                                        \
+            X12(S1)                                                            \
+        }                                                                      \
+        if (tail) {                                                            \
+            const int64_t g = ngroups;                                         \
+            __m512i w0 = bk[0].wt;                                             \
+            X12(S1)                                                            \
+        }                                                                      \
+        X12(O1)                                                                \
+    }
+#define D1(i) __m512i c##i##_0 = _mm512_setzero_si512();
+#define S1(i)                                                                  \
+    {                                                                          \
+        __m512i xv = BCAST(i, g);                                              \
+        DPBUSD(c##i##_0, xv, w0);                                              \
+    }
+#define O1(i)                                                                  \
+    if (i < ni)                                                                \
+        store(y, a, &bk[0], e, p + i, c##i##_0);
 
-/* Blocks per tile: two (32 channels x 12 positions) keep the weight panel of
- * a 3x3x64 layer (2 x 16 x 576 bytes) and the rows in L1; measured faster
- * than four blocks x 6 positions on ResNet-18's layers.  The 3- and 4-block
- * kernels stay for experiments. */
-#define JMAX 2
-static const int tile_rows[5] = {0, 16, 12, 8, 6};
+#define LOAD_FULL(j, ptr) _mm512_loadu_si512(ptr)
+#define LOAD_MASK(j, ptr) _mm512_maskz_loadu_epi8(bk[j].wmask, ptr)
+
+UK2(uk2_full, LOAD_FULL)
+UK2(uk2_mask, LOAD_MASK)
+UK1(uk1_full, LOAD_FULL)
+UK1(uk1_mask, LOAD_MASK)
+
+/* Positions per tile. */
+#define TILE_I 12
 
 TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
                              int64_t np, int64_t pc, const bp_qk_layer *a,
@@ -225,22 +266,25 @@ TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
     const int tail = a->k % 4 != 0;
     epi e;
     epi_setup(&e, a);
-    blk bk[4];
+    blk bk[2];
     for (int64_t b = b0; b < b1;) {
-        int J = b1 - b < JMAX ? (int)(b1 - b) : JMAX;
+        int J = b1 - b < 2 ? 1 : 2;
         for (int j = 0; j < J; j++)
             blk_setup(&bk[j], a, grp, b + j,
                       w0 + (b + j - b0) * BP_QBLOCK * a->k, xor80);
-        const int I = tile_rows[J];
-        for (int64_t i0 = 0; i0 < np; i0 += I) {
-            int64_t ni = np - i0 < I ? np - i0 : I;
+        /* a partial block is the group's last: only its loads are masked */
+        int full = bk[J - 1].cmask == 0xFFFF;
+        for (int64_t i0 = 0; i0 < np; i0 += TILE_I) {
+            int64_t ni = np - i0 < TILE_I ? np - i0 : TILE_I;
             const uint8_t *r = rows + i0 * ldr;
-            switch (J) {
-            case 4: uk_4(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            case 3: uk_3(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            case 2: uk_2(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            default: uk_1(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            }
+            if (J == 2 && full)
+                uk2_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else if (J == 2)
+                uk2_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else if (full)
+                uk1_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else
+                uk1_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
         }
         b += J;
     }
