@@ -254,8 +254,7 @@ UK2(uk2_mask, LOAD_MASK)
 UK1(uk1_full, LOAD_FULL)
 UK1(uk1_mask, LOAD_MASK)
 
-/* Positions per tile. */
-#define TILE_I 12
+#define TILE_I BP_QK_TILE
 
 TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
                              int64_t np, int64_t pc, const bp_qk_layer *a,
@@ -341,6 +340,34 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
     return i;
 }
 
+/* bp_act_quantize on 8 lanes of doubles: the same division, the clamp
+ * first (so the truncation stays in int32 range; hi and lo round to
+ * themselves), then round half away from zero from the exact fraction; NaN
+ * lanes give 0. */
+TGT int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
+                               double scale, int32_t lo, int32_t hi)
+{
+    const __m512d vs = _mm512_set1_pd(scale), vlo = _mm512_set1_pd(lo),
+                  vhi = _mm512_set1_pd(hi), half = _mm512_set1_pd(0.5),
+                  mhalf = _mm512_set1_pd(-0.5);
+    const __m256i one = _mm256_set1_epi32(1);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512d v = _mm512_div_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vs);
+        __mmask8 nan = _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+        __m512d c = _mm512_min_pd(_mm512_max_pd(v, vlo), vhi);
+        __m256i t = _mm512_cvttpd_epi32(c);
+        __m512d f = _mm512_sub_pd(c, _mm512_cvtepi32_pd(t));
+        t = _mm256_mask_add_epi32(t, _mm512_cmp_pd_mask(f, half, _CMP_GE_OQ), t,
+                                  one);
+        t = _mm256_mask_sub_epi32(t, _mm512_cmp_pd_mask(f, mhalf, _CMP_LE_OQ),
+                                  t, one);
+        t = _mm256_maskz_mov_epi32((__mmask8)~nan, t);
+        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(t));
+    }
+    return i;
+}
+
 #else /* not x86-64 GCC/Clang: the portable kernels only */
 
 int bp_qk_x86_vnni_available(void) { return 0; }
@@ -348,6 +375,13 @@ int bp_qk_x86_vnni_available(void) { return 0; }
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {
     (void)dst; (void)src; (void)n; (void)bits;
+    return 0;
+}
+
+int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
+                           double scale, int32_t lo, int32_t hi)
+{
+    (void)dst; (void)x; (void)n; (void)scale; (void)lo; (void)hi;
     return 0;
 }
 
