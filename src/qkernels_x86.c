@@ -320,6 +320,41 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
             _mm512_storeu_si512(dst + i, v);
         }
     } else {
+        /* 3, 5, 6, 7 bits: each 128-bit lane takes 16 codes (2 * bits
+         * bytes, loaded at their own offset); vpshufb puts the 16-bit window
+         * holding code j into word j (codes 0-7 and 8-15 by two controls),
+         * vpsrlvw aligns it, packus narrows both halves in order, and
+         * (x ^ s) - s sign-extends: 64 codes per step */
+        int8_t ca[16], cb[16];
+        int16_t sh[8];
+        for (int j = 0; j < 8; j++) {
+            int lo = j * bits / 8;
+            ca[2 * j] = (int8_t)lo;
+            ca[2 * j + 1] = (int8_t)(lo + 1);
+            cb[2 * j] = (int8_t)(bits + lo);
+            cb[2 * j + 1] = (int8_t)(bits + lo + 1);
+            sh[j] = (int16_t)(j * bits % 8);
+        }
+        const __m512i ctla = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ca));
+        const __m512i ctlb = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)cb));
+        const __m512i shv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sh));
+        const __m512i m16 = _mm512_set1_epi16((short)((1 << bits) - 1));
+        const __m512i sgn = _mm512_set1_epi8((char)(1 << (bits - 1)));
+        const int64_t total = BP_QPACK_BYTES(n, bits);
+        const int64_t b2 = 2 * bits;
+        /* the last lane reads 16 bytes from 6 * bits past the step's start */
+        for (; i + 64 <= n && i / 8 * bits + 3 * b2 + 16 <= total; i += 64) {
+            const uint8_t *p = src + i / 8 * bits;
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + b2)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * b2)), 2);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * b2)), 3);
+            __m512i a = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_epi8(v, ctla), shv), m16);
+            __m512i b = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_epi8(v, ctlb), shv), m16);
+            __m512i c = _mm512_packus_epi16(a, b);
+            c = _mm512_sub_epi8(_mm512_xor_si512(c, sgn), sgn);
+            _mm512_storeu_si512(dst + i, c);
+        }
         /* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a
          * word, then a borrow-free bytewise (x ^ s) - s sign-extends */
         uint64_t field = (1ull << bits) - 1, mask = 0;
