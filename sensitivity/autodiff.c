@@ -1710,6 +1710,42 @@ static int fill_caches(bp_ad *ad)
     return BP_OK;
 }
 
+/* Sample s's logits zs (C): its top-1 class (first maximum), its target
+ * (targets[s], or the top-1 without targets) and cross-entropy; prob (C,
+ * when not NULL) gets the softmax. */
+static int sample_ce(const bp_graph *g, const double *zs, int64_t C, int64_t s,
+                     const int64_t *targets, double *prob, int64_t *best_out,
+                     int64_t *target, double *ce)
+{
+    int64_t best = 0;
+    for (int64_t c = 0; c < C; c++) {
+        if (!isfinite(zs[c]))
+            return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
+                           "finite", g->path, (long long)s);
+        if (zs[c] > zs[best])
+            best = c;
+    }
+    double sum = 0;
+    for (int64_t c = 0; c < C; c++) {
+        double e = exp(zs[c] - zs[best]);
+        if (prob)
+            prob[c] = e;
+        sum += e;
+    }
+    if (prob)
+        for (int64_t c = 0; c < C; c++)
+            prob[c] /= sum;
+    int64_t t = targets ? targets[s] : best;
+    if (t < 0 || t >= C)
+        return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
+                       "outside 0..%lld", (long long)t, (long long)s,
+                       (long long)C - 1);
+    *best_out = best;
+    *target = t;
+    *ce = log(sum) + zs[best] - zs[t];
+    return BP_OK;
+}
+
 int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
                     int64_t n, double weight)
 {
@@ -1737,30 +1773,13 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     ad->loss = 0;
     ad->correct = 0;
     for (int64_t s = 0; s < n; s++) {
-        const double *zs = z + s * C;
         double *ps = ad->prob + s * C;
-        int64_t best = 0;
-        for (int64_t c = 0; c < C; c++) {
-            if (!isfinite(zs[c]))
-                return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
-                               "finite", g->path, (long long)s);
-            if (zs[c] > zs[best])
-                best = c;
-        }
-        double sum = 0;
-        for (int64_t c = 0; c < C; c++) {
-            ps[c] = exp(zs[c] - zs[best]);
-            sum += ps[c];
-        }
-        for (int64_t c = 0; c < C; c++)
-            ps[c] /= sum;
-        int64_t t = labels ? labels[s] : best;
-        if (t < 0 || t >= C)
-            return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
-                           "outside 0..%lld", (long long)t, (long long)s,
-                           (long long)C - 1);
+        int64_t best, t;
+        double ce;
+        if ((st = sample_ce(g, z + s * C, C, s, labels, ps, &best, &t, &ce)))
+            return st;
         ad->target[s] = t;
-        ad->loss += log(sum) + zs[best] - zs[t];
+        ad->loss += ce;
         ad->correct += best == t;
     }
     /* primal backward: adjoints of every active value, parameter gradients */
@@ -1797,24 +1816,11 @@ int bp_ad_forward_loss(bp_ad *ad, const double *x, const int64_t *targets,
     const double *z = VAL(ad->logits);
     double sum_loss = 0;
     for (int64_t s = 0; s < n; s++) {
-        const double *zs = z + s * C;
-        int64_t best = 0;
-        for (int64_t c = 0; c < C; c++) {
-            if (!isfinite(zs[c]))
-                return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
-                               "finite", g->path, (long long)s);
-            if (zs[c] > zs[best])
-                best = c;
-        }
-        double sum = 0;
-        for (int64_t c = 0; c < C; c++)
-            sum += exp(zs[c] - zs[best]);
-        int64_t t = targets ? targets[s] : best;
-        if (t < 0 || t >= C)
-            return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
-                           "outside 0..%lld", (long long)t, (long long)s,
-                           (long long)C - 1);
-        sum_loss += log(sum) + zs[best] - zs[t];
+        int64_t best, t;
+        double ce;
+        if ((st = sample_ce(g, z + s * C, C, s, targets, NULL, &best, &t, &ce)))
+            return st;
+        sum_loss += ce;
         if (top1)
             top1[s] = best;
     }

@@ -16,6 +16,8 @@
 #include "onnx.h"
 #include "status.h"
 
+#include "testrng.h"
+
 #define SENS BP_SRCDIR "/tests/data/ilp/cnn_sens.json"
 
 static void setup(void)
@@ -23,16 +25,9 @@ static void setup(void)
     setenv("BITPLAN_PROFILE_PATH", BP_SRCDIR "/profiles", 1);
 }
 
-static uint64_t rng;
-static uint64_t rnext(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double unif(void) { return (double)(rnext() >> 11) * 0x1.0p-53; }
-static int irand(int n) { return (int)(rnext() % (uint64_t)n); }
+static rng stream;
+static double unif(void) { return rng_unit(&stream); }
+static int irand(int n) { return (int)(rng_next(&stream) % (uint64_t)n); }
 
 START_TEST(test_budget_parse)
 {
@@ -305,7 +300,7 @@ START_TEST(test_random_vs_brute_force)
 {
     bp_profile *prof = NULL;
     ck_assert_int_eq(bp_profile_open(&prof, "nvidia-t4"), BP_OK);
-    rng = 20240601;
+    stream.s = 20240601;
     int solved = 0, infeasible = 0, refused = 0, multi = 0;
     for (int t = 0; t < 200; t++) {
         inst in;
