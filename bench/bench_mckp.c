@@ -40,7 +40,12 @@
  *                   [--rel-gap G] [--method auto|bb|glpk]
  *                   [--spread TR_LO,TR_HI,S2_LO,S2_HI] [--no-pulp]
  *                   [--pulp-time-limit S] [--script PATH] [--dir DIR]
- *                   [--verbose] */
+ *                   [--seed-offset D] [--tight F_SIZE,F_LAT] [--only G]
+ *                   [--verbose]
+ * --seed-offset adds D to both instances' seeds (11 and 12), --tight sets
+ * where the caps sit between the least and the most reachable totals
+ * (default 0.45,0.45), --only runs the instance with G groups alone: the
+ * robustness table and profiling (valgrind --tool=callgrind). */
 #include "mckp.h"
 #include "status.h"
 
@@ -239,6 +244,9 @@ static int print_result(const instance *in, const bp_mckp_result *r)
 int main(int argc, char **argv)
 {
     int use_pulp = 1, repeat = 5, verbose = 0, method = BP_MCKP_AUTO;
+    int only = 0;
+    uint64_t seed_off = 0;
+    double f_size = 0.45, f_lat = 0.45;
     double pulp_tlim = 300, tlim = 1, exact_tlim = 300, rel_gap = 0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *script = NULL;
@@ -266,6 +274,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_mckp: --spread TR_LO,TR_HI,S2_LO,S2_HI\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--seed-offset") && i + 1 < argc)
+            seed_off = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tight") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%lf,%lf", &f_size, &f_lat) != 2 ||
+                !(f_size >= 0 && f_size <= 1 && f_lat >= 0 && f_lat <= 1)) {
+                fprintf(stderr, "bench_mckp: --tight F_SIZE,F_LAT in [0, 1]\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--verbose"))
             verbose = 1;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
@@ -277,7 +295,8 @@ int main(int argc, char **argv)
                     "[--repeat N] [--rel-gap G] [--method auto|bb|glpk] "
                     "[--spread TR_LO,TR_HI,S2_LO,S2_HI] "
                     "[--no-pulp] [--pulp-time-limit S] [--script PATH] "
-                    "[--dir DIR] [--verbose]\n", argv[0]);
+                    "[--dir DIR] [--seed-offset D] [--tight F_SIZE,F_LAT] "
+                    "[--only G] [--verbose]\n", argv[0]);
             return 2;
         }
     }
@@ -325,15 +344,17 @@ int main(int argc, char **argv)
     printf("sensitivity spread: trace/numel in [%g, %g], weight variance in "
            "[%g, %g]\n", tr_lo, tr_hi, s2_lo, s2_hi);
 
-    static const struct { int G, C; uint64_t seed; double fs, fl; } cases[] = {
-        {300, 5, 11, 0.45, 0.45},
-        {5000, 6, 12, 0.45, 0.45},
+    static const struct { int G, C; uint64_t seed; } cases[] = {
+        {300, 5, 11},
+        {5000, 6, 12},
     };
     int failed = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        if (only && cases[ci].G != only)
+            continue;
         instance in;
-        make_instance(&in, cases[ci].G, cases[ci].C, cases[ci].seed,
-                      cases[ci].fs, cases[ci].fl);
+        uint64_t seed = cases[ci].seed + seed_off;
+        make_instance(&in, cases[ci].G, cases[ci].C, seed, f_size, f_lat);
         char path[4096];
         snprintf(path, sizeof path, "%s/bitplan_mckp_%dx%d.txt", dir, in.G,
                  in.C);
@@ -343,8 +364,8 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("== %d groups x %d choices, 2 budgets at %.0f%%/%.0f%% "
-               "(seed %llu; %s)\n", in.G, in.C, 100 * cases[ci].fs,
-               100 * cases[ci].fl, (unsigned long long)cases[ci].seed, path);
+               "(seed %llu; %s)\n", in.G, in.C, 100 * f_size, 100 * f_lat,
+               (unsigned long long)seed, path);
         fflush(stdout);
         bp_mckp_opts o;
         bp_mckp_opts_default(&o);
