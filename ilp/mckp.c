@@ -1854,13 +1854,22 @@ static int core_heuristic(const mk *m, const int *anchor, const move *ranked,
 #define BB_TOL 1e-11
 #define BB_CANDS 4
 
+/* A node of the search tree.  Nodes stay in the pool until the search
+ * ends: the masks at a node are the root's with the changes of every node
+ * on its path applied in order (each one's branching change, then the
+ * fixings recorded when it was processed). */
 typedef struct bbnode {
-    int g;                 /* free group whose mask the node sets */
-    unsigned mask;         /* its mask */
-    int undo;              /* undo-log length when the node was pushed */
-    double pL;             /* the parent's bound (normalised) */
-    double lam[BB_MAXK];   /* the parent's multipliers */
+    int parent, depth;     /* parent -1: the root */
+    int f;                 /* free group whose mask the node sets (-1: none) */
+    unsigned mask;         /* that mask */
+    int fix0, nfix;        /* fixings recorded when processed:
+                              fixrec[fix0..fix0+nfix) */
+    double bound;          /* lower bound of its subtree (normalised, less
+                              the rounding margin) */
+    double lam[BB_MAXK];   /* where its ascent starts */
 } bbnode;
+
+typedef struct bbfix { int f; unsigned mask; } bbfix;
 
 typedef struct bbheap { double t; int f; } bbheap;
 
@@ -1892,6 +1901,9 @@ typedef struct bb {
     double mag;            /* magnitude of the summed terms (rounding) */
     int *tied, ntied;      /* groups with two or more choices within eps */
     double *w;             /* (nc) primal weights of tied groups' choices */
+    int *tch, *tst;        /* (nc), (F+1) tied group i's choices within
+                              eps: tch[tst[i]..tst[i+1]) */
+    int *comp;             /* ((BB_MAXK+2) (F+BB_MAXK)) least-norm corral */
     double d[BB_MAXK];     /* ascent direction */
     /* line search */
     double *sv;            /* (nc) an.d */
@@ -1903,8 +1915,14 @@ typedef struct bb {
                               the only ones a pass visits */
     int *pos;              /* (F) position of each in act */
     int nlog, cap_log;
-    bbnode *stack;
-    int nstack, cap_stack;
+    bbnode *node;          /* (cap_node) every node made */
+    int nnode, cap_node;
+    bbfix *fixrec;         /* (cap_fixrec) */
+    int nfixrec, cap_fixrec;
+    int *open, nopen, cap_open;    /* heap of open nodes, least bound first */
+    int *path, *pundo, plen;       /* (nc+2) nodes applied, root first, and
+                                      the undo-log length before each */
+    int *tpath;            /* (nc+2) scratch */
     double eps;            /* tie tolerance */
     double Un;             /* incumbent, normalised */
     double U;              /* incumbent, true units */
@@ -1919,8 +1937,10 @@ static void bb_free(bb *b)
     for (int k = 0; k < BB_MAXK; k++)
         free(b->an[k]);
     free(b->mask), free(b->jsel), free(b->arg), free(b->vmin), free(b->tied),
-        free(b->w), free(b->sv), free(b->cur), free(b->heap), free(b->ulog),
-        free(b->act), free(b->pos), free(b->stack), free(b->best);
+        free(b->w), free(b->tch), free(b->tst), free(b->comp), free(b->sv), free(b->cur), free(b->heap), free(b->ulog),
+        free(b->act), free(b->pos), free(b->node), free(b->fixrec),
+        free(b->open), free(b->path), free(b->pundo), free(b->tpath),
+        free(b->best);
 }
 
 static inline double bb_val(const bb *b, int i, const double *lam)
@@ -1973,66 +1993,229 @@ static double bb_pass(bb *b, const double *lam)
 
 /* The least-norm element of base + sum over tied groups of the hull of
  * their eps-tied choices' costs + the cone of e_k for lambda_k = 0: b->d
- * (the steepest ascent direction), the weights b->w.  Returns |d|^2. */
-static double bb_minnorm(bb *b, const double *lam)
+ * (the steepest ascent direction), the weights b->w.  Returns |d|^2.
+ *
+ * Wolfe's minimum-norm-point algorithm over that polytope, which it only
+ * touches through a linear minimisation oracle (each tied group picks its
+ * choice of least x.an on its own): the corral holds at most K + 1
+ * vertices, each a choice per tied group, and finishes in a few steps
+ * where coordinate descent between nearly parallel groups crawled.  The
+ * cone enters as one more pseudo-group per budget at lambda_k = 0, with
+ * the two choices 0 and M_k e_k: M_k bounds |p_k| over the polytope, so
+ * the least-norm point (which adds max(0, -p_k) to coordinate k) is
+ * unchanged. */
+#define MN_ATOMS (BB_MAXK + 1)
+
+/* Oracle: the vertex v minimising x.v; comp gets its choices (local index
+ * per tied group, then 0/1 per cone direction). */
+static void mn_oracle(const bb *b, const double *x, const int *zk, int nz,
+                      const double *M, int *comp, double *v)
 {
     const int K = b->K;
-    double z[BB_MAXK], mu[BB_MAXK] = {0};
     for (int k = 0; k < K; k++)
-        z[k] = b->base[k];
+        v[k] = b->base[k];
     for (int i = 0; i < b->ntied; i++) {
-        int f = b->tied[i], o = b->fo[f];
-        for (int c = 0; c < b->fo[f + 1] - o; c++)
-            b->w[o + c] = c == b->arg[f];
+        int f = b->tied[i], o = b->fo[f], a = b->arg[f], bc = a;
+        double best = INFINITY;
+        for (int q = b->tst[i]; q < b->tst[i + 1]; q++) {
+            int c = b->tch[q];
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += x[k] * (b->an[k][o + c] - b->an[k][o + a]);
+            if (s < best)
+                best = s, bc = c;
+        }
+        comp[i] = bc;
+        for (int k = 0; k < K; k++)
+            v[k] += b->an[k][o + bc] - b->an[k][o + a];
     }
-    for (int sweep = 0; sweep < 200; sweep++) {
-        double moved = 0;
-        for (int i = 0; i < b->ntied; i++) {
-            int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
-            for (int x = 0; x < n; x++) {
-                if (!(b->mask[f] >> x & 1) || b->w[o + x] <= 0 ||
-                    bb_val(b, o + x, lam) > b->vmin[f] + b->eps)
-                    continue;
-                for (int y = 0; y < n; y++) {
-                    if (y == x || !(b->mask[f] >> y & 1) ||
-                        bb_val(b, o + y, lam) > b->vmin[f] + b->eps)
-                        continue;
-                    /* move weight t from x to y: z += t (an_y - an_x) */
-                    double u[BB_MAXK], uu = 0, zu = 0;
-                    for (int k = 0; k < K; k++) {
-                        u[k] = b->an[k][o + y] - b->an[k][o + x];
-                        uu += u[k] * u[k];
-                        zu += z[k] * u[k];
-                    }
-                    if (uu <= 0)
-                        continue;
-                    double t = -zu / uu;
-                    t = fmax(-b->w[o + y], fmin(b->w[o + x], t));
-                    if (t == 0)
-                        continue;
-                    b->w[o + x] -= t;
-                    b->w[o + y] += t;
-                    for (int k = 0; k < K; k++)
-                        z[k] += t * u[k];
-                    moved += fabs(t) * sqrt(uu);
-                }
+    for (int j = 0; j < nz; j++) {
+        comp[b->ntied + j] = x[zk[j]] < 0;
+        if (x[zk[j]] < 0)
+            v[zk[j]] += M[zk[j]];
+    }
+}
+
+/* The point of the affine hull of s[0..m-1] nearest the origin, as
+ * coefficients alpha (summing to 1): 0 on success, -1 when the points are
+ * (numerically) affinely dependent. */
+static int mn_affine(const double s[][BB_MAXK], int m, int K, double *alpha)
+{
+    if (m == 1) {
+        alpha[0] = 1;
+        return 0;
+    }
+    /* s0 + D beta, D = [s_i - s_0]: (D'D) beta = -D's0 */
+    double A[BB_MAXK][BB_MAXK + 1], scale = 0;
+    int n = m - 1;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            double t = 0;
+            for (int k = 0; k < K; k++)
+                t += (s[i + 1][k] - s[0][k]) * (s[j + 1][k] - s[0][k]);
+            A[i][j] = t;
+        }
+        double r = 0;
+        for (int k = 0; k < K; k++)
+            r -= (s[i + 1][k] - s[0][k]) * s[0][k];
+        A[i][n] = r;
+        scale = fmax(scale, A[i][i]);
+    }
+    for (int c = 0; c < n; c++) {
+        int piv = c;
+        for (int r = c + 1; r < n; r++)
+            if (fabs(A[r][c]) > fabs(A[piv][c]))
+                piv = r;
+        if (!(fabs(A[piv][c]) > 1e-13 * scale))
+            return -1;
+        if (piv != c)
+            for (int j = 0; j <= n; j++) {
+                double t = A[c][j];
+                A[c][j] = A[piv][j], A[piv][j] = t;
             }
+        for (int r = c + 1; r < n; r++) {
+            double f = A[r][c] / A[c][c];
+            for (int j = c; j <= n; j++)
+                A[r][j] -= f * A[c][j];
+        }
+    }
+    double sum = 0;
+    for (int c = n - 1; c >= 0; c--) {
+        double t = A[c][n];
+        for (int j = c + 1; j < n; j++)
+            t -= A[c][j] * alpha[j + 1];
+        alpha[c + 1] = t / A[c][c];
+        sum += alpha[c + 1];
+    }
+    alpha[0] = 1 - sum;
+    return 0;
+}
+
+static double bb_minnorm(bb *b, const double *lam)
+{
+    const int K = b->K, nt = b->ntied;
+    int zk[BB_MAXK], nz = 0;
+    double M[BB_MAXK];
+    /* the tied groups' choices within eps; M from their spread */
+    int ntc = 0;
+    for (int k = 0; k < K; k++)
+        M[k] = fabs(b->base[k]);
+    for (int i = 0; i < nt; i++) {
+        int f = b->tied[i], o = b->fo[f], a = b->arg[f];
+        unsigned msk = b->mask[f];
+        double spread[BB_MAXK] = {0};
+        b->tst[i] = ntc;
+        for (int c = 0; c < b->fo[f + 1] - o; c++)
+            b->w[o + c] = 0;
+        for (int c = 0; msk; c++, msk >>= 1) {
+            if (!(msk & 1) || bb_val(b, o + c, lam) > b->vmin[f] + b->eps)
+                continue;
+            b->tch[ntc++] = c;
+            for (int k = 0; k < K; k++)
+                spread[k] = fmax(spread[k],
+                                 fabs(b->an[k][o + c] - b->an[k][o + a]));
+        }
+        for (int k = 0; k < K; k++)
+            M[k] += spread[k];
+    }
+    b->tst[nt] = ntc;
+    for (int k = 0; k < K; k++)
+        if (lam[k] <= 0)
+            zk[nz++] = k;
+    const int width = nt + nz;
+    /* the corral: points s, weights lw, choices comp (width each) */
+    double s[MN_ATOMS + 1][BB_MAXK], lw[MN_ATOMS + 1], x[BB_MAXK];
+    double alpha[MN_ATOMS + 1], v[BB_MAXK];
+    int *comp[MN_ATOMS + 1];
+    for (int a = 0; a <= MN_ATOMS; a++)
+        comp[a] = b->comp + (size_t)a * (size_t)(width ? width : 1);
+    int m = 1;
+    for (int i = 0; i < nt; i++)
+        comp[0][i] = b->arg[b->tied[i]];
+    for (int j = 0; j < nz; j++)
+        comp[0][nt + j] = 0;
+    for (int k = 0; k < K; k++)
+        s[0][k] = x[k] = b->base[k];
+    lw[0] = 1;
+    for (int major = 0; major < 64 && width > 0; major++) {
+        mn_oracle(b, x, zk, nz, M, comp[m], v);
+        double xx = 0, xv = 0, smax = 0;
+        for (int k = 0; k < K; k++)
+            xx += x[k] * x[k], xv += x[k] * v[k];
+        for (int a = 0; a < m; a++) {
+            double t = 0;
+            for (int k = 0; k < K; k++)
+                t += s[a][k] * s[a][k];
+            smax = fmax(smax, t);
+        }
+        for (int k = 0; k < K; k++)
+            smax = fmax(smax, v[k] * v[k]);
+        if (xx - xv <= 1e-12 * smax || m == K + 1)
+            break;                     /* x is the least-norm point */
+        memcpy(s[m], v, sizeof v);
+        lw[m++] = 0;
+        for (int minor = 0; minor < 2 * MN_ATOMS; minor++) {
+            if (mn_affine((const double (*)[BB_MAXK])s, m, K, alpha))
+                goto done;             /* dependent (rounding): keep lw */
+            int inside = 1;
+            for (int a = 0; a < m; a++)
+                inside &= alpha[a] > 1e-12;
+            if (inside) {
+                memcpy(lw, alpha, (size_t)m * sizeof *lw);
+                break;
+            }
+            /* move from lw towards alpha until a weight reaches 0; drop
+             * the vertices whose weight did */
+            double theta = 1;
+            for (int a = 0; a < m; a++)
+                if (alpha[a] <= 1e-12 && lw[a] - alpha[a] > 0)
+                    theta = fmin(theta, lw[a] / (lw[a] - alpha[a]));
+            int q = 0;
+            for (int a = 0; a < m; a++) {
+                double t = theta * alpha[a] + (1 - theta) * lw[a];
+                if (t <= 1e-12)
+                    continue;
+                if (q != a) {
+                    memcpy(s[q], s[a], sizeof s[q]);
+                    int *tmp = comp[q];
+                    comp[q] = comp[a], comp[a] = tmp;
+                }
+                lw[q++] = t;
+            }
+            if (q == 0) {              /* cannot happen: keep the best */
+                q = 1;
+                lw[0] = 1;
+            }
+            m = q;
+            double sum = 0;
+            for (int a = 0; a < m; a++)
+                sum += lw[a];
+            for (int a = 0; a < m; a++)
+                lw[a] /= sum;
+            if (m == 1)
+                break;
         }
         for (int k = 0; k < K; k++) {
-            if (lam[k] > 0)
-                continue;
-            double nm = fmax(0, mu[k] - z[k]);
-            moved += fabs(nm - mu[k]);
-            z[k] += nm - mu[k];
-            mu[k] = nm;
+            x[k] = 0;
+            for (int a = 0; a < m; a++)
+                x[k] += lw[a] * s[a][k];
         }
-        if (moved <= 1e-15)
-            break;
     }
+done:
+    for (int k = 0; k < K; k++) {
+        x[k] = 0;
+        for (int a = 0; a < m; a++)
+            x[k] += lw[a] * s[a][k];
+    }
+    for (int a = 0; a < m; a++)
+        for (int i = 0; i < nt; i++) {
+            int f = b->tied[i];
+            b->w[b->fo[f] + comp[a][i]] += lw[a];
+        }
     double nn = 0;
     for (int k = 0; k < K; k++) {
-        b->d[k] = z[k];
-        nn += z[k] * z[k];
+        b->d[k] = x[k];
+        nn += x[k] * x[k];
     }
     return nn;
 }
@@ -2143,12 +2326,13 @@ static double bb_margin(const bb *b)
  * once L less its margin reaches `stop`.  Returns L at lambda with the pass and least-norm
  * state of that lambda; INFINITY for a node whose LP is infeasible.
  * *norm gets |d|^2. */
-static double bb_ascent(bb *b, double *lam, double stop, double *norm)
+static double bb_ascent(bb *b, double *lam, double stop, double *norm,
+                        int maxit)
 {
     const int K = b->K;
     double L = bb_pass(b, lam);
     *norm = bb_minnorm(b, lam);
-    for (int it = 0; it < 40 && L - bb_margin(b) < stop && *norm > 1e-22;
+    for (int it = 0; it < maxit && L - bb_margin(b) < stop && *norm > 1e-22;
          it++) {
         double t = bb_line(b, lam);
         if (isinf(t))
@@ -2176,25 +2360,6 @@ static double bb_ascent(bb *b, double *lam, double stop, double *norm)
         *norm = bb_minnorm(b, lam);
     }
     return L;
-}
-
-/* Checks the assignment arg (with each free group at local choice
- * pick[f]) exactly; keeps it when it meets the caps and beats U. */
-static void bb_try(bb *b, const int *pick)
-{
-    const mk *m = b->m;
-    for (int f = 0; f < b->F; f++)
-        b->jsel[b->grp[f]] = b->gid[b->fo[f] + pick[f]];
-    double o, t[BP_MCKP_MAX_BUDGETS];
-    eval_global(m->p, m->N, b->jsel, &o, t);
-    if (!totals_fit(m->p, t) || (b->have && !(o < b->U)))
-        return;
-    b->U = o;
-    b->Un = o * m->so;
-    b->have = 1;
-    memcpy(b->best, b->jsel, (size_t)m->G * sizeof *b->best);
-    if (m->verbose)
-        fprintf(stderr, "mckp: B&B node %ld: U = %.12g\n", b->nodes, o);
 }
 
 /* Sets free group f's mask, logged for undoing; a group left with one
@@ -2245,22 +2410,6 @@ static void bb_undo(bb *b, int upto)
     }
 }
 
-static int bb_push(bb *b, int f, unsigned mask, double pL, const double *lam)
-{
-    if (b->nstack == b->cap_stack) {
-        int nc = 2 * b->cap_stack + 64;
-        bbnode *s = realloc(b->stack, (size_t)nc * sizeof *s);
-        if (!s)
-            return -1;
-        b->stack = s;
-        b->cap_stack = nc;
-    }
-    bbnode *e = &b->stack[b->nstack++];
-    e->g = f, e->mask = mask, e->undo = b->nlog, e->pL = pL;
-    memcpy(e->lam, lam, sizeof e->lam);
-    return 0;
-}
-
 /* Builds the B&B over the choices in keep (a group with one kept choice is
  * fixed at fixsel[g]).  Returns BP_OK, BP_EUNSUPPORTED when a group keeps
  * more than BB_MAXC choices or K > BB_MAXK, or BP_ENOMEM. */
@@ -2296,14 +2445,22 @@ static int bb_init(bb *b, const mk *m, const unsigned char *keep,
     b->vmin = xcalloc((size_t)F, sizeof *b->vmin);
     b->tied = xcalloc((size_t)F, sizeof *b->tied);
     b->w = xcalloc((size_t)nc, sizeof *b->w);
+    b->tch = xcalloc((size_t)nc, sizeof *b->tch);
+    b->tst = xcalloc((size_t)F + 1, sizeof *b->tst);
+    b->comp = xcalloc((size_t)(BB_MAXK + 2) * ((size_t)F + BB_MAXK),
+                      sizeof *b->comp);
     b->sv = xcalloc((size_t)nc, sizeof *b->sv);
     b->cur = xcalloc((size_t)F, sizeof *b->cur);
     b->heap = xcalloc((size_t)F, sizeof *b->heap);
     b->act = xcalloc((size_t)F, sizeof *b->act);
     b->pos = xcalloc((size_t)F, sizeof *b->pos);
+    b->path = xcalloc((size_t)nc + 2, sizeof *b->path);
+    b->pundo = xcalloc((size_t)nc + 2, sizeof *b->pundo);
+    b->tpath = xcalloc((size_t)nc + 2, sizeof *b->tpath);
     int bad = !b->fo || !b->gid || !b->grp || !b->on || !b->mask ||
               !b->jsel || !b->best || !b->arg || !b->vmin || !b->tied ||
-              !b->w || !b->sv || !b->cur || !b->heap || !b->act || !b->pos;
+              !b->w || !b->tch || !b->tst || !b->comp || !b->sv || !b->cur || !b->heap || !b->act || !b->pos ||
+              !b->path || !b->pundo || !b->tpath;
     for (int k = 0; k < K; k++)
         bad |= !b->an[k];
     if (bad)
@@ -2354,6 +2511,322 @@ static int bb_init(bb *b, const mk *m, const unsigned char *keep,
     return BP_OK;
 }
 
+/* Checks the assignment with each free group at local choice pick[f]
+ * exactly; keeps it when it meets the caps and beats U.  A look in
+ * normalised units over the active groups first skips, without the O(G)
+ * exact sums, what is no better than U or clearly over a cap (a skip only
+ * costs a heuristic answer, never correctness). */
+static void bb_try(bb *b, const int *pick)
+{
+    const mk *m = b->m;
+    double on = b->c0, ex[BB_MAXK];
+    for (int k = 0; k < b->K; k++)
+        ex[k] = -b->capr[k];
+    for (int i = 0; i < b->nact; i++) {
+        int f = b->act[i], j = b->fo[f] + pick[f];
+        on += b->on[j];
+        for (int k = 0; k < b->K; k++)
+            ex[k] += b->an[k][j];
+    }
+    if (b->have && !(on < b->Un))
+        return;
+    for (int k = 0; k < b->K; k++)
+        if (ex[k] > 1e-9 * (1 + fabs(m->capn[k])))
+            return;
+    for (int f = 0; f < b->F; f++)
+        b->jsel[b->grp[f]] = b->gid[b->fo[f] + pick[f]];
+    double o, t[BP_MCKP_MAX_BUDGETS];
+    eval_global(m->p, m->N, b->jsel, &o, t);
+    if (!totals_fit(m->p, t) || (b->have && !(o < b->U)))
+        return;
+    b->U = o;
+    b->Un = o * m->so;
+    b->have = 1;
+    memcpy(b->best, b->jsel, (size_t)m->G * sizeof *b->best);
+    if (m->verbose)
+        fprintf(stderr, "mckp: B&B node %ld: U = %.12g\n", b->nodes, o);
+}
+
+/* One move of the node heuristic: free group f to local choice c. */
+typedef struct bbmove { double key, dob; int f, c; } bbmove;
+
+/* Keeps the n best (least key) moves in v (sorted), up to cap. */
+static void keep_best(bbmove *v, int *n, int cap, bbmove x)
+{
+    if (*n == cap && !(x.key < v[cap - 1].key))
+        return;
+    int i = *n < cap ? (*n)++ : cap - 1;
+    while (i > 0 && x.key < v[i - 1].key) {
+        v[i] = v[i - 1];
+        i--;
+    }
+    v[i] = x;
+}
+
+#define HEUR_PAIRS 8
+
+/* The node heuristic: the LP solution rounded (each tied group at its
+ * heaviest choice), the excess over the caps removed by single moves (one
+ * that removes it all at the least objective increase, else the best
+ * objective per unit of excess removed), then the objective lowered within
+ * the caps by single moves and by pairs (one of the HEUR_PAIRS moves that
+ * gain most at the node's prices, with one of those that free most): the
+ * optimum departs from the LP in a few groups, and typically by such
+ * swaps.  In normalised units over the active groups; bb_try checks the
+ * answer exactly.  pick (F) is scratch and ends as the answer. */
+static void bb_heur(bb *b, const double *lam, int *pick)
+{
+    const int K = b->K;
+    double ex[BB_MAXK];
+    for (int f = 0; f < b->F; f++)
+        pick[f] = b->arg[f];
+    for (int i = 0; i < b->ntied; i++) {
+        int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+        double wmax = -1;
+        for (int c = 0; c < n; c++)
+            if (b->mask[f] >> c & 1 && b->w[o + c] > wmax)
+                wmax = b->w[o + c], pick[f] = c;
+    }
+    for (int k = 0; k < K; k++)
+        ex[k] = -b->capr[k];
+    for (int i = 0; i < b->nact; i++) {
+        int f = b->act[i], j = b->fo[f] + pick[f];
+        for (int k = 0; k < K; k++)
+            ex[k] += b->an[k][j];
+    }
+    /* excess within tol (bb_try's) counts as none: a total on a cap may
+     * come out a rounding above it here */
+    double tol[BB_MAXK];
+    for (int k = 0; k < K; k++)
+        tol[k] = 1e-9 * (1 + fabs(b->m->capn[k]));
+    for (int it = 0;; it++) {
+        double v0 = 0;
+        for (int k = 0; k < K; k++)
+            v0 += ex[k] > tol[k] ? ex[k] : 0;
+        if (v0 <= 0)
+            break;
+        if (it == 32)
+            goto out;
+        double bc = INFINITY, bp = INFINITY;
+        int cf = -1, cc = 0, pf = -1, pc = 0;
+        for (int i = 0; i < b->nact; i++) {
+            int f = b->act[i], o = b->fo[f], p = pick[f];
+            unsigned msk = b->mask[f];
+            for (int c = 0; msk; c++, msk >>= 1) {
+                if (!(msk & 1) || c == p)
+                    continue;
+                double dob = b->on[o + c] - b->on[o + p], nv = 0;
+                for (int k = 0; k < K; k++) {
+                    double e = ex[k] + b->an[k][o + c] - b->an[k][o + p];
+                    nv += e > tol[k] ? e : 0;
+                }
+                if (nv <= 0) {
+                    if (dob < bc)
+                        bc = dob, cf = f, cc = c;
+                } else if (nv < v0 && dob / (v0 - nv) < bp) {
+                    bp = dob / (v0 - nv), pf = f, pc = c;
+                }
+            }
+        }
+        if (cf < 0 && pf < 0)
+            goto out;
+        int f = cf >= 0 ? cf : pf, c = cf >= 0 ? cc : pc, o = b->fo[f];
+        for (int k = 0; k < K; k++)
+            ex[k] += b->an[k][o + c] - b->an[k][o + pick[f]];
+        pick[f] = c;
+    }
+    for (int it = 0; it < 32; it++) {
+        bbmove up[HEUR_PAIRS], dn[HEUR_PAIRS];
+        int nu = 0, nd = 0;
+        double bs = 0;
+        int sf = -1, sc = 0;
+        for (int i = 0; i < b->nact; i++) {
+            int f = b->act[i], o = b->fo[f], p = pick[f];
+            unsigned msk = b->mask[f];
+            for (int c = 0; msk; c++, msk >>= 1) {
+                if (!(msk & 1) || c == p)
+                    continue;
+                double dob = b->on[o + c] - b->on[o + p], pr = 0;
+                int fits = 1;
+                for (int k = 0; k < K; k++) {
+                    double da = b->an[k][o + c] - b->an[k][o + p];
+                    fits &= ex[k] + da <= fmax(ex[k], 0);
+                    pr += lam[k] * da;
+                }
+                if (dob < 0 && fits && dob < bs)
+                    bs = dob, sf = f, sc = c;
+                bbmove mv = {dob + pr, dob, f, c};
+                if (dob < 0)
+                    keep_best(up, &nu, HEUR_PAIRS, mv);
+                else if (pr < 0)
+                    keep_best(dn, &nd, HEUR_PAIRS, mv);
+            }
+        }
+        /* the best pair, when it gains more than the best single move */
+        int pu = -1, pd = -1;
+        for (int x = 0; x < nu; x++)
+            for (int y = 0; y < nd; y++) {
+                if (up[x].f == dn[y].f || !(up[x].dob + dn[y].dob < bs))
+                    continue;
+                int fits = 1;
+                for (int k = 0; k < K && fits; k++) {
+                    int ou = b->fo[up[x].f], od = b->fo[dn[y].f];
+                    fits = ex[k] + b->an[k][ou + up[x].c] -
+                               b->an[k][ou + pick[up[x].f]] +
+                               b->an[k][od + dn[y].c] -
+                               b->an[k][od + pick[dn[y].f]] <= fmax(ex[k], 0);
+                }
+                if (fits)
+                    bs = up[x].dob + dn[y].dob, pu = x, pd = y;
+            }
+        int mf[2], mc[2], nm = 0;
+        if (pu >= 0) {
+            mf[0] = up[pu].f, mc[0] = up[pu].c;
+            mf[1] = dn[pd].f, mc[1] = dn[pd].c;
+            nm = 2;
+        } else if (sf >= 0) {
+            mf[0] = sf, mc[0] = sc;
+            nm = 1;
+        }
+        if (!nm)
+            break;
+        for (int q = 0; q < nm; q++) {
+            int o = b->fo[mf[q]];
+            for (int k = 0; k < K; k++)
+                ex[k] += b->an[k][o + mc[q]] - b->an[k][o + pick[mf[q]]];
+            pick[mf[q]] = mc[q];
+        }
+    }
+out:
+    bb_try(b, pick);
+}
+
+/* ---- the tree: a pool of nodes, an open heap, the applied path ---- */
+
+static int bb_node_less(const bb *b, int x, int y)
+{
+    const bbnode *a = &b->node[x], *c = &b->node[y];
+    if (a->bound != c->bound)
+        return a->bound < c->bound;
+    if (a->depth != c->depth)
+        return a->depth > c->depth;    /* deeper first: nearer a leaf */
+    return x < y;
+}
+
+static int bb_open_push(bb *b, int id)
+{
+    if (b->nopen == b->cap_open) {
+        int nc = 2 * b->cap_open + 64;
+        int *o = realloc(b->open, (size_t)nc * sizeof *o);
+        if (!o)
+            return -1;
+        b->open = o;
+        b->cap_open = nc;
+    }
+    int i = b->nopen++;
+    while (i > 0 && bb_node_less(b, id, b->open[(i - 1) / 2])) {
+        b->open[i] = b->open[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    b->open[i] = id;
+    return 0;
+}
+
+static int bb_open_pop(bb *b)
+{
+    int top = b->open[0], x = b->open[--b->nopen], i = 0, n = b->nopen;
+    for (;;) {
+        int l = 2 * i + 1, s = -1;
+        if (l < n)
+            s = l + 1 < n && bb_node_less(b, b->open[l + 1], b->open[l])
+                    ? l + 1 : l;
+        if (s < 0 || !bb_node_less(b, b->open[s], x))
+            break;
+        b->open[i] = b->open[s];
+        i = s;
+    }
+    if (n)
+        b->open[i] = x;
+    return top;
+}
+
+/* A new node below parent (-1: the root) restricting f to mask. */
+static int bb_newnode(bb *b, int parent, int f, unsigned mask, double bound,
+                      const double *lam)
+{
+    if (b->nnode == b->cap_node) {
+        int nc = 2 * b->cap_node + 64;
+        bbnode *v = realloc(b->node, (size_t)nc * sizeof *v);
+        if (!v)
+            return -1;
+        b->node = v;
+        b->cap_node = nc;
+    }
+    int id = b->nnode++;
+    bbnode *e = &b->node[id];
+    e->parent = parent;
+    e->depth = parent < 0 ? 0 : b->node[parent].depth + 1;
+    e->f = f, e->mask = mask;
+    e->fix0 = e->nfix = 0;
+    e->bound = bound;
+    memcpy(e->lam, lam, sizeof e->lam);
+    return id;
+}
+
+/* Records a fixing of the node being processed (the last on the path) and
+ * applies it. */
+static int bb_addfix(bb *b, int id, int f, unsigned mask)
+{
+    if (b->nfixrec == b->cap_fixrec) {
+        int nc = 2 * b->cap_fixrec + 256;
+        bbfix *v = realloc(b->fixrec, (size_t)nc * sizeof *v);
+        if (!v)
+            return -1;
+        b->fixrec = v;
+        b->cap_fixrec = nc;
+    }
+    if (!b->node[id].nfix)
+        b->node[id].fix0 = b->nfixrec;
+    b->fixrec[b->nfixrec].f = f;
+    b->fixrec[b->nfixrec++].mask = mask;
+    b->node[id].nfix++;
+    return bb_setmask(b, f, mask);
+}
+
+/* Makes the masks those of node id: undoes the applied path below its
+ * deepest node shared with id's path, then applies id's path from there
+ * (each node's branching change, then its recorded fixings). */
+static int bb_goto(bb *b, int id)
+{
+    int d = b->node[id].depth;
+    for (int x = id, e = d; x >= 0; x = b->node[x].parent, e--)
+        b->tpath[e] = x;
+    int c = 0;
+    while (c < b->plen && c <= d && b->path[c] == b->tpath[c])
+        c++;
+    if (c < b->plen)
+        bb_undo(b, b->pundo[c]);
+    b->plen = c;
+    for (; c <= d; c++) {
+        const bbnode *e = &b->node[b->tpath[c]];
+        b->pundo[c] = b->nlog;
+        b->path[c] = b->tpath[c];
+        b->plen = c + 1;
+        if (e->f >= 0 && bb_setmask(b, e->f, e->mask))
+            return -1;
+        for (int q = e->fix0; q < e->fix0 + e->nfix; q++)
+            if (bb_setmask(b, b->fixrec[q].f, b->fixrec[q].mask))
+                return -1;
+    }
+    return 0;
+}
+
+/* How far from the best open bound (as a share of the gap to U) a child
+ * may be and still be explored at once rather than through the heap:
+ * plunging finds leaves, hence incumbents, early and saves the switches of
+ * path; best-first keeps the tree near the set of nodes any proof needs. */
+#define BB_PLUNGE 0.5
+
 /* Runs the search from lam (an optimal or good root dual) with the
  * incumbent inc (global indices, objective U) until the tree is closed,
  * the deadline passes or max_nodes are spent.  *closed: 1 when every node
@@ -2380,43 +2853,55 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
     if (!pick)
         return bp_fail(BP_ENOMEM, "mckp: out of memory");
     *closed = 0;
-    if (bb_push(b, -1, 0, -INFINITY, lam)) {
+    int rc = BP_OK, timed_out = 0;
+    int next = bb_newnode(b, -1, -1, 0, -INFINITY, lam);
+    if (next < 0) {
         free(pick);
         return bp_fail(BP_ENOMEM, "mckp: out of memory");
     }
-    int rc = BP_OK, timed_out = 0;
-    for (long iter = 0; b->nstack > 0; iter++) {
-        if ((iter & 7) == 0 && now_s() > deadline) {
-            timed_out = 1;
-            break;
+#define BB_OOM()                                                              \
+    do {                                                                      \
+        rc = bp_fail(BP_ENOMEM, "mckp: out of memory");                       \
+        goto end;                                                             \
+    } while (0)
+    for (long iter = 0;; iter++) {
+        if (next < 0) {
+            if (!b->nopen)
+                break;
+            next = bb_open_pop(b);
         }
-        if (b->nodes >= max_nodes) {
-            timed_out = 1;
-            break;
-        }
-        bbnode e = b->stack[--b->nstack];
-        bb_undo(b, e.undo);
-        if (e.g >= 0 && bb_setmask(b, e.g, e.mask)) {
-            rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-            break;
-        }
-        b->nodes++;
+        int id = next;
+        next = -1;
         double thr = b->have ? b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un)
                              : INFINITY;
-        memcpy(lam, e.lam, sizeof lam);
-        double norm;
-        double L = bb_ascent(b, lam, thr, &norm);
-        if (L - bb_margin(b) >= thr) {
-            pruned_min = fmin(pruned_min, L - bb_margin(b));
+        if (b->node[id].bound >= thr) {
+            pruned_min = fmin(pruned_min, b->node[id].bound);
             continue;
         }
+        if (((iter & 7) == 0 && now_s() > deadline) ||
+            b->nodes >= max_nodes) {
+            timed_out = 1;
+            if (bb_open_push(b, id))
+                BB_OOM();
+            break;
+        }
+        if (bb_goto(b, id))
+            BB_OOM();
+        b->nodes++;
+        memcpy(lam, b->node[id].lam, sizeof lam);
+        double norm;
+        double L = bb_ascent(b, lam, thr, &norm, 40) - bb_margin(b);
+        if (L >= thr) {
+            pruned_min = fmin(pruned_min, L);
+            continue;
+        }
+        b->node[id].bound = fmax(b->node[id].bound, L);
         /* reduced-cost fixing at the node: a choice whose reduced cost
          * takes the bound past thr leaves the subtree (the tied ones stay:
          * the LP's weights below refer to them) */
         if (b->have) {
-            double room = thr - (L - bb_margin(b));
-            int bad = 0;
-            for (int i = b->nact - 1; i >= 0 && !bad; i--) {
+            double room = thr - L;
+            for (int i = b->nact - 1; i >= 0; i--) {
                 int f = b->act[i];
                 unsigned msk = b->mask[f], drop = 0;
                 int o = b->fo[f];
@@ -2427,16 +2912,19 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
                     if (r > room && r > b->eps)
                         drop |= 1u << c;
                 }
-                if (drop)
-                    bad = bb_setmask(b, f, b->mask[f] & ~drop);
-            }
-            if (bad) {
-                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-                break;
+                if (drop && bb_addfix(b, id, f, b->mask[f] & ~drop))
+                    BB_OOM();
             }
         }
-        /* the LP's primal: weights of the tied groups; the most fractional
-         * group is branched on */
+        /* an incumbent from the LP solution */
+        bb_heur(b, lam, pick);
+        thr = b->have ? b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un) : INFINITY;
+        if (L >= thr) {
+            pruned_min = fmin(pruned_min, L);
+            continue;
+        }
+        /* the LP's primal: weights of the tied groups; the fractional ones
+         * are branched on */
         int bf = -1;
         double bfrac = 1e-9;
         for (int i = 0; i < b->ntied; i++) {
@@ -2448,25 +2936,11 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
             if (1 - wmax > bfrac)
                 bfrac = 1 - wmax, bf = f;
         }
-        for (int f = 0; f < b->F; f++)
-            pick[f] = b->arg[f];
+        int cf[BB_CANDS], nc = 0;
+        unsigned clow[BB_CANDS];
         if (bf < 0) {
-            /* integral: try the LP's choice; the node is settled when the
-             * bound now reaches the (perhaps new) incumbent */
-            for (int i = 0; i < b->ntied; i++) {
-                int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
-                for (int c = 0; c < n; c++)
-                    if (b->mask[f] >> c & 1 && b->w[o + c] > 0.5)
-                        pick[f] = c;
-            }
-            bb_try(b, pick);
-            thr = b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un);
-            if (b->have && L - bb_margin(b) >= thr) {
-                pruned_min = fmin(pruned_min, L - bb_margin(b));
-                continue;
-            }
-            /* not settled (rounding, or slack priced): split the group
-             * whose choice is nearest to changing */
+            /* integral but not settled (rounding, or slack priced): split
+             * the group whose choice is nearest to changing */
             double gbest = INFINITY;
             for (int i = 0; i < b->nact; i++) {
                 int f = b->act[i];
@@ -2481,102 +2955,50 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
                 if (v2 - b->vmin[f] < gbest)
                     gbest = v2 - b->vmin[f], bf = f;
             }
-            if (bf < 0)
-                continue;              /* a single assignment, tried */
-            unsigned one = 1u << pick[bf], rest = b->mask[bf] & ~one;
-            if (bb_push(b, bf, rest, L, lam) || bb_push(b, bf, one, L, lam)) {
-                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-                break;
+            if (bf < 0) {
+                /* a single assignment left: try it as it is */
+                for (int q = 0; q < b->F; q++)
+                    pick[q] = b->arg[q];
+                bb_try(b, pick);
+                continue;
             }
-            continue;
-        }
-        /* roundings of the LP solution as cheap incumbents: every
-         * combination of the fractional groups' LP choices (up to 16) that
-         * fits the caps in normalised units, the best of them checked
-         * exactly */
-        {
-            int rf[4], rc_[4][8], rn[4], nr = 0, bestc[4] = {0};
-            for (int i = 0; i < b->ntied && nr < 4; i++) {
-                int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
-                rn[nr] = 0;
-                for (int c = 0; c < n && rn[nr] < 4; c++)
-                    if (b->mask[f] >> c & 1 && b->w[o + c] > 1e-12)
-                        rc_[nr][rn[nr]++] = c;
-                if (rn[nr] >= 2)
-                    rf[nr++] = f;
-            }
-            int total = 1;
-            for (int i = 0; i < nr; i++)
-                total *= rn[i];
-            double bobj = INFINITY;
-            for (int code = 0; code < total; code++) {
-                double ex[BB_MAXK], dob = 0;
-                memcpy(ex, b->base, sizeof ex);
-                int x = code, idx[4];
-                for (int i = 0; i < nr; i++) {
-                    idx[i] = x % rn[i], x /= rn[i];
-                    int f = rf[i], o = b->fo[f], c = rc_[i][idx[i]];
-                    dob += b->on[o + c] - b->on[o + b->arg[f]];
-                    for (int k = 0; k < K; k++)
-                        ex[k] += b->an[k][o + c] - b->an[k][o + b->arg[f]];
-                }
-                int fits = 1;
-                for (int k = 0; k < K; k++)
-                    fits &= ex[k] <= -1e-12 * (1 + fabs(b->capr[k]));
-                if (fits && dob < bobj) {
-                    bobj = dob;
-                    for (int i = 0; i < nr; i++)
-                        bestc[i] = rc_[i][idx[i]];
-                }
-            }
-            if (bobj < INFINITY) {
-                for (int i = 0; i < nr; i++)
-                    pick[rf[i]] = bestc[i];
-            } else {
-                for (int i = 0; i < nr; i++)
-                    pick[rf[i]] = rc_[i][0];   /* lowest in budget 0 */
-            }
-        }
-        bb_try(b, pick);
-        thr = b->have ? b->Un - fmax(rel_gap, BB_TOL) * fabs(b->Un) : INFINITY;
-        if (L - bb_margin(b) >= thr) {
-            pruned_min = fmin(pruned_min, L - bb_margin(b));
-            continue;
-        }
-        /* strong branching: each fractional group's split between its LP
-         * choices (low keeps positions <= s) is tried, both children's
-         * bounds computed; the split whose worse child has the higher bound
-         * wins.  A child whose bound reaches thr is not pushed. */
-        int cf[BB_CANDS], nc = 0;
-        unsigned clow[BB_CANDS];
-        for (int i = 0; i < b->ntied && nc < BB_CANDS; i++) {
-            int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
-            int first = -1, last = -1, sp = -1;
-            for (int c = 0; c < n; c++)
-                if (b->mask[f] >> c & 1 && b->w[o + c] > 1e-9) {
-                    if (first < 0)
-                        first = c;
-                    last = c;
-                }
-            if (first == last)
-                continue;              /* integral in this group */
-            double acc = 0, wl = 0;
-            for (int c = first; c < last; c++) {
-                if (!(b->mask[f] >> c & 1))
-                    continue;
-                acc += b->w[o + c];
-                if (sp < 0 || fabs(acc - 0.5) < fabs(wl - 0.5))
-                    sp = c, wl = acc;
-            }
-            cf[nc] = f;
-            clow[nc++] = b->mask[f] &
-                         (sp >= 31 ? 0xffffffffu : (2u << sp) - 1);
-        }
-        if (nc == 0) {                 /* bf's weights were below 1e-9 */
             cf[0] = bf;
-            unsigned msk = b->mask[bf];
-            clow[nc++] = msk & (msk - 1) ? msk & -msk : msk;
+            clow[nc++] = 1u << b->arg[bf];
+        } else {
+            /* strong branching candidates: each fractional group's split
+             * between its LP choices (low keeps positions <= s) */
+            for (int i = 0; i < b->ntied && nc < BB_CANDS; i++) {
+                int f = b->tied[i], o = b->fo[f], n = b->fo[f + 1] - o;
+                int first = -1, last = -1, sp = -1;
+                for (int c = 0; c < n; c++)
+                    if (b->mask[f] >> c & 1 && b->w[o + c] > 1e-9) {
+                        if (first < 0)
+                            first = c;
+                        last = c;
+                    }
+                if (first == last)
+                    continue;          /* integral in this group */
+                double acc = 0, wl = 0;
+                for (int c = first; c < last; c++) {
+                    if (!(b->mask[f] >> c & 1))
+                        continue;
+                    acc += b->w[o + c];
+                    if (sp < 0 || fabs(acc - 0.5) < fabs(wl - 0.5))
+                        sp = c, wl = acc;
+                }
+                cf[nc] = f;
+                clow[nc++] = b->mask[f] &
+                             (sp >= 31 ? 0xffffffffu : (2u << sp) - 1);
+            }
+            if (nc == 0) {             /* bf's weights were below 1e-9 */
+                cf[0] = bf;
+                unsigned msk = b->mask[bf];
+                clow[nc++] = msk & (msk - 1) ? msk & -msk : msk;
+            }
         }
+        /* each candidate's two children get their bounds; the split whose
+         * worse child has the higher bound wins (with one candidate, the
+         * children's bounds still decide what is pushed) */
         int bi = -1;
         double bscore = -INFINITY, bL[2] = {0}, blam[2][BB_MAXK];
         for (int i = 0; i < nc && bscore < INFINITY; i++) {
@@ -2588,7 +3010,7 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
                 b->mask[f] = side[q];
                 memcpy(ls[q], lam, sizeof ls[q]);
                 double nn;
-                Ls[q] = bb_ascent(b, ls[q], thr, &nn) - bb_margin(b);
+                Ls[q] = bb_ascent(b, ls[q], thr, &nn, 40) - bb_margin(b);
                 b->mask[f] = keep_m;
             }
             double sc = fmin(Ls[0], Ls[1]) + 1e-3 * fmax(Ls[0], Ls[1]);
@@ -2601,35 +3023,42 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
             }
         }
         b->nodes += 2 * nc;
-        {
-            int f = cf[bi];
-            unsigned side[2] = {clow[bi], b->mask[f] & ~clow[bi]};
-            /* the child with the lower bound is explored first (pushed
-             * last) */
-            int first = bL[0] <= bL[1] ? 0 : 1, ok = 1;
-            for (int q = 0; q < 2; q++) {
-                int x = q == 0 ? 1 - first : first;
-                if (bL[x] >= thr)
-                    pruned_min = fmin(pruned_min, bL[x]);
-                else if (bb_push(b, f, side[x], bL[x], blam[x]))
-                    ok = 0;
+        int f = cf[bi], kid[2] = {-1, -1};
+        unsigned side[2] = {clow[bi], b->mask[f] & ~clow[bi]};
+        for (int q = 0; q < 2; q++) {
+            if (bL[q] >= thr) {
+                pruned_min = fmin(pruned_min, bL[q]);
+                continue;
             }
-            if (!ok) {
-                rc = bp_fail(BP_ENOMEM, "mckp: out of memory");
-                break;
-            }
+            if ((kid[q] = bb_newnode(b, id, f, side[q], bL[q], blam[q])) < 0)
+                BB_OOM();
         }
+        /* plunge into the lower child when it is near the best open bound */
+        int first = kid[0] < 0 ? 1
+                    : kid[1] < 0 ? 0
+                    : bb_node_less(b, kid[0], kid[1]) ? 0 : 1;
+        if (kid[first] >= 0) {
+            double best = b->nopen ? b->node[b->open[0]].bound
+                                   : b->node[kid[first]].bound;
+            if (b->node[kid[first]].bound <= best + BB_PLUNGE * (thr - best))
+                next = kid[first];
+            else if (bb_open_push(b, kid[first]))
+                BB_OOM();
+        }
+        if (kid[1 - first] >= 0 && bb_open_push(b, kid[1 - first]))
+            BB_OOM();
     }
+end:
+#undef BB_OOM
     free(pick);
     if (rc)
         return rc;
     /* the optimum is at least the least bound of the pruned nodes and, when
-     * the search stopped, of the nodes still on the stack (their parents'
-     * bounds) */
+     * the search stopped, of the nodes still open */
     double lo = pruned_min;
     if (timed_out)
-        for (int i = 0; i < b->nstack; i++)
-            lo = fmin(lo, b->stack[i].pL);
+        for (int i = 0; i < b->nopen; i++)
+            lo = fmin(lo, b->node[b->open[i]].bound);
     *closed = !timed_out;
     *bound = lo / m->so;
     if (m->verbose)
