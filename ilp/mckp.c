@@ -1915,6 +1915,10 @@ static int core_heuristic(const mk *m, const int *anchor, const move *ranked,
 #define BB_MAXC 32
 #define BB_TOL 1e-11
 #define BB_CANDS 4
+/* Line searches for a strong-branching child's bound: most converge in one
+ * or two, and a child keeps its lambda to finish the ascent when it is
+ * processed (any lambda bounds it). */
+#define BB_SB_ITERS 2
 
 /* A node of the search tree.  Nodes stay in the pool until the search
  * ends: the masks at a node are the root's with the changes of every node
@@ -2653,8 +2657,8 @@ static void keep_best(bbmove *v, int *n, int cap, bbmove x)
     v[i] = x;
 }
 
-#define HEUR_LIST 16
-#define HEUR_SCANS 3
+#define HEUR_LIST 12
+#define HEUR_SCANS 2
 
 /* Whether move x fits: every total ends within tol of its cap, or no
  * higher than it was. */
@@ -3144,7 +3148,8 @@ static int bb_run(bb *b, const double *lam0, const int *inc, double U,
                 b->mask[f] = side[q];
                 memcpy(ls[q], lam, sizeof ls[q]);
                 double nn;
-                Ls[q] = bb_ascent(b, ls[q], thr, &nn, 40) - bb_margin(b);
+                Ls[q] = bb_ascent(b, ls[q], thr, &nn, BB_SB_ITERS) -
+                        bb_margin(b);
                 b->mask[f] = keep_m;
             }
             double sc = fmin(Ls[0], Ls[1]) + 1e-3 * fmax(Ls[0], Ls[1]);
