@@ -2292,6 +2292,11 @@ done:
             int f = b->tied[i];
             b->w[b->fo[f] + comp[a][i]] += lw[a];
         }
+    /* at lambda_k = 0 the exact answer has d_k >= 0 (the cone lifts a
+     * negative coordinate to 0); rounding can leave -1e-21 there, which
+     * would stop the line search at t = 0 */
+    for (int j = 0; j < nz; j++)
+        x[zk[j]] = dmax(x[zk[j]], 0);
     double nn = 0;
     for (int k = 0; k < K; k++) {
         b->d[k] = x[k];
