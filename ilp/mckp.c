@@ -2436,9 +2436,15 @@ static double bb_ascent(bb *b, double *lam, double stop, double *norm,
             return INFINITY;
         if (t <= 0)
             break;
+        /* a multiplier the step takes to its bound lands on 0 exactly:
+         * a rounding residue (1e-14) would hide the cone of lambda_k >= 0
+         * from the next direction, and the step after it would be ~0 */
         double nl[BB_MAXK];
-        for (int k = 0; k < K; k++)
+        for (int k = 0; k < K; k++) {
             nl[k] = fmax(0, lam[k] + t * b->d[k]);
+            if (b->d[k] < 0 && t * -b->d[k] >= lam[k] * (1 - 1e-12))
+                nl[k] = 0;
+        }
         double old[BB_MAXK];
         memcpy(old, lam, sizeof old);
         memcpy(lam, nl, sizeof nl);
@@ -3241,9 +3247,12 @@ static int root_ascent(const mk *m, double *lam)
         b.eps = 1e-9 * (fabs(L0) + b.mag * 1e-3) + 1e-300;
         /* an LP without a feasible point has L growing without end along
          * a ray; the ascent may only zigzag towards it, so anything but a
-         * converged maximiser (|d| ~ 0; 1e-30 seen) goes to GLPK */
-        double Lr = bb_ascent(&b, l, INFINITY, &norm, 500);
-        if (isinf(Lr) || !(norm <= 1e-20))
+         * converged maximiser (|d|^2 ~ 0, relative to the caps' size;
+         * 1e-27 and less seen) goes to GLPK */
+        double Lr = bb_ascent(&b, l, INFINITY, &norm, 500), scale = 1;
+        for (int k = 0; k < K; k++)
+            scale += m->capn[k] * m->capn[k];
+        if (isinf(Lr) || !(norm <= 1e-20 * scale))
             rc = BP_EUNSUPPORTED;
         else
             memcpy(lam, l, (size_t)K * sizeof *l);
