@@ -23,16 +23,28 @@
  *    preprocessing on 152 ms / 5.1e-6; best-projection backtracking
  *    211 ms / 4.4e-5.
  *  - Our branch and bound (ilp/mckp.c step 5a) against GLPK's for the final
- *    search (same machine, load 2-3, exact solves): 300 x 5: 15-29 ms
- *    (104 nodes) against 33-69 ms; 5000 x 6: proven optimal in 0.47-0.68 s
- *    (~19k nodes) against ~27 s (GLPK: 2204 selections); with --rel-gap
- *    1e-6, 0.30 s.  --method bb (no GLPK core): 300 x 5 in 20-28 ms (1111
- *    nodes: the greedy incumbent is weaker), 5000 x 6 in 0.53-0.68 s.
- *    What the nodes cost: strong branching on the (<= K) fractional groups,
- *    ~15 us a node at 300 groups and ~25 us at 5000 once reduced-cost
- *    fixing has folded most groups into the caps; most nodes are spent
- *    before the optimal incumbent is found (seeded with it, 5000 x 6 closes
- *    in ~1600 nodes).
+ *    search, when it was depth first (load 2-3, exact solves): 300 x 5:
+ *    15-29 ms (104 nodes) against 33-69 ms; 5000 x 6: 0.47-0.68 s (~19k
+ *    nodes) against ~27 s (GLPK: 2204 selections).
+ *  - Since the search went best-first with a node heuristic and the LP,
+ *    the core and the search all run without GLPK (quiet machine, median
+ *    of 9; instructions from callgrind, which repeat under load): 300 x 5:
+ *    22 ms -> 2.2 ms (11 M instructions: root LP and greedy ~2.5 M, the
+ *    32-group core ~3.7 M, 72 nodes ~5 M); 5000 x 6: 0.64 s -> 0.07-0.10 s
+ *    (2.3k nodes; root LP 6 ms).  Where the time went before: GLPK's core
+ *    MIP (two thirds of 300 x 5), coordinate descent for the least-norm
+ *    direction (56 sweeps a call between nearly parallel groups; Wolfe's
+ *    algorithm takes 2-3 steps), the exact check of every candidate
+ *    assignment (O(G), now after a check in normalised units), qsort in the
+ *    one-budget dual (now a weighted quickselect), and depth-first order
+ *    with a weak incumbent: seeded with the optimum, 5000 x 6 closed in
+ *    ~1.6k nodes against 19k; best-first reaches 2.3k without it.  Strong
+ *    branching stays: pure best-first on one candidate met plateaus of
+ *    equal bounds (475k nodes on 300 x 5).
+ *  - Robustness (--seed-offset 0..2, --tight 0.45/0.45, 0.3/0.6, 0.6/0.3,
+ *    0.2/0.2, 0.8/0.8; min of 3): 300 x 5 0.6-10 ms, 5000 x 6 10-300 ms,
+ *    all proven optimal (the slowest, 60%/30% seed +2: 3.7k nodes, the
+ *    optimum found at the last one).
  *  - The sensitivity spread matters: --spread 1e-2,1,1e-4,1e-2 (4 decades
  *    instead of 7) gives a 5000-group LP gap of ~1e-5 instead of ~6e-5.
  *
