@@ -2652,8 +2652,8 @@ static void bb_try(bb *b, const int *pick)
 }
 
 /* One move of the node heuristic: free group f to local choice c, which
- * changes the objective by dob. */
-typedef struct bbmove { double key, dob; int f, c; } bbmove;
+ * changes the objective by dob and the totals by da. */
+typedef struct bbmove { double key, dob, da[BB_MAXK]; int f, c; } bbmove;
 
 /* Keeps the n best (least key) moves in v (sorted), up to cap. */
 static void keep_best(bbmove *v, int *n, int cap, bbmove x)
@@ -2673,15 +2673,26 @@ static void keep_best(bbmove *v, int *n, int cap, bbmove x)
 
 /* Whether move x fits: every total ends within tol of its cap, or no
  * higher than it was. */
-static int heur_fits(const bb *b, const int *pick, const double *ex,
-                     const double *tol, const bbmove *x, double *nex)
+static int heur_fits(const bb *b, const double *ex, const double *tol,
+                     const bbmove *x, double *nex)
 {
-    int o = b->fo[x->f], ok = 1;
+    int ok = 1;
     for (int k = 0; k < b->K; k++) {
-        nex[k] = ex[k] + b->an[k][o + x->c] - b->an[k][o + pick[x->f]];
+        nex[k] = ex[k] + x->da[k];
         ok &= nex[k] <= dmax(ex[k], tol[k]);
     }
     return ok;
+}
+
+/* Its move from pick[f] to c. */
+static bbmove heur_move(const bb *b, const int *pick, int f, int c,
+                        double key, double dob)
+{
+    bbmove x = {key, dob, {0}, f, c};
+    int o = b->fo[f];
+    for (int k = 0; k < b->K; k++)
+        x.da[k] = b->an[k][o + c] - b->an[k][o + pick[f]];
+    return x;
 }
 
 /* The node heuristic: the LP solution rounded (each tied group at its
@@ -2722,7 +2733,7 @@ static void bb_heur(bb *b, const double *lam, int *pick)
             ex[k] += b->an[k][j];
     }
     for (int scan = 0; scan < HEUR_SCANS; scan++) {
-        bbmove up[HEUR_LIST], dn[HEUR_LIST], single = {0, 0, -1, 0};
+        bbmove up[HEUR_LIST], dn[HEUR_LIST], single = {0, 0, {0}, -1, 0};
         int nu = 0, nd = 0;
         for (int i = 0; i < b->nact; i++) {
             int f = b->act[i], o = b->fo[f], p = pick[f];
@@ -2735,16 +2746,21 @@ static void bb_heur(bb *b, const double *lam, int *pick)
                 double dob = b->on[o + c] - op, dr = b->val[o + c] - vp;
                 double pr = dr - dob;  /* priced resources */
                 if (dob < 0) {
-                    bbmove x = {dr / pr, dob, f, c};
-                    if (dob < single.dob &&
-                        heur_fits(b, pick, ex, tol, &x, nex))
+                    double key = dr / pr;
+                    int lst = pr > 0 &&
+                              (nu < HEUR_LIST || key < up[nu - 1].key);
+                    if (!lst && !(dob < single.dob))
+                        continue;
+                    bbmove x = heur_move(b, pick, f, c, key, dob);
+                    if (dob < single.dob && heur_fits(b, ex, tol, &x, nex))
                         single = x;
-                    if (pr > 0 && (nu < HEUR_LIST || x.key < up[nu - 1].key))
+                    if (lst)
                         keep_best(up, &nu, HEUR_LIST, x);
                 } else if (pr < 0) {
-                    bbmove x = {dr / -pr, dob, f, c};
-                    if (nd < HEUR_LIST || x.key < dn[nd - 1].key)
-                        keep_best(dn, &nd, HEUR_LIST, x);
+                    double key = dr / -pr;
+                    if (nd < HEUR_LIST || key < dn[nd - 1].key)
+                        keep_best(dn, &nd, HEUR_LIST,
+                                  heur_move(b, pick, f, c, key, dob));
                 }
             }
         }
@@ -2762,10 +2778,8 @@ static void bb_heur(bb *b, const double *lam, int *pick)
                 if (dn[y].f < 0)
                     continue;
                 double nv = 0;
-                int o = b->fo[dn[y].f];
                 for (int k = 0; k < K; k++) {
-                    double e = ex[k] + b->an[k][o + dn[y].c] -
-                               b->an[k][o + pick[dn[y].f]];
+                    double e = ex[k] + dn[y].da[k];
                     nv += e > tol[k] ? e : 0;
                 }
                 if (nv <= 0 && dn[y].dob < bcv)
@@ -2777,7 +2791,7 @@ static void bb_heur(bb *b, const double *lam, int *pick)
             if (y < 0)
                 break;
             bbmove x = dn[y];
-            heur_fits(b, pick, ex, tol, &x, ex);
+            heur_fits(b, ex, tol, &x, ex);
             pick[x.f] = x.c;
             moved = 1;
             for (int q = 0; q < nd; q++)
@@ -2798,23 +2812,20 @@ static void bb_heur(bb *b, const double *lam, int *pick)
         for (;;) {
             double best = 0;
             int pu = -1, pd = -1;
-            if (single.f >= 0 && heur_fits(b, pick, ex, tol, &single, nex))
+            if (single.f >= 0 && heur_fits(b, ex, tol, &single, nex))
                 best = single.dob;
             for (int x = 0; x < nu; x++) {
                 if (up[x].f < 0)
                     continue;
-                if (up[x].dob < best && heur_fits(b, pick, ex, tol, &up[x], nex))
+                if (up[x].dob < best && heur_fits(b, ex, tol, &up[x], nex))
                     best = up[x].dob, pu = x, pd = -1;
                 for (int y = 0; y < nd; y++) {
                     if (dn[y].f < 0 || up[x].f == dn[y].f ||
                         !(up[x].dob + dn[y].dob < best))
                         continue;
-                    int ou = b->fo[up[x].f], od = b->fo[dn[y].f], fits = 1;
+                    int fits = 1;
                     for (int k = 0; k < K && fits; k++)
-                        fits = ex[k] + b->an[k][ou + up[x].c] -
-                                   b->an[k][ou + pick[up[x].f]] +
-                                   b->an[k][od + dn[y].c] -
-                                   b->an[k][od + pick[dn[y].f]] <=
+                        fits = ex[k] + up[x].da[k] + dn[y].da[k] <=
                                dmax(ex[k], tol[k]);
                     if (fits)
                         best = up[x].dob + dn[y].dob, pu = x, pd = y;
@@ -2831,7 +2842,7 @@ static void bb_heur(bb *b, const double *lam, int *pick)
             if (pd >= 0)
                 mv[nm++] = dn[pd];
             for (int q = 0; q < nm; q++) {
-                heur_fits(b, pick, ex, tol, &mv[q], ex);
+                heur_fits(b, ex, tol, &mv[q], ex);
                 pick[mv[q].f] = mv[q].c;
                 for (int z = 0; z < nd; z++)
                     if (dn[z].f == mv[q].f)
