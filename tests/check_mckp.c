@@ -25,17 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testrng.h"
+
 /* ---- deterministic random numbers (splitmix64) ---- */
-static uint64_t rng;
-static uint64_t rnext(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double unif(void) { return (double)(rnext() >> 11) * 0x1.0p-53; }
-static int irand(int lo, int hi) { return lo + (int)(rnext() % (uint64_t)(hi - lo + 1)); }
+static rng stream;
+static double unif(void) { return rng_unit(&stream); }
+static int irand(int lo, int hi) { return lo + (int)(rng_next(&stream) % (uint64_t)(hi - lo + 1)); }
 
 /* ---- an owned instance ---- */
 typedef struct inst {
@@ -187,7 +182,7 @@ static const bp_mckp_opts *with_method(int method, int tiny)
 START_TEST(test_random_vs_enumeration)
 {
     int n_inst = 0, n_infeasible = 0;
-    rng = 20240601;
+    stream.s = 20240601;
     for (int id = 0; id < 240; id++) {
         int G = irand(1, 12), K = irand(1, 3), nc[12];
         double count = 1;
@@ -239,7 +234,7 @@ END_TEST
  * then with a relative gap. */
 START_TEST(test_bb_vs_enumeration)
 {
-    rng = 4242;
+    stream.s = 4242;
     bp_mckp_opts o;
     bp_mckp_opts_default(&o);
     o.method = BP_MCKP_BB;
@@ -282,7 +277,7 @@ END_TEST
  * enumeration and the solver must agree on every one of them. */
 START_TEST(test_ties_and_exact_caps)
 {
-    rng = 7;
+    stream.s = 7;
     for (int id = 0; id < 120; id++) {
         int G = irand(2, 9), K = irand(1, 3), nc[9];
         for (int g = 0; g < G; g++)
@@ -307,7 +302,7 @@ END_TEST
 
 START_TEST(test_single_budget_vs_dp)
 {
-    rng = 99;
+    stream.s = 99;
     int through_mip = 0;
     for (int id = 0; id < 60; id++) {
         int G = id < 30 ? irand(2, 40) : irand(60, 150), nc[150];
@@ -383,7 +378,7 @@ static double dp2(const inst *in, int W1, int W2)
 
 START_TEST(test_two_budgets_vs_dp)
 {
-    rng = 4242;
+    stream.s = 4242;
     int through_mip = 0;
     for (int id = 0; id < 16; id++) {
         int G = irand(40, 90), nc[90];
@@ -426,7 +421,7 @@ END_TEST
  * call the problem infeasible. */
 START_TEST(test_conflicting_budgets)
 {
-    rng = 31337;
+    stream.s = 31337;
     int G = 100, nc[100];
     for (int g = 0; g < G; g++)
         nc[g] = 6;
@@ -468,7 +463,7 @@ END_TEST
  * four-budget instances take it by default, all against enumeration. */
 START_TEST(test_glpk_path_vs_enumeration)
 {
-    rng = 909;
+    stream.s = 909;
     int n_inst = 0, n_infeasible = 0;
     for (int id = 0; id < 200; id++) {
         int G = irand(1, 10), K = id % 4 == 3 ? 4 : irand(1, 3), nc[10];
@@ -510,7 +505,7 @@ END_TEST
  * program, two against dp2; every method. */
 START_TEST(test_equal_slopes)
 {
-    rng = 2718;
+    stream.s = 2718;
     for (int id = 0; id < 24; id++) {
         int G = id < 12 ? irand(20, 60) : irand(60, 200), K = 1 + id % 2;
         int C = irand(3, 5), nc[200];
@@ -572,7 +567,7 @@ END_TEST
  * GLPK's path. */
 START_TEST(test_lp_tight_large)
 {
-    rng = 1618;
+    stream.s = 1618;
     enum { G = 3000, C = 6 };
     static int nc[G];
     for (int g = 0; g < G; g++)
@@ -648,7 +643,7 @@ END_TEST
 
 START_TEST(test_monotone_in_cap)
 {
-    rng = 5;
+    stream.s = 5;
     int nc[30];
     for (int g = 0; g < 30; g++)
         nc[g] = 5;
@@ -682,7 +677,7 @@ END_TEST
 
 START_TEST(test_cost_range)
 {
-    rng = 11;
+    stream.s = 11;
     for (int id = 0; id < 40; id++) {
         int G = irand(1, 7), K = irand(1, 3), nc[7];
         for (int g = 0; g < G; g++)
@@ -803,7 +798,7 @@ END_TEST
  * sensibly: a feasible assignment with a valid bound, or EINTERRUPTED. */
 START_TEST(test_time_limit_and_gap)
 {
-    rng = 77;
+    stream.s = 77;
     int nc[400];
     for (int g = 0; g < 400; g++)
         nc[g] = 6;
