@@ -23,16 +23,28 @@
  *    preprocessing on 152 ms / 5.1e-6; best-projection backtracking
  *    211 ms / 4.4e-5.
  *  - Our branch and bound (ilp/mckp.c step 5a) against GLPK's for the final
- *    search (same machine, load 2-3, exact solves): 300 x 5: 15-29 ms
- *    (104 nodes) against 33-69 ms; 5000 x 6: proven optimal in 0.47-0.68 s
- *    (~19k nodes) against ~27 s (GLPK: 2204 selections); with --rel-gap
- *    1e-6, 0.30 s.  --method bb (no GLPK core): 300 x 5 in 20-28 ms (1111
- *    nodes: the greedy incumbent is weaker), 5000 x 6 in 0.53-0.68 s.
- *    What the nodes cost: strong branching on the (<= K) fractional groups,
- *    ~15 us a node at 300 groups and ~25 us at 5000 once reduced-cost
- *    fixing has folded most groups into the caps; most nodes are spent
- *    before the optimal incumbent is found (seeded with it, 5000 x 6 closes
- *    in ~1600 nodes).
+ *    search, when it was depth first (load 2-3, exact solves): 300 x 5:
+ *    15-29 ms (104 nodes) against 33-69 ms; 5000 x 6: 0.47-0.68 s (~19k
+ *    nodes) against ~27 s (GLPK: 2204 selections).
+ *  - Since the search went best-first with a node heuristic and the LP,
+ *    the core and the search all run without GLPK (quiet machine, median
+ *    of 9; instructions from callgrind, which repeat under load): 300 x 5:
+ *    22 ms -> 2.2 ms (11 M instructions: root LP and greedy ~2.5 M, the
+ *    32-group core ~3.7 M, 72 nodes ~5 M); 5000 x 6: 0.64 s -> 0.07-0.10 s
+ *    (2.3k nodes; root LP 6 ms).  Where the time went before: GLPK's core
+ *    MIP (two thirds of 300 x 5), coordinate descent for the least-norm
+ *    direction (56 sweeps a call between nearly parallel groups; Wolfe's
+ *    algorithm takes 2-3 steps), the exact check of every candidate
+ *    assignment (O(G), now after a check in normalised units), qsort in the
+ *    one-budget dual (now a weighted quickselect), and depth-first order
+ *    with a weak incumbent: seeded with the optimum, 5000 x 6 closed in
+ *    ~1.6k nodes against 19k; best-first reaches 2.3k without it.  Strong
+ *    branching stays: pure best-first on one candidate met plateaus of
+ *    equal bounds (475k nodes on 300 x 5).
+ *  - Robustness (--seed-offset 0..2, --tight 0.45/0.45, 0.3/0.6, 0.6/0.3,
+ *    0.2/0.2, 0.8/0.8; min of 3): 300 x 5 0.6-10 ms, 5000 x 6 10-300 ms,
+ *    all proven optimal (the slowest, 60%/30% seed +2: 3.7k nodes, the
+ *    optimum found at the last one).
  *  - The sensitivity spread matters: --spread 1e-2,1,1e-4,1e-2 (4 decades
  *    instead of 7) gives a 5000-group LP gap of ~1e-5 instead of ~6e-5.
  *
@@ -40,7 +52,12 @@
  *                   [--rel-gap G] [--method auto|bb|glpk]
  *                   [--spread TR_LO,TR_HI,S2_LO,S2_HI] [--no-pulp]
  *                   [--pulp-time-limit S] [--script PATH] [--dir DIR]
- *                   [--verbose] */
+ *                   [--seed-offset D] [--tight F_SIZE,F_LAT] [--only G]
+ *                   [--verbose]
+ * --seed-offset adds D to both instances' seeds (11 and 12), --tight sets
+ * where the caps sit between the least and the most reachable totals
+ * (default 0.45,0.45), --only runs the instance with G groups alone: the
+ * robustness table and profiling (valgrind --tool=callgrind). */
 #include "mckp.h"
 #include "status.h"
 
@@ -239,6 +256,9 @@ static int print_result(const instance *in, const bp_mckp_result *r)
 int main(int argc, char **argv)
 {
     int use_pulp = 1, repeat = 5, verbose = 0, method = BP_MCKP_AUTO;
+    int only = 0;
+    uint64_t seed_off = 0;
+    double f_size = 0.45, f_lat = 0.45;
     double pulp_tlim = 300, tlim = 1, exact_tlim = 300, rel_gap = 0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *script = NULL;
@@ -266,6 +286,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_mckp: --spread TR_LO,TR_HI,S2_LO,S2_HI\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--seed-offset") && i + 1 < argc)
+            seed_off = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tight") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%lf,%lf", &f_size, &f_lat) != 2 ||
+                !(f_size >= 0 && f_size <= 1 && f_lat >= 0 && f_lat <= 1)) {
+                fprintf(stderr, "bench_mckp: --tight F_SIZE,F_LAT in [0, 1]\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--verbose"))
             verbose = 1;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
@@ -277,7 +307,8 @@ int main(int argc, char **argv)
                     "[--repeat N] [--rel-gap G] [--method auto|bb|glpk] "
                     "[--spread TR_LO,TR_HI,S2_LO,S2_HI] "
                     "[--no-pulp] [--pulp-time-limit S] [--script PATH] "
-                    "[--dir DIR] [--verbose]\n", argv[0]);
+                    "[--dir DIR] [--seed-offset D] [--tight F_SIZE,F_LAT] "
+                    "[--only G] [--verbose]\n", argv[0]);
             return 2;
         }
     }
@@ -325,15 +356,17 @@ int main(int argc, char **argv)
     printf("sensitivity spread: trace/numel in [%g, %g], weight variance in "
            "[%g, %g]\n", tr_lo, tr_hi, s2_lo, s2_hi);
 
-    static const struct { int G, C; uint64_t seed; double fs, fl; } cases[] = {
-        {300, 5, 11, 0.45, 0.45},
-        {5000, 6, 12, 0.45, 0.45},
+    static const struct { int G, C; uint64_t seed; } cases[] = {
+        {300, 5, 11},
+        {5000, 6, 12},
     };
     int failed = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        if (only && cases[ci].G != only)
+            continue;
         instance in;
-        make_instance(&in, cases[ci].G, cases[ci].C, cases[ci].seed,
-                      cases[ci].fs, cases[ci].fl);
+        uint64_t seed = cases[ci].seed + seed_off;
+        make_instance(&in, cases[ci].G, cases[ci].C, seed, f_size, f_lat);
         char path[4096];
         snprintf(path, sizeof path, "%s/bitplan_mckp_%dx%d.txt", dir, in.G,
                  in.C);
@@ -343,8 +376,8 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("== %d groups x %d choices, 2 budgets at %.0f%%/%.0f%% "
-               "(seed %llu; %s)\n", in.G, in.C, 100 * cases[ci].fs,
-               100 * cases[ci].fl, (unsigned long long)cases[ci].seed, path);
+               "(seed %llu; %s)\n", in.G, in.C, 100 * f_size, 100 * f_lat,
+               (unsigned long long)seed, path);
         fflush(stdout);
         bp_mckp_opts o;
         bp_mckp_opts_default(&o);

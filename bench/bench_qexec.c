@@ -17,7 +17,13 @@
  * no model: the fitted layer model and op costs; measured here first
  * unless --generic), next to the measured latency.
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
- * same ResNet-18.  Latencies are medians per sample; figures, not a test. */
+ * same ResNet-18.  Latencies are medians per sample; figures, not a test.
+ *
+ *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
+ *
+ * prints instead the median time of every op of ResNet-18 (or the example
+ * CNN when ResNet-18 was not exported) under the uniform wWa8 plan: where
+ * the time goes, layer by layer, with each layer's shape and GMAC/s. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,9 +222,93 @@ out:
     return st;
 }
 
+/* The per-op table of --ops. */
+static int bench_ops(const char *model, const char *calib, int w, int64_t b,
+                     int threads, int repeat)
+{
+    bp_graph *g = NULL;
+    bp_tensor *C = NULL;
+    bp_qcalib *qc = NULL;
+    bp_plan *p = NULL;
+    bp_qmodel *qm = NULL;
+    bp_qexec *ex = NULL;
+    double *t = NULL, *tot = NULL;
+    float *x = NULL;
+    int st;
+    if ((st = bp_onnx_load(&g, model)) || (st = bp_npy_load(&C, calib)))
+        goto out;
+    int64_t n = C->dims[0], per = bp_tensor_numel(C) / n;
+    x = malloc(sizeof *x * (size_t)(per * b));
+    for (int64_t i = 0; i < per * b; i++)
+        x[i] = ((const float *)C->data)[i % (per * n)];
+    if ((st = bp_qcalib_new(&qc, g, C->data, n < 64 ? n : 64, 16)))
+        goto out;
+    if (!(p = uniform(g, w, 8))) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
+        (st = bp_qexec_new(&ex, qm, b, threads)))
+        goto out;
+    int no = qm->n_ops;
+    t = calloc((size_t)(repeat * no), sizeof *t);
+    tot = calloc((size_t)repeat, sizeof *tot);
+    const float *in[1] = {x};
+    bp_qexec_run(ex, in, b);
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now();
+        if ((st = bp_qexec_run_timed(ex, in, b, t + (size_t)r * no)))
+            goto out;
+        tot[r] = now() - t0;
+    }
+    qsort(tot, (size_t)repeat, sizeof *tot, cmp);
+    printf("%s, w%da8, batch %lld, %d threads, %s kernels: median %.3f ms, "
+           "min %.3f ms per run\n", model, w, (long long)b, threads,
+           bp_qk_isa_name(bp_qk_isa_get()), tot[repeat / 2] * 1e3, tot[0] * 1e3);
+    printf("%4s %-8s %-34s %9s %9s %8s\n", "op", "kind", "shape", "median ms",
+           "min ms", "GMAC/s");
+    double *col = malloc(sizeof *col * (size_t)repeat), sum = 0;
+    for (int i = 0; i < no; i++) {
+        for (int r = 0; r < repeat; r++)
+            col[r] = t[(size_t)r * no + i];
+        qsort(col, (size_t)repeat, sizeof *col, cmp);
+        const bp_qop *o = &qm->ops[i];
+        char shape[64] = "";
+        double gmacs = 0;
+        if (o->kind == BP_QOP_LAYER) {
+            const bp_qlayer *L = &qm->layers[o->layer];
+            const bp_conv_geom *ge = &L->k.geo;
+            snprintf(shape, sizeof shape, "%lldx%lld s%lld %lldx%lldx%lld>%lld%s",
+                     (long long)ge->kh, (long long)ge->kw, (long long)ge->stride_h,
+                     (long long)ge->h, (long long)ge->w, (long long)ge->c,
+                     (long long)ge->m, L->k.residual ? " +res" : "");
+            gmacs = (double)L->macs * (double)b / col[repeat / 2] * 1e-9;
+        }
+        sum += col[repeat / 2];
+        printf("%4d %-8s %-34s %9.3f %9.3f %8.1f\n", i, bp_qop_name(o->kind),
+               shape, col[repeat / 2] * 1e3, col[0] * 1e3, gmacs);
+    }
+    printf("     sum of per-op medians %.3f ms\n", sum * 1e3);
+    free(col);
+out:
+    if (st)
+        fprintf(stderr, "%s\n", bp_errmsg());
+    free(t);
+    free(tot);
+    free(x);
+    bp_qexec_free(&ex);
+    bp_qmodel_free(&qm);
+    bp_plan_free(&p);
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&C);
+    bp_graph_free(&g);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 2, repeat = 20;
+    int threads = 2, repeat = 20, ops = 0, wbits = 8;
+    int64_t batch = 1;
     const char *profile = NULL, *generic = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
@@ -229,13 +319,36 @@ int main(int argc, char **argv)
             profile = argv[++i];
         else if (strcmp(argv[i], "--generic") == 0 && i + 1 < argc)
             generic = argv[++i];
+        else if (strcmp(argv[i], "--ops") == 0)
+            ops = 1;
+        else if (strcmp(argv[i], "--bits") == 0 && i + 1 < argc)
+            wbits = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
+            batch = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
-                    "[--profile HW.json] [--generic HW.json]\n");
+                    "[--profile HW.json] [--generic HW.json]\n"
+                    "       bench_qexec --ops [--bits W] [--batch N] "
+                    "[--threads N] [--repeat N]\n");
             return 2;
         }
     }
     bp_set_threads(threads);
+    if (repeat < 1 || batch < 1 || wbits < 2 || wbits > 8) {
+        fprintf(stderr, "bench_qexec: --repeat, --batch >= 1, --bits 2..8\n");
+        return 2;
+    }
+    const char *dir = getenv("BITPLAN_RESNET18");
+    char model[1024], calib[1024];
+    snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
+    snprintf(calib, sizeof calib, "%s/resnet18_calib.npy", dir ? dir : BP_SRCDIR "/bench");
+    if (ops) {
+        if (access(model, R_OK) || access(calib, R_OK))
+            return bench_ops(BP_SRCDIR "/examples/cnn.onnx",
+                             BP_SRCDIR "/examples/digits_calib_x.npy", wbits,
+                             batch, threads, repeat) ? 1 : 0;
+        return bench_ops(model, calib, wbits, batch, threads, repeat) ? 1 : 0;
+    }
     char gen[512];
     if (!generic) {
         snprintf(gen, sizeof gen, "/tmp/bench_qexec_generic_%d.json",
@@ -256,11 +369,6 @@ int main(int argc, char **argv)
     bench_model("example MLP", BP_SRCDIR "/examples/mlp.onnx",
                 BP_SRCDIR "/examples/digits_calib_flat.npy", 64, threads,
                 repeat, profile, generic, NULL);
-
-    const char *dir = getenv("BITPLAN_RESNET18");
-    char model[1024], calib[1024];
-    snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
-    snprintf(calib, sizeof calib, "%s/resnet18_calib.npy", dir ? dir : BP_SRCDIR "/bench");
     if (access(model, R_OK) || access(calib, R_OK)) {
         printf("ResNet-18: %s not found; make it with\n"
                "  /usr/bin/python3 %s/bench/export_resnet18.py\n", model,

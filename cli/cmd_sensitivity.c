@@ -55,6 +55,10 @@ static const char help[] =
     "  --eig-iter N        iterations at most (default 100)\n"
     "  --bits LIST         candidate weight bit-widths, 1..16 (default\n"
     "                      2,3,4,5,6,8)\n"
+    "  --loss-increase     also measure each layer's loss increase at each\n"
+    "                      width, first-order term removed (one forward pass\n"
+    "                      over the data per layer and width), for `solve\n"
+    "                      --metric loss`\n"
     "  --density FILE.csv  also the spectral density of the whole Hessian by\n"
     "                      stochastic Lanczos quadrature (eigenvalue,density)\n"
     "  --density-steps N   Lanczos steps per run (default 100)\n"
@@ -220,11 +224,11 @@ static void options_key(char *buf, size_t n, const bp_sens_opts *o,
     }
     snprintf(buf, n, "trace=%d scope=%d tol=%.17g max-samples=%lld "
              "min-samples=%lld sketch=%d eig=%d eig-tol=%.17g eig-iter=%d "
-             "batch=%lld seed=%llu bits=%s samples=%lld labels=%s",
+             "batch=%lld seed=%llu bits=%s samples=%lld labels=%s loss-inc=%d",
              (int)o->trace, (int)o->scope, o->tol, (long long)o->max_samples,
              (long long)o->min_samples, o->sketch, (int)o->eig, o->eig_tol,
              o->eig_max_iter, (long long)o->batch, (unsigned long long)o->seed,
-             bits, (long long)samples, labels_sha);
+             bits, (long long)samples, labels_sha, o->loss_increase);
 }
 
 /* The checkpoint of this run, saved to path every `every` seconds, loaded
@@ -281,7 +285,8 @@ int cmd_sensitivity(int argc, char **argv)
 {
     enum { O_SEED = 256, O_THREADS, O_BATCH, O_SAMPLES, O_TRACE, O_SCOPE,
            O_TOL, O_MAXS, O_MINS, O_SKETCH, O_EIG, O_EIGTOL, O_EIGIT, O_BITS,
-           O_DENS, O_DSTEPS, O_DRUNS, O_JSON, O_CKPT, O_CKEVERY, O_RESUME };
+           O_DENS, O_DSTEPS, O_DRUNS, O_JSON, O_CKPT, O_CKEVERY, O_RESUME,
+           O_NOINC };
     static const struct option opts[] = {
         {"data", required_argument, NULL, 'd'},
         {"labels", required_argument, NULL, 'l'},
@@ -300,6 +305,7 @@ int cmd_sensitivity(int argc, char **argv)
         {"eig-tol", required_argument, NULL, O_EIGTOL},
         {"eig-iter", required_argument, NULL, O_EIGIT},
         {"bits", required_argument, NULL, O_BITS},
+        {"loss-increase", no_argument, NULL, O_NOINC},
         {"density", required_argument, NULL, O_DENS},
         {"density-steps", required_argument, NULL, O_DSTEPS},
         {"density-runs", required_argument, NULL, O_DRUNS},
@@ -398,6 +404,7 @@ int cmd_sensitivity(int argc, char **argv)
             if (parse_bits(optarg, &o))
                 return BP_EXIT_INPUT;
             break;
+        case O_NOINC: o.loss_increase = 1; break;
         case O_DENS: dpath = optarg; break;
         case O_DSTEPS:
             if (cli_parse_int("sensitivity", "--density-steps", optarg, 1, 100000,

@@ -31,8 +31,10 @@ const char ilp_common_help[] =
     "  --abits LIST|follow  activation bits: by default a = max(w, 8); with a\n"
     "                    list, the smallest listed width >= w (--abits 8 fixes\n"
     "                    8, --abits 4,8 gives W4A4/W8A8); follow: a = w\n"
-    "  --metric trace|eig  Omega from the Hessian trace (default) or the top\n"
-    "                    eigenvalue in its place\n"
+    "  --metric trace|eig|loss  Omega from the Hessian trace (default), the\n"
+    "                    top eigenvalue in its place, or the loss increase\n"
+    "                    measured per layer and width beyond first order\n"
+    "                    (sensitivity's loss_increase, x2)\n"
     "  --pin NAME=BITS   fix a layer's weight bits (NAME: weight initializer)\n"
     "  --bits-range NAME=LO:HI   bound a layer's weight bits\n"
     "  --tie A,B,...     layers that must share their bits (e.g. a residual\n"
@@ -165,8 +167,11 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
             a->ao.metric = BP_METRIC_TRACE;
         else if (!strcmp(arg, "eig"))
             a->ao.metric = BP_METRIC_EIG;
+        else if (!strcmp(arg, "loss"))
+            a->ao.metric = BP_METRIC_LOSS;
         else {
-            cli_usage(cmd, "--metric expects trace or eig, got '%s'", arg);
+            cli_usage(cmd, "--metric expects trace, eig or loss, got '%s'",
+                      arg);
             return -1;
         }
         return 1;
@@ -304,6 +309,7 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         bp_sens_opts so;
         bp_sens_opts_default(&so);
         so.seed = a->seed;
+        so.loss_increase = a->ao.metric == BP_METRIC_LOSS;
         if ((st = bp_profile_open(&c->prof, a->profile)) ||
             (st = bp_onnx_load(&c->graph, a->model)) ||
             (st = cli_sensitivity_compute(c->graph, a->data, a->labels,

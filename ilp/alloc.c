@@ -429,6 +429,13 @@ int bp_alloc_new(bp_alloc **out, const bp_sens *sens, const char *sens_path,
                          "every layer", sens_path, sidx[i]);
             goto out;
         }
+        if (o->metric == BP_METRIC_LOSS && !s->has_loss_increase) {
+            st = bp_fail(BP_EINVAL, "%s: layers[%d] '%s' has no loss_increase, "
+                         "which --metric loss needs (bitplan sensitivity "
+                         "--loss-increase makes it)", sens_path,
+                         sidx[i], s->name);
+            goto out;
+        }
         for (int b = 1; b < NB; b++) {
             if (!(l->mask & (1u << b)))
                 continue;
@@ -443,7 +450,8 @@ int bp_alloc_new(bp_alloc **out, const bp_sens *sens, const char *sens_path,
             c->cost[K_BOPS] = cost.bops;
             c->obj = o->metric == BP_METRIC_EIG
                          ? s->top_eig / (double)s->numel * s->perturbation[b]
-                         : s->omega[b];
+                     : o->metric == BP_METRIC_LOSS ? 2.0 * s->loss_increase[b]
+                                                   : s->omega[b];
         }
     }
 

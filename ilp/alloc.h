@@ -80,7 +80,12 @@ const char *bp_budget_kind_name(bp_budget_kind k);
 void bp_budget_format(char *buf, size_t n, bp_budget_kind k, double v,
                       const char *unit, int digits);
 
-typedef enum bp_metric { BP_METRIC_TRACE = 0, BP_METRIC_EIG } bp_metric;
+/* Omega per layer and width: trace (HAWQ-V2: Tr(H)/n ||Q_b(W) - W||^2), eig
+ * (the top eigenvalue in the trace's place), loss (2 x the sensitivity
+ * file's loss_increase: the measured loss increase beyond first order, on the
+ * scale of d^T H d that the trace form estimates). */
+typedef enum bp_metric { BP_METRIC_TRACE = 0, BP_METRIC_EIG, BP_METRIC_LOSS }
+    bp_metric;
 
 /* A bit range for one layer: --pin NAME=B (lo = hi = B) or --bits-range
  * NAME=LO:HI. */

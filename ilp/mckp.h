@@ -40,14 +40,14 @@ typedef struct bp_mckp {
 
 /* Who solves what reduced-cost fixing leaves (bp_mckp_opts.method). */
 enum {
-    BP_MCKP_AUTO = 0,          /* our branch and bound (K <= 3 budgets, <= 32
-                                  choices a group), GLPK's after a node cap
-                                  when there is no time limit, or for the
-                                  rest */
+    BP_MCKP_AUTO = 0,          /* our LP ascent and branch and bound (K <= 3
+                                  budgets, <= 32 choices a group; the core
+                                  heuristic solved by it too), GLPK's after a
+                                  node cap when there is no time limit, or
+                                  GLPK's LP and MIP for the rest */
     BP_MCKP_BB = 1,            /* ours wherever it applies, with no node cap
-                                  and no GLPK core heuristic (tests,
-                                  benches) */
-    BP_MCKP_GLPK = 2           /* GLPK's branch and bound only */
+                                  and no core heuristic (tests, benches) */
+    BP_MCKP_GLPK = 2           /* GLPK's LP and branch and bound only */
 };
 
 typedef struct bp_mckp_opts {
@@ -57,10 +57,12 @@ typedef struct bp_mckp_opts {
                                   max(|objective|, 1e-12) <= rel_gap; 0 asks
                                   for a proven optimum */
     int verbose;               /* progress and GLPK's output on stderr */
-    int core_groups;           /* groups in the core heuristic's small MIP;
-                                  0: the default (48).  Tuning and tests: a
-                                  tiny core leaves the work to fixing and the
-                                  final MIP */
+    int core_groups;           /* groups in the core heuristic's small
+                                  problem; 0: the default (32 when our
+                                  branch and bound solves it, 48 for GLPK's
+                                  MIP).  Tuning and tests: a tiny core
+                                  leaves the work to fixing and the final
+                                  search */
     int method;                /* BP_MCKP_AUTO (default), _BB or _GLPK */
 } bp_mckp_opts;
 

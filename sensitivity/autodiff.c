@@ -1670,6 +1670,10 @@ void bp_ad_free(bp_ad **adp)
 
 int bp_ad_n_params(const bp_ad *ad) { return ad->np; }
 int bp_ad_param_value(const bp_ad *ad, int p) { return ad->pv[p]; }
+void bp_ad_param_changed(bp_ad *ad, int p)
+{
+    bp_exec_const_changed(ad->ex, ad->pv[p]);
+}
 int64_t bp_ad_param_numel(const bp_ad *ad, int p) { return ad->pnumel[p]; }
 int64_t bp_ad_classes(const bp_ad *ad) { return ad->C; }
 int bp_ad_logits(const bp_ad *ad) { return ad->logits; }
@@ -1706,6 +1710,42 @@ static int fill_caches(bp_ad *ad)
     return BP_OK;
 }
 
+/* Sample s's logits zs (C): its top-1 class (first maximum), its target
+ * (targets[s], or the top-1 without targets) and cross-entropy; prob (C,
+ * when not NULL) gets the softmax. */
+static int sample_ce(const bp_graph *g, const double *zs, int64_t C, int64_t s,
+                     const int64_t *targets, double *prob, int64_t *best_out,
+                     int64_t *target, double *ce)
+{
+    int64_t best = 0;
+    for (int64_t c = 0; c < C; c++) {
+        if (!isfinite(zs[c]))
+            return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
+                           "finite", g->path, (long long)s);
+        if (zs[c] > zs[best])
+            best = c;
+    }
+    double sum = 0;
+    for (int64_t c = 0; c < C; c++) {
+        double e = exp(zs[c] - zs[best]);
+        if (prob)
+            prob[c] = e;
+        sum += e;
+    }
+    if (prob)
+        for (int64_t c = 0; c < C; c++)
+            prob[c] /= sum;
+    int64_t t = targets ? targets[s] : best;
+    if (t < 0 || t >= C)
+        return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
+                       "outside 0..%lld", (long long)t, (long long)s,
+                       (long long)C - 1);
+    *best_out = best;
+    *target = t;
+    *ce = log(sum) + zs[best] - zs[t];
+    return BP_OK;
+}
+
 int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
                     int64_t n, double weight)
 {
@@ -1733,30 +1773,13 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     ad->loss = 0;
     ad->correct = 0;
     for (int64_t s = 0; s < n; s++) {
-        const double *zs = z + s * C;
         double *ps = ad->prob + s * C;
-        int64_t best = 0;
-        for (int64_t c = 0; c < C; c++) {
-            if (!isfinite(zs[c]))
-                return bp_fail(BP_EINVAL, "%s: logits of sample %lld are not "
-                               "finite", g->path, (long long)s);
-            if (zs[c] > zs[best])
-                best = c;
-        }
-        double sum = 0;
-        for (int64_t c = 0; c < C; c++) {
-            ps[c] = exp(zs[c] - zs[best]);
-            sum += ps[c];
-        }
-        for (int64_t c = 0; c < C; c++)
-            ps[c] /= sum;
-        int64_t t = labels ? labels[s] : best;
-        if (t < 0 || t >= C)
-            return bp_fail(BP_EINVAL, "autodiff: label %lld of sample %lld "
-                           "outside 0..%lld", (long long)t, (long long)s,
-                           (long long)C - 1);
+        int64_t best, t;
+        double ce;
+        if ((st = sample_ce(g, z + s * C, C, s, labels, ps, &best, &t, &ce)))
+            return st;
         ad->target[s] = t;
-        ad->loss += log(sum) + zs[best] - zs[t];
+        ad->loss += ce;
         ad->correct += best == t;
     }
     /* primal backward: adjoints of every active value, parameter gradients */
@@ -1775,6 +1798,34 @@ int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
     P->anz[ad->logits] = 1;
     P->gn = 0;
     return backward(ad, P, 0);
+}
+
+int bp_ad_forward_loss(bp_ad *ad, const double *x, const int64_t *targets,
+                       int64_t n, double *loss, int64_t *top1)
+{
+    const bp_graph *g = ad->g;
+    int st;
+    if (n < 1 || n > ad->max_batch)
+        return bp_fail(BP_EINVAL, "autodiff: batch of %lld samples; expected "
+                       "1 to %lld", (long long)n, (long long)ad->max_batch);
+    const void *in[1] = {x};
+    ad->n = 0; /* the batch state no longer matches the executor's values */
+    if ((st = bp_exec_run(ad->ex, in, n)))
+        return st;
+    const int64_t C = ad->C;
+    const double *z = VAL(ad->logits);
+    double sum_loss = 0;
+    for (int64_t s = 0; s < n; s++) {
+        int64_t best, t;
+        double ce;
+        if ((st = sample_ce(g, z + s * C, C, s, targets, NULL, &best, &t, &ce)))
+            return st;
+        sum_loss += ce;
+        if (top1)
+            top1[s] = best;
+    }
+    *loss = sum_loss;
+    return BP_OK;
 }
 
 int bp_ad_grad(bp_ad *ad, double *const *grad)

@@ -51,6 +51,9 @@ int bp_ad_n_params(const bp_ad *ad);
 /* Value index and element count of parameter p. */
 int bp_ad_param_value(const bp_ad *ad, int p);
 int64_t bp_ad_param_numel(const bp_ad *ad, int p);
+/* Parameter p's tensor contents changed in the graph: the next batch uses
+ * the new values. */
+void bp_ad_param_changed(bp_ad *ad, int p);
 /* Number of classes C of the logits. */
 int64_t bp_ad_classes(const bp_ad *ad);
 /* Value index of the logits. */
@@ -64,6 +67,14 @@ int bp_ad_logits(const bp_ad *ad);
  * sample). */
 int bp_ad_set_batch(bp_ad *ad, const double *x, const int64_t *labels,
                     int64_t n, double weight);
+
+/* Forward pass only: *loss = the unweighted sum over n samples of the
+ * cross-entropy against targets (NULL: each sample's own top-1 class), and
+ * top1[s] (when not NULL) each sample's top-1 class.  Leaves no batch loaded:
+ * call bp_ad_set_batch before the next product or gradient.  BP_EINVAL for n
+ * outside 1..max_batch, a target out of range or non-finite logits. */
+int bp_ad_forward_loss(bp_ad *ad, const double *x, const int64_t *targets,
+                       int64_t n, double *loss, int64_t *top1);
 
 /* Unweighted sum over the batch of the per-sample cross-entropies, and the
  * number of samples whose top-1 class equals their target. */

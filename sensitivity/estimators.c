@@ -64,6 +64,7 @@ void bp_sens_opts_default(bp_sens_opts *o)
     o->seed = 0;
     o->n_bits = (int)(sizeof bits / sizeof bits[0]);
     memcpy(o->bits, bits, sizeof bits);
+    o->loss_increase = 0;
 }
 
 static void progress(bp_hessian *h, const char *stage, int64_t done,
@@ -328,6 +329,106 @@ int bp_hessian_hvp(bp_hessian *h, const double *v, double *hv)
     if (st == BP_OK)
         st = sweep(h, 1, d);
     dirs_free(d, 1);
+    return st;
+}
+
+/* ---- measured loss increase ------------------------------------------------------- */
+
+/* Mean loss over the data with the graph's current parameters against
+ * fixed targets (forward passes only); top1 (count) gets every sample's
+ * top-1 class when not NULL. */
+static int data_loss(bp_hessian *h, const int64_t *targets, double *loss,
+                     int64_t *top1)
+{
+    int st = BP_OK;
+    const bp_sens_data *d = h->d;
+    double sum = 0;
+    h->loaded = -1;
+    for (int64_t b = 0; b < h->nb && st == BP_OK; b++) {
+        int64_t start = b * h->batch;
+        int64_t n = d->count - start < h->batch ? d->count - start : h->batch;
+        double part;
+        if ((st = d->read(d->ctx, start, n, h->x)) == BP_OK &&
+            (st = bp_ad_forward_loss(h->ad, h->x, targets ? targets + start : NULL,
+                                     n, &part, top1 ? top1 + start : NULL)) == BP_OK)
+            sum += part;
+    }
+    *loss = sum / (double)d->count;
+    return st;
+}
+
+int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
+                             double *out)
+{
+    int st = BP_OK;
+    const bp_sens_data *d = h->d;
+    double **grad = calloc((size_t)h->np, sizeof *grad);
+    /* the targets stay those of the float model: without labels, its own
+     * top-1 classes, not the quantized model's */
+    int64_t *own = d->labels ? NULL : malloc((size_t)d->count * sizeof *own);
+    if (!grad || (!d->labels && !own)) {
+        free(grad);
+        free(own);
+        return BP_ENOMEM;
+    }
+    const int64_t *targets = d->labels ? d->labels : own;
+    for (int p = 0; p < h->np && st == BP_OK; p++)
+        if (!(grad[p] = calloc((size_t)h->numel[p] + 1, sizeof **grad)))
+            st = BP_ENOMEM;
+    /* the mean gradient of every weight, one pass */
+    h->loaded = -1;
+    for (int64_t b = 0; b < h->nb && st == BP_OK; b++)
+        if ((st = load(h, b)) == BP_OK)
+            st = bp_ad_grad(h->ad, grad);
+    double base = 0;
+    if (st == BP_OK && own)
+        st = data_loss(h, NULL, &base, own);
+    if (st == BP_OK)
+        st = data_loss(h, targets, &base, NULL);
+    const int64_t total = (int64_t)h->nl * o->n_bits;
+    for (int i = 0; i < h->nl && st == BP_OK; i++) {
+        const bp_layer *l = &h->layers[i];
+        bp_tensor *t = h->g->values[l->weight].data;
+        const int p = h->lw[i];
+        const int64_t n = l->numel;
+        int64_t outer, ch, inner;
+        bp_layer_channel_view(h->g, l, &outer, &ch, &inner);
+        float *w = malloc((size_t)(n + 1) * sizeof *w);
+        float *wq = malloc((size_t)(n + 1) * sizeof *wq);
+        double *keep = malloc((size_t)(n + 1) * sizeof *keep);
+        if (!w || !wq || !keep)
+            st = BP_ENOMEM;
+        for (int64_t j = 0; st == BP_OK && j < n; j++) {
+            keep[j] = bp_tensor_get(t, j);
+            w[j] = (float)keep[j];
+        }
+        for (int k = 0; k < o->n_bits && st == BP_OK; k++) {
+            progress(h, "loss increase", (int64_t)i * o->n_bits + k, total);
+            if ((st = bp_quant_dequant(wq, w, outer, ch, inner, o->bits[k])))
+                break;
+            double gd = 0;
+            for (int64_t j = 0; j < n; j++) {
+                bp_tensor_set(t, j, wq[j]);
+                gd += grad[p][j] * ((double)wq[j] - keep[j]);
+            }
+            bp_ad_param_changed(h->ad, p);
+            double lq;
+            if ((st = data_loss(h, targets, &lq, NULL)) == BP_OK)
+                out[(int64_t)i * o->n_bits + k] = lq - base - gd;
+            for (int64_t j = 0; j < n; j++)
+                bp_tensor_set(t, j, keep[j]);
+            bp_ad_param_changed(h->ad, p);
+        }
+        free(w);
+        free(wq);
+        free(keep);
+    }
+    progress(h, "loss increase", total, total);
+    for (int p = 0; p < h->np; p++)
+        free(grad[p]);
+    free(grad);
+    free(own);
+    h->loaded = -1;
     return st;
 }
 
@@ -1685,7 +1786,7 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
     bp_hessian *h = NULL;
     bp_sens *s = NULL;
     bp_trace_est *est = NULL;
-    double *eig = NULL;
+    double *eig = NULL, *inc = NULL;
     int *it = NULL;
     if ((st = bp_hessian_new(&h, g, d, o->batch)))
         return st;
@@ -1693,13 +1794,15 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
     est = calloc((size_t)nl, sizeof *est);
     eig = calloc((size_t)nl, sizeof *eig);
     it = calloc((size_t)nl, sizeof *it);
-    if (!est || !eig || !it) {
+    inc = calloc((size_t)nl * (size_t)o->n_bits + 1, sizeof *inc);
+    if (!est || !eig || !it || !inc) {
         st = BP_ENOMEM;
         goto out;
     }
     bp_trace_scope scope;
     if ((st = bp_hessian_traces(h, o, est, &scope)) ||
         (st = bp_hessian_top_eigs(h, o, eig, it)) ||
+        (o->loss_increase && (st = bp_hessian_loss_increase(h, o, inc))) ||
         (st = bp_sens_new(&s, nl)))
         goto out;
     s->samples = d->count;
@@ -1735,7 +1838,9 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
             sl->has_bits[bits] = 1;
             sl->perturbation[bits] = pert;
             sl->omega[bits] = est[i].mean / (double)l->numel * pert;
+            sl->loss_increase[bits] = inc[(int64_t)i * o->n_bits + b];
         }
+        sl->has_loss_increase = o->loss_increase;
     }
     s->stop_reason = xstrdup(!sampled ? "exact" : hit ? "max-samples"
                                                       : "tolerance");
@@ -1750,7 +1855,8 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
              "\"tol\":%s,\"max_samples\":%lld,\"min_samples\":%lld,"
              "\"sketch\":%d,\"eig\":\"%s\",\"eig_tol\":%s,"
              "\"eig_max_iter\":%d,\"batch\":%lld,\"bits\":[%s],"
-             "\"targets\":\"%s\",\"hessian_products\":%lld}",
+             "\"targets\":\"%s\",\"loss_increase\":%s,"
+             "\"hessian_products\":%lld}",
              method_name(o->trace),
              o->scope == BP_SCOPE_BLOCK ? "block"
              : o->scope == BP_SCOPE_GLOBAL ? "global" : "auto",
@@ -1763,7 +1869,8 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
              : o->eig == BP_EIG_POWER ? "power" : "none",
              shortest(fetol, sizeof fetol, o->eig_tol), o->eig_max_iter,
              (long long)h->batch, bits,
-             d->labels ? "labels" : "top-1", (long long)h->products);
+             d->labels ? "labels" : "top-1",
+             o->loss_increase ? "true" : "false", (long long)h->products);
     s->settings = xstrdup(buf);
     if (!s->stop_reason || !s->settings)
         st = BP_ENOMEM;
@@ -1771,6 +1878,7 @@ out:
     free(est);
     free(eig);
     free(it);
+    free(inc);
     bp_hessian_free(&h);
     if (st) {
         bp_sens_free(&s);

@@ -93,6 +93,7 @@ typedef struct bp_sens_opts {
     uint64_t seed;
     int n_bits;                /* candidate bit-widths for perturbations */
     int bits[BP_SENS_MAX_BITS];
+    int loss_increase;         /* also measure bp_hessian_loss_increase (0) */
     /* progress: stage name, done, total (total 0 when unknown) */
     void (*progress)(void *ctx, const char *stage, int64_t done,
                      int64_t total);
@@ -148,6 +149,21 @@ int bp_hessian_layer_exact(const bp_hessian *h, int i);
  * was sampled). */
 int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                       bp_trace_est *est, bp_trace_scope *scope_used);
+
+/* Measured loss increase of quantizing one layer at a time, beyond first
+ * order: for layer i and bit-width o->bits[k], with d = Q_b(W_i) - W_i,
+ *   out[i * o->n_bits + k] = L(W_i + d) - L(W_i) - grad_i L . d
+ * over the whole data set, every other layer in float.  For a small d this
+ * is d^T H_ii d / 2, the quantity HAWQ's Omega estimates from the trace as
+ * if d were isotropic; unlike that estimate it sees the actual d (e.g. the
+ * systematic shrinkage of ternary 2-bit weights) and the loss beyond second
+ * order.  The first-order term is removed because its sign on unseen data is
+ * not predictable from the calibration data (HAWQ drops it for the same
+ * reason).  Cost: one gradient pass, then one forward (and backward) pass
+ * per layer and width.  The graph's weights are modified during the call
+ * and restored, bit for bit, before it returns. */
+int bp_hessian_loss_increase(bp_hessian *h, const bp_sens_opts *o,
+                             double *out);
 
 /* Top eigenvalue of every layer's block into val (NAN with --eig none) and
  * the products each used into iters. */

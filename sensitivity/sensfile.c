@@ -171,6 +171,20 @@ static int read_layer(const char *file, const cJSON *lj, int i,
         if (l->has_bits[b] && !has_omega[b])
             l->omega[b] = l->trace / (double)l->numel * l->perturbation[b];
     }
+    if (!cJSON_GetObjectItemCaseSensitive(lj, "loss_increase"))
+        return BP_OK;
+    int has_inc[BP_SENS_MAX_BITS + 1] = {0};
+    snprintf(sub, sizeof sub, "%s.loss_increase", at);
+    if ((st = bp_json_obj(file, at, lj, "loss_increase", &o)) ||
+        (st = read_bits_map(file, sub, o, 0, l->loss_increase, has_inc)))
+        return st;
+    for (int b = 1; b <= BP_SENS_MAX_BITS; b++)
+        if (has_inc[b] != l->has_bits[b])
+            return bp_fail(BP_EINVAL, "%s: %s: %s \"%d\" (expected the keys of "
+                           "perturbation)", file, sub,
+                           has_inc[b] ? "has no perturbation for" : "misses",
+                           b);
+    l->has_loss_increase = 1;
     return BP_OK;
 }
 
@@ -314,13 +328,17 @@ static int write_layer(const char *path, const bp_sens_layer *l, int i,
         if (l->has_bits[b]) {
             any = 1;
             if ((st = check_finite(path, "perturbation", i, l->perturbation[b])) ||
-                (st = check_finite(path, "omega", i, l->omega[b])))
+                (st = check_finite(path, "omega", i, l->omega[b])) ||
+                (l->has_loss_increase &&
+                 (st = check_finite(path, "loss_increase", i,
+                                    l->loss_increase[b]))))
                 return st;
         }
     if (!any)
         return bp_fail(BP_EINVAL, "%s: layers[%d] (%s) has no bit-widths",
                        path, i, l->name);
-    cJSON *o = cJSON_CreateObject(), *t = NULL, *e = NULL, *p = NULL, *w = NULL;
+    cJSON *o = cJSON_CreateObject(), *t = NULL, *e = NULL, *p = NULL, *w = NULL,
+          *li = NULL;
     if (!o || !cJSON_AddItemToArray(arr, o)) {
         cJSON_Delete(o);
         return BP_ENOMEM;
@@ -344,12 +362,15 @@ static int write_layer(const char *path, const bp_sens_layer *l, int i,
          bp_json_add_num(e, "iterations", (double)l->eig_iterations) &&
          (p = cJSON_AddObjectToObject(o, "perturbation")) &&
          (w = cJSON_AddObjectToObject(o, "omega"));
+    if (ok && l->has_loss_increase)
+        ok = (li = cJSON_AddObjectToObject(o, "loss_increase")) != NULL;
     for (int b = 1; ok && b <= BP_SENS_MAX_BITS; b++)
         if (l->has_bits[b]) {
             char k[8];
             snprintf(k, sizeof k, "%d", b);
             ok = bp_json_add_num(p, k, l->perturbation[b]) &&
-                 bp_json_add_num(w, k, l->omega[b]);
+                 bp_json_add_num(w, k, l->omega[b]) &&
+                 (!li || bp_json_add_num(li, k, l->loss_increase[b]));
         }
     return ok ? BP_OK : BP_ENOMEM;
 }

@@ -27,10 +27,15 @@
  *                        "method":str},
  *               "top_eigenvalue":{"value":num or null, "iterations":int},
  *               "perturbation":{"2":num>=0, ...},       (keys "1".."16")
- *               "omega":{"2":num, ...}}]}               (keys a subset of
+ *               "omega":{"2":num, ...},                (keys a subset of
  *                                                        perturbation's)
+ *               "loss_increase":{"2":num, ...}}]}      (optional; keys those
+ *                                                        of perturbation)
  * An omega missing for a bit-width present in perturbation is computed on
  * reading as trace.mean / numel * perturbation (HAWQ-V2's Omega).
+ * loss_increase (bp_hessian_loss_increase) is the measured calibration loss
+ * increase of quantizing that layer alone, first-order term removed; when
+ * present it has every perturbation key (`solve --metric loss` uses it).
  * The optional facts let `bitplan solve` price a plan from this file alone:
  * out_channels (per-channel scales and int32 bias), in_numel / out_numel
  * (activation elements per sample, for the latency model), float_params
@@ -61,6 +66,8 @@ typedef struct bp_sens_layer {
     int has_bits[BP_SENS_MAX_BITS + 1];
     double perturbation[BP_SENS_MAX_BITS + 1];
     double omega[BP_SENS_MAX_BITS + 1];
+    int has_loss_increase;   /* loss_increase[b] for every has_bits[b] */
+    double loss_increase[BP_SENS_MAX_BITS + 1];
 } bp_sens_layer;
 
 typedef struct bp_sens {

@@ -228,6 +228,12 @@ void bp_set_threads(int n)
         openblas_set_num_threads(n);
 }
 
+void bp_exec_const_changed(bp_exec *ex, int v)
+{
+    if (v >= 0 && v < ex->g->n_values)
+        ex->converted[v] = 0;
+}
+
 bp_dtype bp_exec_dtype(const bp_exec *ex) { return ex->dt; }
 int64_t bp_exec_max_batch(const bp_exec *ex) { return ex->max_batch; }
 

@@ -31,6 +31,10 @@ const void *bp_exec_value(const bp_exec *ex, int v);
 /* Graph output k after a run, in dt; its shape is g->values[g->outputs[k]]. */
 const void *bp_exec_output(const bp_exec *ex, int k);
 
+/* The contents of constant v changed in the graph: an executor that holds
+ * it converted to its dtype converts it again before the next run. */
+void bp_exec_const_changed(bp_exec *ex, int v);
+
 bp_dtype bp_exec_dtype(const bp_exec *ex);
 int64_t bp_exec_max_batch(const bp_exec *ex);
 

@@ -136,8 +136,6 @@ struct bp_qexec {
     int64_t max_batch, n;
     void **buf;          /* (n_tensors) */
     float **out;         /* (n_outputs) */
-    int8_t *unpacked;    /* sub-byte weights of the running layer */
-    int64_t unpacked_cap;
     uint8_t *scratch;    /* threads x scratch_size */
     size_t scratch_size;
     int64_t work_bytes;
@@ -161,7 +159,6 @@ void bp_qexec_free(bp_qexec **exp)
         free(ex->out[k]);
     free(ex->buf);
     free(ex->out);
-    free(ex->unpacked);
     free(ex->scratch);
     free(ex);
     *exp = NULL;
@@ -216,20 +213,16 @@ int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,
         size_t s = bp_qk_layer_scratch(&L->k);
         if (s > ex->scratch_size)
             ex->scratch_size = s;
-        if (L->w_bits != 8 && L->numel > ex->unpacked_cap)
-            ex->unpacked_cap = L->numel;
     }
     ex->scratch_size = (ex->scratch_size + 63) / 64 * 64;
     if ((st = pool_new(&ex->pool, threads)))
         goto fail;
     ex->scratch = calloc((size_t)ex->pool->n, ex->scratch_size ? ex->scratch_size : 64);
-    ex->unpacked = malloc((size_t)ex->unpacked_cap + 64);
-    if (!ex->scratch || !ex->unpacked) {
+    if (!ex->scratch) {
         st = BP_ENOMEM;
         goto fail;
     }
-    ex->work_bytes += (int64_t)(ex->pool->n * ex->scratch_size) +
-                      ex->unpacked_cap;
+    ex->work_bytes += (int64_t)(ex->pool->n * ex->scratch_size);
     *out = ex;
     return BP_OK;
 fail:
@@ -279,7 +272,7 @@ static void layer_fn(void *ctx, int tid, int nth)
     int64_t G = a->geo.group;
     if (t->by_positions) {
         int64_t p0, p1;
-        share(P, tid, nth, 48, &p0, &p1);
+        share(P, tid, nth, BP_QK_TILE, &p0, &p1);
         if (p0 < p1)
             for (int64_t g = 0; g < G; g++)
                 bp_qk_layer_run(t->y, t->x, a, p0, p1, g, 0, B, scratch);
@@ -293,23 +286,6 @@ static void layer_fn(void *ctx, int tid, int nth)
         bp_qk_layer_run(t->y, t->x, a, 0, P, g, b0, b1, scratch);
         u0 = g * B + b1;
     }
-}
-
-typedef struct unpack_task {
-    int8_t *dst;
-    const uint8_t *src;
-    int64_t n;
-    int bits;
-} unpack_task;
-
-static void unpack_fn(void *ctx, int tid, int nth)
-{
-    unpack_task *t = ctx;
-    int64_t lo, hi;
-    /* 8 codes of b bits are b whole bytes */
-    share(t->n, tid, nth, 8 * 1024, &lo, &hi);
-    if (lo < hi)
-        bp_qunpack(t->dst + lo, t->src + lo / 8 * t->bits, hi - lo, t->bits);
 }
 
 typedef struct pool_task {
@@ -368,6 +344,24 @@ static void elem_fn(void *ctx, int tid, int nth)
     }
 }
 
+typedef struct quant_task {
+    const bp_qop *o;
+    void *y;
+    const float *x;
+    const bp_qtensor *to;
+    int64_t n;
+} quant_task;
+
+static void quant_fn(void *ctx, int tid, int nth)
+{
+    quant_task *t = ctx;
+    int64_t hw = t->to->h * t->to->w, r0, r1;
+    share(t->n * hw, tid, nth, 64, &r0, &r1);
+    if (r0 < r1)
+        bp_qk_quantize(t->y, t->to->type, t->x, t->n, t->to->c, hw,
+                       (double)t->o->fscale, t->o->lo, t->o->hi, r0, r1);
+}
+
 
 static int run_op(bp_qexec *ex, int i, int64_t n)
 {
@@ -379,10 +373,14 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
     const void *x = o->in >= 0 ? ex->buf[o->in] : NULL;
     pool *pl = ex->pool;
     switch (o->kind) {
-    case BP_QOP_QUANTIZE:
-        bp_qk_quantize(y, to->type, ex->inputs[o->io], n, to->c, to->h * to->w,
-                       (double)o->fscale, o->lo, o->hi);
+    case BP_QOP_QUANTIZE: {
+        quant_task t = {o, y, ex->inputs[o->io], to, n};
+        if (n * tnumel(to) >= BP_QEXEC_PAR_ELEMS && pl->n > 1)
+            pool_run(pl, quant_fn, &t);
+        else
+            quant_fn(&t, 0, 1);
         return BP_OK;
+    }
     case BP_QOP_LAYER: {
         const bp_qlayer *L = &qm->layers[o->layer];
         layer_task t = {ex, L->k, y, x, 0, L};
@@ -390,16 +388,6 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
         if (t.a.residual)
             t.a.res = ex->buf[o->in2];
         int64_t P = bp_qk_layer_positions(&t.a);
-        if (L->w_bits != 8 && P > bp_qk_layer_chunk(&t.a)) {
-            /* many position chunks would unpack every block many times:
-             * unpack the whole layer once into the workspace instead */
-            unpack_task u = {ex->unpacked, L->wpack, L->numel, L->w_bits};
-            if (L->numel >= 65536)
-                pool_run(pl, unpack_fn, &u);
-            else
-                unpack_fn(&u, 0, 1);
-            t.a.w = ex->unpacked;
-        }
         int64_t units = t.a.geo.group * bp_qk_layer_blocks(&t.a);
         t.by_positions = P >= 96 * pl->n || units < pl->n;
         if (L->macs * n >= BP_QEXEC_PAR_MACS && pl->n > 1)

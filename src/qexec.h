@@ -24,8 +24,8 @@ typedef struct bp_qexec bp_qexec;
 
 /* Below these sizes an op runs on the calling thread alone (waking the pool
  * costs more than it saves): a layer of fewer multiply-accumulates per run
- * (MACs x batch), a pooling or element-wise op writing fewer elements per
- * run.  Public because measured profiles record them (qprofile.h): the
+ * (MACs x batch), a quantization, pooling or element-wise op writing fewer
+ * elements per run.  Public because measured profiles record them (qprofile.h): the
  * cost model prices the two regimes apart. */
 #define BP_QEXEC_PAR_MACS 400000
 #define BP_QEXEC_PAR_ELEMS 65536

@@ -173,11 +173,14 @@ int64_t bp_qk_layer_blocks(const bp_qk_layer *a)
     return (a->mg + BP_QBLOCK - 1) / BP_QBLOCK;
 }
 
-/* Positions per packed chunk: about 128 KiB of rows, a multiple of 48 (every
- * tile height divides it). */
+/* Positions per packed chunk: about 320 KiB of rows (with the band and a
+ * weight panel, within a 1 MiB L2), a multiple of 48 (every tile height
+ * divides it).  Every weight panel is read once per chunk, so the late
+ * layers (7x7 positions of 4608 bytes) must fit one chunk: at 128 KiB their
+ * 49 positions took two, and the weights were streamed twice. */
 int64_t bp_qk_layer_chunk(const bp_qk_layer *a)
 {
-    int64_t c = (131072 / (a->kp ? a->kp : 1)) / 48 * 48;
+    int64_t c = (327680 / (a->kp ? a->kp : 1)) / BP_QK_TILE * BP_QK_TILE;
     return c < 48 ? 48 : c;
 }
 
@@ -194,7 +197,7 @@ static size_t rows_bytes(const bp_qk_layer *a)
 
 static size_t wbuf_bytes(const bp_qk_layer *a)
 {
-    return (size_t)(UNPACK_BLOCKS * BP_QBLOCK * a->k) + 64;
+    return (size_t)(UNPACK_BLOCKS * BP_QBLOCK * a->k) + 8 + 64;
 }
 
 size_t bp_qk_layer_scratch(const bp_qk_layer *a)
@@ -360,14 +363,16 @@ static void pack_rows(uint8_t *rows, const uint8_t *x, const bp_qk_layer *a,
             const uint8_t *base = band + (oy * sh - pt - iylo) * rowb + ox * sw * cg;
             for (int64_t ky = 0; ky < kh; ky++) {
                 const uint8_t *sr = base + ky * dh * rowb;
-                if (dw == 1 && span <= 16) {
-                    /* a whole 8 or 16 bytes: the excess lands where the
+                if (dw == 1 && span <= 32) {
+                    /* a whole 8, 16 or 32 bytes: the excess lands where the
                      * next copy, the tail fill or the next row goes, all
                      * inside the scratch's slack */
                     if (span <= 8)
                         memcpy(dst, sr, 8);
-                    else
+                    else if (span <= 16)
                         memcpy(dst, sr, 16);
+                    else
+                        memcpy(dst, sr, 32);
                     dst += span;
                 } else if (dw == 1) {
                     copy_small(dst, sr, span);
@@ -497,8 +502,8 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
         } else {
             pack_rows(buf, x, a, pc, np, grp, xor80,
                       buf + rows_bytes(a) + wbuf_bytes(a));
-            /* tiles read up to the next multiple of 16 rows */
-            int64_t pad = (np + BP_QK_ROWPAD - 1) / BP_QK_ROWPAD * BP_QK_ROWPAD;
+            /* tiles read up to the next multiple of BP_QK_TILE rows */
+            int64_t pad = (np + BP_QK_TILE - 1) / BP_QK_TILE * BP_QK_TILE;
             memset(buf + np * a->kp, 0, (size_t)((pad - np) * a->kp));
             rows = buf;
             ldr = a->kp;
@@ -515,13 +520,12 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
             int64_t r1 = be * BP_QBLOCK < a->mg ? be * BP_QBLOCK : a->mg;
             int64_t start = (grp * a->mg + bb * BP_QBLOCK) * a->k;
             int64_t count = (r1 - bb * BP_QBLOCK) * a->k;
-            if (start * a->w_bits % 8 == 0)
-                bp_qunpack(wbuf, a->wpack + start * a->w_bits / 8, count,
-                           a->w_bits);
-            else
-                for (int64_t i = 0; i < count; i++)
-                    wbuf[i] = (int8_t)bp_qpack_get(a->wpack, start + i, a->w_bits);
-            gemm(y, rows, ldr, np, pc, a, grp, bb, be, wbuf, vnni, xor80);
+            /* 8 codes are w_bits whole bytes: unpack from the code before
+             * start that begins a byte, and skip the lead */
+            int64_t lead = start % 8;
+            bp_qunpack(wbuf, a->wpack + (start - lead) / 8 * a->w_bits,
+                       count + lead, a->w_bits);
+            gemm(y, rows, ldr, np, pc, a, grp, bb, be, wbuf + lead, vnni, xor80);
         }
     }
 }
@@ -775,23 +779,65 @@ void bp_qk_clamp(void *y, bp_qtype ty, const void *x, bp_qtype tx, int64_t n,
     PICK(clamp, tx, ty, y, x, n, lo, hi);
 }
 
-void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
-                    int64_t hw, double scale, int32_t lo, int32_t hi)
+/* dst (n) = codes of x (n), contiguous. */
+static void quantize_run(uint8_t *dst, const float *x, int64_t n, double scale,
+                         int32_t lo, int32_t hi)
 {
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            const float *xs = x + (b * c + ch) * hw;
-            int64_t o = b * hw * c + ch;
-            if (ty == BP_QT_U8) {
-                uint8_t *yo = (uint8_t *)y + o;
-                for (int64_t p = 0; p < hw; p++)
-                    yo[p * c] = (uint8_t)bp_act_quantize(xs[p], scale, lo, hi);
-            } else {
-                int8_t *yo = (int8_t *)y + o;
-                for (int64_t p = 0; p < hw; p++)
-                    yo[p * c] = (int8_t)bp_act_quantize(xs[p], scale, lo, hi);
-            }
+    int64_t i = 0;
+    if (bp_qk_isa_get() == BP_QK_AVX512VNNI)
+        i = bp_qk_x86_quantize(dst, x, n, scale, lo, hi);
+    for (; i < n; i++)
+        dst[i] = (uint8_t)bp_act_quantize(x[i], scale, lo, hi);
+}
+
+/* Positions per piece: the c planes of a piece are quantized contiguously
+ * into a small buffer, then interleaved into NHWC. */
+#define QPIECE 64
+
+void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
+                    int64_t hw, double scale, int32_t lo, int32_t hi,
+                    int64_t r0, int64_t r1)
+{
+    (void)n;
+    (void)ty; /* int8 and uint8 codes are the same bytes */
+    uint8_t *yb = y, tmp[16 * QPIECE];
+    for (int64_t r = r0; r < r1;) {
+        int64_t b = r / hw, p = r % hw;
+        int64_t len = hw - p < r1 - r ? hw - p : r1 - r;
+        const float *xs = x + b * c * hw + p;
+        uint8_t *yo = yb + (b * hw + p) * c;
+        if (hw == 1 || c == 1) {
+            /* rows (n, c) or one plane: already in NHWC order */
+            quantize_run(yo, xs, hw == 1 ? c : len, scale, lo, hi);
+            r += len;
+            continue;
         }
+        if (c > 16) {
+            /* many channels: one strided plane at a time */
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t q = 0; q < len; q++)
+                    yo[q * c + ch] = (uint8_t)bp_act_quantize(xs[ch * hw + q],
+                                                              scale, lo, hi);
+            r += len;
+            continue;
+        }
+        for (int64_t q0 = 0; q0 < len; q0 += QPIECE) {
+            int64_t m = len - q0 < QPIECE ? len - q0 : QPIECE;
+            for (int64_t ch = 0; ch < c; ch++)
+                quantize_run(tmp + ch * QPIECE, xs + ch * hw + q0, m, scale, lo,
+                             hi);
+            uint8_t *yq = yo + q0 * c;
+            if (c == 3) /* RGB images: a fixed trip count unrolls */
+                for (int64_t q = 0; q < m; q++)
+                    for (int ch = 0; ch < 3; ch++)
+                        yq[q * 3 + ch] = tmp[ch * QPIECE + q];
+            else
+                for (int64_t q = 0; q < m; q++)
+                    for (int64_t ch = 0; ch < c; ch++)
+                        yq[q * c + ch] = tmp[ch * QPIECE + q];
+        }
+        r += len;
+    }
 }
 
 void bp_qk_dequant(float *y, const void *x, bp_qtype tx, int64_t n, int64_t c,

@@ -164,9 +164,11 @@ void bp_qk_clamp(void *y, bp_qtype ty, const void *x, bp_qtype tx, int64_t n,
                  int32_t lo, int32_t hi);
 
 /* float x (n, c, hw) (NCHW) -> codes y (n, hw, c) (NHWC):
- * y = clamp(round_half_away(x / scale), lo, hi). */
+ * y = clamp(round_half_away(x / scale), lo, hi) (bp_act_quantize), for the
+ * positions [r0, r1) of the n * hw. */
 void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
-                    int64_t hw, double scale, int32_t lo, int32_t hi);
+                    int64_t hw, double scale, int32_t lo, int32_t hi,
+                    int64_t r0, int64_t r1);
 
 /* codes x (n, hw, c) -> float y (n, c, hw): y = x * scale. */
 void bp_qk_dequant(float *y, const void *x, bp_qtype tx, int64_t n, int64_t c,

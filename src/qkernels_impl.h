@@ -7,6 +7,12 @@
 #include "qkernels.h"
 #include "quant.h"
 
+/* Positions per tile of the VNNI GEMM: tiles read rows up to the next
+ * multiple of it (within BP_QK_ROWPAD). */
+#define BP_QK_TILE 12
+_Static_assert(BP_QK_TILE < BP_QK_ROWPAD, "a tile's excess rows fit the pad");
+_Static_assert(48 % BP_QK_TILE == 0, "a tile height divides the chunk unit");
+
 /* 1 when the CPU and OS run AVX-512 F/BW/VL with VNNI. */
 int bp_qk_x86_vnni_available(void);
 
@@ -22,6 +28,12 @@ void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
  * or BMI2 (the other widths), in whole vectors / groups of 8 only; returns
  * how many it did (a multiple of 8).  The caller does the rest. */
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
+
+/* dst (n) = bp_act_quantize(x, scale, lo, hi) as bytes (int8 or uint8
+ * codes), 8 at a time with AVX-512; returns how many it did (a multiple of
+ * 8).  The caller does the rest. */
+int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
+                           double scale, int32_t lo, int32_t hi);
 
 /* The scalar epilogue of one output element, t = accumulator + bias. */
 void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,

@@ -10,7 +10,19 @@
  * x + 128 and corrected by the per-channel constant 128 * sum_k w, which the
  * model folds into bias_x.  The epilogue (bias, dyadic requantisation, the
  * residual branch, clamping) runs on the accumulators in registers with the
- * same integer formulas as the portable code. */
+ * same integer formulas as the portable code.
+ *
+ * oneDNN (libdnnl-dev) is not used, though it is faster on 8-bit layers:
+ * measured back to back on ResNet-18's 3x3 layers, one thread, CPU time,
+ * its brgconv (u8 x s8 -> s32) took 0.35-0.40 ms where these kernels take
+ * 0.59-0.68 ms (about 290-330 against 180-195 GMAC/s).  Using it would need
+ * an int32 pass for the bit-exact dyadic epilogue, its own copy of the
+ * weights (counted as workspace), its OpenMP runtime run one thread per
+ * pool thread, and it cannot read packed sub-8-bit weights, which these
+ * kernels unpack per block pair next to their use.  Left for later; the
+ * likelier own-code step is convolution without im2col and rows packed
+ * 4-byte interleaved per tile (constant broadcast offsets: +20% on the
+ * tile alone in a micro-benchmark). */
 #include "qkernels_impl.h"
 
 #include <string.h>
@@ -163,58 +175,98 @@ static inline int32_t ld32(const uint8_t *p)
     return v;
 }
 
-/* A tile of I positions x J blocks: I*J accumulators stay in registers. */
-#define UKERNEL(J, I)                                                           \
-    TGT static void uk_##J(void *y, const uint8_t *rows, int64_t ldr,          \
-                           int64_t ni, int64_t p, const bp_qk_layer *a,         \
-                           const blk *bk, int64_t ngroups, int tail,            \
-                           const epi *e)                                        \
-    {                                                                           \
-        __m512i acc[I][J];                                                      \
-        const int8_t *wp[J];                                                    \
-        _Pragma("GCC unroll 16") for (int i = 0; i < I; i++)                    \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)                 \
-                acc[i][j] = _mm512_setzero_si512();                             \
-        _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) wp[j] = bk[j].w;    \
-        for (int64_t g = 0; g < ngroups; g++) {                                 \
-            __m512i wv[J];                                                      \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {               \
-                wv[j] = _mm512_maskz_loadu_epi8(bk[j].wmask, wp[j]);            \
-                wp[j] += bk[j].gs;                                              \
-            }                                                                   \
-            _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {              \
-                __m512i xv = _mm512_set1_epi32(ld32(rows + i * ldr + 4 * g));   \
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)             \
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);      \
-            }                                                                   \
-        }                                                                       \
-        if (tail) {                                                             \
-            _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {              \
-                __m512i xv =                                                    \
-                    _mm512_set1_epi32(ld32(rows + i * ldr + 4 * ngroups));      \
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)             \
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, bk[j].wt);   \
-            }                                                                   \
-        }                                                                       \
-        _Pragma("GCC unroll 16") for (int i = 0; i < I; i++) {                  \
-            if (i >= ni)                                                        \
-                break;                                                          \
-            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)                 \
-                store(y, a, &bk[j], e, p + i, acc[i][j]);                       \
-        }                                                                       \
+/* vpdpbusd in place.  GCC 12 does not tie the intrinsic's accumulator to its
+ * output: it copies or spills every accumulator around each product, which
+ * measured 90-130 GMAC/s on one core where the instruction alone sustains
+ * about 280.  The asm form with a "+v" accumulator keeps the 24
+ * accumulators of a tile in registers (the tile code below names them one
+ * by one for the same reason: an array of vectors was not scalarised). */
+#define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
+/* Row i's 4 activation bytes at k group g, broadcast. */
+#define BCAST(i, g) _mm512_set1_epi32(ld32(rows + (i) * ldr + 4 * (g)))
+
+#define X12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+
+/* Tile of 12 positions x 2 blocks (32 channels): 24 accumulators, 2 weight
+ * vectors, 1 broadcast; MASK: the blocks may be partial (masked loads). */
+#define UK2(NAME, LOADW)                                                       \
+    TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
+                         int64_t p, const bp_qk_layer *a, const blk *bk,       \
+                         int64_t ngroups, int tail, const epi *e)              \
+    {                                                                          \
+        _Pragma("GCC diagnostic push")                                         \
+        _Pragma("GCC diagnostic ignored \"-Wshadow\"")                         \
+        X12(D2)                                                                \
+        const int8_t *w0p = bk[0].w, *w1p = bk[1].w;                            \
+        const int64_t gs0 = bk[0].gs, gs1 = bk[1].gs;                          \
+        for (int64_t g = 0; g < ngroups; g++) {                                \
+            __m512i w0 = LOADW(0, w0p), w1 = LOADW(1, w1p);                     \
+            w0p += gs0;                                                        \
+            w1p += gs1;                                                        \
+            X12(S2)                                                            \
+        }                                                                      \
+        if (tail) {                                                            \
+            const int64_t g = ngroups;                                         \
+            __m512i w0 = bk[0].wt, w1 = bk[1].wt;                              \
+            X12(S2)                                                            \
+        }                                                                      \
+        X12(O2)                                                                \
+        _Pragma("GCC diagnostic pop")                                          \
+    }
+#define D2(i) __m512i c##i##_0 = _mm512_setzero_si512(), c##i##_1 = c##i##_0;
+#define S2(i)                                                                  \
+    {                                                                          \
+        __m512i xv = BCAST(i, g);                                              \
+        DPBUSD(c##i##_0, xv, w0);                                              \
+        DPBUSD(c##i##_1, xv, w1);                                              \
+    }
+#define O2(i)                                                                  \
+    if (i < ni) {                                                              \
+        store(y, a, &bk[0], e, p + i, c##i##_0);                               \
+        store(y, a, &bk[1], e, p + i, c##i##_1);                               \
     }
 
-UKERNEL(4, 6)
-UKERNEL(3, 8)
-UKERNEL(2, 12)
-UKERNEL(1, 16)
+/* Tile of 12 positions x 1 block. */
+#define UK1(NAME, LOADW)                                                       \
+    TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
+                         int64_t p, const bp_qk_layer *a, const blk *bk,       \
+                         int64_t ngroups, int tail, const epi *e)              \
+    {                                                                          \
+        X12(D1)                                                                \
+        const int8_t *w0p = bk[0].w;                                           \
+        const int64_t gs0 = bk[0].gs;                                          \
+        for (int64_t g = 0; g < ngroups; g++) {                                \
+            __m512i w0 = LOADW(0, w0p);                                        \
+            w0p += gs0;                                                        \
+            X12(S1)                                                            \
+        }                                                                      \
+        if (tail) {                                                            \
+            const int64_t g = ngroups;                                         \
+            __m512i w0 = bk[0].wt;                                             \
+            X12(S1)                                                            \
+        }                                                                      \
+        X12(O1)                                                                \
+    }
+#define D1(i) __m512i c##i##_0 = _mm512_setzero_si512();
+#define S1(i)                                                                  \
+    {                                                                          \
+        __m512i xv = BCAST(i, g);                                              \
+        DPBUSD(c##i##_0, xv, w0);                                              \
+    }
+#define O1(i)                                                                  \
+    if (i < ni)                                                                \
+        store(y, a, &bk[0], e, p + i, c##i##_0);
 
-/* Blocks per tile: two (32 channels x 12 positions) keep the weight panel of
- * a 3x3x64 layer (2 x 16 x 576 bytes) and the rows in L1; measured faster
- * than four blocks x 6 positions on ResNet-18's layers.  The 3- and 4-block
- * kernels stay for experiments. */
-#define JMAX 2
-static const int tile_rows[5] = {0, 16, 12, 8, 6};
+#define LOAD_FULL(j, ptr) _mm512_loadu_si512(ptr)
+#define LOAD_MASK(j, ptr) _mm512_maskz_loadu_epi8(bk[j].wmask, ptr)
+
+UK2(uk2_full, LOAD_FULL)
+UK2(uk2_mask, LOAD_MASK)
+UK1(uk1_full, LOAD_FULL)
+UK1(uk1_mask, LOAD_MASK)
+
+#define TILE_I BP_QK_TILE
 
 TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
                              int64_t np, int64_t pc, const bp_qk_layer *a,
@@ -225,22 +277,25 @@ TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
     const int tail = a->k % 4 != 0;
     epi e;
     epi_setup(&e, a);
-    blk bk[4];
+    blk bk[2];
     for (int64_t b = b0; b < b1;) {
-        int J = b1 - b < JMAX ? (int)(b1 - b) : JMAX;
+        int J = b1 - b < 2 ? 1 : 2;
         for (int j = 0; j < J; j++)
             blk_setup(&bk[j], a, grp, b + j,
                       w0 + (b + j - b0) * BP_QBLOCK * a->k, xor80);
-        const int I = tile_rows[J];
-        for (int64_t i0 = 0; i0 < np; i0 += I) {
-            int64_t ni = np - i0 < I ? np - i0 : I;
+        /* a partial block is the group's last: only its loads are masked */
+        int full = bk[J - 1].cmask == 0xFFFF;
+        for (int64_t i0 = 0; i0 < np; i0 += TILE_I) {
+            int64_t ni = np - i0 < TILE_I ? np - i0 : TILE_I;
             const uint8_t *r = rows + i0 * ldr;
-            switch (J) {
-            case 4: uk_4(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            case 3: uk_3(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            case 2: uk_2(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            default: uk_1(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e); break;
-            }
+            if (J == 2 && full)
+                uk2_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else if (J == 2)
+                uk2_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else if (full)
+                uk1_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
+            else
+                uk1_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
         }
         b += J;
     }
@@ -277,6 +332,41 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
             _mm512_storeu_si512(dst + i, v);
         }
     } else {
+        /* 3, 5, 6, 7 bits: each 128-bit lane takes 16 codes (2 * bits
+         * bytes, loaded at their own offset); vpshufb puts the 16-bit window
+         * holding code j into word j (codes 0-7 and 8-15 by two controls),
+         * vpsrlvw aligns it, packus narrows both halves in order, and
+         * (x ^ s) - s sign-extends: 64 codes per step */
+        int8_t ca[16], cb[16];
+        int16_t sh[8];
+        for (int j = 0; j < 8; j++) {
+            int lo = j * bits / 8;
+            ca[2 * j] = (int8_t)lo;
+            ca[2 * j + 1] = (int8_t)(lo + 1);
+            cb[2 * j] = (int8_t)(bits + lo);
+            cb[2 * j + 1] = (int8_t)(bits + lo + 1);
+            sh[j] = (int16_t)(j * bits % 8);
+        }
+        const __m512i ctla = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ca));
+        const __m512i ctlb = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)cb));
+        const __m512i shv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sh));
+        const __m512i m16 = _mm512_set1_epi16((short)((1 << bits) - 1));
+        const __m512i sgn = _mm512_set1_epi8((char)(1 << (bits - 1)));
+        const int64_t total = BP_QPACK_BYTES(n, bits);
+        const int64_t b2 = 2 * bits;
+        /* the last lane reads 16 bytes from 6 * bits past the step's start */
+        for (; i + 64 <= n && i / 8 * bits + 3 * b2 + 16 <= total; i += 64) {
+            const uint8_t *p = src + i / 8 * bits;
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + b2)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * b2)), 2);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * b2)), 3);
+            __m512i a = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_epi8(v, ctla), shv), m16);
+            __m512i b = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_epi8(v, ctlb), shv), m16);
+            __m512i c = _mm512_packus_epi16(a, b);
+            c = _mm512_sub_epi8(_mm512_xor_si512(c, sgn), sgn);
+            _mm512_storeu_si512(dst + i, c);
+        }
         /* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a
          * word, then a borrow-free bytewise (x ^ s) - s sign-extends */
         uint64_t field = (1ull << bits) - 1, mask = 0;
@@ -297,6 +387,34 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
     return i;
 }
 
+/* bp_act_quantize on 8 lanes of doubles: the same division, the clamp
+ * first (so the truncation stays in int32 range; hi and lo round to
+ * themselves), then round half away from zero from the exact fraction; NaN
+ * lanes give 0. */
+TGT int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
+                               double scale, int32_t lo, int32_t hi)
+{
+    const __m512d vs = _mm512_set1_pd(scale), vlo = _mm512_set1_pd(lo),
+                  vhi = _mm512_set1_pd(hi), half = _mm512_set1_pd(0.5),
+                  mhalf = _mm512_set1_pd(-0.5);
+    const __m256i one = _mm256_set1_epi32(1);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512d v = _mm512_div_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vs);
+        __mmask8 nan = _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+        __m512d c = _mm512_min_pd(_mm512_max_pd(v, vlo), vhi);
+        __m256i t = _mm512_cvttpd_epi32(c);
+        __m512d f = _mm512_sub_pd(c, _mm512_cvtepi32_pd(t));
+        t = _mm256_mask_add_epi32(t, _mm512_cmp_pd_mask(f, half, _CMP_GE_OQ), t,
+                                  one);
+        t = _mm256_mask_sub_epi32(t, _mm512_cmp_pd_mask(f, mhalf, _CMP_LE_OQ),
+                                  t, one);
+        t = _mm256_maskz_mov_epi32((__mmask8)~nan, t);
+        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(t));
+    }
+    return i;
+}
+
 #else /* not x86-64 GCC/Clang: the portable kernels only */
 
 int bp_qk_x86_vnni_available(void) { return 0; }
@@ -304,6 +422,13 @@ int bp_qk_x86_vnni_available(void) { return 0; }
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {
     (void)dst; (void)src; (void)n; (void)bits;
+    return 0;
+}
+
+int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
+                           double scale, int32_t lo, int32_t hi)
+{
+    (void)dst; (void)x; (void)n; (void)scale; (void)lo; (void)hi;
     return 0;
 }
 

@@ -779,8 +779,8 @@ typedef struct lfit {
 
 static int op_parallel(bp_qop_kind k)
 {
-    return k == BP_QOP_ADD || k == BP_QOP_RELU || k == BP_QOP_REQUANT ||
-           k == BP_QOP_MAXPOOL || k == BP_QOP_AVGPOOL;
+    return k == BP_QOP_QUANTIZE || k == BP_QOP_ADD || k == BP_QOP_RELU ||
+           k == BP_QOP_REQUANT || k == BP_QOP_MAXPOOL || k == BP_QOP_AVGPOOL;
 }
 
 /* The fitted whole run of grid model m at width w. */

@@ -16,6 +16,8 @@
 #include "onnx.h"
 #include "status.h"
 
+#include "testrng.h"
+
 #define SENS BP_SRCDIR "/tests/data/ilp/cnn_sens.json"
 
 static void setup(void)
@@ -23,16 +25,9 @@ static void setup(void)
     setenv("BITPLAN_PROFILE_PATH", BP_SRCDIR "/profiles", 1);
 }
 
-static uint64_t rng;
-static uint64_t rnext(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double unif(void) { return (double)(rnext() >> 11) * 0x1.0p-53; }
-static int irand(int n) { return (int)(rnext() % (uint64_t)n); }
+static rng stream;
+static double unif(void) { return rng_unit(&stream); }
+static int irand(int n) { return (int)(rng_next(&stream) % (uint64_t)n); }
 
 START_TEST(test_budget_parse)
 {
@@ -133,7 +128,10 @@ static void make_inst(inst *in, int n)
             l->perturbation[b] = (double)l->numel * 0.05 * pow(0.25, b) *
                                  (0.7 + 0.6 * unif());
             l->omega[b] = l->trace / (double)l->numel * l->perturbation[b];
+            /* a measured increase that departs from omega unevenly */
+            l->loss_increase[b] = l->omega[b] * (0.3 + 0.25 * (1 + sin(3.0 * i + b)));
         }
+        l->has_loss_increase = 1;
     }
     bp_alloc_opts_default(&in->o);
     /* candidate widths: 2 to 5 of CAND */
@@ -148,7 +146,9 @@ static void make_inst(inst *in, int n)
         in->o.abits_follow = 1;
     else if (irand(3) == 0)
         in->o.abits = (1u << 4) | (1u << 8);
-    in->o.metric = irand(5) == 0 ? BP_METRIC_EIG : BP_METRIC_TRACE;
+    in->o.metric = irand(5) == 0   ? BP_METRIC_EIG
+                   : irand(4) == 0 ? BP_METRIC_LOSS
+                                   : BP_METRIC_TRACE;
     /* pins and ranges on a few layers */
     in->o.ranges = in->ranges;
     for (int i = 0; i < n; i++) {
@@ -238,7 +238,8 @@ static int brute(const inst *in, const bp_profile *prof, int n, double *best)
             cost[i][b][2] = c.bops;
             obj[i][b] = in->o.metric == BP_METRIC_EIG
                             ? l->top_eig / (double)l->numel * l->perturbation[b]
-                            : l->omega[b];
+                        : in->o.metric == BP_METRIC_LOSS ? 2 * l->loss_increase[b]
+                                                         : l->omega[b];
         }
         tie_of[i] = i;
     }
@@ -299,7 +300,7 @@ START_TEST(test_random_vs_brute_force)
 {
     bp_profile *prof = NULL;
     ck_assert_int_eq(bp_profile_open(&prof, "nvidia-t4"), BP_OK);
-    rng = 20240601;
+    stream.s = 20240601;
     int solved = 0, infeasible = 0, refused = 0, multi = 0;
     for (int t = 0; t < 200; t++) {
         inst in;
@@ -572,6 +573,10 @@ START_TEST(test_input_errors)
          "has no perturbation for 7 bits, which --bits asks for"},
         {NULL, 0, 0, 0, 0, NULL, NULL, 0, 1,
          "layers[3].top_eigenvalue.value: null, but --metric eig"},
+        /* 2: a file without loss_increase under --metric loss */
+        {NULL, 0, 0, 0, 0, NULL, NULL, 0, 2,
+         "layers[0] 'stem.conv.weight' has no loss_increase, which --metric "
+         "loss needs"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         bp_alloc_opts_default(&o);
@@ -592,9 +597,11 @@ START_TEST(test_input_errors)
         memset(&c, 0, sizeof c);
         ck_assert_int_eq(bp_profile_open(&c.prof, "nvidia-t4"), BP_OK);
         ck_assert_int_eq(bp_sens_load(&c.sens, SENS), BP_OK);
-        if (cases[k].eig_null) {
+        if (cases[k].eig_null == 1) {
             c.sens->layers[3].top_eig = NAN;
             o.metric = BP_METRIC_EIG;
+        } else if (cases[k].eig_null == 2) {
+            o.metric = BP_METRIC_LOSS;
         }
         int st = bp_alloc_new(&c.a, c.sens, SENS, NULL, 0, NULL, c.prof, &o);
         if (!cases[k].msg) {

@@ -6,10 +6,14 @@
  * dynamic program over capacity for one budget with integer costs, and a
  * two-budget dynamic program written here for mid-size instances (large
  * enough that reduced-cost fixing, the core and GLPK's branch and bound all
- * run, with integer costs so that totals land exactly on the caps).  Then
- * monotonicity in a cap, cost ranges, the single-budget case where the
- * optimum is not on the lower convex hull, time limits, a relative gap,
- * and input validation.  Seeded: every run checks the same instances. */
+ * run, with integer costs so that totals land exactly on the caps).  GLPK's
+ * path (method BP_MCKP_GLPK, four budgets) against enumeration; equal
+ * slopes across many groups; a large instance whose LP bound is tight by
+ * construction (a known optimum), and one whose second budget the LP
+ * leaves slack.  Then monotonicity in a cap, cost ranges, the
+ * single-budget case where the optimum is not on the lower convex hull,
+ * time limits, a relative gap, and input validation.  Seeded: every run
+ * checks the same instances. */
 #include "mckp.h"
 #include "status.h"
 
@@ -21,17 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testrng.h"
+
 /* ---- deterministic random numbers (splitmix64) ---- */
-static uint64_t rng;
-static uint64_t rnext(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double unif(void) { return (double)(rnext() >> 11) * 0x1.0p-53; }
-static int irand(int lo, int hi) { return lo + (int)(rnext() % (uint64_t)(hi - lo + 1)); }
+static rng stream;
+static double unif(void) { return rng_unit(&stream); }
+static int irand(int lo, int hi) { return lo + (int)(rng_next(&stream) % (uint64_t)(hi - lo + 1)); }
 
 /* ---- an owned instance ---- */
 typedef struct inst {
@@ -167,12 +166,23 @@ static const bp_mckp_opts *tiny_core(void)
     return &o;
 }
 
+/* Options with a given method (and, for the GLPK runs, the tiny core half
+ * the time, so that its final MIP has work). */
+static const bp_mckp_opts *with_method(int method, int tiny)
+{
+    static bp_mckp_opts o;
+    bp_mckp_opts_default(&o);
+    o.method = method;
+    o.core_groups = tiny ? 2 : 0;
+    return &o;
+}
+
 /* ------------------------------------------------------------------------ */
 
 START_TEST(test_random_vs_enumeration)
 {
     int n_inst = 0, n_infeasible = 0;
-    rng = 20240601;
+    stream.s = 20240601;
     for (int id = 0; id < 240; id++) {
         int G = irand(1, 12), K = irand(1, 3), nc[12];
         double count = 1;
@@ -224,7 +234,7 @@ END_TEST
  * then with a relative gap. */
 START_TEST(test_bb_vs_enumeration)
 {
-    rng = 4242;
+    stream.s = 4242;
     bp_mckp_opts o;
     bp_mckp_opts_default(&o);
     o.method = BP_MCKP_BB;
@@ -267,7 +277,7 @@ END_TEST
  * enumeration and the solver must agree on every one of them. */
 START_TEST(test_ties_and_exact_caps)
 {
-    rng = 7;
+    stream.s = 7;
     for (int id = 0; id < 120; id++) {
         int G = irand(2, 9), K = irand(1, 3), nc[9];
         for (int g = 0; g < G; g++)
@@ -292,7 +302,7 @@ END_TEST
 
 START_TEST(test_single_budget_vs_dp)
 {
-    rng = 99;
+    stream.s = 99;
     int through_mip = 0;
     for (int id = 0; id < 60; id++) {
         int G = id < 30 ? irand(2, 40) : irand(60, 150), nc[150];
@@ -368,7 +378,7 @@ static double dp2(const inst *in, int W1, int W2)
 
 START_TEST(test_two_budgets_vs_dp)
 {
-    rng = 4242;
+    stream.s = 4242;
     int through_mip = 0;
     for (int id = 0; id < 16; id++) {
         int G = irand(40, 90), nc[90];
@@ -411,7 +421,7 @@ END_TEST
  * call the problem infeasible. */
 START_TEST(test_conflicting_budgets)
 {
-    rng = 31337;
+    stream.s = 31337;
     int G = 100, nc[100];
     for (int g = 0; g < G; g++)
         nc[g] = 6;
@@ -436,14 +446,204 @@ START_TEST(test_conflicting_budgets)
         check_against_opts(&in, tiny_core(), isinf(ref) ? BP_EINFEASIBLE
                                                         : BP_OK,
                            ref, "conflict/tiny core", v);
+        check_against_opts(&in, with_method(BP_MCKP_BB, 0),
+                           isinf(ref) ? BP_EINFEASIBLE : BP_OK, ref,
+                           "conflict/bb", v);
+        check_against_opts(&in, with_method(BP_MCKP_GLPK, 1),
+                           isinf(ref) ? BP_EINFEASIBLE : BP_OK, ref,
+                           "conflict/glpk", v);
         inst_free(&in);
     }
 }
 END_TEST
 
+/* GLPK's path (its LP over a band, the core MIP, its branch and bound with
+ * no-good rows) is the default only past three budgets or 32 choices a
+ * group; method BP_MCKP_GLPK takes it on instances of 1 to 3 budgets, and
+ * four-budget instances take it by default, all against enumeration. */
+START_TEST(test_glpk_path_vs_enumeration)
+{
+    stream.s = 909;
+    int n_inst = 0, n_infeasible = 0;
+    for (int id = 0; id < 200; id++) {
+        int G = irand(1, 10), K = id % 4 == 3 ? 4 : irand(1, 3), nc[10];
+        double count = 1;
+        for (int g = 0; g < G; g++) {
+            nc[g] = irand(2, 6);
+            while (count * nc[g] > 1e5 && nc[g] > 2)
+                nc[g]--;
+            count *= nc[g];
+        }
+        inst in;
+        inst_alloc(&in, G, K, nc);
+        fill(&in, id % 4);
+        double frac[4];
+        for (int k = 0; k < K; k++)
+            frac[k] = id % 10 == 9 ? -0.05 * unif() : unif();
+        set_caps(&in, frac);
+        int *ch = calloc((size_t)G, sizeof *ch);
+        double ref = 0;
+        int ref_rc = bp_mckp_enumerate(&in.p, ch, &ref);
+        ck_assert(ref_rc == BP_OK || ref_rc == BP_EINFEASIBLE);
+        n_infeasible += ref_rc != BP_OK;
+        check_against_opts(&in, K == 4 ? NULL : with_method(BP_MCKP_GLPK,
+                                                            id % 2),
+                           ref_rc, ref, "glpk", id);
+        free(ch);
+        inst_free(&in);
+        n_inst++;
+    }
+    ck_assert_int_ge(n_infeasible, 5);
+}
+END_TEST
+
+/* Equal slopes everywhere: every group a copy of one group, or of one group
+ * scaled by an integer (the same hull steps, the same ratios), so the LP
+ * ties across many groups at once (the one-budget dual's selection meets
+ * runs of equal slopes, the least-norm direction many tied groups, strong
+ * branching plateaus).  Integer costs; one budget against the dynamic
+ * program, two against dp2; every method. */
+START_TEST(test_equal_slopes)
+{
+    stream.s = 2718;
+    for (int id = 0; id < 24; id++) {
+        int G = id < 12 ? irand(20, 60) : irand(60, 200), K = 1 + id % 2;
+        int C = irand(3, 5), nc[200];
+        for (int g = 0; g < G; g++)
+            nc[g] = C;
+        inst in;
+        inst_alloc(&in, G, K, nc);
+        double o0[5];
+        int a0[5], a1[5];
+        for (int c = 0; c < C; c++) {
+            o0[c] = 64.0 * pow(4.0, -c);   /* exact in binary */
+            a0[c] = 2 + c;
+            a1[c] = c < 2 ? 1 : c < 4 ? 2 : 4;
+        }
+        int scaled = id % 4 >= 2;
+        for (int g = 0, j = 0; g < G; j += C, g++) {
+            int s = scaled ? irand(1, 3) : 1;
+            for (int c = 0; c < C; c++) {
+                in.obj[j + c] = s * o0[c];
+                COST(&in, 0, j + c) = s * a0[c];
+                if (K == 2)
+                    COST(&in, 1, j + c) = s * a1[c];
+            }
+        }
+        double frac[2] = {0.2 + 0.6 * unif(), 0.2 + 0.6 * unif()};
+        set_caps(&in, frac);
+        for (int k = 0; k < K; k++)
+            in.cap[k] = floor(in.cap[k]);
+        int *ch = calloc((size_t)G, sizeof *ch);
+        double ref;
+        int ref_rc;
+        if (K == 1) {
+            ref_rc = bp_mckp_dp(&in.p, ch, &ref);
+        } else {
+            ref = dp2(&in, (int)in.cap[0], (int)in.cap[1]);
+            ref_rc = isinf(ref) ? BP_EINFEASIBLE : BP_OK;
+        }
+        ck_assert_int_eq(ref_rc, BP_OK);
+        check_against(&in, ref_rc, ref, "equal slopes", id);
+        check_against_opts(&in, with_method(BP_MCKP_BB, 0), ref_rc, ref,
+                           "equal slopes/bb", id);
+        if (id % 3 == 0)
+            check_against_opts(&in, with_method(BP_MCKP_GLPK, 0), ref_rc,
+                               ref, "equal slopes/glpk", id);
+        free(ch);
+        inst_free(&in);
+    }
+}
+END_TEST
+
+/* The LP bound is tight: with caps at the totals of the assignment x* that
+ * minimises o + lambda.a in every group (lambda > 0), x* is optimal (any x
+ * meeting the caps has o(x) >= o(x) + lambda.(A x - cap) >= o(x*)), so a
+ * 3000-group, two-budget instance has a known optimum.  The root's bound
+ * meets it and the search closes almost at once.  Then the same instance
+ * with the second cap loosened past what the LP uses (its dual goes to 0:
+ * the ascent's direction must take the cone of lambda_2 >= 0 into account)
+ * against the solver with the first budget alone, and against itself with
+ * GLPK's path. */
+START_TEST(test_lp_tight_large)
+{
+    stream.s = 1618;
+    enum { G = 3000, C = 6 };
+    static int nc[G];
+    for (int g = 0; g < G; g++)
+        nc[g] = C;
+    inst in;
+    int *ncp = nc;
+    in.G = G, in.K = 2, in.N = G * C;
+    in.obj = calloc((size_t)in.N, sizeof *in.obj);
+    in.cost = calloc(2 * (size_t)in.N, sizeof *in.cost);
+    ck_assert(in.obj && in.cost);
+    in.p.n_groups = G;
+    in.p.n_choices = ncp;
+    in.p.obj = in.obj;
+    in.p.n_budgets = 2;
+    in.p.cost = in.cost;
+    in.p.cap = in.cap;
+    for (int g = 0, j = 0; g < G; j += C, g++) {
+        double size = exp(unif() * log(1e3)), sens = exp(unif() * log(1e4));
+        double reuse = exp(unif() * log(100.0));
+        for (int c = 0; c < C; c++) {
+            int b = 2 + c;
+            in.obj[j + c] = sens * size * pow(4.0, -b) * (1 + 0.2 * unif());
+            COST(&in, 0, j + c) = size * b / 8;
+            COST(&in, 1, j + c) = fmax(size * reuse / (b <= 4 ? 2 : 1),
+                                       size * b / 4) * 1e-3;
+        }
+    }
+    /* x*: the Lagrangian minimiser at lambda = (2, 30) */
+    int *xs = calloc(G, sizeof *xs);
+    ck_assert(xs);
+    for (int g = 0, j = 0; g < G; j += C, g++) {
+        double best = INFINITY;
+        for (int c = 0; c < C; c++) {
+            double v = in.obj[j + c] + 2 * COST(&in, 0, j + c) +
+                       30 * COST(&in, 1, j + c);
+            if (v < best)
+                best = v, xs[g] = c;
+        }
+    }
+    double ref, tot[2];
+    int feas;
+    in.cap[0] = in.cap[1] = INFINITY;
+    ck_assert_int_eq(bp_mckp_eval(&in.p, xs, &ref, tot, &feas), BP_OK);
+    in.cap[0] = tot[0], in.cap[1] = tot[1];
+    bp_mckp_result r;
+    ck_assert_int_eq(bp_mckp_solve(&in.p, NULL, &r), BP_OK);
+    ck_assert_msg(close_rel(r.objective, ref, 1e-9), "tight: %.17g, x* %.17g",
+                  r.objective, ref);
+    ck_assert(r.optimal && r.gap <= 1e-9);
+    ck_assert_msg(r.bb_nodes <= 50, "tight: %ld nodes", r.bb_nodes);
+    bp_mckp_result_free(&r);
+    check_against_opts(&in, with_method(BP_MCKP_BB, 0), BP_OK, ref,
+                       "tight/bb", 0);
+
+    /* a second cap the LP does not reach: the optimum of budget 0 alone
+     * (solved as a one-budget problem) if it meets cap 1, as here */
+    bp_mckp one = in.p;
+    one.n_budgets = 1;
+    bp_mckp_result r1;
+    ck_assert_int_eq(bp_mckp_solve(&one, NULL, &r1), BP_OK);
+    double t1[2];
+    in.cap[1] = INFINITY;
+    ck_assert_int_eq(bp_mckp_eval(&in.p, r1.choice, &ref, t1, NULL), BP_OK);
+    in.cap[1] = t1[1] * 1.001;
+    check_against(&in, BP_OK, r1.objective, "slack budget", 0);
+    check_against_opts(&in, with_method(BP_MCKP_BB, 0), BP_OK, r1.objective,
+                       "slack budget/bb", 0);
+    bp_mckp_result_free(&r1);
+    free(xs);
+    inst_free(&in);
+}
+END_TEST
+
 START_TEST(test_monotone_in_cap)
 {
-    rng = 5;
+    stream.s = 5;
     int nc[30];
     for (int g = 0; g < 30; g++)
         nc[g] = 5;
@@ -477,7 +677,7 @@ END_TEST
 
 START_TEST(test_cost_range)
 {
-    rng = 11;
+    stream.s = 11;
     for (int id = 0; id < 40; id++) {
         int G = irand(1, 7), K = irand(1, 3), nc[7];
         for (int g = 0; g < G; g++)
@@ -544,11 +744,13 @@ START_TEST(test_glpk_tolerance_rejected)
     double cap = 1e9;
     bp_mckp p = {3, nc, obj, 1, cost, &cap};
     bp_mckp_result r;
-    ck_assert_int_eq(bp_mckp_solve(&p, NULL, &r), BP_OK);
-    ck_assert_int_eq(r.choice[0], 1);
-    ck_assert(r.objective == 101);
-    ck_assert(r.optimal);
-    bp_mckp_result_free(&r);
+    for (int method = BP_MCKP_AUTO; method <= BP_MCKP_GLPK; method++) {
+        ck_assert_int_eq(bp_mckp_solve(&p, with_method(method, 0), &r), BP_OK);
+        ck_assert_int_eq(r.choice[0], 1);
+        ck_assert(r.objective == 101);
+        ck_assert(r.optimal);
+        bp_mckp_result_free(&r);
+    }
     int ch[3];
     double o;
     ck_assert_int_eq(bp_mckp_enumerate(&p, ch, &o), BP_OK);
@@ -596,7 +798,7 @@ END_TEST
  * sensibly: a feasible assignment with a valid bound, or EINTERRUPTED. */
 START_TEST(test_time_limit_and_gap)
 {
-    rng = 77;
+    stream.s = 77;
     int nc[400];
     for (int g = 0; g < 400; g++)
         nc[g] = 6;
@@ -718,6 +920,9 @@ static Suite *mckp_suite(void)
     tcase_add_test(tc, test_single_budget_vs_dp);
     tcase_add_test(tc, test_two_budgets_vs_dp);
     tcase_add_test(tc, test_conflicting_budgets);
+    tcase_add_test(tc, test_glpk_path_vs_enumeration);
+    tcase_add_test(tc, test_equal_slopes);
+    tcase_add_test(tc, test_lp_tight_large);
     tcase_add_test(tc, test_monotone_in_cap);
     tcase_add_test(tc, test_cost_range);
     tcase_add_test(tc, test_lp_dominated_choice_kept);

@@ -26,26 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- fixed-seed PRNG (splitmix64) ------------------------------------------ */
+#include "testrng.h"
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
-
-static int64_t rng_int(rng *r, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
-}
+/* ---- random values (tests/testrng.h) ------------------------------------- */
 
 static double rng_gauss(rng *r)
 {

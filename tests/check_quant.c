@@ -17,29 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testrng.h"
+
 /* A check inside hot loops: a passing ck_assert writes a checkpoint. */
 #define CHECK(cond)                                                            \
     do {                                                                       \
         if (!(cond))                                                           \
             ck_abort_msg("check failed: %s", #cond);                           \
     } while (0)
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static int64_t rng_int(rng *r, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
-}
 
 /* round(p / 2^s) with ties up, from the floor quotient and remainder. */
 static int64_t exact_round(int64_t p, int s)

@@ -125,6 +125,71 @@ START_TEST(test_every_field)
 }
 END_TEST
 
+static void write_text(const char *path, const char *text);
+
+/* loss_increase: optional as a whole, but when present exactly the
+ * perturbation's keys, each a finite number (negative allowed: the measured
+ * remainder of a smooth loss can dip below zero). */
+START_TEST(test_loss_increase)
+{
+    char a[300], b[300];
+    snprintf(a, sizeof a, "%s/li.json", tmpdir);
+    snprintf(b, sizeof b, "%s/li2.json", tmpdir);
+    bp_sens *s = NULL, *t = NULL;
+    ck_assert_int_eq(bp_sens_load(&s, SENS), BP_OK);
+    for (int i = 0; i < s->n_layers; i++) {
+        ck_assert(!s->layers[i].has_loss_increase);
+        s->layers[i].has_loss_increase = 1;
+        for (int bb = 1; bb <= BP_SENS_MAX_BITS; bb++)
+            s->layers[i].loss_increase[bb] = (i == 1 && bb == 8)
+                                                 ? -1.2345678901234567e-7
+                                                 : 0.1 * bb + 1.0 / 3 + i;
+    }
+    ck_assert_int_eq(bp_sens_save(s, a), BP_OK);
+    ck_assert_int_eq(bp_sens_load(&t, a), BP_OK);
+    for (int i = 0; i < s->n_layers; i++) {
+        ck_assert(t->layers[i].has_loss_increase);
+        for (int bb = 1; bb <= BP_SENS_MAX_BITS; bb++)
+            if (s->layers[i].has_bits[bb])
+                ck_assert(t->layers[i].loss_increase[bb] ==
+                          s->layers[i].loss_increase[bb]);
+    }
+    ck_assert_int_eq(bp_sens_save(t, b), BP_OK);
+    char *ta = slurp(a), *tb = slurp(b);
+    ck_assert_str_eq(ta, tb);
+    ck_assert_ptr_nonnull(strstr(ta, "\"loss_increase\""));
+    free(tb);
+    static const char *const optional[] = {
+        "format", "version", "model.float_params", "model.other_params",
+        "layers[0].macs", "layers[0].out_channels", "layers[0].in_numel",
+        "layers[0].out_numel", "layers[0].omega.*", "layers[0].loss_increase",
+        NULL};
+    static const char *const skip[] = {"settings.*", NULL};
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s/bad.json", tmpdir);
+    ck_assert_int_gt(jsonmut_run(a, tmp, load_sens, optional, skip), 60);
+    /* a key perturbation lacks, and a non-finite value */
+    char *u = NULL;
+    const char *at = strstr(ta, "\"loss_increase\"");
+    ck_assert_ptr_nonnull(at);
+    const char *k = strstr(at, "\"8\":");
+    ck_assert_ptr_nonnull(k);
+    size_t n = strlen(ta) + 8;
+    u = malloc(n);
+    snprintf(u, n, "%.*s\"9\":%s", (int)(k - ta), ta, k + 4);
+    write_text(tmp, u);
+    ck_assert_int_eq(load_sens(tmp), BP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(bp_errmsg(), "loss_increase"));
+    free(u);
+    t->layers[0].loss_increase[4] = NAN;
+    ck_assert_int_eq(bp_sens_save(t, b), BP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(bp_errmsg(), "layers[0].loss_increase"));
+    free(ta);
+    bp_sens_free(&s);
+    bp_sens_free(&t);
+}
+END_TEST
+
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -234,6 +299,7 @@ int main(void)
     tcase_add_test(tc, test_load_example);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_every_field);
+    tcase_add_test(tc, test_loss_increase);
     tcase_add_test(tc, test_values);
     tcase_add_test(tc, test_save_refuses);
     suite_add_tcase(su, tc);

@@ -147,6 +147,41 @@ no_output "tie with no common choice"
 expect_error 2 'pin fc.weight=7: .*can only take 2,3,4,5,6,8 bits' -- \
     "$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --pin fc.weight=7 -o "$OUT"
 no_output "pin to a width without sensitivity"
+expect_error 2 "cnn_sens.json: layers\[0\] 'stem.conv.weight' has no loss_increase, which --metric loss needs" -- \
+    "$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% --metric loss -o "$OUT"
+no_output "--metric loss on a file without loss_increase"
+
+# --metric loss from a sensitivity measured on the way: the objective is
+# twice the summed loss_increase of the chosen widths
+if "$BITPLAN" solve "$M" --data "$EX/digits_calib_x.npy" --labels "$EX/digits_calib_y.npy" \
+        --profile bops --budget size=12% --metric loss --save-sensitivity "$TMP/ls.json" \
+        --json >"$TMP/o" 2>"$TMP/err"; then
+    obj=$(grep -o '"objective":[-0-9.e+]*' "$TMP/o" | head -1 | cut -d: -f2)
+    want=$(tr -d ' \n\t' <"$TMP/ls.json" | awk -v plan="$(tr -d ' \n\t' <"$TMP/o")" '
+        BEGIN { RS = "\\{\"name\":\""; FS = "" }
+        NR > 1 { name = substr($0, 1, index($0, "\"") - 1); rec[name] = $0 }
+        END {
+            n = split(plan, parts, "\\{\"name\":\"")
+            sum = 0
+            for (k = 2; k <= n; k++) {
+                nm = substr(parts[k], 1, index(parts[k], "\"") - 1)
+                if (!match(parts[k], /"w_bits":[0-9]+/)) continue
+                b = substr(parts[k], RSTART + 9, RLENGTH - 9)
+                r = rec[nm]
+                if (!match(r, /"loss_increase":\{[^}]*\}/)) continue
+                li = substr(r, RSTART, RLENGTH)
+                if (match(li, "\"" b "\":[-0-9.e+]+")) sum += substr(li, RSTART + length(b) + 3, RLENGTH - length(b) - 3)
+            }
+            printf "%.9g", 2 * sum
+        }')
+    if awk -v a="$obj" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != 0 && d <= 1e-9 * (b < 0 ? -b : b) + 1e-15) }'; then
+        pass "--metric loss: objective $obj = 2 x summed loss_increase"
+    else
+        fail "--metric loss: objective $obj, 2 x summed loss_increase $want"
+    fi
+else
+    fail "--metric loss: $(cat "$TMP/err")"
+fi
 
 # malformed profiles: a field missing, of the wrong type, not JSON, unknown
 P="$TMP/hw.json"

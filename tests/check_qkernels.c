@@ -1,0 +1,334 @@
+/* check_qkernels.c - the layer kernel and the input quantiser, directly,
+ * against a naive int64 computation of the formulas in qkernels.h.
+ *
+ * check_qexec.c covers the kernels through random models; this file aims at
+ * the kernel's own paths: 1x1 convolutions read in place, 3x3 and 7x7 ones
+ * through the padded band, stride 2, padding, dilation, groups, rows whose
+ * length is not a multiple of 4, channel counts that leave a partial block
+ * or a lone block (no pair), position counts that leave a partial 12-row
+ * tile, layers of several row chunks, every weight width 2..8 (packed
+ * weights unpacked per block pair, from code offsets that do not start a
+ * byte), signed and unsigned inputs, U8 / I8 / I32 outputs, the fused
+ * residual branch, and work split by positions and by blocks as the
+ * executor's threads split it.  Every instruction set this CPU runs must
+ * give the same integers. */
+#include "qkernels.h"
+#include "quant.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testrng.h"
+
+/* One geometry: input (n, h, w, c) -> m channels, kernel kh x kw. */
+typedef struct shape {
+    int64_t n, h, w, c, m, kh, kw, stride, pad, dil, group;
+} shape;
+
+static const shape shapes[] = {
+    /* n  h   w   c   m   kh kw s  p  d  g */
+    {1, 9, 11, 64, 64, 1, 1, 1, 0, 1, 1},   /* 1x1 read in place */
+    {2, 7, 7, 24, 40, 1, 1, 1, 0, 1, 1},    /* in place, partial block */
+    {1, 12, 10, 16, 48, 1, 1, 2, 0, 1, 1},  /* 1x1 stride 2: 3 blocks */
+    {1, 13, 11, 8, 32, 3, 3, 1, 1, 1, 1},   /* 3x3 pad 1, 143 positions */
+    {2, 10, 9, 12, 17, 3, 3, 2, 1, 1, 1},   /* stride 2, 17 channels */
+    {1, 7, 7, 40, 24, 3, 3, 1, 1, 1, 1},    /* 49 positions, 24 channels */
+    {1, 23, 21, 3, 20, 7, 7, 2, 3, 1, 1},   /* 7x7 s2 p3 on 3 channels */
+    {1, 9, 8, 5, 16, 3, 3, 1, 1, 1, 1},     /* k = 45: a k tail */
+    {1, 11, 12, 8, 24, 3, 3, 1, 2, 2, 1},   /* dilation 2 */
+    {1, 8, 9, 12, 20, 3, 3, 1, 1, 1, 2},    /* 2 groups of 6 -> 10 */
+    {1, 28, 26, 64, 36, 3, 3, 1, 1, 1, 1},  /* several row chunks */
+    {3, 1, 1, 70, 33, 1, 1, 1, 0, 1, 1},    /* a Gemm: rows (3, 70) */
+};
+#define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+typedef struct lcase {
+    bp_qk_layer a;
+    int8_t *codes;   /* (group, mg, k) plain order */
+    int8_t *blocked; /* the same, blocked */
+    uint8_t *wpack;
+    int32_t *bias, *bias_x;
+    uint32_t *rq;
+    uint8_t *x, *res;
+    int64_t nx, ny;
+} lcase;
+
+static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
+                       bp_qtype out, int residual, rng *r)
+{
+    memset(L, 0, sizeof *L);
+    bp_qk_layer *a = &L->a;
+    bp_conv_geom *g = &a->geo;
+    g->n = s->n, g->h = s->h, g->w = s->w, g->c = s->c, g->m = s->m;
+    g->kh = s->kh, g->kw = s->kw, g->group = s->group;
+    g->pad_t = g->pad_l = s->pad;
+    g->stride_h = g->stride_w = s->stride;
+    g->dil_h = g->dil_w = s->dil;
+    g->oh = (s->h + 2 * s->pad - s->dil * (s->kh - 1) - 1) / s->stride + 1;
+    g->ow = (s->w + 2 * s->pad - s->dil * (s->kw - 1) - 1) / s->stride + 1;
+    a->mg = s->m / s->group;
+    a->cg = s->c / s->group;
+    a->k = s->kh * s->kw * a->cg;
+    a->kp = (a->k + 3) / 4 * 4;
+    a->in_signed = in_signed;
+    a->w_bits = bits;
+    int64_t numel = s->m * a->k;
+    L->codes = malloc((size_t)numel);
+    L->blocked = malloc((size_t)numel);
+    L->wpack = malloc((size_t)BP_QPACK_BYTES(numel, bits) + 1);
+    L->bias = malloc((size_t)s->m * sizeof *L->bias);
+    L->bias_x = malloc((size_t)s->m * sizeof *L->bias_x);
+    L->rq = malloc((size_t)s->m * sizeof *L->rq);
+    int qmax = (1 << (bits - 1)) - 1;
+    for (int64_t c = 0; c < s->m; c++) {
+        int64_t gi = c / a->mg, row = c % a->mg, sum = 0;
+        for (int64_t kk = 0; kk < a->k; kk++) {
+            int8_t q = (int8_t)rng_int(r, -qmax - 1, qmax);
+            L->codes[c * a->k + kk] = q;
+            L->blocked[gi * a->mg * a->k + bp_qw_index(a->mg, a->k, row, kk)] = q;
+            sum += q;
+        }
+        L->bias[c] = (int32_t)rng_int(r, -(1 << 20), 1 << 20);
+        L->bias_x[c] = (int32_t)(L->bias[c] - 128 * sum);
+        double ratio = ldexp(1.0 + (double)rng_int(r, 0, 1000) / 1000,
+                             (int)rng_int(r, -16, -8));
+        if (residual)
+            ratio *= 65536;
+        ck_assert_int_eq(bp_dyadic24_from(ratio, &L->rq[c]), 0);
+    }
+    bp_qpack(L->wpack, L->blocked, numel, bits);
+    L->wpack[BP_QPACK_BYTES(numel, bits)] = 0;
+    a->w = bits == 8 ? (const int8_t *)L->wpack : NULL;
+    a->wpack = L->wpack;
+    a->bias = L->bias;
+    a->bias_x = L->bias_x;
+    a->rq = L->rq;
+    a->out_type = out;
+    if (out == BP_QT_U8)
+        a->lo = 0, a->hi = (int32_t)rng_int(r, 3, 255);
+    else if (out == BP_QT_I8)
+        a->lo = -127, a->hi = 127;
+    else
+        a->lo = -(1 << 30), a->hi = 1 << 30;
+    L->nx = s->n * s->h * s->w * s->c;
+    L->ny = s->n * g->oh * g->ow * s->m;
+    L->x = malloc((size_t)L->nx + 64);
+    for (int64_t i = 0; i < L->nx; i++)
+        L->x[i] = (uint8_t)rng_int(r, in_signed ? 0 : 0, 255);
+    if (residual) {
+        a->residual = 1;
+        a->res_type = rng_int(r, 0, 1) ? BP_QT_U8 : BP_QT_I8;
+        a->rm = (int32_t)rng_int(r, 1 << 21, 1 << 23);
+        a->rs = 7;
+        a->frac = BP_QRES_FRAC;
+        L->res = malloc((size_t)L->ny + 64);
+        for (int64_t i = 0; i < L->ny; i++)
+            L->res[i] = (uint8_t)rng_int(r, 0, 255);
+        a->res = L->res;
+    }
+}
+
+static void lcase_free(lcase *L)
+{
+    free(L->codes);
+    free(L->blocked);
+    free(L->wpack);
+    free(L->bias);
+    free(L->bias_x);
+    free(L->rq);
+    free(L->x);
+    free(L->res);
+}
+
+static int64_t sat(int64_t v)
+{
+    return v > BP_QRES_SAT ? BP_QRES_SAT : v < -BP_QRES_SAT ? -BP_QRES_SAT : v;
+}
+
+/* Output element (p, c) by the formulas of qkernels.h, in int64. */
+static int64_t naive(const lcase *L, int64_t p, int64_t c)
+{
+    const bp_qk_layer *a = &L->a;
+    const bp_conv_geom *g = &a->geo;
+    int64_t n = p / (g->oh * g->ow), oy = p / g->ow % g->oh, ox = p % g->ow;
+    int64_t grp = c / a->mg, t = a->bias[c];
+    for (int64_t ky = 0; ky < g->kh; ky++)
+        for (int64_t kx = 0; kx < g->kw; kx++)
+            for (int64_t ci = 0; ci < a->cg; ci++) {
+                int64_t iy = oy * g->stride_h - g->pad_t + ky * g->dil_h;
+                int64_t ix = ox * g->stride_w - g->pad_l + kx * g->dil_w;
+                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                    continue;
+                uint8_t b = L->x[((n * g->h + iy) * g->w + ix) * g->c +
+                                 grp * a->cg + ci];
+                int64_t xv = a->in_signed ? (int8_t)b : b;
+                t += xv * L->codes[c * a->k + (ky * g->kw + kx) * a->cg + ci];
+            }
+    int64_t v;
+    if (a->out_type == BP_QT_I32)
+        v = t;
+    else {
+        v = bp_dyadic_apply(t, bp_dyadic24_m(a->rq[c]), bp_dyadic24_s(a->rq[c]));
+        if (a->residual) {
+            int64_t idx = p * g->m + c;
+            int64_t rv = a->res_type == BP_QT_U8 ? L->res[idx] : (int8_t)L->res[idx];
+            v = bp_rshift_round(sat(v) + sat(bp_dyadic_apply(rv, a->rm, a->rs)),
+                                a->frac);
+        }
+    }
+    return v < a->lo ? a->lo : v > a->hi ? a->hi : v;
+}
+
+/* Runs the layer as `parts` position ranges or block ranges (split), each
+ * with its own scratch, like the executor's threads. */
+static void run_split(void *y, const lcase *L, int parts, int by_blocks)
+{
+    const bp_qk_layer *a = &L->a;
+    int64_t P = bp_qk_layer_positions(a), B = bp_qk_layer_blocks(a);
+    size_t ss = bp_qk_layer_scratch(a);
+    for (int part = 0; part < parts; part++) {
+        void *scratch = calloc(1, ss);
+        for (int64_t grp = 0; grp < a->geo.group; grp++) {
+            if (by_blocks) {
+                int64_t b0 = B * part / parts, b1 = B * (part + 1) / parts;
+                if (b0 < b1)
+                    bp_qk_layer_run(y, L->x, a, 0, P, grp, b0, b1, scratch);
+            } else {
+                int64_t p0 = P * part / parts, p1 = P * (part + 1) / parts;
+                if (p0 < p1)
+                    bp_qk_layer_run(y, L->x, a, p0, p1, grp, 0, B, scratch);
+            }
+        }
+        free(scratch);
+    }
+}
+
+START_TEST(test_layer_paths)
+{
+    const shape *s = &shapes[_i];
+    rng r = {0xC0FFEEULL + (uint64_t)_i};
+    bp_qk_isa saved = bp_qk_isa_get();
+    for (int bits = 2; bits <= 8; bits++) {
+        int in_signed = (int)rng_int(&r, 0, 1);
+        bp_qtype out = (bp_qtype)((bits + _i) % 3);
+        int residual = out != BP_QT_I32 && rng_int(&r, 0, 1);
+        lcase L;
+        lcase_make(&L, s, bits, in_signed, out, residual, &r);
+        const bp_qk_layer *a = &L.a;
+        int64_t P = bp_qk_layer_positions(a);
+        int64_t *want = malloc((size_t)L.ny * sizeof *want);
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t c = 0; c < a->geo.m; c++)
+                want[p * a->geo.m + c] = naive(&L, p, c);
+        size_t es = bp_qtype_size(out);
+        void *y = malloc((size_t)L.ny * es + 64);
+        for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+            if (bp_qk_isa_set((bp_qk_isa)isa))
+                continue;
+            for (int mode = 0; mode < 4; mode++) {
+                /* whole; 2 position ranges; 3 position ranges; 2 block
+                 * ranges */
+                memset(y, 0x5A, (size_t)L.ny * es);
+                run_split(y, &L, mode == 0 ? 1 : mode == 2 ? 3 : 2, mode == 3);
+                for (int64_t i = 0; i < L.ny; i++) {
+                    int64_t v = bp_qk_get(y, out, i);
+                    if (v != want[i])
+                        ck_abort_msg("shape %d, w%d, %s input, out type %d%s, "
+                                     "%s, mode %d: element %lld (p %lld, c "
+                                     "%lld): kernel %lld, naive %lld", _i, bits,
+                                     in_signed ? "int8" : "uint8", (int)out,
+                                     residual ? ", residual" : "",
+                                     bp_qk_isa_name((bp_qk_isa)isa), mode,
+                                     (long long)i, (long long)(i / a->geo.m),
+                                     (long long)(i % a->geo.m), (long long)v,
+                                     (long long)want[i]);
+                }
+            }
+        }
+        bp_qk_isa_set(saved);
+        free(y);
+        free(want);
+        lcase_free(&L);
+    }
+}
+END_TEST
+
+/* The input quantiser against bp_act_quantize: NaN, infinities, exact
+ * halves, values past the range, NCHW -> NHWC for several channel counts,
+ * in position ranges. */
+START_TEST(test_quantize)
+{
+    static const int64_t cs[] = {1, 3, 5, 20}, hws[] = {1, 37, 130};
+    rng r = {0xABCDULL};
+    bp_qk_isa saved = bp_qk_isa_get();
+    for (int ci = 0; ci < 4; ci++)
+        for (int hi_ = 0; hi_ < 3; hi_++)
+            for (int sg = 0; sg < 2; sg++) {
+                int64_t n = 2, c = cs[ci], hw = hws[hi_], tot = n * c * hw;
+                double scale = 0.0375 + 0.01 * (double)ci;
+                int32_t lo = sg ? -127 : 0, hi = sg ? 127 : 255;
+                float *x = malloc((size_t)tot * sizeof *x);
+                for (int64_t i = 0; i < tot; i++) {
+                    switch (rng_int(&r, 0, 7)) {
+                    case 0: x[i] = NAN; break;
+                    case 1: x[i] = rng_int(&r, 0, 1) ? INFINITY : -INFINITY; break;
+                    case 2: /* an exact half step */
+                        x[i] = (float)(((double)rng_int(&r, -300, 300) + 0.5) * scale);
+                        break;
+                    case 3: x[i] = (float)rng_int(&r, -1000, 1000); break;
+                    default:
+                        x[i] = (float)((double)rng_int(&r, -400000, 400000) * 1e-4);
+                    }
+                }
+                uint8_t *want = malloc((size_t)tot), *y = malloc((size_t)tot);
+                for (int64_t b = 0; b < n; b++)
+                    for (int64_t ch = 0; ch < c; ch++)
+                        for (int64_t p = 0; p < hw; p++)
+                            want[(b * hw + p) * c + ch] = (uint8_t)bp_act_quantize(
+                                x[(b * c + ch) * hw + p], scale, lo, hi);
+                for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+                    if (bp_qk_isa_set((bp_qk_isa)isa))
+                        continue;
+                    memset(y, 0x5A, (size_t)tot);
+                    int64_t cut = n * hw / 3;
+                    bp_qk_quantize(y, sg ? BP_QT_I8 : BP_QT_U8, x, n, c, hw, scale,
+                                   lo, hi, 0, cut);
+                    bp_qk_quantize(y, sg ? BP_QT_I8 : BP_QT_U8, x, n, c, hw, scale,
+                                   lo, hi, cut, n * hw);
+                    for (int64_t i = 0; i < tot; i++)
+                        if (y[i] != want[i])
+                            ck_abort_msg("c %lld hw %lld %s, %s: element %lld: %d, "
+                                         "want %d", (long long)c, (long long)hw,
+                                         sg ? "int8" : "uint8",
+                                         bp_qk_isa_name((bp_qk_isa)isa),
+                                         (long long)i, y[i], want[i]);
+                }
+                bp_qk_isa_set(saved);
+                free(x);
+                free(want);
+                free(y);
+            }
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("qkernels");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_layer_paths, 0, N_SHAPES);
+    tcase_add_test(tc, test_quantize);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
