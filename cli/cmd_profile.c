@@ -28,13 +28,14 @@ static const char help[] =
     "  --bits LIST        weight widths to measure (default 2,3,4,5,6,7,8)\n"
     "  --threads N        executor threads (default: all CPUs; use the same\n"
     "                     for `bitplan run`)\n"
-    "  --repeat N         timed runs per entry, lower quartile kept (the\n"
+    "  --repeat N         timed runs per entry, in five passes over all\n"
+    "                     models; the quietest pass's median is kept (the\n"
     "                     time without competing jobs; default 15)\n"
     "  --name NAME        the profile's name (default \"measured\")\n"
     "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n"
-    "  --report FILE.csv  every grid measurement next to its fitted value\n"
-    "                     (what, key, w_bits, regime, residual, macs,\n"
-    "                     elements, measured_s, fitted_s, error)\n";
+    "  --report FILE.csv  every grid measurement next to its fitted value:\n"
+    "                     model, w_bits, op (or run, the whole run),\n"
+    "                     measured_s, fitted_s, error\n";
 
 int cmd_profile(int argc, char **argv)
 {

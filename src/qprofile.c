@@ -285,23 +285,35 @@ out:
     return st;
 }
 
-/* The lower quartile of n timings: what a run takes when nothing else
- * competes for the cores.  On a quiet machine it is within a few percent
- * of the median `bitplan run` reports; on a shared one, other jobs inflate
- * the median of whichever shapes they happen to overlap, and would bias
- * the fit. */
-static double quiet_of(double *v, int n)
+/* The time of the quietest pass: the smallest of the medians of each
+ * pass's runs (n timings, `per` consecutive ones a pass).  Other jobs on a
+ * shared machine come and go over tens of seconds: while one runs, every
+ * timing of a pass is slow alike (a parallel layer waits for the thread it
+ * preempts), which no quantile of that pass undoes, but the passes are
+ * spread over the whole measurement and one of them is likely quiet.  On a
+ * quiet machine it is within a few percent of the median `bitplan run`
+ * reports. */
+static double quiet_of(double *v, int n, int per)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? v[n / 4] : 0;
+    double best = 0;
+    if (per < 1)
+        per = n;
+    for (int p = 0; p < n; p += per) {
+        int k = n - p < per ? n - p : per;
+        qsort(v + p, (size_t)k, sizeof *v, cmp_double);
+        double med = k % 2 ? v[p + k / 2] : 0.5 * (v[p + k / 2 - 1] + v[p + k / 2]);
+        if (p == 0 || med < best)
+            best = med;
+    }
+    return best;
 }
 
 /* The quiet whole-run time of m at every measured width, and for a model
  * its layers' entries, each its quiet time plus that of the other ops run
  * since the previous layer (the last layer takes the trailing ones), so that
  * its entries at one width sum to its measured run. */
-static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
-                      FILE *log)
+static int gm_collect(gmeas *m, const bp_qprofile_opts *o, int per,
+                      elist *L, FILE *log)
 {
     bp_layer *ls = NULL;
     int nl = 0, st;
@@ -310,13 +322,13 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++) {
         if (!(o->bits & (1u << w)) || !m->n[w])
             continue;
-        m->t[w] = quiet_of(m->whole[w], m->n[w]);
+        m->t[w] = quiet_of(m->whole[w], m->n[w], per);
         if (!(m->q[w] = malloc((size_t)(m->n_ops + 1) * sizeof *m->q[w]))) {
             st = BP_ENOMEM;
             break;
         }
         for (int i = 0; i < m->n_ops; i++)
-            m->q[w][i] = quiet_of(m->s[w] + i * m->cap, m->n[w]);
+            m->q[w][i] = quiet_of(m->s[w] + i * m->cap, m->n[w], per);
         if (m->grid)
             continue;
         double carry = 0, layers = 0;
@@ -921,20 +933,17 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
                 F->wt[par][widths[k]] = c[6 + 2 * k];
             }
         }
-        /* how well the model holds: whole runs, ops included */
-        int e = 0;
-        for (int i = 0; i < nm; i++)
-            for (int k = 0; k < nw; k++)
-                if (M[i].grid == 1 && M[i].t[widths[k]] > 0)
-                    err[e++] = fabs(fitted_run(&M[i], widths[k], F,
-                                               o->threads) /
-                                    M[i].t[widths[k]] - 1);
-        if (e) {
-            F->rows = e;
-            qsort(err, (size_t)e, sizeof *err, cmp_double);
-            F->med_err = err[e / 2];
-            F->p90_err = err[e * 9 / 10];
+        /* how well it holds: the layers, each against its fit */
+        for (int i = 0; i < m; i++) {
+            double p = 0;
+            for (int j = 0; j < n; j++)
+                p += A[(size_t)i * (size_t)n + j] * x[j];
+            err[i] = fabs(p / b[i] - 1);
         }
+        F->rows = m;
+        qsort(err, (size_t)m, sizeof *err, cmp_double);
+        F->med_err = err[m / 2];
+        F->p90_err = err[m * 9 / 10];
     }
     free(A);
     free(b);
@@ -1027,16 +1036,37 @@ static int sflush(sbuf *b, const char *path)
     return st;
 }
 
-/* The fit against what it was fitted to, one CSV row per grid model and
- * width: the model (its layers' shape keys joined by " + ", or "ops CxH"),
- * w_bits, layers, measured and fitted seconds of the whole run, relative
- * error. */
+/* One op of grid model m at width w as the fit prices it. */
+static double fitted_op(const gmeas *m, int j, int w, const lfit *F,
+                        int threads)
+{
+    const bp_qop_info *q = &m->info[j];
+    if (q->kind != BP_QOP_LAYER) {
+        int pq = threads > 1 && op_parallel(q->kind) &&
+                 q->out_elements >= BP_QEXEC_PAR_ELEMS;
+        return F->sec[q->kind][pq] + F->per[q->kind][pq] * (double)q->elements;
+    }
+    if (q->layer < 0 || q->layer >= m->n_facts)
+        return 0;
+    const bp_layer_facts *f = &m->facts[q->layer];
+    int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
+    double padded, rows, outs, tiles;
+    bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
+    return F->base[par][0] + F->base[par][4] * tiles + F->base[par][1] * rows +
+           F->base[par][2] * outs + (f->residual ? F->base[par][3] * outs : 0) +
+           F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+}
+
+/* The fit against what it was fitted to, one CSV row per grid model, width
+ * and op, and one for the model's whole run (op "run"): the model (its
+ * layers' shape keys joined by " + ", or "ops CxH"), w_bits, op, measured
+ * and fitted seconds, relative error. */
 static int write_report(const char *path, const gmeas *M, int nm,
                         const lfit *F, const bp_qprofile_opts *o)
 {
     char line[1024], what[768];
     sbuf b = {0};
-    sput(&b, "model,w_bits,layers,measured_s,fitted_s,error\n");
+    sput(&b, "model,w_bits,op,measured_s,fitted_s,error\n");
     for (int i = 0; i < nm; i++) {
         const gmeas *m = &M[i];
         if (!m->grid)
@@ -1058,11 +1088,18 @@ static int write_report(const char *path, const gmeas *M, int nm,
                      (long long)in->decl_dims[1], (long long)in->decl_dims[2]);
         }
         for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++) {
-            if (!(m->t[w] > 0))
+            if (!(m->t[w] > 0) || !m->q[w])
                 continue;
+            for (int j = 0; j < m->n_ops; j++) {
+                double t = fitted_op(m, j, w, F, o->threads), q = m->q[w][j];
+                snprintf(line, sizeof line, "\"%s\",%d,%s,%.6g,%.6g,%+.3f\n",
+                         what, w, bp_qop_name(m->info[j].kind), q, t,
+                         q > 0 ? t / q - 1 : 0);
+                sput(&b, line);
+            }
             double t = fitted_run(m, w, F, o->threads);
-            snprintf(line, sizeof line, "\"%s\",%d,%d,%.6g,%.6g,%+.3f\n", what,
-                     w, nl, m->t[w], t, t / m->t[w] - 1);
+            snprintf(line, sizeof line, "\"%s\",%d,run,%.6g,%.6g,%+.3f\n", what,
+                     w, m->t[w], t, t / m->t[w] - 1);
             sput(&b, line);
         }
     }
@@ -1097,11 +1134,10 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
     snprintf(src, sizeof src, "bitplan profile --measure: non-negative least "
              "squares (relative errors) over the layers of the grid's small "
              "models (one or two layers each), timed op by op inside whole "
-             "runs at batch 1 (lower quartile of %d runs in %d passes "
-             "interleaved over all models); with op_costs, the models' whole "
-             "runs are predicted to a median error of %.1f%% (90%% within "
-             "%.0f%%, %d runs)", repeat, passes, F->med_err * 100,
-             F->p90_err * 100, F->rows);
+             "runs at batch 1 (%d runs in %d passes interleaved over all "
+             "models, the quietest pass's median); the %d layers fit to a median "
+             "error of %.1f%% (90%% within %.0f%%)", repeat, passes, F->rows,
+             F->med_err * 100, F->p90_err * 100);
     cJSON_AddStringToObject(lm, "source", src);
     cJSON_AddNumberToObject(lm, "a_bits", 8);
     cJSON_AddNumberToObject(lm, "threads", threads);
@@ -1203,7 +1239,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
         cJSON_AddNumberToObject(pk, "ops_per_s", rf->peak[w]);
         snprintf(src, sizeof src, "bitplan profile --measure: the highest rate "
                  "(2 x MACs / s) of the measured convolution and GEMM shapes at "
-                 "%d-bit weights, batch 1, lower quartile of %d runs (activations of "
+                 "%d-bit weights, batch 1, quietest of %d runs (activations of "
                  "2 to 8 bits share the 8-bit kernels)", w, repeat);
         cJSON_AddStringToObject(pk, "source", src);
         cJSON_AddItemToArray(peaks, pk);
@@ -1237,7 +1273,8 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
     /* the table */
     snprintf(src, sizeof src,
              "bitplan profile --measure: %s; every entry is a layer timed "
-             "inside whole runs of its model (lower quartile of %d), the time of "
+             "inside whole runs of its model (%d runs in passes, the quietest "
+             "pass's median), the time of "
              "the model's other ops (input quantization, pooling, output "
              "dequantization) added to the layer that consumes their result, "
              "so a model's entries at one width sum to its measured latency",
@@ -1287,7 +1324,7 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         o = &d;
     }
     int repeat = o->repeat > 0 ? o->repeat : o->quick ? 3 : 15;
-    int passes = o->quick || repeat < 3 ? 1 : 3;
+    int passes = o->quick || repeat < 5 ? 1 : 5;
     int per_pass = (repeat + passes - 1) / passes;
     int threads = o->threads;
     if (threads <= 0) {
@@ -1333,15 +1370,15 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
                     st = gm_pass(&M[i], w, per_pass, threads);
     }
     for (int i = 0; i < nm && !st; i++)
-        st = gm_collect(&M[i], &oo, &L, log);
+        st = gm_collect(&M[i], &oo, per_pass, &L, log);
     roof rf;
     lfit lf;
     if (!st && !(st = fit_grid(M, nm, &oo, &lf))) {
         fit_roofline(M, nm, &oo, &rf);
         if (log)
-            fprintf(log, "layer model and op costs: %d runs fitted, median "
-                    "error %.1f%%, 90%% within %.0f%%\n", lf.rows,
-                    lf.med_err * 100, lf.p90_err * 100);
+            fprintf(log, "layer model: %d layers fitted, median error %.1f%%, "
+                    "90%% within %.0f%%\n", lf.rows, lf.med_err * 100,
+                    lf.p90_err * 100);
         st = write_profile(path, &oo, &L, &rf, &lf, threads, repeat, passes);
         if (!st && o->report)
             st = write_report(o->report, M, nm, &lf, &oo);

@@ -4,10 +4,11 @@
  * --model, a "table" profile of that model's own layers over it).
  *
  * What is measured (batch 1, on the threads and instruction set the
- * executor uses by default; the lower quartile of `repeat` runs taken in up
- * to three passes interleaved over all graphs, so that other jobs on a
- * shared machine neither inflate the times nor bias a few shapes; on a
- * quiet machine it is within a few percent of the median):
+ * executor uses by default; `repeat` runs taken in up to five passes
+ * interleaved over all graphs, each time the median of its quietest pass,
+ * so that other jobs on a shared machine neither inflate the times nor
+ * bias a few shapes; on a quiet machine it is within a few percent of the
+ * median):
  *  - each layer of every model given (--model) inside whole runs of that
  *    model at each weight width, with the time of the non-layer ops (input
  *    quantization, pooling, output dequantization) added to the layer that
