@@ -32,7 +32,8 @@ static const char help[] =
     "                     models; the quietest pass's median is kept (the\n"
     "                     time without competing jobs; default 15)\n"
     "  --name NAME        the profile's name (default \"measured\")\n"
-    "  --quick            a tiny grid, and 3 runs unless --repeat (for tests)\n"
+    "  --quick            a tiny grid, and 3 runs in one pass unless --repeat\n"
+    "                     (for tests)\n"
     "  --report FILE.csv  every grid measurement next to its fitted value:\n"
     "                     model, w_bits, op (or run, the whole run),\n"
     "                     measured_s, fitted_s, error\n";

@@ -1324,7 +1324,7 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         o = &d;
     }
     int repeat = o->repeat > 0 ? o->repeat : o->quick ? 3 : 15;
-    int passes = o->quick || repeat < 5 ? 1 : 5;
+    int passes = repeat < 5 ? 1 : 5;
     int per_pass = (repeat + passes - 1) / passes;
     int threads = o->threads;
     if (threads <= 0) {
