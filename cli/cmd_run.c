@@ -42,8 +42,8 @@ static const char help[] =
     "  --threads N           integer executor threads (default: all CPUs)\n"
     "  --profile HW.json     also report the latency this measured profile\n"
     "                        (bitplan profile --measure) predicts for the plan\n"
-    "  --isa NAME            portable or avx512-vnni (default: the best this\n"
-    "                        CPU runs)\n"
+    "  --isa NAME            portable, avx2 or avx512-vnni (default: the best\n"
+    "                        this CPU runs; all give identical integers)\n"
     "  --json                print the figures as JSON on stdout:\n"
     "                        {\"float_accuracy\",\"int_accuracy\",\"float_loss\",\n"
     "                         \"int_loss\",\"agreement\",\"sqnr_db\",\"size_bytes\",\n"
@@ -220,7 +220,7 @@ int cmd_run(int argc, char **argv)
             if (strcmp(isa, bp_qk_isa_name((bp_qk_isa)k)) == 0)
                 found = k;
         if (found < 0)
-            return cli_usage("run", "--isa expects portable or avx512-vnni, "
+            return cli_usage("run", "--isa expects portable, avx2 or avx512-vnni, "
                              "got '%s'", isa);
         if (bp_qk_isa_set((bp_qk_isa)found))
             return cli_status(BP_EUNSUPPORTED);

@@ -1,5 +1,6 @@
 /* qkernels.c - portable C integer kernels, weight packing, and the run-time
- * choice of instruction set (the AVX-512 VNNI GEMM is in qkernels_x86.c).
+ * choice of instruction set (the AVX-512 VNNI GEMM is in qkernels_x86.c, the
+ * AVX2 one in qkernels_avx2.c).
  * See qkernels.h for the layouts and the exact arithmetic of each kernel. */
 #include "qkernels.h"
 #include "qkernels_impl.h"
@@ -93,6 +94,8 @@ void bp_qunpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
     }
     if (bp_qk_isa_get() == BP_QK_AVX512VNNI)
         i = bp_qk_x86_unpack(dst, src, n, bits);
+    else if (bp_qk_isa_get() == BP_QK_AVX2)
+        i = bp_qk_avx2_unpack(dst, src, n, bits);
     switch (bits) {
     case 4:
         pthread_once(&tab_once, tab_init);
@@ -128,14 +131,16 @@ int bp_qpack_get(const uint8_t *src, int64_t i, int bits)
 /* ---- instruction sets -------------------------------------------------------- */
 
 static const char *const isa_names[BP_QK_ISA_COUNT] = {"portable",
-                                                       "avx512-vnni"};
+                                                       "avx512-vnni", "avx2"};
 static int isa_current = -1;
 
 bp_qk_isa bp_qk_isa_best(void)
 {
     static int best = -1;
     if (best < 0)
-        best = bp_qk_x86_vnni_available() ? BP_QK_AVX512VNNI : BP_QK_PORTABLE;
+        best = bp_qk_x86_vnni_available()   ? BP_QK_AVX512VNNI
+               : bp_qk_x86_avx2_available() ? BP_QK_AVX2
+                                            : BP_QK_PORTABLE;
     return (bp_qk_isa)best;
 }
 
@@ -152,6 +157,8 @@ int bp_qk_isa_set(bp_qk_isa isa)
         return bp_fail(BP_EINVAL, "instruction set %d unknown", (int)isa);
     if (isa == BP_QK_AVX512VNNI && !bp_qk_x86_vnni_available())
         return bp_fail(BP_EUNSUPPORTED, "this CPU lacks AVX-512 VNNI");
+    if (isa == BP_QK_AVX2 && !bp_qk_x86_avx2_available())
+        return bp_fail(BP_EUNSUPPORTED, "this CPU lacks AVX2 and BMI2");
     isa_current = isa;
     return BP_OK;
 }
@@ -200,9 +207,29 @@ static size_t wbuf_bytes(const bp_qk_layer *a)
     return (size_t)(UNPACK_BLOCKS * BP_QBLOCK * a->k) + 8 + 64;
 }
 
+/* AVX2 only: int16 rows | int16 weight block | partial sums, 64-aligned */
+static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+
+static size_t avx2_rows_bytes(const bp_qk_layer *a)
+{
+    return al64((size_t)((bp_qk_layer_chunk(a) + BP_QK_ROWPAD) * a->kp) * 2);
+}
+
+static size_t avx2_acc_bytes(const bp_qk_layer *a)
+{
+    return al64((size_t)(bp_qk_layer_chunk(a) + BP_QK_ROWPAD) * 16 * 4);
+}
+
+static size_t avx2_bytes(const bp_qk_layer *a)
+{
+    if (bp_qk_isa_get() != BP_QK_AVX2)
+        return 0;
+    return avx2_rows_bytes(a) + al64(bp_qk_avx2_wbytes(a)) + avx2_acc_bytes(a) + 64;
+}
+
 size_t bp_qk_layer_scratch(const bp_qk_layer *a)
 {
-    return rows_bytes(a) + wbuf_bytes(a) + band_bytes(a) + 64;
+    return rows_bytes(a) + wbuf_bytes(a) + band_bytes(a) + 64 + avx2_bytes(a);
 }
 
 /* A 1x1, stride-1, unpadded conv (or a Gemm) reads its rows straight from
@@ -461,11 +488,21 @@ void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
 GEMM_PORTABLE(gemm_u8, uint8_t)
 GEMM_PORTABLE(gemm_i8, int8_t)
 
+/* The AVX2 kernel's buffers within the scratch (after the portable ones). */
+typedef struct avx2_bufs {
+    int16_t *rows16, *w16;
+    int32_t *acc;
+} avx2_bufs;
+
 static void gemm(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
                  int64_t pc, const bp_qk_layer *a, int64_t grp, int64_t b0,
-                 int64_t b1, const int8_t *w0, int vnni, int xor80)
+                 int64_t b1, const int8_t *w0, int vnni, int xor80,
+                 const avx2_bufs *v2)
 {
-    if (vnni)
+    if (v2)
+        bp_qk_avx2_gemm(y, v2->rows16, np, pc, a, grp, b0, b1, w0, v2->w16,
+                        v2->acc);
+    else if (vnni)
         bp_qk_x86_gemm_vnni(y, rows, ldr, np, pc, a, grp, b0, b1, w0, xor80);
     else if (a->in_signed)
         gemm_i8(y, rows, ldr, np, pc, a, grp, b0, b1, w0);
@@ -480,6 +517,16 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
     const uint8_t *x = xv;
     const int vnni = bp_qk_isa_get() == BP_QK_AVX512VNNI;
     const int xor80 = vnni && a->in_signed;
+    avx2_bufs v2b, *v2 = NULL;
+    if (bp_qk_isa_get() == BP_QK_AVX2) {
+        uint8_t *base = (uint8_t *)scratch + rows_bytes(a) + wbuf_bytes(a) +
+                        band_bytes(a) + 64;
+        base += (64 - (uintptr_t)base % 64) % 64;
+        v2b.rows16 = (int16_t *)base;
+        v2b.w16 = (int16_t *)(base + avx2_rows_bytes(a));
+        v2b.acc = (int32_t *)(base + avx2_rows_bytes(a) + al64(bp_qk_avx2_wbytes(a)));
+        v2 = &v2b;
+    }
     const int direct = layer_direct(a, xor80);
     const int64_t chunk = bp_qk_layer_chunk(a);
     const int64_t ptotal = bp_qk_layer_positions(a);
@@ -508,9 +555,13 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
             rows = buf;
             ldr = a->kp;
         }
+        if (v2) {
+            /* int16 rows once per chunk, zero up to a whole tile */
+            bp_qk_avx2_widen_rows(v2->rows16, rows, ldr, np, a->kp, a->in_signed);
+        }
         if (a->w) {
             gemm(y, rows, ldr, np, pc, a, grp, b0, b1,
-                 a->w + (grp * a->mg + b0 * BP_QBLOCK) * a->k, vnni, xor80);
+                 a->w + (grp * a->mg + b0 * BP_QBLOCK) * a->k, vnni, xor80, v2);
             continue;
         }
         /* packed weights: unpack a few blocks at a time, next to their use */
@@ -525,7 +576,8 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
             int64_t lead = start % 8;
             bp_qunpack(wbuf, a->wpack + (start - lead) / 8 * a->w_bits,
                        count + lead, a->w_bits);
-            gemm(y, rows, ldr, np, pc, a, grp, bb, be, wbuf + lead, vnni, xor80);
+            gemm(y, rows, ldr, np, pc, a, grp, bb, be, wbuf + lead, vnni, xor80,
+                 v2);
         }
     }
 }

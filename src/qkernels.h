@@ -20,7 +20,7 @@
  * exactly ceil(M*K*b/8) bytes, with no padding.
  *
  * Every kernel exists as portable C; the layer GEMM also has an AVX-512 VNNI
- * version chosen at run time (bp_qk_isa_set).  Both produce identical
+ * and an AVX2 version chosen at run time (bp_qk_isa_set).  All produce identical
  * integers: every step is exact integer arithmetic with the same rounding.
  * Kernels take the output first, never allocate and never fail; the
  * executor validates shapes and ranges when it builds the model. */
@@ -63,6 +63,7 @@ int bp_qpack_get(const uint8_t *src, int64_t i, int bits);
 typedef enum bp_qk_isa {
     BP_QK_PORTABLE = 0,
     BP_QK_AVX512VNNI, /* x86-64 with AVX-512 F/BW/VL and VNNI */
+    BP_QK_AVX2,       /* x86-64 with AVX2 (int16 products, vpmaddwd) */
     BP_QK_ISA_COUNT
 } bp_qk_isa;
 

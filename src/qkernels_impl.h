@@ -1,5 +1,6 @@
 /* qkernels_impl.h - what the integer kernel files share internally: the
- * AVX-512 VNNI entry points (qkernels_x86.c) and scalar helpers used by both
+ * AVX-512 VNNI entry points (qkernels_x86.c), the AVX2 ones (qkernels_avx2.c)
+ * and scalar helpers used by both
  * the portable and the vector code.  Not installed. */
 #ifndef BP_QKERNELS_IMPL_H
 #define BP_QKERNELS_IMPL_H
@@ -34,6 +35,35 @@ int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
  * 8).  The caller does the rest. */
 int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
                            double scale, int32_t lo, int32_t hi);
+
+/* Positions per tile of the AVX2 GEMM (rows read up to a multiple of it). */
+#define BP_QK_AVX2_TILE 6
+_Static_assert(BP_QK_TILE % BP_QK_AVX2_TILE == 0, "both tiles divide the chunk");
+
+/* 1 when the CPU and OS run AVX2 and BMI2. */
+int bp_qk_x86_avx2_available(void);
+
+/* bp_qk_x86_unpack's contract with AVX2 (4 and 2 bits, 32 codes at a time)
+ * or BMI2 (the other widths). */
+int64_t bp_qk_avx2_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
+
+/* Bytes of the int16 copy of one weight block bp_qk_avx2_gemm works in. */
+size_t bp_qk_avx2_wbytes(const bp_qk_layer *a);
+
+/* np rows of kp codes (uint8, or int8 when sign) at stride lds -> dst as
+ * int16 in tiles of BP_QK_AVX2_TILE rows (zero rows up to a whole tile),
+ * each tile's k groups of 4 interleaved: (tile, kp / 4, tile row, 4), so
+ * that a tile reads one sequential stream. */
+void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
+                           int64_t np, int64_t kp, int sign);
+
+/* The GEMM and epilogue of bp_qk_layer_run for positions [pc, pc + np)
+ * from int16 rows (bp_qk_avx2_widen_rows' layout), channel
+ * blocks [b0, b1) of group grp whose int8 codes start at w0; w16
+ * (bp_qk_avx2_wbytes) and acc ((np rounded up) x 16 int32) are scratch. */
+void bp_qk_avx2_gemm(void *y, const int16_t *rows16, int64_t np, int64_t pc,
+                     const bp_qk_layer *a, int64_t grp, int64_t b0, int64_t b1,
+                     const int8_t *w0, int16_t *w16, int32_t *acc);
 
 /* The scalar epilogue of one output element, t = accumulator + bias. */
 void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
