@@ -65,21 +65,7 @@ TGT int64_t bp_qk_avx2_unpack(int8_t *dst, const uint8_t *src, int64_t n,
             _mm256_storeu_si256((__m256i *)(dst + i), v);
         }
     } else if (bits != 8) {
-        /* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a
-         * word, then a borrow-free bytewise (x ^ s) - s sign-extends */
-        uint64_t field = (1ull << bits) - 1, mask = 0;
-        for (int j = 0; j < 8; j++)
-            mask |= field << (8 * j);
-        const uint64_t S = 0x0101010101010101ull << (bits - 1);
-        const uint64_t H = 0x8080808080808080ull;
-        const int64_t bytes = BP_QPACK_BYTES(n, bits);
-        for (; i + 8 <= n && i / 8 * bits + 8 <= bytes; i += 8) {
-            uint64_t v;
-            memcpy(&v, src + i / 8 * bits, 8);
-            uint64_t y = _pdep_u64(v, mask) ^ S;
-            uint64_t r = ((y | H) - S) ^ ((y ^ ~S) & H);
-            memcpy(dst + i, &r, 8);
-        }
+        i = bp_qk_x86_unpack_pdep(dst, src, i, n, bits);
     }
     return i;
 }
@@ -187,16 +173,20 @@ TGT static inline __m256i rsr64(__m256i x, __m256i r, __m256i s)
     return sra64(_mm256_add_epi64(x, r), s);
 }
 
-/* The epilogue constants of 8 channels. */
+/* The epilogue constants of 8 channels: the int32 bias lanes, and per
+ * 64-bit lane of the even [0] and odd [1] channels the multiplier, the
+ * shift and its rounding constant 2^(s-1) (or 0). */
 typedef struct ch8 {
     int64_t c0, nc;
-    __m256i bias;         /* int32 lanes */
-    __m256i me, mo, se, so, re, ro; /* even / odd lanes' m, s, 2^(s-1) */
+    __m256i bias;
+    __m256i m[2], s[2], rnd[2];
 } ch8;
 
+/* The layer's constants, broadcast: q[] 64-bit lanes by the enum. */
+enum { E_LO, E_HI, E_SATLO, E_SATHI, E_RM, E_RS, E_RRND, E_FS, E_FRND, E_N };
 typedef struct epi8 {
-    __m256i lo64, hi64, lo32, hi32, sat_lo, sat_hi;
-    __m256i rm, rsh, rrnd, fsh, frnd;
+    __m256i q[E_N];
+    __m256i lo32, hi32;
     __m256i pick; /* byte 0 of each int32 lane to the lane's first 4 bytes */
 } epi8;
 
@@ -205,53 +195,47 @@ static int64_t rnd_of(int s) { return s > 0 ? (int64_t)1 << (s - 1) : 0; }
 TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, int64_t c0, int64_t nc)
 {
     int32_t bias[8] = {0};
-    int64_t me[4] = {0}, mo[4] = {0}, se[4] = {0}, so[4] = {0}, re[4] = {0},
-            ro[4] = {0};
+    int64_t k[3][2][4] = {{{0}}}; /* m, s, rounding; even / odd; lane */
     h->c0 = c0;
     h->nc = nc;
     for (int64_t r = 0; r < nc; r++) {
-        int64_t c = c0 + r;
-        bias[r] = a->bias[c];
+        bias[r] = a->bias[c0 + r];
         if (a->out_type == BP_QT_I32)
             continue;
-        int s = bp_dyadic24_s(a->rq[c]);
-        int32_t mu = bp_dyadic24_m(a->rq[c]);
-        if (r % 2 == 0) {
-            me[r / 2] = mu;
-            se[r / 2] = s;
-            re[r / 2] = rnd_of(s);
-        } else {
-            mo[r / 2] = mu;
-            so[r / 2] = s;
-            ro[r / 2] = rnd_of(s);
-        }
+        uint32_t rq = a->rq[c0 + r];
+        k[0][r % 2][r / 2] = bp_dyadic24_m(rq);
+        k[1][r % 2][r / 2] = bp_dyadic24_s(rq);
+        k[2][r % 2][r / 2] = rnd_of(bp_dyadic24_s(rq));
     }
     h->bias = _mm256_loadu_si256((const __m256i *)bias);
-    h->me = _mm256_loadu_si256((const __m256i *)me);
-    h->mo = _mm256_loadu_si256((const __m256i *)mo);
-    h->se = _mm256_loadu_si256((const __m256i *)se);
-    h->so = _mm256_loadu_si256((const __m256i *)so);
-    h->re = _mm256_loadu_si256((const __m256i *)re);
-    h->ro = _mm256_loadu_si256((const __m256i *)ro);
+    for (int j = 0; j < 2; j++) {
+        h->m[j] = _mm256_loadu_si256((const __m256i *)k[0][j]);
+        h->s[j] = _mm256_loadu_si256((const __m256i *)k[1][j]);
+        h->rnd[j] = _mm256_loadu_si256((const __m256i *)k[2][j]);
+    }
 }
 
 TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
 {
-    e->lo64 = _mm256_set1_epi64x(a->lo);
-    e->hi64 = _mm256_set1_epi64x(a->hi);
+    const int res = a->residual;
+    const int64_t v[E_N] = {
+        [E_LO] = a->lo, [E_HI] = a->hi,
+        [E_SATLO] = -BP_QRES_SAT, [E_SATHI] = BP_QRES_SAT,
+        [E_RM] = res ? a->rm : 0, [E_RS] = res ? a->rs : 0,
+        [E_RRND] = res ? rnd_of(a->rs) : 0,
+        [E_FS] = res ? a->frac : 0, [E_FRND] = res ? rnd_of(a->frac) : 0,
+    };
+    for (int j = 0; j < E_N; j++)
+        e->q[j] = _mm256_set1_epi64x(v[j]);
     e->lo32 = _mm256_set1_epi32(a->lo);
     e->hi32 = _mm256_set1_epi32(a->hi);
-    e->sat_lo = _mm256_set1_epi64x(-BP_QRES_SAT);
-    e->sat_hi = _mm256_set1_epi64x(BP_QRES_SAT);
-    e->rm = _mm256_set1_epi64x(a->residual ? a->rm : 0);
-    e->rsh = _mm256_set1_epi64x(a->residual ? a->rs : 0);
-    e->rrnd = _mm256_set1_epi64x(a->residual ? rnd_of(a->rs) : 0);
-    e->fsh = _mm256_set1_epi64x(a->residual ? a->frac : 0);
-    e->frnd = _mm256_set1_epi64x(a->residual ? rnd_of(a->frac) : 0);
     e->pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1,
                                -1, -1, -1, -1, -1, -1);
 }
+
+/* 64-bit lanes clamped to [q[lo], q[hi]] */
+#define CLAMP64(x, lo, hi) max64(min64((x), e->q[hi]), e->q[lo])
 
 /* Channels h->c0 .. + nc of position p from the int32 sums t (lanes). */
 TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
@@ -270,10 +254,10 @@ TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
         }
         return;
     }
-    __m256i pe = _mm256_mul_epi32(t, h->me);
-    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->mo);
-    pe = rsr64(pe, h->re, h->se);
-    po = rsr64(po, h->ro, h->so);
+    __m256i pe = _mm256_mul_epi32(t, h->m[0]);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]);
+    pe = rsr64(pe, h->rnd[0], h->s[0]);
+    po = rsr64(po, h->rnd[1], h->s[1]);
     if (a->residual) {
         uint8_t rb[8] = {0};
         const uint8_t *src = (const uint8_t *)a->res + idx;
@@ -284,19 +268,17 @@ TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
         __m128i r8 = _mm_loadl_epi64((const __m128i *)rb);
         __m256i r = a->res_type == BP_QT_U8 ? _mm256_cvtepu8_epi32(r8)
                                             : _mm256_cvtepi8_epi32(r8);
-        __m256i qe = _mm256_mul_epi32(r, e->rm);
-        __m256i qo = _mm256_mul_epi32(_mm256_srli_epi64(r, 32), e->rm);
-        qe = rsr64(qe, e->rrnd, e->rsh);
-        qo = rsr64(qo, e->rrnd, e->rsh);
-        pe = max64(min64(pe, e->sat_hi), e->sat_lo);
-        po = max64(min64(po, e->sat_hi), e->sat_lo);
-        qe = max64(min64(qe, e->sat_hi), e->sat_lo);
-        qo = max64(min64(qo, e->sat_hi), e->sat_lo);
-        pe = rsr64(_mm256_add_epi64(pe, qe), e->frnd, e->fsh);
-        po = rsr64(_mm256_add_epi64(po, qo), e->frnd, e->fsh);
+        __m256i qe = _mm256_mul_epi32(r, e->q[E_RM]);
+        __m256i qo = _mm256_mul_epi32(_mm256_srli_epi64(r, 32), e->q[E_RM]);
+        qe = CLAMP64(rsr64(qe, e->q[E_RRND], e->q[E_RS]), E_SATLO, E_SATHI);
+        qo = CLAMP64(rsr64(qo, e->q[E_RRND], e->q[E_RS]), E_SATLO, E_SATHI);
+        pe = CLAMP64(pe, E_SATLO, E_SATHI);
+        po = CLAMP64(po, E_SATLO, E_SATHI);
+        pe = rsr64(_mm256_add_epi64(pe, qe), e->q[E_FRND], e->q[E_FS]);
+        po = rsr64(_mm256_add_epi64(po, qo), e->q[E_FRND], e->q[E_FS]);
     }
-    pe = max64(min64(pe, e->hi64), e->lo64);
-    po = max64(min64(po, e->hi64), e->lo64);
+    pe = CLAMP64(pe, E_LO, E_HI);
+    po = CLAMP64(po, E_LO, E_HI);
     __m256i v = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
     v = _mm256_shuffle_epi8(v, e->pick);
     v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));

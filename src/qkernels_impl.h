@@ -30,6 +30,12 @@ void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
  * how many it did (a multiple of 8).  The caller does the rest. */
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
 
+/* Codes [i, n) of a b-bit stream (b not 2, 4 or 8), 8 at a time with BMI2's
+ * pdep, as far as whole 8-byte loads stay in the stream; returns the next
+ * code to do.  Only where the CPU has BMI2. */
+int64_t bp_qk_x86_unpack_pdep(int8_t *dst, const uint8_t *src, int64_t i,
+                              int64_t n, int bits);
+
 /* dst (n) = bp_act_quantize(x, scale, lo, hi) as bytes (int8 or uint8
  * codes), 8 at a time with AVX-512; returns how many it did (a multiple of
  * 8).  The caller does the rest. */

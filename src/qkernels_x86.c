@@ -301,6 +301,29 @@ TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
     }
 }
 
+/* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a word,
+ * then a borrow-free bytewise (x ^ s) - s sign-extends; whole 8-byte loads
+ * while they stay inside the stream. */
+__attribute__((target("bmi2"))) int64_t
+bp_qk_x86_unpack_pdep(int8_t *dst, const uint8_t *src, int64_t i, int64_t n,
+                      int bits)
+{
+    uint64_t field = (1ull << bits) - 1, mask = 0;
+    for (int j = 0; j < 8; j++)
+        mask |= field << (8 * j);
+    const uint64_t S = 0x0101010101010101ull << (bits - 1);
+    const uint64_t H = 0x8080808080808080ull;
+    const int64_t bytes = BP_QPACK_BYTES(n, bits);
+    for (; i + 8 <= n && i / 8 * bits + 8 <= bytes; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i / 8 * bits, 8);
+        uint64_t y = _pdep_u64(v, mask) ^ S;
+        uint64_t r = ((y | H) - S) ^ ((y ^ ~S) & H);
+        memcpy(dst + i, &r, 8);
+    }
+    return i;
+}
+
 TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
                             int bits)
 {
@@ -367,22 +390,7 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
             c = _mm512_sub_epi8(_mm512_xor_si512(c, sgn), sgn);
             _mm512_storeu_si512(dst + i, c);
         }
-        /* 8 codes are `bits` bytes: pdep spreads them into the 8 bytes of a
-         * word, then a borrow-free bytewise (x ^ s) - s sign-extends */
-        uint64_t field = (1ull << bits) - 1, mask = 0;
-        for (int j = 0; j < 8; j++)
-            mask |= field << (8 * j);
-        const uint64_t S = 0x0101010101010101ull << (bits - 1);
-        const uint64_t H = 0x8080808080808080ull;
-        /* whole 8-byte loads while they stay inside the stream */
-        const int64_t bytes = BP_QPACK_BYTES(n, bits);
-        for (; i + 8 <= n && i / 8 * bits + 8 <= bytes; i += 8) {
-            uint64_t v;
-            memcpy(&v, src + i / 8 * bits, 8);
-            uint64_t y = _pdep_u64(v, mask) ^ S;
-            uint64_t r = ((y | H) - S) ^ ((y ^ ~S) & H);
-            memcpy(dst + i, &r, 8);
-        }
+        i = bp_qk_x86_unpack_pdep(dst, src, i, n, bits);
     }
     return i;
 }
@@ -423,6 +431,13 @@ int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {
     (void)dst; (void)src; (void)n; (void)bits;
     return 0;
+}
+
+int64_t bp_qk_x86_unpack_pdep(int8_t *dst, const uint8_t *src, int64_t i,
+                              int64_t n, int bits)
+{
+    (void)dst; (void)src; (void)n; (void)bits;
+    return i;
 }
 
 int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
