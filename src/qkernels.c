@@ -501,7 +501,7 @@ static void gemm(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
 {
     if (v2)
         bp_qk_avx2_gemm(y, v2->rows16, np, pc, a, grp, b0, b1, w0, v2->w16,
-                        v2->acc);
+                        v2->acc, xor80);
     else if (vnni)
         bp_qk_x86_gemm_vnni(y, rows, ldr, np, pc, a, grp, b0, b1, w0, xor80);
     else if (a->in_signed)
@@ -516,7 +516,9 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
 {
     const uint8_t *x = xv;
     const int vnni = bp_qk_isa_get() == BP_QK_AVX512VNNI;
-    const int xor80 = vnni && a->in_signed;
+    const int narrow = bp_qk_isa_get() == BP_QK_AVX2 && bp_qk_avx2_narrow(a);
+    /* byte products are unsigned x signed: int8 inputs go in as x + 128 */
+    const int xor80 = (vnni || narrow) && a->in_signed;
     avx2_bufs v2b, *v2 = NULL;
     if (bp_qk_isa_get() == BP_QK_AVX2) {
         uint8_t *base = (uint8_t *)scratch + rows_bytes(a) + wbuf_bytes(a) +
@@ -556,8 +558,12 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
             ldr = a->kp;
         }
         if (v2) {
-            /* int16 rows once per chunk, zero up to a whole tile */
-            bp_qk_avx2_widen_rows(v2->rows16, rows, ldr, np, a->kp, a->in_signed);
+            /* tiled rows once per chunk, zero up to a whole tile */
+            if (narrow)
+                bp_qk_avx2_pack_rows8((uint8_t *)v2->rows16, rows, ldr, np, a->kp);
+            else
+                bp_qk_avx2_widen_rows(v2->rows16, rows, ldr, np, a->kp,
+                                      a->in_signed);
         }
         if (a->w) {
             gemm(y, rows, ldr, np, pc, a, grp, b0, b1,

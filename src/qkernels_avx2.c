@@ -192,14 +192,15 @@ typedef struct epi8 {
 
 static int64_t rnd_of(int s) { return s > 0 ? (int64_t)1 << (s - 1) : 0; }
 
-TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, int64_t c0, int64_t nc)
+TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
+                          int64_t c0, int64_t nc)
 {
     int32_t bias[8] = {0};
     int64_t k[3][2][4] = {{{0}}}; /* m, s, rounding; even / odd; lane */
     h->c0 = c0;
     h->nc = nc;
     for (int64_t r = 0; r < nc; r++) {
-        bias[r] = a->bias[c0 + r];
+        bias[r] = bsrc[c0 + r];
         if (a->out_type == BP_QT_I32)
             continue;
         uint32_t rq = a->rq[c0 + r];
@@ -321,7 +322,7 @@ TGT static inline __m256i fold(__m256i lo, __m256i hi)
 
 /* Positions [0, np) of rows16 (kp int16 each, rows up to a multiple of TP
  * readable) x the 8 channels of h whose weights are wh ([group][32]). */
-TGT static void half_run(void *y, const int16_t *rows16, int64_t np,
+__attribute__((noinline)) TGT static void half_run(void *y, const int16_t *rows16, int64_t np,
                          int64_t pc, const bp_qk_layer *a, const ch8 *h,
                          const int16_t *wh, int32_t *acc, const epi8 *e)
 {
@@ -352,23 +353,150 @@ TGT static void half_run(void *y, const int16_t *rows16, int64_t np,
     }
 }
 
-TGT void bp_qk_avx2_gemm(void *y, const int16_t *rows16, int64_t np,
-                         int64_t pc, const bp_qk_layer *a, int64_t grp,
-                         int64_t b0, int64_t b1, const int8_t *w0,
-                         int16_t *w16, int32_t *acc)
+/* ---- weights of at most 7 bits: unsigned-by-signed byte products ------- */
+
+/* vpmaddubsw's int16 pair sums are exact while |w| <= 64 (255 * 64 * 2 <
+ * 2^15), and several can be added in int16 before vpmaddwd by ones widens
+ * them: F groups of 4 k while F * 510 * 2^(b-1) < 2^15.  Per 8 channels x
+ * 4 k that is one multiply plus 1/F of one, where the int16 path takes two
+ * (4-bit weights: 1.8x fewer multiplies). */
+int bp_qk_avx2_narrow(const bp_qk_layer *a) { return a->w_bits <= 7; }
+
+static int flush_groups(int bits)
+{
+    int f = 32767 / (510 * (1 << (bits - 1)));
+    return f < 1 ? 1 : f > 16 ? 16 : f;
+}
+
+TGT void bp_qk_avx2_pack_rows8(uint8_t *dst, const uint8_t *src, int64_t lds,
+                               int64_t np, int64_t kp)
+{
+    const int64_t G = kp / 4, pad = (np + TP - 1) / TP * TP;
+    for (int64_t i = 0; i < pad; i++) {
+        uint8_t *d = dst + (i / TP) * G * TP * 4 + (i % TP) * 4;
+        if (i >= np) {
+            for (int64_t g = 0; g < G; g++)
+                memset(d + g * TP * 4, 0, 4);
+            continue;
+        }
+        const uint8_t *s = src + i * lds;
+        for (int64_t g = 0; g < G; g++)
+            memcpy(d + g * TP * 4, s + 4 * g, 4);
+    }
+}
+
+/* Block codes -> [half][group][8 channels x 4 k] bytes, zero-padded. */
+static void group_block8(int8_t *w8, const int8_t *wb, int64_t mb, int64_t k,
+                         int64_t kp)
+{
+    const int64_t kt = k % 4, kf = k - kt, G = kp / 4;
+    if (mb == BP_QBLOCK) {
+        /* a group's 64 bytes are channels 0-7 then 8-15 */
+        for (int64_t g = 0; g < kf / 4; g++) {
+            memcpy(w8 + g * 32, wb + g * 64, 32);
+            memcpy(w8 + G * 32 + g * 32, wb + g * 64 + 32, 32);
+        }
+        if (kt) {
+            memset(w8 + (kf / 4) * 32, 0, 32);
+            memset(w8 + G * 32 + (kf / 4) * 32, 0, 32);
+        }
+    } else {
+        memset(w8, 0, (size_t)(2 * G * 32));
+        for (int64_t g = 0; g < kf / 4; g++)
+            for (int64_t r = 0; r < mb; r++)
+                memcpy(w8 + (r / TC) * G * 32 + g * 32 + (r % TC) * 4,
+                       wb + g * 4 * mb + 4 * r, 4);
+    }
+    for (int64_t r = 0; r < mb && kt; r++)
+        memcpy(w8 + (r / TC) * G * 32 + (kf / 4) * 32 + (r % TC) * 4,
+               wb + kf * mb + r * kt, (size_t)kt);
+}
+
+#define DECL8(i) __m256i a##i, p##i;
+#define ZERO8(i) a##i = _mm256_setzero_si256();
+#define LOADACC8(i) a##i = _mm256_loadu_si256((const __m256i *)(acc + (i0 + i) * 8));
+#define SAVEACC8(i) _mm256_storeu_si256((__m256i *)(acc + (i0 + i) * 8), a##i);
+#define PZERO8(i) p##i = _mm256_setzero_si256();
+#define STEP8(i)                                                               \
+    p##i = _mm256_add_epi16(p##i, _mm256_maddubs_epi16(                        \
+        _mm256_set1_epi32(ld32(r + gg * TP * 4 + (i) * 4)), w));
+#define FLUSH8(i) a##i = _mm256_add_epi32(a##i, _mm256_madd_epi16(p##i, ones));
+#define OUT8(i)                                                                \
+    if (i < ni)                                                                \
+        store8(y, a, h, e, pc + i0 + i, a##i);
+
+static inline int32_t ld32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* As half_run, from uint8 rows and int8 weights, F groups per flush. */
+__attribute__((noinline)) TGT static void half_run8(void *y, const uint8_t *rows8, int64_t np,
+                          int64_t pc, const bp_qk_layer *a, const ch8 *h,
+                          const int8_t *wh, int32_t *acc, const epi8 *e, int F)
+{
+    const int64_t kp = a->kp, G = kp / 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t g0 = 0; g0 < G; g0 += KC) {
+        const int64_t g1 = G - g0 < KC ? G : g0 + KC;
+        const int first = g0 == 0, last = g1 == G;
+        for (int64_t i0 = 0; i0 < np; i0 += TP) {
+            const int64_t ni = np - i0 < TP ? np - i0 : TP;
+            const uint8_t *r = rows8 + i0 * kp; /* tile i0 / TP */
+            X6(DECL8)
+            if (first) {
+                X6(ZERO8)
+            } else {
+                X6(LOADACC8)
+            }
+            for (int64_t g = g0; g < g1; g += F) {
+                const int64_t ge = g1 - g < F ? g1 : g + F;
+                X6(PZERO8)
+                for (int64_t gg = g; gg < ge; gg++) {
+                    __m256i w = _mm256_loadu_si256((const __m256i *)(wh + gg * 32));
+                    X6(STEP8)
+                }
+                X6(FLUSH8)
+            }
+            if (last) {
+                X6(OUT8)
+            } else {
+                X6(SAVEACC8)
+            }
+        }
+    }
+}
+
+TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
+                         const bp_qk_layer *a, int64_t grp, int64_t b0,
+                         int64_t b1, const int8_t *w0, void *wbuf,
+                         int32_t *acc, int xor80)
 {
     const int64_t G = a->kp / 4;
+    const int narrow = bp_qk_avx2_narrow(a), F = flush_groups(a->w_bits);
     epi8 e;
     epi8_setup(&e, a);
     for (int64_t b = b0; b < b1; b++) {
         const int64_t r0 = b * BP_QBLOCK;
         const int64_t mb = a->mg - r0 < BP_QBLOCK ? a->mg - r0 : BP_QBLOCK;
-        widen_block(w16, w0 + (b - b0) * BP_QBLOCK * a->k, mb, a->k, a->kp);
+        const int8_t *wb = w0 + (b - b0) * BP_QBLOCK * a->k;
+        if (narrow)
+            group_block8(wbuf, wb, mb, a->k, a->kp);
+        else
+            widen_block(wbuf, wb, mb, a->k, a->kp);
         for (int64_t hf = 0; hf * TC < mb; hf++) {
             ch8 h;
             int64_t nc = mb - hf * TC < TC ? mb - hf * TC : TC;
-            ch8_setup(&h, a, grp * a->mg + r0 + hf * TC, nc);
-            half_run(y, rows16, np, pc, a, &h, w16 + hf * G * 32, acc, &e);
+            ch8_setup(&h, a, xor80 ? a->bias_x : a->bias,
+                      grp * a->mg + r0 + hf * TC, nc);
+            if (narrow)
+                half_run8(y, rows, np, pc, a, &h, (const int8_t *)wbuf + hf * G * 32,
+                          acc, &e, F);
+            else
+                half_run(y, rows, np, pc, a, &h, (const int16_t *)wbuf + hf * G * 32,
+                         acc, &e);
         }
     }
 }
@@ -395,12 +523,24 @@ void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
     (void)dst; (void)src; (void)lds; (void)np; (void)kp; (void)sign;
 }
 
-void bp_qk_avx2_gemm(void *y, const int16_t *rows16, int64_t np, int64_t pc,
-                     const bp_qk_layer *a, int64_t grp, int64_t b0, int64_t b1,
-                     const int8_t *w0, int16_t *w16, int32_t *acc)
+int bp_qk_avx2_narrow(const bp_qk_layer *a)
 {
-    (void)y; (void)rows16; (void)np; (void)pc; (void)a; (void)grp; (void)b0;
-    (void)b1; (void)w0; (void)w16; (void)acc;
+    (void)a;
+    return 0;
+}
+
+void bp_qk_avx2_pack_rows8(uint8_t *dst, const uint8_t *src, int64_t lds,
+                           int64_t np, int64_t kp)
+{
+    (void)dst; (void)src; (void)lds; (void)np; (void)kp;
+}
+
+void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
+                     const bp_qk_layer *a, int64_t grp, int64_t b0, int64_t b1,
+                     const int8_t *w0, void *wbuf, int32_t *acc, int xor80)
+{
+    (void)y; (void)rows; (void)np; (void)pc; (void)a; (void)grp; (void)b0;
+    (void)b1; (void)w0; (void)wbuf; (void)acc; (void)xor80;
 }
 
 #endif

@@ -63,13 +63,23 @@ size_t bp_qk_avx2_wbytes(const bp_qk_layer *a);
 void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
                            int64_t np, int64_t kp, int sign);
 
+/* 1 when the AVX2 GEMM runs this layer on bytes (weights of at most 7
+ * bits): its rows are then bp_qk_avx2_pack_rows8's, signed inputs fed as
+ * x + 128 (xor80) against bias_x; else bp_qk_avx2_widen_rows'. */
+int bp_qk_avx2_narrow(const bp_qk_layer *a);
+
+/* np rows of kp uint8 codes at stride lds -> dst in the same tiled order as
+ * bp_qk_avx2_widen_rows, as bytes. */
+void bp_qk_avx2_pack_rows8(uint8_t *dst, const uint8_t *src, int64_t lds,
+                           int64_t np, int64_t kp);
+
 /* The GEMM and epilogue of bp_qk_layer_run for positions [pc, pc + np)
- * from int16 rows (bp_qk_avx2_widen_rows' layout), channel
- * blocks [b0, b1) of group grp whose int8 codes start at w0; w16
+ * from rows in the tiled order above (int16, or uint8 when narrow),
+ * channel blocks [b0, b1) of group grp whose int8 codes start at w0; wbuf
  * (bp_qk_avx2_wbytes) and acc ((np rounded up) x 16 int32) are scratch. */
-void bp_qk_avx2_gemm(void *y, const int16_t *rows16, int64_t np, int64_t pc,
+void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
                      const bp_qk_layer *a, int64_t grp, int64_t b0, int64_t b1,
-                     const int8_t *w0, int16_t *w16, int32_t *acc);
+                     const int8_t *w0, void *wbuf, int32_t *acc, int xor80);
 
 /* The scalar epilogue of one output element, t = accumulator + bias. */
 void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,

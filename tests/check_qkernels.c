@@ -55,6 +55,12 @@ typedef struct lcase {
     int64_t nx, ny;
 } lcase;
 
+/* 0: random codes; +1 / -1: every weight at the largest / most negative
+ * code and every input at the largest byte the kernels multiply (255, or
+ * 127 for int8 inputs, fed as 255 where they are shifted by 128): the sums
+ * that byte products held in int16 must not saturate on. */
+static int extreme;
+
 static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
                        bp_qtype out, int residual, rng *r)
 {
@@ -86,6 +92,8 @@ static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
         int64_t gi = c / a->mg, row = c % a->mg, sum = 0;
         for (int64_t kk = 0; kk < a->k; kk++) {
             int8_t q = (int8_t)rng_int(r, -qmax - 1, qmax);
+            if (extreme)
+                q = (int8_t)(extreme > 0 ? qmax : -qmax - 1);
             L->codes[c * a->k + kk] = q;
             L->blocked[gi * a->mg * a->k + bp_qw_index(a->mg, a->k, row, kk)] = q;
             sum += q;
@@ -116,7 +124,8 @@ static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
     L->ny = s->n * g->oh * g->ow * s->m;
     L->x = malloc((size_t)L->nx + 64);
     for (int64_t i = 0; i < L->nx; i++)
-        L->x[i] = (uint8_t)rng_int(r, in_signed ? 0 : 0, 255);
+        L->x[i] = extreme ? (in_signed ? 0x7F : 0xFF)
+                          : (uint8_t)rng_int(r, 0, 255);
     if (residual) {
         a->residual = 1;
         a->res_type = rng_int(r, 0, 1) ? BP_QT_U8 : BP_QT_I8;
@@ -255,6 +264,50 @@ START_TEST(test_layer_paths)
 }
 END_TEST
 
+/* Every width at the extremes (see `extreme`), int32 out so nothing
+ * clamps: on a 3x3 layer of 64 channels (k = 576) and on a Gemm with a k
+ * tail, every instruction set gives the naive sums. */
+START_TEST(test_layer_extremes)
+{
+    static const shape ex[] = {
+        {1, 6, 7, 64, 24, 3, 3, 1, 1, 1, 1},
+        {2, 1, 1, 301, 20, 1, 1, 1, 0, 1, 1},
+    };
+    rng r = {0xE77ULL};
+    bp_qk_isa saved = bp_qk_isa_get();
+    for (int si = 0; si < 2; si++)
+        for (int bits = 2; bits <= 8; bits++)
+            for (int sg = 0; sg < 2; sg++)
+                for (int dir = -1; dir <= 1; dir += 2) {
+                    lcase L;
+                    extreme = dir;
+                    lcase_make(&L, &ex[si], bits, sg, BP_QT_I32, 0, &r);
+                    extreme = 0;
+                    int64_t P = bp_qk_layer_positions(&L.a), M = L.a.geo.m;
+                    int32_t *y = malloc((size_t)L.ny * sizeof *y);
+                    for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+                        if (bp_qk_isa_set((bp_qk_isa)isa))
+                            continue;
+                        memset(y, 0x5A, (size_t)L.ny * sizeof *y);
+                        run_split(y, &L, 1, 0);
+                        for (int64_t p = 0; p < P; p++)
+                            for (int64_t c = 0; c < M; c++)
+                                ck_assert_msg(y[p * M + c] == naive(&L, p, c),
+                                              "shape %d w%d %s weights %+d, %s: "
+                                              "p %lld c %lld: %d, want %lld",
+                                              si, bits, sg ? "int8" : "uint8", dir,
+                                              bp_qk_isa_name((bp_qk_isa)isa),
+                                              (long long)p, (long long)c,
+                                              y[p * M + c],
+                                              (long long)naive(&L, p, c));
+                    }
+                    bp_qk_isa_set(saved);
+                    free(y);
+                    lcase_free(&L);
+                }
+}
+END_TEST
+
 /* The input quantiser against bp_act_quantize: NaN, infinities, exact
  * halves, values past the range, NCHW -> NHWC for several channel counts,
  * in position ranges. */
@@ -319,6 +372,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_layer_paths, 0, N_SHAPES);
+    tcase_add_test(tc, test_layer_extremes);
     tcase_add_test(tc, test_quantize);
     suite_add_tcase(s, tc);
     return s;
