@@ -42,6 +42,8 @@ static const char help[] =
     "  --threads N           integer executor threads (default: all CPUs)\n"
     "  --profile HW.json     also report the latency this measured profile\n"
     "                        (bitplan profile --measure) predicts for the plan\n"
+    "  --out FILE.npy        save the integer model's (dequantized) first output\n"
+    "                        for every sample, float32, written batch by batch\n"
     "  --isa NAME            portable, avx2 or avx512-vnni (default: the best\n"
     "                        this CPU runs; all give identical integers)\n"
     "  --json                print the figures as JSON on stdout:\n"
@@ -109,6 +111,13 @@ void cli_qdata_free(cli_qdata *q)
     bp_tensor_free(&q->cx);
 }
 
+/* The integer outputs go to --out as they are computed: never all held. */
+static int sink_rows(void *ctx, int64_t start, int64_t count, const float *y)
+{
+    (void)start; /* bp_qrun_plan calls in sample order */
+    return bp_npy_writer_rows(ctx, y, count);
+}
+
 static void add_num(cJSON *o, const char *k, double v)
 {
     if (isfinite(v))
@@ -144,10 +153,12 @@ int cmd_run(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"isa", required_argument, NULL, 'i'},
         {"profile", required_argument, NULL, 'f'},
+        {"out", required_argument, NULL, 'o'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *plan_path = NULL, *xpath = NULL, *ypath = NULL, *cpath = NULL;
+    const char *plan_path = NULL, *xpath = NULL, *ypath = NULL, *cpath = NULL,
+               *outpath = NULL;
     const char *isa = NULL, *profile = NULL;
     int64_t repeat = 10, batch = 64, samples = 0, threads = 0, csamples = 256;
     double max_drop = NAN;
@@ -203,6 +214,7 @@ int cmd_run(int argc, char **argv)
             break;
         case 'i': isa = optarg; break;
         case 'f': profile = optarg; break;
+        case 'o': outpath = optarg; break;
         case 'j': json = 1; break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
         default: return cli_usage("run", "unknown option");
@@ -236,16 +248,29 @@ int cmd_run(int argc, char **argv)
     cli_qdata qd = {0};
     bp_qrun *qr = NULL;
     bp_qrun_result R;
+    bp_npy_writer *out = NULL;
     if ((st = bp_onnx_load(&g, argv[optind])) ||
         (st = bp_plan_load(&plan, plan_path)))
         goto out;
     /* a bad plan is refused before any data is read */
     if ((st = bp_qplan_check(g, plan, plan_path)))
         goto out;
-    if ((st = cli_qdata_load(&qd, g, xpath, ypath, samples, cpath, csamples)) ||
-        (st = bp_qrun_open(&qr, g, &qd.src, qd.cx, &ro)))
+    if ((st = cli_qdata_load(&qd, g, xpath, ypath, samples, cpath, csamples)))
         goto out;
-    if ((st = bp_qrun_plan(qr, plan, plan_path, &R)))
+    if (outpath) {
+        const bp_value *yv = &g->values[g->outputs[0]];
+        int64_t dims[BP_MAX_RANK];
+        memcpy(dims, yv->dims, sizeof dims);
+        dims[0] = qd.src.n;
+        if ((st = bp_npy_writer_open(&out, outpath, BP_F32, yv->rank, dims)))
+            goto out;
+        ro.sink = sink_rows;
+        ro.sink_ctx = out;
+    }
+    if ((st = bp_qrun_open(&qr, g, &qd.src, qd.cx, &ro)))
+        goto out;
+    if ((st = bp_qrun_plan(qr, plan, plan_path, &R)) ||
+        (out && (st = bp_npy_writer_commit(&out))))
         goto out;
     double prof_lat = NAN;
     if (profile && (st = bp_qprofile_predict(profile, g, plan, &prof_lat)))
@@ -378,6 +403,7 @@ int cmd_run(int argc, char **argv)
 out:
     if (st)
         rc = cli_status(st);
+    bp_npy_writer_abort(&out);
     bp_qrun_free(&qr);
     cli_qdata_free(&qd);
     bp_plan_free(&plan);

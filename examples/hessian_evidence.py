@@ -22,6 +22,9 @@ cross-entropy over the float model (integer minus float: the primary figure;
 accuracy on 500 samples moves in 0.2-point steps) and the accuracy of each.
 The claim checked: the Hessian plan raises the loss less than the uniform
 plan and less than the random mean, and its accuracy is at least theirs.
+Next to each comparison it prints the paired difference of the per-sample
+test losses (from `bitplan run --out`) and its standard error, so that a
+difference the 500 test samples cannot resolve is told from a real one.
 
 Where the budget admits few plans (at most --enumerate maximal plans: the
 MLP's three layers give 5 and 9), every maximal plan is run too, on the test
@@ -34,6 +37,8 @@ it.  Exit status 0 when every comparison holds, 1 otherwise.  Standard
 library only; deterministic with --seed.  Takes about a minute.
 """
 import argparse
+import array
+import ast
 import hashlib
 import itertools
 import json
@@ -130,11 +135,58 @@ def rank_of(plan, plans, losses):
     return 1 + sum(l < mine for l in losses)
 
 
+def load_npy(path):
+    """A little-endian float32 or int64 .npy in C order, as a flat array."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:6] != b"\x93NUMPY":
+        sys.exit(f"{path}: not a .npy file")
+    hlen, start = ((raw[8] | raw[9] << 8), 10) if raw[6] == 1 else \
+        (int.from_bytes(raw[8:12], "little"), 12)
+    head = ast.literal_eval(raw[start:start + hlen].decode("latin1"))
+    code = {"<f4": "f", "<i8": "q"}.get(head["descr"])
+    if code is None or head["fortran_order"]:
+        sys.exit(f"{path}: expected C-order <f4 or <i8, got {head}")
+    a = array.array(code)
+    a.frombytes(raw[start + hlen:])
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a, head["shape"]
+
+
+def sample_losses(logits_path, labels):
+    """Cross-entropy of every sample from the integer model's logits."""
+    q, shape = load_npy(logits_path)
+    c = shape[1]
+    out = []
+    for i, y in enumerate(labels):
+        row = q[i * c:(i + 1) * c]
+        m = max(row)
+        out.append(math.log(sum(math.exp(v - m) for v in row)) + m - row[y])
+    return out
+
+
+def paired(a, b):
+    """Mean of a - b over the samples and its standard error: how far two
+    plans' test losses differ, sample by sample, against the noise of the
+    500-sample set."""
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    m = sum(d) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1)) if n > 1 else 0.0
+    return m, sd / math.sqrt(n)
+
+
 def measure(bitplan, model, plan, calib, test, labels):
+    """(loss increase, accuracy, packed layer bytes, per-sample int losses)."""
+    out = plan + ".logits.npy"
     p = run([bitplan, "run", model, "--plan", plan, "--data", test, "--labels", labels,
-             "--calib", calib, "--repeat", "0", "--json"])
+             "--calib", calib, "--repeat", "0", "--json", "--out", out])
     j = json.loads(p.stdout)
-    return j["int_loss"] - j["float_loss"], j["int_accuracy"], j["size_bytes"] - j["overhead_bytes"]
+    per = sample_losses(out, load_npy(labels)[0])
+    os.remove(out)
+    return (j["int_loss"] - j["float_loss"], j["int_accuracy"],
+            j["size_bytes"] - j["overhead_bytes"], per)
 
 
 def main():
@@ -202,6 +254,14 @@ def main():
                       f"to {max(r[0] for r in rs):.5f})")
                 if hbits == [b] * len(layers):
                     print("  the Hessian plan is the uniform plan itself")
+                else:
+                    dm, se = paired(h[3], u[3])
+                    print(f"  hessian - uniform, paired over the {len(h[3])} test samples: "
+                          f"{dm:+.5f} +- {se:.5f} (standard error; {dm / se:+.1f} SE)")
+                rmean = [sum(r[3][i] for r in rs) / len(rs) for i in range(len(h[3]))]
+                dm, se = paired(h[3], rmean)
+                print(f"  hessian - random mean, paired: {dm:+.5f} +- {se:.5f} "
+                      f"({dm / se:+.1f} SE)")
                 plans = maximal_plans(layers, budget, a.enumerate)
                 if plans:
                     if hbits not in plans:

@@ -369,6 +369,8 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
         if ((st = bp_qexec_run(ex, in, nb)))
             goto out;
         const float *q = bp_qexec_output(ex, 0);
+        if (r->o.sink && (st = r->o.sink(r->o.sink_ctx, s, nb, q)))
+            goto out;
         for (int64_t i = 0; i < nb * r->out_per; i++) {
             double d = (double)f[i] - (double)q[i];
             sig += (double)f[i] * (double)f[i];

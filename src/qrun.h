@@ -45,6 +45,12 @@ typedef struct bp_qrun_opts {
                              across plans when they fit (default 0: none;
                              recomputed batch by batch for every plan) */
     bp_qopts q;           /* calibration method, percentile */
+    /* When set, called after every batch with the integer model's output 0
+     * (dequantized, count x the output's per-sample values) for samples
+     * [start, start + count), in order; a status other than BP_OK stops
+     * the run with it.  `bitplan run --out` writes the file through it. */
+    int (*sink)(void *ctx, int64_t start, int64_t count, const float *out);
+    void *sink_ctx;
 } bp_qrun_opts;
 
 void bp_qrun_opts_init(bp_qrun_opts *o);

@@ -617,11 +617,29 @@ static int fail_read(void *ctx, int64_t start, int64_t count, float *x,
                               : BP_OK;
 }
 
+/* Collects what bp_qrun_plan hands its sink; fails at call fail_at. */
+typedef struct sinkbuf {
+    float *rows;
+    int64_t per, next, calls, fail_at;
+} sinkbuf;
+
+static int sink_collect(void *ctx, int64_t start, int64_t count, const float *y)
+{
+    sinkbuf *k = ctx;
+    if (++k->calls == k->fail_at)
+        return bp_fail(BP_EIO, "out.npy: disk full");
+    ck_assert_int_eq(start, k->next); /* in order, nothing skipped */
+    memcpy(k->rows + start * k->per, y, (size_t)(count * k->per) * sizeof *y);
+    k->next = start + count;
+    return BP_OK;
+}
+
 /* bp_qrun streams: it asks for at most one batch at a time, and its figures
  * equal sums taken here over the whole set in order (float model at the
  * same batch, integer model, top-1, cross-entropy, SQNR), for a set whose
- * size is not a multiple of the batch; a second plan reuses nothing stale;
- * a source error mid-way comes back as is. */
+ * size is not a multiple of the batch; its sink receives every sample's
+ * integer output in order, equal to the executor's own; a second plan
+ * reuses nothing stale; a source or sink error mid-way comes back as is. */
 START_TEST(test_qrun_stream)
 {
     bp_graph *g = load_model("cnn.onnx");
@@ -634,6 +652,9 @@ START_TEST(test_qrun_stream)
     bp_qrun_opts_init(&o);
     o.batch = b;
     o.threads = 1;
+    sinkbuf sk = {malloc((size_t)n * 10 * sizeof(float)), 10, 0, 0, 0};
+    o.sink = sink_collect;
+    o.sink_ctx = &sk;
     bp_qrun *r;
     ck_assert_msg(bp_qrun_open(&r, g, &src, cal, &o) == BP_OK, "%s", bp_errmsg());
     ck_assert(isnan(bp_qrun_float_accuracy(r)));
@@ -643,8 +664,11 @@ START_TEST(test_qrun_stream)
     for (int pl = 0; pl < 2; pl++) {
         bp_plan *p = random_plan(&rr, g, 2, 8, 4, 8);
         c.max_count = c.reads = 0;
+        sk.next = sk.calls = 0;
         bp_qrun_result R;
         ck_assert_msg(bp_qrun_plan(r, p, "p", &R) == BP_OK, "%s", bp_errmsg());
+        ck_assert_int_eq(sk.next, n);
+        ck_assert_int_eq(sk.calls, (n + b - 1) / b);
         ck_assert_int_eq(c.max_count, b);
         ck_assert_int_eq(c.reads, (n + b - 1) / b);
         /* the reference, over the whole set in order */
@@ -664,6 +688,7 @@ START_TEST(test_qrun_stream)
             ck_assert_int_eq(bp_exec_run(fe, fin, nb), BP_OK);
             ck_assert_int_eq(bp_qexec_run(ex, qin, nb), BP_OK);
             const float *f = bp_exec_output(fe, 0), *q = bp_qexec_output(ex, 0);
+            ck_assert(memcmp(q, sk.rows + s0 * 10, (size_t)nb * 10 * sizeof *q) == 0);
             for (int64_t i = 0; i < nb * 10; i++) {
                 sig += (double)f[i] * f[i];
                 noise += ((double)f[i] - q[i]) * ((double)f[i] - q[i]);
@@ -703,6 +728,7 @@ START_TEST(test_qrun_stream)
     }
     bp_qrun_free(&r);
     /* calibration from the data: the first calib_samples, read in batches */
+    o.sink = NULL;
     c.max_count = c.reads = 0;
     o.calib_samples = 25;
     ck_assert_int_eq(bp_qrun_open(&r, g, &src, NULL, &o), BP_OK);
@@ -718,6 +744,16 @@ START_TEST(test_qrun_stream)
     bp_qrun_result R;
     ck_assert_int_eq(bp_qrun_plan(r, p, "p", &R), BP_EIO);
     ck_assert_str_eq(bp_errmsg(), "data.npy: changed under us");
+    bp_qrun_free(&r);
+    /* a sink that fails at its third batch */
+    sk.next = sk.calls = 0;
+    sk.fail_at = 3;
+    o.sink = sink_collect;
+    ck_assert_int_eq(bp_qrun_open(&r, g, &src, cal, &o), BP_OK);
+    ck_assert_int_eq(bp_qrun_plan(r, p, "p", &R), BP_EIO);
+    ck_assert_str_eq(bp_errmsg(), "out.npy: disk full");
+    ck_assert_int_eq(sk.calls, 3);
+    free(sk.rows);
     bp_plan_free(&p);
     bp_qrun_free(&r);
     bp_qcalib_free(&qc);

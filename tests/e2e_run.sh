@@ -6,11 +6,13 @@
 # exceeded or an accuracy drop over --max-drop exits 1, and bad input (a plan
 # for another model, unknown or missing layers, bit-widths the executor
 # lacks, data of the wrong shape) exits 2 with one line naming the file;
+# `--out` writes the integer logits, identical across ISAs and batches;
 # `bitplan profile --measure` writes a table profile.
 set -u
 : "${BITPLAN:?}" "${SRCDIR:?}"
 EX="$SRCDIR/examples"
 PL="$SRCDIR/tests/data/plans"
+NPYCMP="$(dirname "$BITPLAN")/tests/npycmp"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
@@ -53,10 +55,18 @@ done
 
 # --- every plan: size to the byte; both kernel sets agree -------------------
 for p in cnn_w4a8 cnn_mixed; do
-    cnn --plan "$PL/$p.json" --repeat 1 --json >"$TMP/a.json" 2>/dev/null ||
-        bad "$p: exit $?"
+    cnn --plan "$PL/$p.json" --repeat 1 --json --out "$TMP/a.npy" >"$TMP/a.json" \
+        2>/dev/null || bad "$p: exit $?"
     cnn --plan "$PL/$p.json" --repeat 0 --isa portable --threads 1 --json \
-        >"$TMP/b.json" 2>/dev/null || bad "$p portable: exit $?"
+        --out "$TMP/b.npy" >"$TMP/b.json" 2>/dev/null || bad "$p portable: exit $?"
+    cnn --plan "$PL/$p.json" --repeat 0 --batch 7 --out "$TMP/c.npy" 2>/dev/null ||
+        bad "$p --batch 7: exit $?"
+    # --out: the integer logits, one row per sample, whatever the ISA or batch
+    r=$("$NPYCMP" "$TMP/a.npy" "$EX/cnn_test_logits.npy" 1e9) &&
+        "$NPYCMP" "$TMP/a.npy" "$TMP/b.npy" 0 >/dev/null &&
+        "$NPYCMP" "$TMP/a.npy" "$TMP/c.npy" 0 >/dev/null &&
+        ok "$p --out: (500, 10) integer logits, identical across ISAs and batches (vs float: $r)" ||
+        bad "$p --out: $r"
     [ "$(jget "$TMP/a.json" layer_bytes)" = "$(jget "$TMP/a.json" predicted_size_bytes)" ] &&
         ok "$p: layer bytes = predicted ($(jget "$TMP/a.json" layer_bytes))" ||
         bad "$p: layer bytes $(jget "$TMP/a.json" layer_bytes) vs $(jget "$TMP/a.json" predicted_size_bytes)"
@@ -69,6 +79,12 @@ done
 mlp --plan "$PL/mlp_w4a4.json" --repeat 0 --json >"$TMP/m4.json" 2>/dev/null
 [ "$(jget "$TMP/m4.json" layer_bytes)" = "$(jget "$TMP/m4.json" predicted_size_bytes)" ] &&
     ok "mlp_w4a4: layer bytes = predicted" || bad "mlp_w4a4 bytes"
+
+# --out into a directory that does not exist: exit 2, nothing written
+cnn --plan "$PL/cnn_w4a8.json" --repeat 0 --out "$TMP/nodir/q.npy" >/dev/null 2>"$TMP/e"
+rc=$?; [ $rc -eq 2 ] && [ ! -e "$TMP/nodir" ] && [ "$(wc -l <"$TMP/e")" -eq 1 ] &&
+    grep -q "nodir/q.npy" "$TMP/e" && ok "--out unwritable: exit 2: $(cat "$TMP/e")" ||
+    bad "--out unwritable: exit $rc: $(cat "$TMP/e")"
 
 # --- checks that fail: exit 1 ----------------------------------------------
 cnn --plan "$PL/cnn_w8a8_tight.json" --repeat 0 >/dev/null 2>"$TMP/e"
