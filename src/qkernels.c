@@ -844,6 +844,8 @@ static void quantize_run(uint8_t *dst, const float *x, int64_t n, double scale,
     int64_t i = 0;
     if (bp_qk_isa_get() == BP_QK_AVX512VNNI)
         i = bp_qk_x86_quantize(dst, x, n, scale, lo, hi);
+    else if (bp_qk_isa_get() == BP_QK_AVX2)
+        i = bp_qk_avx2_quantize(dst, x, n, scale, lo, hi);
     for (; i < n; i++)
         dst[i] = (uint8_t)bp_act_quantize(x[i], scale, lo, hi);
 }

@@ -501,6 +501,38 @@ TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
     }
 }
 
+/* ---- input quantization ------------------------------------------------ */
+
+/* bp_act_quantize 8 at a time, in double as it is: x / scale, clamped (NaN
+ * clamps to lo, then is zeroed), truncated, and the half-away step added
+ * from the exact fraction. */
+TGT int64_t bp_qk_avx2_quantize(uint8_t *dst, const float *x, int64_t n,
+                                double scale, int32_t lo, int32_t hi)
+{
+    const __m256d vs = _mm256_set1_pd(scale), vlo = _mm256_set1_pd(lo),
+                  vhi = _mm256_set1_pd(hi), half = _mm256_set1_pd(0.5),
+                  mhalf = _mm256_set1_pd(-0.5), one = _mm256_set1_pd(1.0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i t[2];
+        for (int h = 0; h < 2; h++) {
+            __m256d v = _mm256_div_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * h)), vs);
+            __m256d ord = _mm256_cmp_pd(v, v, _CMP_ORD_Q);
+            __m256d c = _mm256_min_pd(_mm256_max_pd(v, vlo), vhi);
+            __m256d tr = _mm256_round_pd(c, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256d f = _mm256_sub_pd(c, tr);
+            tr = _mm256_add_pd(tr, _mm256_and_pd(_mm256_cmp_pd(f, half, _CMP_GE_OQ), one));
+            tr = _mm256_sub_pd(tr, _mm256_and_pd(_mm256_cmp_pd(f, mhalf, _CMP_LE_OQ), one));
+            t[h] = _mm256_cvttpd_epi32(_mm256_and_pd(tr, ord));
+        }
+        /* every value is in [lo, hi], within int8 or uint8 */
+        __m128i w = _mm_packs_epi32(t[0], t[1]);
+        _mm_storel_epi64((__m128i *)(dst + i),
+                         lo < 0 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+    }
+    return i;
+}
+
 #else /* not x86-64 GCC/Clang */
 
 int bp_qk_x86_avx2_available(void) { return 0; }
@@ -508,6 +540,13 @@ int bp_qk_x86_avx2_available(void) { return 0; }
 int64_t bp_qk_avx2_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {
     (void)dst; (void)src; (void)n; (void)bits;
+    return 0;
+}
+
+int64_t bp_qk_avx2_quantize(uint8_t *dst, const float *x, int64_t n,
+                            double scale, int32_t lo, int32_t hi)
+{
+    (void)dst; (void)x; (void)n; (void)scale; (void)lo; (void)hi;
     return 0;
 }
 

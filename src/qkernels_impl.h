@@ -42,6 +42,10 @@ int64_t bp_qk_x86_unpack_pdep(int8_t *dst, const uint8_t *src, int64_t i,
 int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
                            double scale, int32_t lo, int32_t hi);
 
+/* The same with AVX2, for CPUs without AVX-512. */
+int64_t bp_qk_avx2_quantize(uint8_t *dst, const float *x, int64_t n,
+                            double scale, int32_t lo, int32_t hi);
+
 /* Positions per tile of the AVX2 GEMM (rows read up to a multiple of it). */
 #define BP_QK_AVX2_TILE 6
 _Static_assert(BP_QK_TILE % BP_QK_AVX2_TILE == 0, "both tiles divide the chunk");
