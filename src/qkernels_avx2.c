@@ -16,7 +16,11 @@
  * whose weights (8 channels x 256 k, 4 KiB) stay in L1 while every tile of
  * the chunk passes over them; partial sums wait in the accumulator buffer.
  * The epilogue is the portable one's integer formula on 8 lanes (AVX2 has
- * no 64-bit arithmetic shift or min/max: both are built from compares). */
+ * no 64-bit arithmetic shift or min/max: both are built from compares).
+ * Weights of at most 7 bits take the byte path instead (below).  oneDNN's
+ * int8 convolutions on CPUs without VNNI multiply with vpmaddubsw too (its
+ * guide, "Nuances of int8 computations", describes the saturation), so
+ * they could not give these integers on 8-bit weights either. */
 #include "qkernels_impl.h"
 
 #include <string.h>
