@@ -17,7 +17,8 @@
  * no model: the fitted layer model and op costs; measured here first
  * unless --generic), next to the measured latency.
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
- * same ResNet-18.  Latencies are medians per sample; figures, not a test.
+ * same ResNet-18.  Latencies are medians per sample, the float path and
+ * the three plans timed in turns (interleaved()); figures, not a test.
  *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
  *
@@ -55,27 +56,60 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median seconds per sample of runs of `batch` samples, at least `repeat`
- * runs and 0.5 s. */
 typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
 
-static double median_time(run_fn fn, void *ctx, const float *x, int64_t batch,
-                          int repeat)
+/* Medians per sample of k contenders timed in turns: each round gives
+ * every contender, in turn, a block of runs (about 0.1 s, after one
+ * untimed run), for at least `repeat` runs and 0.5 s per contender.  Load
+ * that comes and goes on a shared machine then falls on all of them alike,
+ * where medians taken one after the other could differ by 40%.  OpenBLAS's
+ * threads spin on after the float path's last call (0.11 s of CPU, measured
+ * on ResNet-18 with 2 threads), so a pause of `settle` seconds follows
+ * contender 0 (the float path) before the others share the cores. */
+static void interleaved(const run_fn *fn, void *const *ctx, int k,
+                        const float *x, int64_t batch, int repeat, double settle,
+                        double *out)
 {
-    double *t = malloc(sizeof *t * 100000);
-    int n = 0;
-    fn(ctx, x, batch);
-    double start = now();
-    while (n < 100000 && (n < repeat || now() - start < 0.5)) {
+    enum { MAXR = 20000 };
+    double *t = malloc(sizeof *t * (size_t)(MAXR * k));
+    int *n = calloc((size_t)k, sizeof *n), blk[16];
+    double spent[16] = {0};
+    for (int i = 0; i < k && i < 16; i++) {
         double t0 = now();
-        if (fn(ctx, x, batch))
-            break;
-        t[n++] = now() - t0;
+        fn[i](ctx[i], x, batch);
+        double one = now() - t0;
+        blk[i] = one > 0.1 ? 1 : one < 1e-4 ? 1000 : (int)(0.1 / one) + 1;
     }
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    double m = n ? t[n / 2] / (double)batch : NAN;
+    for (int round = 0;; round++) {
+        int more = 0;
+        for (int i = 0; i < k; i++)
+            more |= n[i] < repeat || spent[i] < 0.5;
+        if (!more)
+            break;
+        for (int j = 0; j < k; j++) {
+            int i = (j + round) % k;
+            fn[i](ctx[i], x, batch);
+            for (int r = 0; r < blk[i] && n[i] < MAXR; r++) {
+                double t0 = now();
+                fn[i](ctx[i], x, batch);
+                double d = now() - t0;
+                t[i * MAXR + n[i]++] = d;
+                spent[i] += d;
+            }
+            if (i == 0 && settle > 0) {
+                struct timespec ts = {0, (long)(settle * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (n[0] >= MAXR)
+            break;
+    }
+    for (int i = 0; i < k; i++) {
+        qsort(t + i * MAXR, (size_t)n[i], sizeof *t, cmp);
+        out[i] = n[i] ? t[i * MAXR + n[i] / 2] / (double)batch : NAN;
+    }
+    free(n);
     free(t);
-    return m;
 }
 
 static int run_float(void *ctx, const float *x, int64_t n)
@@ -172,45 +206,59 @@ static int bench_model(const char *name, const char *model, const char *calib,
     }
     printf("%s (%s), %d threads, %s kernels\n", name, model, threads,
            bp_qk_isa_name(bp_qk_isa_get()));
-    for (int64_t b = 1; b <= big; b = b == 1 ? big : big + 1) {
+    for (int64_t b = 1; b <= big && !st; b = b == 1 ? big : big + 1) {
+        /* the float path and the three plans, timed in turns */
+        enum { K = 4 };
+        static const int widths[K - 1] = {8, 4, 0};
+        run_fn fns[K] = {run_float, run_int, run_int, run_int};
+        void *ctx[K] = {0};
         bp_exec *fe = NULL;
+        bp_plan *p[K - 1] = {0};
+        bp_qmodel *qm[K - 1] = {0};
+        bp_qexec *ex[K - 1] = {0};
+        double t[K];
         if ((st = bp_exec_new(&fe, g, BP_F32, b)))
             break;
-        double tf = median_time(run_float, fe, x, b, repeat);
-        bp_exec_free(&fe);
-        printf("  batch %lld\n", (long long)b);
-        print_ms("float32 executor (per sample)", tf);
-        for (int w = 8; w >= 0; w -= 4) {
-            bp_plan *p = uniform(g, w, 8);
-            bp_qmodel *qm = NULL;
-            bp_qexec *ex = NULL;
-            if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
-                (st = bp_qexec_new(&ex, qm, b, threads))) {
+        ctx[0] = fe;
+        for (int j = 0; j < K - 1 && !st; j++) {
+            if (!(p[j] = uniform(g, widths[j], 8)))
+                st = BP_ENOMEM;
+            else if ((st = bp_qmodel_new(&qm[j], g, p[j], qc, NULL)) ||
+                (st = bp_qexec_new(&ex[j], qm[j], b, threads)))
                 fprintf(stderr, "%s\n", bp_errmsg());
-                bp_qmodel_free(&qm);
-                bp_plan_free(&p);
-                break;
-            }
-            double ti = median_time(run_int, ex, x, b, repeat);
+            ctx[j + 1] = ex[j];
+        }
+        if (!st) {
+            interleaved(fns, ctx, K, x, b, repeat, 0.2, t);
+            printf("  batch %lld (float and integer runs in turns)\n", (long long)b);
+            print_ms("float32 executor (per sample)", t[0]);
+        }
+        for (int j = 0; j < K - 1 && !st; j++) {
+            int w = widths[j];
+            double ti = t[j + 1];
             char what[64];
             if (w)
                 snprintf(what, sizeof what, "integer w%da8 (per sample)", w);
             else
                 snprintf(what, sizeof what, "integer w2..8 a8 (per sample)");
             printf("    %-34s %10.4f ms\n", what, ti * 1e3);
-            printf("    %-34s %10.2fx\n", "  speed-up over float32", tf / ti);
+            printf("    %-34s %10.2fx\n", "  speed-up over float32", t[0] / ti);
             if (b == 1) {
-                print_pred("  --model profile predicts", prof, g, p, ti);
+                print_pred("  --model profile predicts", prof, g, p[j], ti);
                 if (generic)
-                    print_pred("  generic profile predicts", generic, g, p, ti);
+                    print_pred("  generic profile predicts", generic, g, p[j], ti);
                 if (w == 8 && int8_b1)
                     *int8_b1 = ti;
             }
-            printf("    %-34s %10lld bytes\n", "  packed size", (long long)qm->size_bytes);
-            bp_qexec_free(&ex);
-            bp_qmodel_free(&qm);
-            bp_plan_free(&p);
+            printf("    %-34s %10lld bytes\n", "  packed size",
+                   (long long)qm[j]->size_bytes);
         }
+        for (int j = 0; j < K - 1; j++) {
+            bp_qexec_free(&ex[j]);
+            bp_qmodel_free(&qm[j]);
+            bp_plan_free(&p[j]);
+        }
+        bp_exec_free(&fe);
     }
     if (!profile)
         remove(prof);
