@@ -36,10 +36,11 @@ vg "eval, bad labels" "$REAL" eval "$EX/mlp.onnx" --data "$EX/digits_test_flat.n
 if "$BITPLAN" --help | grep -q "^  run "; then
     vg "run" "$REAL" run "$EX/cnn.onnx" --plan "$TMP/plan.json" --data "$EX/digits_test_x.npy" \
         --labels "$EX/digits_test_y.npy" --samples 64 --calib "$EX/digits_calib_x.npy" --repeat 1
-    vg "run, streamed batches, calibration from the data, --profile" "$REAL" run \
+    vg "run, streamed batches, calibration from the data, --profile, --out" "$REAL" run \
         "$EX/mlp.onnx" --plan "$SRCDIR/tests/data/plans/mlp_w4a4.json" \
         --data "$EX/digits_test_flat.npy" --labels "$EX/digits_test_y.npy" --samples 37 \
-        --batch 10 --calib-samples 15 --repeat 1 --profile "$TD/profiles/fitted.json"
+        --batch 10 --calib-samples 15 --repeat 1 --profile "$TD/profiles/fitted.json" \
+        --out "$TMP/q.npy"
 fi
 vg "eval --out, streamed" "$REAL" eval "$EX/cnn.onnx" --data "$EX/digits_test_x.npy" \
     --labels "$EX/digits_test_y.npy" --samples 70 --batch 32 --out "$TMP/o.npy"
