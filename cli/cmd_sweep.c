@@ -41,10 +41,19 @@ static const char help[] =
     "                    on MODEL.onnx with --data X.npy --labels Y.npy and\n"
     "                    add the measured figures to pareto.csv (float_accuracy,\n"
     "                    int_accuracy, float_loss, int_loss, agreement,\n"
-    "                    measured_size_bytes) and pareto_accuracy.svg (integer\n"
-    "                    accuracy against the axis).  With --sensitivity, --data\n"
-    "                    is the validation set; without it, the same data also\n"
-    "                    gives the sensitivity\n"
+    "                    measured_size_bytes and, after the bit columns,\n"
+    "                    measured_latency_s: batch 1, per sample, median of\n"
+    "                    --repeat runs), pareto_accuracy.svg (integer accuracy\n"
+    "                    against the axis) and pareto_latency.svg (integer\n"
+    "                    accuracy against measured latency: the measured\n"
+    "                    Pareto curve).  With --sensitivity, --data is the\n"
+    "                    validation set; without it, the same data also gives\n"
+    "                    the sensitivity\n"
+    "  --repeat N        timed runs per plan for --validate, at least N and\n"
+    "                    0.1 s of them (default 10; 0: do not time, and write\n"
+    "                    no pareto_latency.svg)\n"
+    "  --threads N       integer executor threads for --validate (default:\n"
+    "                    all CPUs)\n"
     "  --calib C.npy     activation calibration samples for --validate\n"
     "                    (default: the first 256 samples of --data)\n"
     "  --json            print {\"axis\",\"points\":[{\"budget\",\"objective\",\n"
@@ -62,6 +71,9 @@ typedef struct point {
 
 /* What a plot draws against the axis. */
 enum { Y_OBJECTIVE, Y_INT_ACCURACY };
+/* ... and along x: the sweep's axis (the plans' predicted totals) or the
+ * batch-1 latency --validate measured. */
+enum { X_AXIS, X_MEASURED_LATENCY };
 
 static double y_of(const point *p, int which)
 {
@@ -78,6 +90,24 @@ static double total_of(const bp_alloc_result *r, bp_budget_kind k)
 {
     return k == BP_BUDGET_SIZE ? r->size_bytes
          : k == BP_BUDGET_LATENCY ? r->total_latency_s : r->total_bops;
+}
+
+static double x_of(const point *p, bp_budget_kind axis, int xw)
+{
+    return xw == X_AXIS ? total_of(&p->r, axis) : p->q.latency_s;
+}
+
+/* Whether point p has both coordinates of the plot. */
+static int drawn(const point *p, bp_budget_kind axis, int xw, int which)
+{
+    return p->ok && (p->validated || (which == Y_OBJECTIVE && xw == X_AXIS)) &&
+           isfinite(x_of(p, axis, xw));
+}
+
+static int by_x(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 /* The unit bp_budget_format picks for v, and its scale. */
@@ -120,16 +150,29 @@ static void xml_text(FILE *f, const char *s)
 }
 
 static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
-                     int n, const char *title, int which)
+                     int n, const char *title, int xw, int which)
 {
+    /* measured latencies need not rise with the budget: the line joins
+     * the points in x order (pairs of x and index, sorted) */
+    double (*ord)[2] = malloc(sizeof *ord * (size_t)(n ? n : 1));
+    if (!ord)
+        return bp_fail(BP_ENOMEM, "out of memory");
+    int no = 0;
+    for (int i = 0; i < n; i++)
+        if (drawn(&pt[i], axis, xw, which)) {
+            ord[no][0] = x_of(&pt[i], axis, xw);
+            ord[no++][1] = i;
+        }
+    qsort(ord, (size_t)no, sizeof *ord, by_x);
+    const bp_budget_kind xk = xw == X_AXIS ? axis : BP_BUDGET_LATENCY;
     const double W = 760, H = 500, L = 100, R = 30, T = 60, B = 70;
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY,
            ymax = -INFINITY;
     int m = 0;
     for (int i = 0; i < n; i++) {
-        if (!pt[i].ok || (which != Y_OBJECTIVE && !pt[i].validated))
+        if (!drawn(&pt[i], axis, xw, which))
             continue;
-        double x = total_of(&pt[i].r, axis), y = y_of(&pt[i], which);
+        double x = x_of(&pt[i], axis, xw), y = y_of(&pt[i], which);
         xmin = fmin(xmin, x);
         xmax = fmax(xmax, x);
         ymin = fmin(ymin, y);
@@ -137,7 +180,7 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
         m++;
     }
     char unit[16];
-    double scale = m ? unit_of(axis, xmax, unit, sizeof unit) : 1;
+    double scale = m ? unit_of(xk, xmax, unit, sizeof unit) : 1;
     if (!m) {
         xmin = ymin = 0;
         xmax = ymax = 1;
@@ -173,8 +216,10 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
 #define PY(y) (T + ph - (((logy ? log10(y) : (y)) - y0) / (y1 - y0)) * ph)
     bp_outfile *of = NULL;
     int st = bp_outfile_open(&of, path);
-    if (st)
+    if (st) {
+        free(ord);
         return st;
+    }
     FILE *f = bp_outfile_stream(of);
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" "
@@ -216,7 +261,8 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
     fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" "
                "fill=\"none\" stroke=\"black\"/>\n", L, T, pw, ph);
     fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s (%s)"
-               "</text>\n", L + pw / 2, H - 22, axis_label(axis),
+               "</text>\n", L + pw / 2, H - 22,
+            xw == X_AXIS ? axis_label(axis) : "measured latency per sample, batch 1",
             *unit ? unit : "count");
     fprintf(f, "<text x=\"22\" y=\"%g\" text-anchor=\"middle\" "
                "transform=\"rotate(-90 22 %g)\">%s%s</text>\n", T + ph / 2,
@@ -228,25 +274,27 @@ static int write_svg(const char *path, bp_budget_kind axis, const point *pt,
     if (m) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" "
                    "stroke-width=\"1.5\" points=\"");
-        for (int i = 0; i < n; i++)
-            if (pt[i].ok && (which == Y_OBJECTIVE || pt[i].validated))
-                fprintf(f, "%.2f,%.2f ", PX(total_of(&pt[i].r, axis) / scale),
-                        PY(y_of(&pt[i], which)));
+        for (int j = 0; j < no; j++) {
+            const point *p = &pt[(int)ord[j][1]];
+            fprintf(f, "%.2f,%.2f ", PX(x_of(p, axis, xw) / scale),
+                    PY(y_of(p, which)));
+        }
         fprintf(f, "\"/>\n<g fill=\"#1f77b4\" stroke=\"white\">\n");
-        for (int i = 0; i < n; i++)
-            if (pt[i].ok && (which == Y_OBJECTIVE || pt[i].validated))
-                fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4.5\"><title>"
-                           "%s: %.6g, %s %.6g</title></circle>\n",
-                        PX(total_of(&pt[i].r, axis) / scale),
-                        PY(y_of(&pt[i], which)), pt[i].plan,
-                        total_of(&pt[i].r, axis) / scale,
-                        which == Y_OBJECTIVE ? "objective" : "accuracy %",
-                        y_of(&pt[i], which));
+        for (int j = 0; j < no; j++) {
+            const point *p = &pt[(int)ord[j][1]];
+            fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4.5\"><title>"
+                       "%s: %.6g, %s %.6g</title></circle>\n",
+                    PX(x_of(p, axis, xw) / scale), PY(y_of(p, which)),
+                    p->plan, x_of(p, axis, xw) / scale,
+                    which == Y_OBJECTIVE ? "objective" : "accuracy %",
+                    y_of(p, which));
+        }
         fprintf(f, "</g>\n");
     }
     fprintf(f, "</svg>\n");
 #undef PX
 #undef PY
+    free(ord);
     return bp_outfile_commit(&of);
 }
 
@@ -276,13 +324,16 @@ static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
                 fprintf(f, ",%s:%s", pass ? "a" : "w", name);
             }
         }
+    /* added after the bit columns, so that no column moves */
+    if (validate)
+        fputs(",measured_latency_s", f);
     fputc('\n', f);
     for (int k = 0; k < n; k++) {
         const bp_alloc_result *r = &pt[k].r;
         fprintf(f, "%.17g", pt[k].budget);
         if (!pt[k].ok) {
             fputs(",,,,,infeasible,,", f);
-            for (int i = 0; i < 2 * nl + (validate ? 6 : 0); i++)
+            for (int i = 0; i < 2 * nl + (validate ? 7 : 0); i++)
                 fputc(',', f);
             fputc('\n', f);
             continue;
@@ -302,6 +353,11 @@ static int write_csv(const char *path, const ilp_ctx *c, const point *pt,
             fprintf(f, ",%d", r->w_bits[i]);
         for (int i = 0; i < nl; i++)
             fprintf(f, ",%d", r->a_bits[i]);
+        if (validate) {
+            fputc(',', f);
+            if (isfinite(pt[k].q.latency_s))
+                fprintf(f, "%.17g", pt[k].q.latency_s);
+        }
         fputc('\n', f);
     }
     return bp_outfile_commit(&of);
@@ -329,6 +385,8 @@ int cmd_sweep(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"validate", no_argument, NULL, 'v'},
         {"calib", required_argument, NULL, 'c'},
+        {"repeat", required_argument, NULL, 'r'},
+        {"threads", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     ilp_args a;
@@ -337,7 +395,7 @@ int cmd_sweep(int argc, char **argv)
     int axis = -1, validate = 0, c, rc = BP_EXIT_OK, st = BP_OK;
     cli_qdata qd = {0};
     bp_qrun *qr = NULL;
-    int64_t npts = 10;
+    int64_t npts = 10, repeat = 10, threads = 0;
     ilp_args_init(&a);
     memset(&ctx, 0, sizeof ctx);
     optind = 1;
@@ -369,6 +427,16 @@ int cmd_sweep(int argc, char **argv)
         case 'o': dir = optarg; break;
         case 'v': validate = 1; break;
         case 'c': cpath = optarg; break;
+        case 'r':
+        case 't':
+            if (cli_parse_int("sweep", c == 'r' ? "--repeat" : "--threads",
+                              optarg, c == 'r' ? 0 : 1,
+                              c == 'r' ? 1000000 : 64,
+                              c == 'r' ? &repeat : &threads)) {
+                ilp_args_free(&a);
+                return BP_EXIT_INPUT;
+            }
+            break;
         case 'h':
             fputs(help, stdout);
             fputs(ilp_common_help, stdout);
@@ -497,6 +565,10 @@ int cmd_sweep(int argc, char **argv)
         /* every plan streams the same data: keep the float outputs when
          * they are small, rather than rerun the float model per plan */
         ro.float_cache_bytes = (int64_t)64 << 20;
+        /* the latency the plans predict: batch 1 */
+        ro.repeat = (int)repeat;
+        ro.time_batch = 0;
+        ro.threads = (int)threads;
         if ((st = cli_qdata_load(&qd, ctx.graph, vx, vy, 0, cpath, 256)) ||
             (st = bp_qrun_open(&qr, ctx.graph, &qd.src, qd.cx, &ro)))
             goto out;
@@ -548,21 +620,30 @@ int cmd_sweep(int argc, char **argv)
     if ((st = write_csv(path, &ctx, pt, n, validate)))
         goto out;
     snprintf(path, dl + 64, "%s/pareto.svg", dir);
-    if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, title, Y_OBJECTIVE)))
+    if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, title, X_AXIS,
+                        Y_OBJECTIVE)))
         goto out;
     if (validate) {
         char vtitle[600];
         snprintf(vtitle, sizeof vtitle, "%s: measured accuracy against %s",
                  ctx.model_path, bp_budget_kind_name((bp_budget_kind)axis));
         snprintf(path, dl + 64, "%s/pareto_accuracy.svg", dir);
-        if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, vtitle,
+        if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, vtitle, X_AXIS,
                             Y_INT_ACCURACY)))
             goto out;
+        if (repeat > 0) {
+            snprintf(vtitle, sizeof vtitle, "%s: measured accuracy against "
+                     "measured latency", ctx.model_path);
+            snprintf(path, dl + 64, "%s/pareto_latency.svg", dir);
+            if ((st = write_svg(path, (bp_budget_kind)axis, pt, n, vtitle,
+                                X_MEASURED_LATENCY, Y_INT_ACCURACY)))
+                goto out;
+        }
     }
 
     fprintf(stderr, "%5s %14s %14s %12s %10s %12s  %-8s%s\n", "point",
             "budget", "objective", "size", "latency", "BOPs", "status",
-            validate ? "  int acc  loss rise" : "");
+            validate ? "  int acc  loss rise   measured" : "");
     int feasible = 0;
     for (int k = 0; k < n; k++) {
         char b0[64], b1[64], b2[64], b3[64];
@@ -582,9 +663,15 @@ int cmd_sweep(int argc, char **argv)
                          "", 4);
         fprintf(stderr, "%5d %14s %14.6g %12s %10s %12s  %-8s", k + 1, b0,
                 pt[k].r.objective, b1, b2, b3, pt[k].r.status);
-        if (pt[k].validated)
+        if (pt[k].validated) {
             fprintf(stderr, "  %6.2f%%  %+9.4f", 100 * pt[k].q.int_accuracy,
                     pt[k].q.int_loss - pt[k].q.float_loss);
+            if (isfinite(pt[k].q.latency_s)) {
+                bp_budget_format(b2, sizeof b2, BP_BUDGET_LATENCY,
+                                 pt[k].q.latency_s, "", 3);
+                fprintf(stderr, " %10s", b2);
+            }
+        }
         fputc('\n', stderr);
     }
     fprintf(stderr, "wrote %s/pareto.csv, %s/pareto.svg and %d plans\n", dir,
@@ -612,6 +699,8 @@ int cmd_sweep(int argc, char **argv)
                            pt[k].q.float_accuracy, pt[k].q.int_accuracy,
                            pt[k].q.float_loss, pt[k].q.int_loss,
                            pt[k].q.agreement, (long long)pt[k].q.size_bytes);
+                if (pt[k].validated && isfinite(pt[k].q.latency_s))
+                    printf(",\"measured_latency_s\":%.17g", pt[k].q.latency_s);
                 printf("}");
             } else {
                 printf(",\"status\":\"infeasible\"}");

@@ -38,6 +38,7 @@ void bp_qrun_opts_init(bp_qrun_opts *o)
     o->batch = 64;
     o->calib_batch = 64;
     o->calib_samples = 256;
+    o->time_batch = 1;
     bp_qopts_init(&o->q);
 }
 
@@ -277,12 +278,18 @@ int64_t bp_qrun_calib_samples(const bp_qrun *r) { return r->calib_n; }
 double bp_qrun_float_accuracy(const bp_qrun *r) { return r->float_acc; }
 
 #define WARMUP_S 0.15
+/* Timed runs go on past `repeat` until they fill this much: a median of 10
+ * runs of a 30-microsecond model is one scheduler tick's noise. */
+#define TIMED_S 0.1
+#define MAX_RUNS 100000
 
-/* Median seconds of one run of n samples. */
+/* Median seconds of one run of n samples, over at least `repeat` runs
+ * and TIMED_S seconds of them. */
 static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
                      double *out)
 {
-    double *t = malloc((size_t)repeat * sizeof *t);
+    int cap = repeat > 64 ? repeat : 64, k = 0;
+    double *t = malloc((size_t)cap * sizeof *t);
     if (!t)
         return BP_ENOMEM;
     const float *in[1] = {x};
@@ -295,13 +302,22 @@ static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
     do
         st = bp_qexec_run(ex, in, n);
     while (!st && now() - w0 < WARMUP_S);
-    for (int i = 0; !st && i < repeat; i++) {
+    double start = now();
+    while (!st && k < MAX_RUNS && (k < repeat || now() - start < TIMED_S)) {
+        if (k == cap) {
+            double *g = realloc(t, (size_t)(cap *= 2) * sizeof *t);
+            if (!g) {
+                st = BP_ENOMEM;
+                break;
+            }
+            t = g;
+        }
         double t0 = now();
         st = bp_qexec_run(ex, in, n);
-        t[i] = now() - t0;
+        t[k++] = now() - t0;
     }
     if (!st)
-        *out = median(t, repeat);
+        *out = median(t, k);
     free(t);
     return st;
 }
@@ -427,9 +443,11 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
             (st = time_runs(ex, r->x, 1, r->o.repeat, &t)))
             goto out;
         R.latency_s = t;
-        if ((st = time_runs(ex, r->x, b, r->o.repeat, &t)))
-            goto out;
-        R.latency_batch_s = t / (double)b;
+        if (r->o.time_batch) {
+            if ((st = time_runs(ex, r->x, b, r->o.repeat, &t)))
+                goto out;
+            R.latency_batch_s = t / (double)b;
+        }
     }
     R.predicted_latency_s = plan->latency_s;
     R.predicted_size_bytes = plan->size_bytes;

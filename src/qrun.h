@@ -37,6 +37,8 @@ typedef struct bp_qrun_opts {
     int64_t batch;        /* evaluation and timing batch (default 64) */
     int repeat;           /* timed runs per batch size, median kept; 0 = no
                              timing (default 0) */
+    int time_batch;       /* with repeat: also time runs of `batch` samples
+                             (default 1; 0: batch 1 only) */
     int threads;          /* integer executor threads (0: online CPUs) */
     int64_t calib_batch;  /* float batch of the calibration passes (64) */
     int64_t calib_samples;/* without a calibration set: the first this many

@@ -97,9 +97,30 @@ if "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" --profile bops --axis size
         && pass "loosest point: float,int accuracy = $last" || fail "loosest point lost accuracy: $last"
     grep -q '"int_accuracy":' "$TMP/val.json" && pass "--json carries int_accuracy" \
         || fail "--json lacks int_accuracy"
+    # measured latency: the last column, one positive figure per plan, in
+    # --json too, and the measured Pareto curve with a mark per plan
+    head -1 "$TMP/val/pareto.csv" | grep -q ',a:fc.weight,measured_latency_s$' &&
+        awk -F, 'NR > 1 { n++; if (!($NF > 0 && $NF < 1)) bad++ } END { exit !(n == 5 && !bad) }' \
+            "$TMP/val/pareto.csv" &&
+        [ "$(grep -o '"measured_latency_s":[0-9.e-]*' "$TMP/val.json" | wc -l)" -eq 5 ] &&
+        pass "measured_latency_s: $(awk -F, 'NR > 1 { printf "%s ", $NF }' "$TMP/val/pareto.csv")" ||
+        fail "measured_latency_s: $(head -2 "$TMP/val/pareto.csv")"
+    [ "$(grep -c '<circle' "$TMP/val/pareto_latency.svg")" -eq 5 ] &&
+        grep -q "measured latency per sample" "$TMP/val/pareto_latency.svg" &&
+        pass "pareto_latency.svg: 5 plans against measured latency" || fail "pareto_latency.svg"
 else
     fail "sweep --validate: $(cat "$TMP/val.err")"
 fi
+# --repeat 0: validated, not timed
+"$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" --profile bops --axis size --points 2 \
+    --validate --repeat 0 --data "$EX/digits_test_x.npy" --labels "$EX/digits_test_y.npy" \
+    --calib "$EX/digits_calib_x.npy" -o "$TMP/val0" 2>/dev/null &&
+    [ ! -e "$TMP/val0/pareto_latency.svg" ] &&
+    awk -F, 'NR > 1 && $NF != "" { bad++ } END { exit bad > 0 }' "$TMP/val0/pareto.csv" &&
+    pass "--validate --repeat 0: no latency column values, no pareto_latency.svg" ||
+    fail "--validate --repeat 0"
+expect_error 2 "--repeat" -- "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" \
+    --profile bops --axis size --validate --repeat -1 --data "$EX/digits_test_x.npy" -o "$TMP/v3"
 expect_error 2 "validate runs the plans on MODEL.onnx" -- \
     "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --validate -o "$TMP/v2"
 finish
