@@ -49,7 +49,7 @@ run_case mlp_w8a8_b9 mlp mlp_w8a8 digits_test_flat $Y --batch 9 --calib-method p
 
 # sweep --validate shares the data path: pareto.csv (measured columns) as before
 if "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$TD/ilp/cnn_sens.json" --profile bops \
-        --axis size --points 4 --validate --data "$EX/digits_test_x.npy" $Y \
+        --axis size --points 4 --validate --repeat 0 --data "$EX/digits_test_x.npy" $Y \
         --calib "$EX/digits_calib_x.npy" -o "$TMP/sw" >/dev/null 2>"$TMP/err"; then
     if [ -n "${BITPLAN_STREAM_REGEN:-}" ]; then
         cp "$TMP/sw/pareto.csv" "$OUT/sweep_pareto.csv"
