@@ -207,7 +207,8 @@ static size_t wbuf_bytes(const bp_qk_layer *a)
     return (size_t)(UNPACK_BLOCKS * BP_QBLOCK * a->k) + 8 + 64;
 }
 
-/* AVX2 only: int16 rows | int16 weight block | partial sums, 64-aligned */
+/* AVX2 only: int16 rows | int16 weight block | partial sums (32 int32 per
+ * position: a whole block's), 64-aligned */
 static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 
 static size_t avx2_rows_bytes(const bp_qk_layer *a)
@@ -217,7 +218,7 @@ static size_t avx2_rows_bytes(const bp_qk_layer *a)
 
 static size_t avx2_acc_bytes(const bp_qk_layer *a)
 {
-    return al64((size_t)(bp_qk_layer_chunk(a) + BP_QK_ROWPAD) * 16 * 4);
+    return al64((size_t)(bp_qk_layer_chunk(a) + BP_QK_ROWPAD) * 32 * 4);
 }
 
 static size_t avx2_bytes(const bp_qk_layer *a)
