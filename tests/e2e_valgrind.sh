@@ -44,6 +44,10 @@ if "$BITPLAN" --help | grep -q "^  run "; then
 fi
 vg "eval --out, streamed" "$REAL" eval "$EX/cnn.onnx" --data "$EX/digits_test_x.npy" \
     --labels "$EX/digits_test_y.npy" --samples 70 --batch 32 --out "$TMP/o.npy"
+vg "sweep --validate, timed (pareto_latency.svg)" "$REAL" sweep "$EX/cnn.onnx" \
+    --sensitivity "$TD/ilp/cnn_sens.json" --profile bops --axis size --points 3 --validate \
+    --repeat 2 --data "$EX/digits_test_x.npy" --labels "$EX/digits_test_y.npy" --samples 40 \
+    -o "$TMP/sw"
 vg "solve on a fitted profile" "$REAL" solve "$EX/cnn.onnx" --sensitivity "$TD/ilp/cnn_sens.json" \
     --profile "$TD/profiles/fitted.json" --budget size=50% -o "$TMP/plan3.json"
 finish
