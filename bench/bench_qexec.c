@@ -59,27 +59,23 @@ static int cmp(const void *a, const void *b)
 typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
 
 /* Medians per sample of k contenders timed in turns: each round gives
- * every contender, in turn, a block of runs (about 0.1 s, after one
- * untimed run), for at least `repeat` runs and 0.5 s per contender.  Load
- * that comes and goes on a shared machine then falls on all of them alike,
- * where medians taken one after the other could differ by 40%.  OpenBLAS's
- * threads spin on after the float path's last call (0.11 s of CPU, measured
- * on ResNet-18 with 2 threads), so a pause of `settle` seconds follows
- * contender 0 (the float path) before the others share the cores. */
+ * every contender, in turn, a block of runs: untimed for WARM_S, then
+ * timed for about 0.1 s; rounds go on until every contender has at least
+ * `repeat` timed runs and 0.5 s of them.  Load that comes and goes on a
+ * shared machine then falls on all of them alike, where medians taken one
+ * after the other could differ by 40%.  The untimed lead outlasts
+ * OpenBLAS's threads, which spin on after the float path's last call (0.11 s
+ * of CPU, measured on ResNet-18 with 2 threads), and wakes what an idle
+ * pause put to sleep (a sleep there slowed the next runs of the small CNN
+ * by half). */
+#define WARM_S 0.15
 static void interleaved(const run_fn *fn, void *const *ctx, int k,
-                        const float *x, int64_t batch, int repeat, double settle,
-                        double *out)
+                        const float *x, int64_t batch, int repeat, double *out)
 {
     enum { MAXR = 20000 };
     double *t = malloc(sizeof *t * (size_t)(MAXR * k));
-    int *n = calloc((size_t)k, sizeof *n), blk[16];
+    int *n = calloc((size_t)k, sizeof *n);
     double spent[16] = {0};
-    for (int i = 0; i < k && i < 16; i++) {
-        double t0 = now();
-        fn[i](ctx[i], x, batch);
-        double one = now() - t0;
-        blk[i] = one > 0.1 ? 1 : one < 1e-4 ? 1000 : (int)(0.1 / one) + 1;
-    }
     for (int round = 0;; round++) {
         int more = 0;
         for (int i = 0; i < k; i++)
@@ -88,18 +84,18 @@ static void interleaved(const run_fn *fn, void *const *ctx, int k,
             break;
         for (int j = 0; j < k; j++) {
             int i = (j + round) % k;
-            fn[i](ctx[i], x, batch);
-            for (int r = 0; r < blk[i] && n[i] < MAXR; r++) {
-                double t0 = now();
+            double t0 = now(), b0;
+            do
                 fn[i](ctx[i], x, batch);
-                double d = now() - t0;
+            while (now() - t0 < WARM_S);
+            b0 = now();
+            do {
+                double t1 = now();
+                fn[i](ctx[i], x, batch);
+                double d = now() - t1;
                 t[i * MAXR + n[i]++] = d;
                 spent[i] += d;
-            }
-            if (i == 0 && settle > 0) {
-                struct timespec ts = {0, (long)(settle * 1e9)};
-                nanosleep(&ts, NULL);
-            }
+            } while (n[i] < MAXR && now() - b0 < 0.1);
         }
         if (n[0] >= MAXR)
             break;
@@ -229,7 +225,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
             ctx[j + 1] = ex[j];
         }
         if (!st) {
-            interleaved(fns, ctx, K, x, b, repeat, 0.2, t);
+            interleaved(fns, ctx, K, x, b, repeat, t);
             printf("  batch %lld (float and integer runs in turns)\n", (long long)b);
             print_ms("float32 executor (per sample)", t[0]);
         }
