@@ -69,43 +69,55 @@ typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
  * pause put to sleep (a sleep there slowed the next runs of the small CNN
  * by half). */
 #define WARM_S 0.15
-static void interleaved(const run_fn *fn, void *const *ctx, int k,
-                        const float *x, int64_t batch, int repeat, double *out)
+static int interleaved(const run_fn *fn, void *const *ctx, int k,
+                       const float *x, int64_t batch, int repeat, double *out)
 {
     enum { MAXR = 20000 };
     double *t = malloc(sizeof *t * (size_t)(MAXR * k));
+    double *spent = calloc((size_t)k, sizeof *spent);
     int *n = calloc((size_t)k, sizeof *n);
-    double spent[16] = {0};
+    if (!t || !spent || !n) {
+        free(t);
+        free(spent);
+        free(n);
+        return BP_ENOMEM;
+    }
+    /* a contender is done with `repeat` runs and 0.5 s of them, or with
+     * MAXR runs (a model of microseconds) */
+#define DONE(i) (n[i] >= MAXR || (n[i] >= repeat && spent[i] >= 0.5))
     for (int round = 0;; round++) {
         int more = 0;
         for (int i = 0; i < k; i++)
-            more |= n[i] < repeat || spent[i] < 0.5;
+            more |= !DONE(i);
         if (!more)
             break;
         for (int j = 0; j < k; j++) {
             int i = (j + round) % k;
+            if (DONE(i))
+                continue;
             double t0 = now(), b0;
             do
                 fn[i](ctx[i], x, batch);
             while (now() - t0 < WARM_S);
             b0 = now();
-            do {
+            while (n[i] < MAXR && now() - b0 < 0.1) {
                 double t1 = now();
                 fn[i](ctx[i], x, batch);
                 double d = now() - t1;
                 t[i * MAXR + n[i]++] = d;
                 spent[i] += d;
-            } while (n[i] < MAXR && now() - b0 < 0.1);
+            }
         }
-        if (n[0] >= MAXR)
-            break;
     }
+#undef DONE
     for (int i = 0; i < k; i++) {
         qsort(t + i * MAXR, (size_t)n[i], sizeof *t, cmp);
         out[i] = n[i] ? t[i * MAXR + n[i] / 2] / (double)batch : NAN;
     }
+    free(spent);
     free(n);
     free(t);
+    return BP_OK;
 }
 
 static int run_float(void *ctx, const float *x, int64_t n)
@@ -224,8 +236,9 @@ static int bench_model(const char *name, const char *model, const char *calib,
                 fprintf(stderr, "%s\n", bp_errmsg());
             ctx[j + 1] = ex[j];
         }
+        if (!st && (st = interleaved(fns, ctx, K, x, b, repeat, t)))
+            fprintf(stderr, "out of memory\n");
         if (!st) {
-            interleaved(fns, ctx, K, x, b, repeat, t);
             printf("  batch %lld (float and integer runs in turns)\n", (long long)b);
             print_ms("float32 executor (per sample)", t[0]);
         }
