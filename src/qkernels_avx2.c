@@ -119,6 +119,13 @@ TGT void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
     }
 }
 
+/* 32-bit lanes [0, n) all ones, the rest zero: a maskload of n lanes */
+TGT static inline __m256i first_lanes(int64_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /* Block codes (mb rows, blocked order of qkernels.h) -> w16, zero-padded
  * to 16 channels and kp. */
 TGT static void widen_block(int16_t *w16, const int8_t *wb, int64_t mb,
@@ -139,12 +146,24 @@ TGT static void widen_block(int16_t *w16, const int8_t *wb, int64_t mb,
                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + 48))));
         }
     } else {
-        memset(w16, 0, (size_t)(2 * G * 32) * sizeof *w16);
-        for (int64_t g = 0; g < kf / 4; g++)
-            for (int64_t r = 0; r < mb; r++)
-                for (int j = 0; j < 4; j++)
-                    (r < TC ? h0 : h1)[g * 32 + (r % TC) * 4 + j] =
-                        wb[g * 4 * mb + 4 * r + j];
+        /* a group's 4 * mb bytes, one 32-bit lane per channel: masked loads
+         * of channels 0-7 and 8-15 (the output layers of 10 or 1000
+         * classes end in such a block; byte by byte they cost more than
+         * their GEMM) */
+        const __m256i m0 = first_lanes(mb), m1 = first_lanes(mb - TC);
+        for (int64_t g = 0; g < kf / 4; g++) {
+            const int *s = (const int *)(wb + g * 4 * mb);
+            __m256i v0 = _mm256_maskload_epi32(s, m0);
+            __m256i v1 = _mm256_maskload_epi32(s + TC, m1);
+            _mm256_storeu_si256((__m256i *)(h0 + g * 32),
+                                _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v0)));
+            _mm256_storeu_si256((__m256i *)(h0 + g * 32 + 16),
+                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v0, 1)));
+            _mm256_storeu_si256((__m256i *)(h1 + g * 32),
+                                _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v1)));
+            _mm256_storeu_si256((__m256i *)(h1 + g * 32 + 16),
+                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v1, 1)));
+        }
     }
     if (kt) {
         int64_t g = kf / 4;
@@ -202,25 +221,29 @@ static int64_t rnd_of(int s) { return s > 0 ? (int64_t)1 << (s - 1) : 0; }
 TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
                           int64_t c0, int64_t nc)
 {
-    int32_t bias[8] = {0};
-    int64_t k[3][2][4] = {{{0}}}; /* m, s, rounding; even / odd; lane */
+    /* vector loads, nc of 8 lanes: at batch 1 a GEMV's epilogue setup ran
+     * once per 8 channels and cost more than its products, scalar */
+    const __m256i mask = first_lanes(nc);
+    const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFF), one = _mm256_set1_epi64x(1);
     h->c0 = c0;
     h->nc = nc;
-    for (int64_t r = 0; r < nc; r++) {
-        bias[r] = bsrc[c0 + r];
-        if (a->out_type == BP_QT_I32)
-            continue;
-        uint32_t rq = a->rq[c0 + r];
-        k[0][r % 2][r / 2] = bp_dyadic24_m(rq);
-        k[1][r % 2][r / 2] = bp_dyadic24_s(rq);
-        k[2][r % 2][r / 2] = rnd_of(bp_dyadic24_s(rq));
+    h->bias = _mm256_maskload_epi32(bsrc + c0, mask);
+    if (a->out_type == BP_QT_I32) {
+        for (int j = 0; j < 2; j++)
+            h->m[j] = h->s[j] = h->rnd[j] = _mm256_setzero_si256();
+        return;
     }
-    h->bias = _mm256_loadu_si256((const __m256i *)bias);
-    for (int j = 0; j < 2; j++) {
-        h->m[j] = _mm256_loadu_si256((const __m256i *)k[0][j]);
-        h->s[j] = _mm256_loadu_si256((const __m256i *)k[1][j]);
-        h->rnd[j] = _mm256_loadu_si256((const __m256i *)k[2][j]);
-    }
+    /* rq = m << 8 | s; _mm256_mul_epi32 reads the low 32 bits of each
+     * 64-bit lane: the even channels in place, the odd ones shifted down */
+    __m256i rq = _mm256_maskload_epi32((const int *)(a->rq + c0), mask);
+    __m256i m = _mm256_srli_epi32(rq, 8);
+    __m256i sh = _mm256_and_si256(rq, _mm256_set1_epi32(0xFF));
+    h->m[0] = m;
+    h->m[1] = _mm256_srli_epi64(m, 32);
+    h->s[0] = _mm256_and_si256(sh, lo32);
+    h->s[1] = _mm256_srli_epi64(sh, 32);
+    for (int j = 0; j < 2; j++) /* 2^(s-1), or 0 when s = 0 */
+        h->rnd[j] = _mm256_srli_epi64(_mm256_sllv_epi64(one, h->s[j]), 1);
 }
 
 TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
@@ -367,6 +390,7 @@ __attribute__((noinline)) TGT static void half_run(void *y, const int16_t *rows1
  * because compilers keep a vector loaded three times in a register and
  * spill.  Rows are half_run's 6-position tiles, taken as two halves. */
 #define X3(M) M(0) M(1) M(2)
+_Static_assert(BP_QK_AVX2_FULL_TILE == 3, "full_run's steps are X3");
 #define DECL16(i) __m256i c##i##0, c##i##1, c##i##2, c##i##3;
 #define ZERO16(i)                                                              \
     c##i##0 = _mm256_setzero_si256(); c##i##1 = c##i##0; c##i##2 = c##i##0;    \
@@ -415,8 +439,9 @@ __attribute__((noinline)) TGT static void full_run(void *y, const int16_t *rows1
     for (int64_t g0 = 0; g0 < G; g0 += KC) {
         const int64_t g1 = G - g0 < KC ? G : g0 + KC;
         const int first = g0 == 0, last = g1 == G;
-        for (int64_t i0 = 0; i0 < np; i0 += 3) {
-            const int64_t ni = np - i0 < 3 ? np - i0 : 3;
+        for (int64_t i0 = 0; i0 < np; i0 += BP_QK_AVX2_FULL_TILE) {
+            const int64_t ni = np - i0 < BP_QK_AVX2_FULL_TILE
+                                   ? np - i0 : BP_QK_AVX2_FULL_TILE;
             /* tile i0 / TP, its first or second three positions */
             const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4;
             X3(DECL16)
@@ -470,7 +495,7 @@ TGT void bp_qk_avx2_pack_rows8(uint8_t *dst, const uint8_t *src, int64_t lds,
 }
 
 /* Block codes -> [half][group][8 channels x 4 k] bytes, zero-padded. */
-static void group_block8(int8_t *w8, const int8_t *wb, int64_t mb, int64_t k,
+TGT static void group_block8(int8_t *w8, const int8_t *wb, int64_t mb, int64_t k,
                          int64_t kp)
 {
     const int64_t kt = k % 4, kf = k - kt, G = kp / 4;
@@ -480,16 +505,19 @@ static void group_block8(int8_t *w8, const int8_t *wb, int64_t mb, int64_t k,
             memcpy(w8 + g * 32, wb + g * 64, 32);
             memcpy(w8 + G * 32 + g * 32, wb + g * 64 + 32, 32);
         }
-        if (kt) {
-            memset(w8 + (kf / 4) * 32, 0, 32);
-            memset(w8 + G * 32 + (kf / 4) * 32, 0, 32);
-        }
     } else {
-        memset(w8, 0, (size_t)(2 * G * 32));
-        for (int64_t g = 0; g < kf / 4; g++)
-            for (int64_t r = 0; r < mb; r++)
-                memcpy(w8 + (r / TC) * G * 32 + g * 32 + (r % TC) * 4,
-                       wb + g * 4 * mb + 4 * r, 4);
+        /* masked loads of channels 0-7 and 8-15, as in widen_block */
+        const __m256i m0 = first_lanes(mb), m1 = first_lanes(mb - TC);
+        for (int64_t g = 0; g < kf / 4; g++) {
+            const int *s = (const int *)(wb + g * 4 * mb);
+            _mm256_storeu_si256((__m256i *)(w8 + g * 32), _mm256_maskload_epi32(s, m0));
+            _mm256_storeu_si256((__m256i *)(w8 + G * 32 + g * 32),
+                                _mm256_maskload_epi32(s + TC, m1));
+        }
+    }
+    if (kt) {
+        memset(w8 + (kf / 4) * 32, 0, 32);
+        memset(w8 + G * 32 + (kf / 4) * 32, 0, 32);
     }
     for (int64_t r = 0; r < mb && kt; r++)
         memcpy(w8 + (r / TC) * G * 32 + (kf / 4) * 32 + (r % TC) * 4,
