@@ -173,7 +173,7 @@ static int roofline(const bp_profile *p, const bp_layer_facts *l, int w,
 
 static double ceil_to(double v, double m) { return ceil(v / m) * m; }
 
-void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch,
+void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch, int tile,
                       double *padded_macs, double *rows, double *outputs,
                       double *tiles)
 {
@@ -182,13 +182,14 @@ void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch,
     double g = l->group > 0 ? (double)l->group : 1;
     double n = l->numel > 0 ? (double)l->numel : 1, macs = (double)l->macs;
     double pos = b * macs / n, kk = n / c;  /* positions, row length */
-    /* the GEMM runs tiles of up to 16 positions and 16 channels over rows
+    /* the GEMM runs tiles of `tile` positions and 16 channels over rows
      * padded to groups of 4 (qkernels.h), whole tiles even when the layer
-     * fills them partly: a GEMV (1 position) costs about a 16-row tile */
-    *padded_macs = ceil_to(pos, 16) * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
+     * fills them partly: a GEMV (1 position) costs a whole tile's rows */
+    double tp = tile > 0 ? (double)tile : 16;
+    *padded_macs = ceil_to(pos, tp) * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
     *rows = pos * kk * g;
     *outputs = pos * c;
-    *tiles = ceil_to(pos, 16) / 16 * g * ceil_to(c / g, 16) / 16;
+    *tiles = ceil_to(pos, tp) / tp * g * ceil_to(c / g, 16) / 16;
 }
 
 /* The fitted layer model of a roofline (cost.h). */
@@ -211,7 +212,8 @@ static int layer_model(const bp_profile *p, const bp_layer_facts *l, int w,
                        r->n_bits ? r->bits[r->n_bits - 1].w_bits : 0,
                        lm->a_bits);
     double padded, rows, outs, tiles, n = (double)l->numel;
-    bp_cost_lm_terms(l, batch, &padded, &rows, &outs, &tiles);
+    bp_cost_lm_terms(l, batch, k->tile_positions, &padded, &rows, &outs,
+                     &tiles);
     *sec = r->seconds + r->per_tile * tiles + k->per_mac * padded +
            r->per_row_element * rows +
            r->per_output * outs +

@@ -105,11 +105,12 @@ typedef struct bp_cost {
 int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
                               bp_model_facts *model);
 
-/* The work terms of the layer model (above) at batch `batch`: the padded
- * multiply-accumulates ceil16(P) * ceil4(K) * g * ceil16(C / g), the row
- * elements P * K * g, the outputs P * C and the 16 x 16 tiles.  `bitplan profile --measure`
- * fits the coefficients on exactly these. */
-void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch,
+/* The work terms of the layer model (above) at batch `batch`, for a GEMM
+ * whose tiles hold `tile` positions (16 when <= 0): the padded
+ * multiply-accumulates ceilT(P) * ceil4(K) * g * ceil16(C / g), the row
+ * elements P * K * g, the outputs P * C and the T x 16 tiles.  `bitplan
+ * profile --measure` fits the coefficients on exactly these. */
+void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch, int tile,
                       double *padded_macs, double *rows, double *outputs,
                       double *tiles);
 

@@ -248,6 +248,10 @@ static int load_regime(const char *file, const char *at, const cJSON *o,
             (st = coef(file, ai, e, "per_weight", &b->per_weight)))
             return st;
         b->w_bits = (int)w;
+        int64_t tp = 16;
+        if ((st = bp_json_int_opt(file, ai, e, "tile_positions", 1, 256, &tp)))
+            return st;
+        b->tile_positions = (int)tp;
         if (i > 0 && r->bits[i - 1].w_bits >= b->w_bits)
             return bp_fail(BP_EINVAL, "%s: %s.w_bits: %d (expected widths in "
                            "ascending order, each once)", file, ai, (int)w);

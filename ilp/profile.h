@@ -60,6 +60,7 @@ typedef struct bp_profile_entry {
 #define BP_PROFILE_MAX_LM_BITS 32
 typedef struct bp_profile_lm_bits {
     int w_bits;
+    int tile_positions; /* positions per GEMM tile (16 when not given) */
     double per_mac, per_weight;
 } bp_profile_lm_bits;
 

@@ -168,6 +168,18 @@ const char *bp_qk_isa_name(bp_qk_isa isa)
     return isa >= 0 && isa < BP_QK_ISA_COUNT ? isa_names[isa] : "?";
 }
 
+int bp_qk_tile_positions(int w_bits)
+{
+    switch (bp_qk_isa_get()) {
+    case BP_QK_AVX512VNNI:
+        return BP_QK_TILE;
+    case BP_QK_AVX2:
+        return w_bits <= 7 ? BP_QK_AVX2_TILE : BP_QK_AVX2_FULL_TILE;
+    default:
+        return 1; /* one position at a time */
+    }
+}
+
 /* ---- layers ----------------------------------------------------------------- */
 
 int64_t bp_qk_layer_positions(const bp_qk_layer *a)

@@ -75,6 +75,11 @@ bp_qk_isa bp_qk_isa_get(void);
  * to be changed while kernels run. */
 int bp_qk_isa_set(bp_qk_isa isa);
 const char *bp_qk_isa_name(bp_qk_isa isa);
+/* Positions one GEMM tile of the current instruction set computes at once
+ * for w_bits-bit weights (blocks of more than 8 channels): a layer of
+ * fewer positions, a GEMV at batch 1, still pays for a whole tile.  The
+ * cost model pads positions to it (profiles/README.md, tile_positions). */
+int bp_qk_tile_positions(int w_bits);
 
 /* ---- layers: convolution / GEMM with the requantising epilogue ---------------- */
 

@@ -48,6 +48,9 @@ int64_t bp_qk_avx2_quantize(uint8_t *dst, const float *x, int64_t n,
 
 /* Positions per tile of the AVX2 GEMM (rows read up to a multiple of it). */
 #define BP_QK_AVX2_TILE 6
+/* Positions per step of its 16-channel kernel on 8-bit weights (half a tile) */
+#define BP_QK_AVX2_FULL_TILE 3
+_Static_assert(BP_QK_AVX2_TILE % BP_QK_AVX2_FULL_TILE == 0, "steps fill a tile");
 _Static_assert(BP_QK_TILE % BP_QK_AVX2_TILE == 0, "both tiles divide the chunk");
 
 /* 1 when the CPU and OS run AVX2 and BMI2. */

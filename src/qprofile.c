@@ -795,19 +795,25 @@ static int op_parallel(bp_qop_kind k)
            k == BP_QOP_REQUANT || k == BP_QOP_MAXPOOL || k == BP_QOP_AVGPOOL;
 }
 
+/* Layer f at width w as the fitted model prices it (ilp/cost.c). */
+static double fitted_layer(const bp_layer_facts *f, int w, const lfit *F,
+                           int threads)
+{
+    int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
+    double padded, rows, outs, tiles;
+    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w), &padded, &rows, &outs,
+                     &tiles);
+    return F->base[par][0] + F->base[par][4] * tiles + F->base[par][1] * rows +
+           F->base[par][2] * outs + (f->residual ? F->base[par][3] * outs : 0) +
+           F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+}
+
 /* The fitted whole run of grid model m at width w. */
 static double fitted_run(const gmeas *m, int w, const lfit *F, int threads)
 {
     double t = 0;
     for (int i = 0; i < m->n_facts; i++) {
-        const bp_layer_facts *f = &m->facts[i];
-        int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-        double padded, rows, outs, tiles;
-        bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
-        t += F->base[par][0] + F->base[par][4] * tiles +
-             F->base[par][1] * rows + F->base[par][2] * outs +
-             (f->residual ? F->base[par][3] * outs : 0) +
-             F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+        t += fitted_layer(&m->facts[i], w, F, threads);
     }
     for (int j = 0; j < m->n_ops; j++) {
         const bp_qop_info *q = &m->info[j];
@@ -840,13 +846,14 @@ static int first_width(const gmeas *m)
 
 /* Row of layer f at width slot k (of nw) into r (2 LCOLS): its terms, as
  * the cost model prices them. */
-static void fit_row(const bp_layer_facts *f, int k, int nw, int threads,
-                    double *r)
+static void fit_row(const bp_layer_facts *f, int w, int k, int nw,
+                    int threads, double *r)
 {
     memset(r, 0, (size_t)(2 * LCOLS(nw)) * sizeof *r);
     int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
     double padded, rows, outs, tiles, *c = r + par * LCOLS(nw);
-    bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
+    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w), &padded, &rows, &outs,
+                     &tiles);
     c[0] = 1;
     c[1] = rows;
     c[2] = outs;
@@ -914,7 +921,7 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
                 if (g->info[j].kind != BP_QOP_LAYER || l < 0 ||
                     l >= g->n_facts || !(g->q[widths[k]][j] > 0))
                     continue;
-                fit_row(&g->facts[l], k, nw, o->threads,
+                fit_row(&g->facts[l], widths[k], k, nw, o->threads,
                         A + (size_t)m * (size_t)n);
                 b[m++] = g->q[widths[k]][j];
             }
@@ -1048,13 +1055,7 @@ static double fitted_op(const gmeas *m, int j, int w, const lfit *F,
     }
     if (q->layer < 0 || q->layer >= m->n_facts)
         return 0;
-    const bp_layer_facts *f = &m->facts[q->layer];
-    int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-    double padded, rows, outs, tiles;
-    bp_cost_lm_terms(f, 1, &padded, &rows, &outs, &tiles);
-    return F->base[par][0] + F->base[par][4] * tiles + F->base[par][1] * rows +
-           F->base[par][2] * outs + (f->residual ? F->base[par][3] * outs : 0) +
-           F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+    return fitted_layer(&m->facts[q->layer], w, F, threads);
 }
 
 /* The fit against what it was fitted to, one CSV row per grid model, width
@@ -1159,6 +1160,8 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
                 continue;
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "w_bits", w);
+            cJSON_AddNumberToObject(e, "tile_positions",
+                                    bp_qk_tile_positions(w));
             cJSON_AddNumberToObject(e, "per_mac", F->mac[q][w]);
             cJSON_AddNumberToObject(e, "per_weight", F->wt[q][w]);
             cJSON_AddItemToArray(bits, e);

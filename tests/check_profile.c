@@ -134,7 +134,8 @@ END_TEST
 START_TEST(test_every_field_fitted)
 {
     static const char *const optional[] = {
-        "layer_model", "op_costs", "op_costs.ops[2].parallel", NULL};
+        "layer_model", "op_costs", "op_costs.ops[2].parallel",
+        "layer_model.serial.bits[0].tile_positions", NULL};
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s/bad.json", tmpdir);
     int n = jsonmut_run(BP_SRCDIR "/tests/data/profiles/fitted.json", tmp,
@@ -303,6 +304,21 @@ START_TEST(test_layer_model)
     ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * 5 * 4 +
                             1e-12 * 80.0 * 72 * 4 * 16 + 1e-11 * 4 * rows +
                             1e-11 * 4 * outs + 1e-11 * l.numel + opc4, 1e-18);
+    /* a GEMV (64 -> 10, one position) in the serial regime: 4-bit weights
+     * run tiles of 4 positions (tile_positions), 8-bit ones of 16 (the
+     * default), and either pays for a whole tile */
+    bp_layer_facts v = {0};
+    v.name = "fc.weight";
+    v.numel = 640;
+    v.out_channels = 10;
+    v.group = 1;
+    v.macs = 640;
+    ck_assert_int_eq(bp_cost_eval(p, &v, 4, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-8 + 2e-12 * 4 * 64 * 16 +
+                            1e-10 * 64 + 2e-10 * 10 + 1e-10 * 640, 1e-18);
+    ck_assert_int_eq(bp_cost_eval(p, &v, 8, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-8 + 1e-12 * 16 * 64 * 16 +
+                            1e-10 * 64 + 2e-10 * 10, 1e-18);
     /* activations wider than the model prices, weights wider than listed */
     ck_assert_int_eq(bp_cost_eval(p, &l, 8, 16, 1, &c), BP_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "layer_model"));
