@@ -21,9 +21,11 @@
  * the three plans timed in turns (interleaved()); figures, not a test.
  *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
+ *                     [--model M.onnx --calib C.npy]
  *
  * prints instead the median time of every op of ResNet-18 (or the example
- * CNN when ResNet-18 was not exported) under the uniform wWa8 plan: where
+ * CNN when ResNet-18 was not exported, or model M calibrated on C) under
+ * the uniform wWa8 plan: where
  * the time goes, layer by layer, with each layer's shape and GMAC/s. */
 #include <math.h>
 #include <stdio.h>
@@ -342,7 +344,7 @@ static int bench_ops(const char *model, const char *calib, int w, int64_t b,
             gmacs = (double)L->macs * (double)b / col[repeat / 2] * 1e-9;
         }
         sum += col[repeat / 2];
-        printf("%4d %-8s %-34s %9.3f %9.3f %8.1f\n", i, bp_qop_name(o->kind),
+        printf("%4d %-8s %-34s %9.4f %9.4f %8.1f\n", i, bp_qop_name(o->kind),
                shape, col[repeat / 2] * 1e3, col[0] * 1e3, gmacs);
     }
     printf("     sum of per-op medians %.3f ms\n", sum * 1e3);
@@ -367,6 +369,7 @@ int main(int argc, char **argv)
     int threads = 2, repeat = 20, ops = 0, wbits = 8;
     int64_t batch = 1;
     const char *profile = NULL, *generic = NULL;
+    const char *ops_model = NULL, *ops_calib = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -382,11 +385,15 @@ int main(int argc, char **argv)
             wbits = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
             batch = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            ops_model = argv[++i];
+        else if (strcmp(argv[i], "--calib") == 0 && i + 1 < argc)
+            ops_calib = argv[++i];
         else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
                     "[--profile HW.json] [--generic HW.json]\n"
                     "       bench_qexec --ops [--bits W] [--batch N] "
-                    "[--threads N] [--repeat N]\n");
+                    "[--threads N] [--repeat N] [--model M --calib C]\n");
             return 2;
         }
     }
@@ -400,6 +407,9 @@ int main(int argc, char **argv)
     snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
     snprintf(calib, sizeof calib, "%s/resnet18_calib.npy", dir ? dir : BP_SRCDIR "/bench");
     if (ops) {
+        if (ops_model && ops_calib)
+            return bench_ops(ops_model, ops_calib, wbits, batch, threads,
+                             repeat) ? 1 : 0;
         if (access(model, R_OK) || access(calib, R_OK))
             return bench_ops(BP_SRCDIR "/examples/cnn.onnx",
                              BP_SRCDIR "/examples/digits_calib_x.npy", wbits,
