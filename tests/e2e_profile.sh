@@ -45,15 +45,16 @@ for kv in fc1.weight=3.883072e-6 fc2.weight=1.196672e-6 fc3.weight=5.034784e-6; 
 done
 close "$(total "$TMP/m8.json")" 1.0114528e-5 && pass "mlp w8: total 1.0114528e-5 s" ||
     fail "mlp w8 total $(total "$TMP/m8.json")"
-# 4-bit weights: per_mac 2e-12 and per_weight 1e-10 x numel instead
-#  fc1: 1e-6 + 8e-8 + 2e-12*131072 + 6.4e-9 + 2.56e-8 + 1e-10*8192 + 2.64e-6
-#                                                            =  4.833344e-6
-#  fc2: 1e-6 + 4e-8 + 2e-12*131072 + 1.28e-8 + 1.28e-8 + 8.192e-7
-#                                                            =  2.146944e-6
-#  fc3: 1e-6 + 1e-8 + 2e-12*16384 + 6.4e-9 + 2e-9 + 1e-10*640 + 4e-6
-#                                                            =  5.115168e-6
+# 4-bit weights: per_mac 2e-12 and per_weight 1e-10 x numel instead, and
+# tiles of 4 positions (the serial w4 entry's tile_positions): 4 rows
+#  fc1: 1e-6 + 8e-8 + 2e-12*4*64*128 + 6.4e-9 + 2.56e-8 + 1e-10*8192 + 2.64e-6
+#                                                            =  4.636736e-6
+#  fc2: 1e-6 + 4e-8 + 2e-12*4*128*64 + 1.28e-8 + 1.28e-8 + 8.192e-7
+#                                                            =  1.950336e-6
+#  fc3: 1e-6 + 1e-8 + 2e-12*4*64*16 + 6.4e-9 + 2e-9 + 1e-10*640 + 4e-6
+#                                                            =  5.090592e-6
 solve "$TMP/m4.json" mlp mlp "$F" 4
-close "$(total "$TMP/m4.json")" 1.2095456e-5 && pass "mlp w4: total 1.2095456e-5 s" ||
+close "$(total "$TMP/m4.json")" 1.1677664e-5 && pass "mlp w4: total 1.1677664e-5 s (4-row tiles)" ||
     fail "mlp w4 total $(total "$TMP/m4.json")"
 # run --profile prices a plan with the same cost model
 "$BITPLAN" run "$EX/mlp.onnx" --plan "$TMP/m8.json" --data "$EX/digits_test_flat.npy" \
@@ -112,11 +113,13 @@ bad 'op_costs.ops\[1\].op: "Quantize" also in op_costs.ops\[0\]' 's/"op": "Dequa
 bad 'op_costs.ops\[2\].parallel: expected an object' 's/"parallel": {"seconds": 4e-6, "per_element": 1e-10}/"parallel": 3/'
 bad 'op_costs.parallel_elements' 's/"parallel_elements": 1000/"parallel_elements": -1/'
 bad 'layer_model.a_bits' 's/"a_bits": 8,$/"a_bits": "8",/'
+bad 'layer_model.serial.bits\[0\].tile_positions: expected a whole number from 1 to 256, got 0' 's/"tile_positions": 4/"tile_positions": 0/'
 [ ! -e "$TMP/never.json" ] && pass "no plan from a bad profile" || fail "a plan from a bad profile"
 
 # profile --measure --quick writes both objects, and solve reads them
 if "$BITPLAN" profile --measure --quick --bits 4,8 -o "$TMP/hw.json" 2>"$TMP/err"; then
-    for k in '"layer_model":' '"op_costs":' '"per_residual_output":' '"Quantize"'; do
+    for k in '"layer_model":' '"op_costs":' '"per_residual_output":' '"Quantize"' \
+             '"tile_positions":'; do
         grep -q "$k" "$TMP/hw.json" && pass "measured profile has $k" ||
             fail "measured profile lacks $k"
     done
