@@ -174,7 +174,9 @@ int bp_qk_tile_positions(int w_bits)
     case BP_QK_AVX512VNNI:
         return BP_QK_TILE;
     case BP_QK_AVX2:
-        return w_bits <= 7 ? BP_QK_AVX2_TILE : BP_QK_AVX2_FULL_TILE;
+        /* whole steps of 3 or 6 positions, the rest one at a time */
+        (void)w_bits;
+        return 1;
     default:
         return 1; /* one position at a time */
     }

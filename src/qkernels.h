@@ -75,10 +75,12 @@ bp_qk_isa bp_qk_isa_get(void);
  * to be changed while kernels run. */
 int bp_qk_isa_set(bp_qk_isa isa);
 const char *bp_qk_isa_name(bp_qk_isa isa);
-/* Positions one GEMM tile of the current instruction set computes at once
- * for w_bits-bit weights (blocks of more than 8 channels): a layer of
- * fewer positions, a GEMV at batch 1, still pays for a whole tile.  The
- * cost model pads positions to it (profiles/README.md, tile_positions). */
+/* Positions the GEMM of the current instruction set computes at once for
+ * w_bits-bit weights, whether the layer has that many or fewer: a GEMV at
+ * batch 1 pays for a whole tile (12 on VNNI).  The AVX2 kernels run the
+ * positions of a partial tile one at a time (1), as do the portable ones.
+ * The cost model pads positions to it (profiles/README.md,
+ * tile_positions). */
 int bp_qk_tile_positions(int w_bits);
 
 /* ---- layers: convolution / GEMM with the requantising epilogue ---------------- */

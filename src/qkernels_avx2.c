@@ -350,38 +350,46 @@ TGT static inline __m256i fold(__m256i lo, __m256i hi)
     if (i < ni)                                                                \
         store8(y, a, h, e, pc + i0 + i, fold(a##i##0, a##i##1));
 
-/* Positions [0, np) of rows16 (kp int16 each, rows up to a multiple of TP
- * readable) x the 8 channels of h whose weights are wh ([group][32]). */
-__attribute__((noinline)) TGT static void half_run(void *y, const int16_t *rows16, int64_t np,
-                         int64_t pc, const bp_qk_layer *a, const ch8 *h,
-                         const int16_t *wh, int32_t *acc, const epi8 *e)
-{
-    const int64_t kp = a->kp, G = kp / 4;
-    for (int64_t g0 = 0; g0 < G; g0 += KC) {
-        const int64_t g1 = G - g0 < KC ? G : g0 + KC;
-        const int first = g0 == 0, last = g1 == G;
-        for (int64_t i0 = 0; i0 < np; i0 += TP) {
-            const int64_t ni = np - i0 < TP ? np - i0 : TP;
-            const int16_t *r = rows16 + i0 * kp; /* tile i0 / TP */
-            X6(DECL)
-            if (first) {
-                X6(ZERO)
-            } else {
-                X6(LOADACC)
-            }
-            for (int64_t g = g0; g < g1; g++) {
-                __m256i w0 = _mm256_loadu_si256((const __m256i *)(wh + g * 32));
-                __m256i w1 = _mm256_loadu_si256((const __m256i *)(wh + g * 32 + 16));
-                X6(STEP)
-            }
-            if (last) {
-                X6(OUT)
-            } else {
-                X6(SAVEACC)
-            }
-        }
+/* Positions [i_begin, i_end) of rows16 (kp int16 each, in tiles of TP
+ * rows) x the 8 channels of h whose weights are wh ([group][32]), N at a
+ * time (XN repeats a macro N times): half_run takes whole tiles of 6, and
+ * half_run1 the positions of a partial tile one by one, so that a GEMV at
+ * batch 1 computes its one position and not a tile of 6. */
+#define X1(M) M(0)
+#define HALF_RUN(NAME, XN, N)                                                  \
+    __attribute__((noinline)) TGT static void NAME(                            \
+        void *y, const int16_t *rows16, int64_t i_begin, int64_t i_end,        \
+        int64_t pc, const bp_qk_layer *a, const ch8 *h, const int16_t *wh,     \
+        int32_t *acc, const epi8 *e)                                           \
+    {                                                                          \
+        const int64_t kp = a->kp, G = kp / 4;                                  \
+        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
+            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
+            const int first = g0 == 0, last = g1 == G;                         \
+            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
+                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
+                const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
+                XN(DECL)                                                       \
+                if (first) {                                                   \
+                    XN(ZERO)                                                   \
+                } else {                                                       \
+                    XN(LOADACC)                                                \
+                }                                                              \
+                for (int64_t g = g0; g < g1; g++) {                            \
+                    __m256i w0 = _mm256_loadu_si256((const __m256i *)(wh + g * 32)); \
+                    __m256i w1 = _mm256_loadu_si256((const __m256i *)(wh + g * 32 + 16)); \
+                    XN(STEP)                                                   \
+                }                                                              \
+                if (last) {                                                    \
+                    XN(OUT)                                                    \
+                } else {                                                       \
+                    XN(SAVEACC)                                                \
+                }                                                              \
+            }                                                                  \
+        }                                                                      \
     }
-}
+HALF_RUN(half_run, X6, TP)
+HALF_RUN(half_run1, X1, 1)
 
 /* Both halves of a block at once: 3 positions x 16 channels, 12
  * accumulators and one broadcast, the weights read as memory operands of
@@ -428,39 +436,42 @@ _Static_assert(BP_QK_AVX2_FULL_TILE == 3, "full_run's steps are X3");
         store8(y, a, h1, e, pc + i0 + i, fold(c##i##2, c##i##3));              \
     }
 
-/* Positions [0, np) x the 16 channels of h0 and h1, whose weights are
- * w0 and w1 ([group][32] each); acc holds 32 partial sums per position. */
-__attribute__((noinline)) TGT static void full_run(void *y, const int16_t *rows16,
-                         int64_t np, int64_t pc, const bp_qk_layer *a,
-                         const ch8 *h0, const ch8 *h1, const int16_t *w0,
-                         const int16_t *w1, int32_t *acc, const epi8 *e)
-{
-    const int64_t kp = a->kp, G = kp / 4;
-    for (int64_t g0 = 0; g0 < G; g0 += KC) {
-        const int64_t g1 = G - g0 < KC ? G : g0 + KC;
-        const int first = g0 == 0, last = g1 == G;
-        for (int64_t i0 = 0; i0 < np; i0 += BP_QK_AVX2_FULL_TILE) {
-            const int64_t ni = np - i0 < BP_QK_AVX2_FULL_TILE
-                                   ? np - i0 : BP_QK_AVX2_FULL_TILE;
-            /* tile i0 / TP, its first or second three positions */
-            const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4;
-            X3(DECL16)
-            if (first) {
-                X3(ZERO16)
-            } else {
-                X3(LOADACC16)
-            }
-            for (int64_t g = g0; g < g1; g++) {
-                X3(STEP16)
-            }
-            if (last) {
-                X3(OUT16)
-            } else {
-                X3(SAVEACC16)
-            }
-        }
+/* Positions [i_begin, i_end) x the 16 channels of h0 and h1, whose
+ * weights are w0 and w1 ([group][32] each), N at a time: full_run 3,
+ * full_run1 the last one or two; acc holds 32 partial sums per position. */
+#define FULL_RUN(NAME, XN, N)                                                  \
+    __attribute__((noinline)) TGT static void NAME(                            \
+        void *y, const int16_t *rows16, int64_t i_begin, int64_t i_end,        \
+        int64_t pc, const bp_qk_layer *a, const ch8 *h0, const ch8 *h1,        \
+        const int16_t *w0, const int16_t *w1, int32_t *acc, const epi8 *e)     \
+    {                                                                          \
+        const int64_t kp = a->kp, G = kp / 4;                                  \
+        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
+            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
+            const int first = g0 == 0, last = g1 == G;                         \
+            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
+                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
+                /* within tile i0 / TP, from its row i0 % TP */                \
+                const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
+                XN(DECL16)                                                     \
+                if (first) {                                                   \
+                    XN(ZERO16)                                                 \
+                } else {                                                       \
+                    XN(LOADACC16)                                              \
+                }                                                              \
+                for (int64_t g = g0; g < g1; g++) {                            \
+                    XN(STEP16)                                                 \
+                }                                                              \
+                if (last) {                                                    \
+                    XN(OUT16)                                                  \
+                } else {                                                       \
+                    XN(SAVEACC16)                                              \
+                }                                                              \
+            }                                                                  \
+        }                                                                      \
     }
-}
+FULL_RUN(full_run, X3, BP_QK_AVX2_FULL_TILE)
+FULL_RUN(full_run1, X1, 1)
 
 /* ---- weights of at most 7 bits: unsigned-by-signed byte products ------- */
 
@@ -544,42 +555,47 @@ static inline int32_t ld32(const uint8_t *p)
     return v;
 }
 
-/* As half_run, from uint8 rows and int8 weights, F groups per flush. */
-__attribute__((noinline)) TGT static void half_run8(void *y, const uint8_t *rows8, int64_t np,
-                          int64_t pc, const bp_qk_layer *a, const ch8 *h,
-                          const int8_t *wh, int32_t *acc, const epi8 *e, int F)
-{
-    const int64_t kp = a->kp, G = kp / 4;
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t g0 = 0; g0 < G; g0 += KC) {
-        const int64_t g1 = G - g0 < KC ? G : g0 + KC;
-        const int first = g0 == 0, last = g1 == G;
-        for (int64_t i0 = 0; i0 < np; i0 += TP) {
-            const int64_t ni = np - i0 < TP ? np - i0 : TP;
-            const uint8_t *r = rows8 + i0 * kp; /* tile i0 / TP */
-            X6(DECL8)
-            if (first) {
-                X6(ZERO8)
-            } else {
-                X6(LOADACC8)
-            }
-            for (int64_t g = g0; g < g1; g += F) {
-                const int64_t ge = g1 - g < F ? g1 : g + F;
-                X6(PZERO8)
-                for (int64_t gg = g; gg < ge; gg++) {
-                    __m256i w = _mm256_loadu_si256((const __m256i *)(wh + gg * 32));
-                    X6(STEP8)
-                }
-                X6(FLUSH8)
-            }
-            if (last) {
-                X6(OUT8)
-            } else {
-                X6(SAVEACC8)
-            }
-        }
+/* As half_run, from uint8 rows and int8 weights, F groups per flush:
+ * half_run8 whole tiles, half_run81 the positions of a partial one. */
+#define HALF_RUN8(NAME, XN, N)                                                 \
+    __attribute__((noinline)) TGT static void NAME(                            \
+        void *y, const uint8_t *rows8, int64_t i_begin, int64_t i_end,         \
+        int64_t pc, const bp_qk_layer *a, const ch8 *h, const int8_t *wh,      \
+        int32_t *acc, const epi8 *e, int F)                                    \
+    {                                                                          \
+        const int64_t kp = a->kp, G = kp / 4;                                  \
+        const __m256i ones = _mm256_set1_epi16(1);                             \
+        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
+            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
+            const int first = g0 == 0, last = g1 == G;                         \
+            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
+                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
+                const uint8_t *r = rows8 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
+                XN(DECL8)                                                      \
+                if (first) {                                                   \
+                    XN(ZERO8)                                                  \
+                } else {                                                       \
+                    XN(LOADACC8)                                               \
+                }                                                              \
+                for (int64_t g = g0; g < g1; g += F) {                         \
+                    const int64_t ge = g1 - g < F ? g1 : g + F;                \
+                    XN(PZERO8)                                                 \
+                    for (int64_t gg = g; gg < ge; gg++) {                      \
+                        __m256i w = _mm256_loadu_si256((const __m256i *)(wh + gg * 32)); \
+                        XN(STEP8)                                              \
+                    }                                                          \
+                    XN(FLUSH8)                                                 \
+                }                                                              \
+                if (last) {                                                    \
+                    XN(OUT8)                                                   \
+                } else {                                                       \
+                    XN(SAVEACC8)                                               \
+                }                                                              \
+            }                                                                  \
+        }                                                                      \
     }
-}
+HALF_RUN8(half_run8, X6, TP)
+HALF_RUN8(half_run81, X1, 1)
 
 TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
                          const bp_qk_layer *a, int64_t grp, int64_t b0,
@@ -588,6 +604,9 @@ TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
 {
     const int64_t G = a->kp / 4;
     const int narrow = bp_qk_avx2_narrow(a), F = flush_groups(a->w_bits);
+    /* whole steps, then the rest one position at a time */
+    const int64_t n3 = np / BP_QK_AVX2_FULL_TILE * BP_QK_AVX2_FULL_TILE;
+    const int64_t n6 = np / TP * TP;
     epi8 e;
     epi8_setup(&e, a);
     for (int64_t b = b0; b < b1; b++) {
@@ -603,8 +622,10 @@ TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
             const int32_t *bs = xor80 ? a->bias_x : a->bias;
             ch8_setup(&h0, a, bs, grp * a->mg + r0, TC);
             ch8_setup(&h1, a, bs, grp * a->mg + r0 + TC, mb - TC);
-            full_run(y, rows, np, pc, a, &h0, &h1, wbuf,
-                     (const int16_t *)wbuf + G * 32, acc, &e);
+            const int16_t *w16 = wbuf;
+            full_run(y, rows, 0, n3, pc, a, &h0, &h1, w16, w16 + G * 32, acc, &e);
+            full_run1(y, rows, n3, np, pc, a, &h0, &h1, w16, w16 + G * 32, acc,
+                      &e);
             continue;
         }
         for (int64_t hf = 0; hf * TC < mb; hf++) {
@@ -612,12 +633,15 @@ TGT void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
             int64_t nc = mb - hf * TC < TC ? mb - hf * TC : TC;
             ch8_setup(&h, a, xor80 ? a->bias_x : a->bias,
                       grp * a->mg + r0 + hf * TC, nc);
-            if (narrow)
-                half_run8(y, rows, np, pc, a, &h, (const int8_t *)wbuf + hf * G * 32,
-                          acc, &e, F);
-            else
-                half_run(y, rows, np, pc, a, &h, (const int16_t *)wbuf + hf * G * 32,
-                         acc, &e);
+            if (narrow) {
+                const int8_t *w8 = (const int8_t *)wbuf + hf * G * 32;
+                half_run8(y, rows, 0, n6, pc, a, &h, w8, acc, &e, F);
+                half_run81(y, rows, n6, np, pc, a, &h, w8, acc, &e, F);
+            } else {
+                const int16_t *w16 = (const int16_t *)wbuf + hf * G * 32;
+                half_run(y, rows, 0, n6, pc, a, &h, w16, acc, &e);
+                half_run1(y, rows, n6, np, pc, a, &h, w16, acc, &e);
+            }
         }
     }
 }
