@@ -350,6 +350,35 @@ TGT static inline __m256i fold(__m256i lo, __m256i hi)
     if (i < ni)                                                                \
         store8(y, a, h, e, pc + i0 + i, fold(a##i##0, a##i##1));
 
+/* The loop of every GEMM kernel below: K slices of KC groups (a slice's
+ * weights stay in L1 while all the positions pass over them), positions
+ * [i_begin, i_end) N at a time, their partial sums kept in registers
+ * within a slice and in acc between slices, the epilogue after the last.
+ * RT is the row type, XN repeats a macro N times, INNER runs a slice. */
+#define SLICE_LOOP(RT, rows, N, XN, DECL_, ZERO_, LOAD_, INNER, OUT_, SAVE_)   \
+    const int64_t kp = a->kp, G = kp / 4;                                      \
+    for (int64_t g0 = 0; g0 < G; g0 += KC) {                                   \
+        const int64_t g1 = G - g0 < KC ? G : g0 + KC;                          \
+        const int first = g0 == 0, last = g1 == G;                             \
+        for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                      \
+            const int64_t ni = i_end - i0 < N ? i_end - i0 : N;                \
+            /* within tile i0 / TP, from its row i0 % TP */                    \
+            const RT *r = rows + (i0 / TP) * TP * kp + (i0 % TP) * 4;          \
+            XN(DECL_)                                                          \
+            if (first) {                                                       \
+                XN(ZERO_)                                                      \
+            } else {                                                           \
+                XN(LOAD_)                                                      \
+            }                                                                  \
+            INNER                                                              \
+            if (last) {                                                        \
+                XN(OUT_)                                                       \
+            } else {                                                           \
+                XN(SAVE_)                                                      \
+            }                                                                  \
+        }                                                                      \
+    }
+
 /* Positions [i_begin, i_end) of rows16 (kp int16 each, in tiles of TP
  * rows) x the 8 channels of h whose weights are wh ([group][32]), N at a
  * time (XN repeats a macro N times): half_run takes whole tiles of 6, and
@@ -362,31 +391,12 @@ TGT static inline __m256i fold(__m256i lo, __m256i hi)
         int64_t pc, const bp_qk_layer *a, const ch8 *h, const int16_t *wh,     \
         int32_t *acc, const epi8 *e)                                           \
     {                                                                          \
-        const int64_t kp = a->kp, G = kp / 4;                                  \
-        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
-            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
-            const int first = g0 == 0, last = g1 == G;                         \
-            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
-                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
-                const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
-                XN(DECL)                                                       \
-                if (first) {                                                   \
-                    XN(ZERO)                                                   \
-                } else {                                                       \
-                    XN(LOADACC)                                                \
-                }                                                              \
-                for (int64_t g = g0; g < g1; g++) {                            \
-                    __m256i w0 = _mm256_loadu_si256((const __m256i *)(wh + g * 32)); \
-                    __m256i w1 = _mm256_loadu_si256((const __m256i *)(wh + g * 32 + 16)); \
-                    XN(STEP)                                                   \
-                }                                                              \
-                if (last) {                                                    \
-                    XN(OUT)                                                    \
-                } else {                                                       \
-                    XN(SAVEACC)                                                \
-                }                                                              \
-            }                                                                  \
-        }                                                                      \
+        SLICE_LOOP(int16_t, rows16, N, XN, DECL, ZERO, LOADACC,                \
+            for (int64_t g = g0; g < g1; g++) {                                \
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)(wh + g * 32)); \
+                __m256i w1 = _mm256_loadu_si256((const __m256i *)(wh + g * 32 + 16)); \
+                XN(STEP)                                                       \
+            }, OUT, SAVEACC)                                                   \
     }
 HALF_RUN(half_run, X6, TP)
 HALF_RUN(half_run1, X1, 1)
@@ -445,30 +455,10 @@ _Static_assert(BP_QK_AVX2_FULL_TILE == 3, "full_run's steps are X3");
         int64_t pc, const bp_qk_layer *a, const ch8 *h0, const ch8 *h1,        \
         const int16_t *w0, const int16_t *w1, int32_t *acc, const epi8 *e)     \
     {                                                                          \
-        const int64_t kp = a->kp, G = kp / 4;                                  \
-        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
-            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
-            const int first = g0 == 0, last = g1 == G;                         \
-            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
-                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
-                /* within tile i0 / TP, from its row i0 % TP */                \
-                const int16_t *r = rows16 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
-                XN(DECL16)                                                     \
-                if (first) {                                                   \
-                    XN(ZERO16)                                                 \
-                } else {                                                       \
-                    XN(LOADACC16)                                              \
-                }                                                              \
-                for (int64_t g = g0; g < g1; g++) {                            \
-                    XN(STEP16)                                                 \
-                }                                                              \
-                if (last) {                                                    \
-                    XN(OUT16)                                                  \
-                } else {                                                       \
-                    XN(SAVEACC16)                                              \
-                }                                                              \
-            }                                                                  \
-        }                                                                      \
+        SLICE_LOOP(int16_t, rows16, N, XN, DECL16, ZERO16, LOADACC16,          \
+            for (int64_t g = g0; g < g1; g++) {                                \
+                XN(STEP16)                                                     \
+            }, OUT16, SAVEACC16)                                               \
     }
 FULL_RUN(full_run, X3, BP_QK_AVX2_FULL_TILE)
 FULL_RUN(full_run1, X1, 1)
@@ -563,36 +553,17 @@ static inline int32_t ld32(const uint8_t *p)
         int64_t pc, const bp_qk_layer *a, const ch8 *h, const int8_t *wh,      \
         int32_t *acc, const epi8 *e, int F)                                    \
     {                                                                          \
-        const int64_t kp = a->kp, G = kp / 4;                                  \
         const __m256i ones = _mm256_set1_epi16(1);                             \
-        for (int64_t g0 = 0; g0 < G; g0 += KC) {                               \
-            const int64_t g1 = G - g0 < KC ? G : g0 + KC;                      \
-            const int first = g0 == 0, last = g1 == G;                         \
-            for (int64_t i0 = i_begin; i0 < i_end; i0 += N) {                  \
-                const int64_t ni = i_end - i0 < N ? i_end - i0 : N;            \
-                const uint8_t *r = rows8 + (i0 / TP) * TP * kp + (i0 % TP) * 4; \
-                XN(DECL8)                                                      \
-                if (first) {                                                   \
-                    XN(ZERO8)                                                  \
-                } else {                                                       \
-                    XN(LOADACC8)                                               \
+        SLICE_LOOP(uint8_t, rows8, N, XN, DECL8, ZERO8, LOADACC8,              \
+            for (int64_t g = g0; g < g1; g += F) {                             \
+                const int64_t ge = g1 - g < F ? g1 : g + F;                    \
+                XN(PZERO8)                                                     \
+                for (int64_t gg = g; gg < ge; gg++) {                          \
+                    __m256i w = _mm256_loadu_si256((const __m256i *)(wh + gg * 32)); \
+                    XN(STEP8)                                                  \
                 }                                                              \
-                for (int64_t g = g0; g < g1; g += F) {                         \
-                    const int64_t ge = g1 - g < F ? g1 : g + F;                \
-                    XN(PZERO8)                                                 \
-                    for (int64_t gg = g; gg < ge; gg++) {                      \
-                        __m256i w = _mm256_loadu_si256((const __m256i *)(wh + gg * 32)); \
-                        XN(STEP8)                                              \
-                    }                                                          \
-                    XN(FLUSH8)                                                 \
-                }                                                              \
-                if (last) {                                                    \
-                    XN(OUT8)                                                   \
-                } else {                                                       \
-                    XN(SAVEACC8)                                               \
-                }                                                              \
-            }                                                                  \
-        }                                                                      \
+                XN(FLUSH8)                                                     \
+            }, OUT8, SAVEACC8)                                                 \
     }
 HALF_RUN8(half_run8, X6, TP)
 HALF_RUN8(half_run81, X1, 1)
