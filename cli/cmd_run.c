@@ -21,8 +21,9 @@ static const char help[] =
     "reports float and integer accuracy and cross-entropy, top-1 agreement\n"
     "with the float model, logit SQNR, the packed bytes of the executor's\n"
     "buffers, and the measured latency per sample (median of --repeat runs,\n"
-    "at batch 1 and at --batch) next to the plan's predictions, and checks\n"
-    "every budget of the plan.\n\n"
+    "at batch 1 and at --batch; at batch 1 also the 10th and 90th percentile\n"
+    "of the runs, as the spread on a shared machine) next to the plan's\n"
+    "predictions, and checks every budget of the plan.\n\n"
     "  --plan PLAN.json      the plan (its model sha256 must match MODEL)\n"
     "  --data X.npy          samples; their shape must match the model input\n"
     "  --labels Y.npy        integer class labels, one per sample\n"
@@ -52,7 +53,7 @@ static const char help[] =
     "                        {\"float_accuracy\",\"int_accuracy\",\"float_loss\",\n"
     "                         \"int_loss\",\"agreement\",\"sqnr_db\",\"size_bytes\",\n"
     "                         \"latency_s\",\"predicted_latency_s\",\"budgets_met\",\n"
-    "                         ...}\n"
+    "                         \"latency_p10_s\",\"latency_p90_s\",...}\n"
     "exit: 0 ok, 1 a budget exceeded or the accuracy drop over --max-drop,\n"
     "      2 bad input (a plan for another model, unknown layers, bit-widths\n"
     "      the executor lacks, data of the wrong shape)\n";
@@ -322,6 +323,13 @@ int cmd_run(int argc, char **argv)
     fprintf(f, "%-22s %12s %12.4g\n", "bit-ops / sample", "", R.bops);
     fprintf(f, "%-22s batch 1: ", "latency / sample");
     print_time(f, R.latency_s);
+    if (isfinite(R.latency_p10_s)) {
+        fprintf(f, " [runs 10-90%%: ");
+        print_time(f, R.latency_p10_s);
+        fprintf(f, " - ");
+        print_time(f, R.latency_p90_s);
+        fprintf(f, "]");
+    }
     if (R.predicted_latency_s > 0) {
         fprintf(f, " (plan predicted ");
         print_time(f, R.predicted_latency_s);
@@ -369,6 +377,8 @@ int cmd_run(int argc, char **argv)
         cJSON_AddNumberToObject(o, "samples", (double)R.samples);
         cJSON_AddNumberToObject(o, "batch", (double)R.batch);
         add_num(o, "latency_batch_s", R.latency_batch_s);
+        add_num(o, "latency_p10_s", R.latency_p10_s);
+        add_num(o, "latency_p90_s", R.latency_p90_s);
         add_num(o, "profile_latency_s", prof_lat);
         add_num(o, "accuracy_drop_points", drop);
         cJSON_AddNumberToObject(o, "layer_bytes", (double)R.layer_bytes);

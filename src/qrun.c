@@ -284,9 +284,12 @@ double bp_qrun_float_accuracy(const bp_qrun *r) { return r->float_acc; }
 #define MAX_RUNS 100000
 
 /* Median seconds of one run of n samples, over at least `repeat` runs
- * and TIMED_S seconds of them. */
+ * and TIMED_S seconds of them, and their 10th and 90th percentiles (p,
+ * optional): on a shared machine the spread says how far a median can be
+ * trusted (a 2-vCPU VM alternated between 23 and 40 us for the example CNN
+ * from one 50 ms window to the next, within one process). */
 static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
-                     double *out)
+                     double *out, double p[2])
 {
     int cap = repeat > 64 ? repeat : 64, k = 0;
     double *t = malloc((size_t)cap * sizeof *t);
@@ -316,8 +319,13 @@ static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
         st = bp_qexec_run(ex, in, n);
         t[k++] = now() - t0;
     }
-    if (!st)
-        *out = median(t, k);
+    if (!st) {
+        *out = median(t, k); /* sorts t */
+        if (p) {
+            p[0] = t[(k - 1) / 10];
+            p[1] = t[(k - 1) - (k - 1) / 10];
+        }
+    }
     free(t);
     return st;
 }
@@ -436,15 +444,18 @@ int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
     R.overhead_bytes = qm->overhead_bytes;
     R.bops = bp_qmodel_bops(qm);
     R.latency_s = R.latency_batch_s = NAN;
+    R.latency_p10_s = R.latency_p90_s = NAN;
     if (r->o.repeat > 0) {
-        double t;
+        double t, pc[2];
         /* timed on the first batch, as before the data was streamed */
         if ((st = read_batch(r, 0, b)) ||
-            (st = time_runs(ex, r->x, 1, r->o.repeat, &t)))
+            (st = time_runs(ex, r->x, 1, r->o.repeat, &t, pc)))
             goto out;
         R.latency_s = t;
+        R.latency_p10_s = pc[0];
+        R.latency_p90_s = pc[1];
         if (r->o.time_batch) {
-            if ((st = time_runs(ex, r->x, b, r->o.repeat, &t)))
+            if ((st = time_runs(ex, r->x, b, r->o.repeat, &t, NULL)))
                 goto out;
             R.latency_batch_s = t / (double)b;
         }

@@ -90,6 +90,7 @@ typedef struct bp_qrun_result {
     int64_t size_bytes, layer_bytes, overhead_bytes;
     double bops;                          /* per sample */
     double latency_s;                     /* per sample, batch 1, median */
+    double latency_p10_s, latency_p90_s;  /* its runs' 10th, 90th percentiles */
     double latency_batch_s;               /* per sample at `batch`, median */
     int64_t batch;
     double predicted_latency_s, predicted_size_bytes, predicted_bops;

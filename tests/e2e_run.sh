@@ -44,6 +44,11 @@ for m in cnn mlp; do
     awk -v d="$drop" 'BEGIN { exit !(d <= 0.5) }' &&
         ok "$m all-8-bit: accuracy $fa -> $ia (drop $drop points)" ||
         bad "$m all-8-bit: drop $drop points"
+    lo=$(jget "$TMP/$m.json" latency_p10_s); md=$(jget "$TMP/$m.json" latency_s)
+    hi=$(jget "$TMP/$m.json" latency_p90_s)
+    awk -v a="$lo" -v b="$md" -v c="$hi" 'BEGIN { exit !(a > 0 && a <= b && b <= c) }' &&
+        ok "$m: latency runs 10-90% $lo <= median $md <= $hi" ||
+        bad "$m: latency p10 $lo, median $md, p90 $hi"
     size=$(jget "$TMP/$m.json" size_bytes); lb=$(jget "$TMP/$m.json" layer_bytes)
     ob=$(jget "$TMP/$m.json" overhead_bytes); pb=$(jget "$TMP/$m.json" predicted_size_bytes)
     [ "$lb" = "$pb" ] && ok "$m: layer bytes $lb = plan's predicted $pb" ||
@@ -79,6 +84,8 @@ done
 mlp --plan "$PL/mlp_w4a4.json" --repeat 0 --json >"$TMP/m4.json" 2>/dev/null
 [ "$(jget "$TMP/m4.json" layer_bytes)" = "$(jget "$TMP/m4.json" predicted_size_bytes)" ] &&
     ok "mlp_w4a4: layer bytes = predicted" || bad "mlp_w4a4 bytes"
+[ "$(jget "$TMP/m4.json" latency_s)$(jget "$TMP/m4.json" latency_p10_s)$(jget "$TMP/m4.json" latency_p90_s)" = nullnullnull ] &&
+    ok "--repeat 0: latency and its percentiles null" || bad "--repeat 0 latency: $(cat "$TMP/m4.json")"
 
 # --out into a directory that does not exist: exit 2, nothing written
 cnn --plan "$PL/cnn_w4a8.json" --repeat 0 --out "$TMP/nodir/q.npy" >/dev/null 2>"$TMP/e"
