@@ -5,10 +5,10 @@
  *
  * What is measured (batch 1, on the threads and instruction set the
  * executor uses by default; `repeat` runs taken in up to five passes
- * interleaved over all graphs, each time the median of its quietest pass,
- * so that other jobs on a shared machine neither inflate the times nor
- * bias a few shapes; on a quiet machine it is within a few percent of the
- * median):
+ * interleaved over all graphs, each time the median of all its runs, as
+ * `bitplan run` reports it; the passes spread every graph's runs over the
+ * whole measurement, so that a machine's slow spells do not bias a few
+ * shapes):
  *  - each layer of every model given (--model) inside whole runs of that
  *    model at each weight width, with the time of the non-layer ops (input
  *    quantization, pooling, output dequantization) added to the layer that
