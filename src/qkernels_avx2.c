@@ -206,7 +206,17 @@ typedef struct ch8 {
     int64_t c0, nc;
     __m256i bias;
     __m256i m[2], s[2], rnd[2];
+    /* fast: every shift in [FAST_S, 62], so that the rescaled value fits
+     * int32 (|t * m| < 2^55); then kb = rnd + 2^62 (a logical shift of a
+     * value made positive) and kc = 2^(62 - s) mod 2^32 per channel, the
+     * bias that shift leaves in the low 32 bits */
+    int fast;
+    __m256i kb[2], kc;
 } ch8;
+
+/* The smallest shift of the fast epilogue: |t| <= 2^31 and m < 2^24, so
+ * |round(t * m / 2^s)| <= 2^(55 - s) <= 2^30 */
+#define FAST_S 25
 
 /* The layer's constants, broadcast: q[] 64-bit lanes by the enum. */
 enum { E_LO, E_HI, E_SATLO, E_SATHI, E_RM, E_RS, E_RRND, E_FS, E_FRND, E_N };
@@ -244,6 +254,16 @@ TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
     h->s[1] = _mm256_srli_epi64(sh, 32);
     for (int j = 0; j < 2; j++) /* 2^(s-1), or 0 when s = 0 */
         h->rnd[j] = _mm256_srli_epi64(_mm256_sllv_epi64(one, h->s[j]), 1);
+    /* lanes past nc count as fast; shifts are at most 62 (quant.h) */
+    __m256i slow = _mm256_and_si256(
+        mask, _mm256_cmpgt_epi32(_mm256_set1_epi32(FAST_S), sh));
+    h->fast = _mm256_testz_si256(slow, slow);
+    const __m256i b62 = _mm256_set1_epi64x(INT64_C(1) << 62);
+    for (int j = 0; j < 2; j++)
+        h->kb[j] = _mm256_add_epi64(h->rnd[j], b62);
+    /* vpsllvd counts of 32 or more give 0: 2^(62 - s) mod 2^32 */
+    h->kc = _mm256_sllv_epi32(_mm256_set1_epi32(1),
+                              _mm256_sub_epi32(_mm256_set1_epi32(62), sh));
 }
 
 TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
@@ -268,25 +288,14 @@ TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
 /* 64-bit lanes clamped to [q[lo], q[hi]] */
 #define CLAMP64(x, lo, hi) max64(min64((x), e->q[hi]), e->q[lo])
 
-/* Channels h->c0 .. + nc of position p from the int32 sums t (lanes). */
-TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
-                              const epi8 *e, int64_t p, __m256i t)
+/* The rescaled values of 8 channels with 64-bit arithmetic throughout
+ * (AVX2 has no 64-bit arithmetic shift or min/max: both are built from
+ * compares): any shift, and the residual add; int32 lanes in channel
+ * order, within [lo, hi]. */
+TGT static inline __m256i slow8(const bp_qk_layer *a, const ch8 *h,
+                                const epi8 *e, int64_t idx, __m256i pe,
+                                __m256i po)
 {
-    const int64_t idx = p * a->geo.m + h->c0;
-    t = _mm256_add_epi32(t, h->bias);
-    if (a->out_type == BP_QT_I32) {
-        t = _mm256_max_epi32(_mm256_min_epi32(t, e->hi32), e->lo32);
-        if (h->nc == TC) {
-            _mm256_storeu_si256((__m256i *)((int32_t *)y + idx), t);
-        } else {
-            int32_t tmp[8];
-            _mm256_storeu_si256((__m256i *)tmp, t);
-            memcpy((int32_t *)y + idx, tmp, (size_t)h->nc * sizeof *tmp);
-        }
-        return;
-    }
-    __m256i pe = _mm256_mul_epi32(t, h->m[0]);
-    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]);
     pe = rsr64(pe, h->rnd[0], h->s[0]);
     po = rsr64(po, h->rnd[1], h->s[1]);
     if (a->residual) {
@@ -310,7 +319,43 @@ TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
     }
     pe = CLAMP64(pe, E_LO, E_HI);
     po = CLAMP64(po, E_LO, E_HI);
-    __m256i v = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+    return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+}
+
+/* Channels h->c0 .. + nc of position p from the int32 sums t (lanes). */
+TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
+                              const epi8 *e, int64_t p, __m256i t)
+{
+    const int64_t idx = p * a->geo.m + h->c0;
+    t = _mm256_add_epi32(t, h->bias);
+    if (a->out_type == BP_QT_I32) {
+        t = _mm256_max_epi32(_mm256_min_epi32(t, e->hi32), e->lo32);
+        if (h->nc == TC) {
+            _mm256_storeu_si256((__m256i *)((int32_t *)y + idx), t);
+        } else {
+            int32_t tmp[8];
+            _mm256_storeu_si256((__m256i *)tmp, t);
+            memcpy((int32_t *)y + idx, tmp, (size_t)h->nc * sizeof *tmp);
+        }
+        return;
+    }
+    __m256i pe = _mm256_mul_epi32(t, h->m[0]);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]);
+    __m256i v;
+    if (h->fast && !a->residual) {
+        /* (p + rnd + 2^62) >> s, logical, is round(p / 2^s) + 2^(62 - s):
+         * its low 32 bits less kc are the value, which fits int32; then
+         * the clamp in 32 bits (16 instructions where the 64-bit
+         * emulation below takes 27) */
+        pe = _mm256_srlv_epi64(_mm256_add_epi64(pe, h->kb[0]), h->s[0]);
+        po = _mm256_srlv_epi64(_mm256_add_epi64(po, h->kb[1]), h->s[1]);
+        v = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+        v = _mm256_sub_epi32(v, h->kc);
+        v = _mm256_max_epi32(_mm256_min_epi32(v, e->hi32), e->lo32);
+    } else {
+        v = slow8(a, h, e, idx, pe, po);
+    }
+    /* byte 0 of each lane, in order; every value is within [lo, hi] */
     v = _mm256_shuffle_epi8(v, e->pick);
     v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     uint8_t *dst = (uint8_t *)y + idx;

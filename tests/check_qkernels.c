@@ -100,8 +100,12 @@ static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
         }
         L->bias[c] = (int32_t)rng_int(r, -(1 << 20), 1 << 20);
         L->bias_x[c] = (int32_t)(L->bias[c] - 128 * sum);
+        /* shifts of 31-39 mostly; a quarter from 23 to the 62 cap, across
+         * FAST_S = 25 of the AVX2 epilogue (ratios >= 0.5 saturate) */
+        int wide = rng_int(r, 0, 3) == 0;
         double ratio = ldexp(1.0 + (double)rng_int(r, 0, 1000) / 1000,
-                             (int)rng_int(r, -16, -8));
+                             wide ? (int)rng_int(r, -42, 1)
+                                  : (int)rng_int(r, -16, -8));
         if (residual)
             ratio *= 65536;
         ck_assert_int_eq(bp_dyadic24_from(ratio, &L->rq[c]), 0);
@@ -308,6 +312,60 @@ START_TEST(test_layer_extremes)
 }
 END_TEST
 
+/* The requantising epilogue where its int64 products are largest: sums
+ * near +-2^31 (biases of +-(2^31 - 2^24) over sums under 2^24) times
+ * multipliers just under 2^24, at shifts 23 and 24 (AVX2: the 64-bit
+ * path), 25 and 26 (its fast 32-bit path, whose values must not wrap),
+ * 40 and 62, one shift per 8 channels; 8- and 4-bit weights, uint8 and
+ * int8 out.  Up to shift 40 every value clamps, to the side of its sign:
+ * a wrapped one would land on the other. */
+START_TEST(test_epilogue_edges)
+{
+    static const shape g = {2, 1, 1, 70, 45, 1, 1, 1, 0, 1, 1};
+    static const int shifts[] = {23, 24, 25, 26, 40, 62};
+    rng r = {0xED6EULL};
+    bp_qk_isa saved = bp_qk_isa_get();
+    for (int bits = 4; bits <= 8; bits += 4)
+        for (int ot = BP_QT_U8; ot <= BP_QT_I8; ot++) {
+            lcase L;
+            lcase_make(&L, &g, bits, 0, (bp_qtype)ot, 0, &r);
+            const bp_qk_layer *a = &L.a;
+            for (int64_t c = 0; c < g.m; c++) {
+                int64_t sum = 0;
+                for (int64_t kk = 0; kk < a->k; kk++)
+                    sum += L.codes[c * a->k + kk];
+                const int64_t big = (INT64_C(1) << 31) - (1 << 24);
+                L.bias[c] = (int32_t)(c % 2 ? -big : big - 1);
+                L.bias_x[c] = (int32_t)(L.bias[c] - 128 * sum);
+                L.rq[c] = (uint32_t)(((1 << 24) - 1 - c) << 8 |
+                                     shifts[c / 8 % 6]);
+            }
+            int64_t P = bp_qk_layer_positions(a);
+            uint8_t *y = malloc((size_t)L.ny + 64);
+            for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+                if (bp_qk_isa_set((bp_qk_isa)isa))
+                    continue;
+                memset(y, 0x5A, (size_t)L.ny);
+                run_split(y, &L, 1, 0);
+                for (int64_t p = 0; p < P; p++)
+                    for (int64_t c = 0; c < g.m; c++) {
+                        int64_t v = bp_qk_get(y, (bp_qtype)ot, p * g.m + c);
+                        ck_assert_msg(v == naive(&L, p, c),
+                                      "w%d out %d %s: p %lld c %lld (shift %d): "
+                                      "%lld, want %lld", bits, ot,
+                                      bp_qk_isa_name((bp_qk_isa)isa),
+                                      (long long)p, (long long)c,
+                                      shifts[c / 8 % 6], (long long)v,
+                                      (long long)naive(&L, p, c));
+                    }
+            }
+            bp_qk_isa_set(saved);
+            free(y);
+            lcase_free(&L);
+        }
+}
+END_TEST
+
 /* The input quantiser against bp_act_quantize: NaN, infinities, exact
  * halves, values past the range, NCHW -> NHWC for several channel counts,
  * in position ranges. */
@@ -373,6 +431,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_layer_paths, 0, N_SHAPES);
     tcase_add_test(tc, test_layer_extremes);
+    tcase_add_test(tc, test_epilogue_edges);
     tcase_add_test(tc, test_quantize);
     suite_add_tcase(s, tc);
     return s;
