@@ -6,6 +6,7 @@
 #include "qcalib.h"
 #include "qexec.h"
 #include "qgraph.h"
+#include "qrun.h"
 #include "shape.h"
 #include "status.h"
 
@@ -285,23 +286,17 @@ out:
     return st;
 }
 
-/* The median of all n timings, the passes pooled: the statistic `bitplan
- * run` reports, so that a profile predicts what run will measure.  The
- * passes still matter: spread over the whole measurement, they give every
- * model the same mix of the machine's fast and slow spells.  The median of
- * the quietest pass, kept before, estimated the fast spells alone: on a
- * 2-vCPU VM that alternates between them (the example CNN: 23 and 40 us
- * from one 50 ms window to the next), profiles under-predicted run's
- * medians by up to 48% on the example MLP and 24% on ResNet-18, and by
- * under 21% (MLP within 10%, ResNet-18 within 7%) with the pooled median,
- * bench_qexec's figures in the same runs. */
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* The whole-run time of m at every measured width, and for a model
+/* Times are the median of all runs, the passes pooled: the statistic
+ * `bitplan run` reports, so that a profile predicts what run will measure.
+ * The passes still matter: spread over the whole measurement, they give
+ * every model the same mix of the machine's fast and slow spells.  The
+ * median of the quietest pass, kept before, estimated the fast spells
+ * alone: on a 2-vCPU VM that alternates between them (the example CNN: 23
+ * and 40 us from one 50 ms window to the next), profiles under-predicted
+ * run's medians by up to 48% on the example MLP and 24% on ResNet-18, and
+ * by under 21% with the pooled median (bench_qexec, same runs).
+ *
+ * The whole-run time of m at every measured width, and for a model
  * its layers' entries, each its time plus that of the other ops run
  * since the previous layer (the last layer takes the trailing ones), so that
  * its entries at one width sum to its measured run. */
@@ -315,13 +310,13 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++) {
         if (!(o->bits & (1u << w)) || !m->n[w])
             continue;
-        m->t[w] = median_of(m->whole[w], m->n[w]);
+        m->t[w] = bp_qrun_median(m->whole[w], m->n[w]);
         if (!(m->q[w] = malloc((size_t)(m->n_ops + 1) * sizeof *m->q[w]))) {
             st = BP_ENOMEM;
             break;
         }
         for (int i = 0; i < m->n_ops; i++)
-            m->q[w][i] = median_of(m->s[w] + i * m->cap, m->n[w]);
+            m->q[w][i] = bp_qrun_median(m->s[w] + i * m->cap, m->n[w]);
         if (m->grid)
             continue;
         double carry = 0, layers = 0;

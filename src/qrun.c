@@ -55,7 +55,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double bp_qrun_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -320,7 +320,7 @@ static int time_runs(bp_qexec *ex, const float *x, int64_t n, int repeat,
         t[k++] = now() - t0;
     }
     if (!st) {
-        *out = median(t, k); /* sorts t */
+        *out = bp_qrun_median(t, k); /* sorts t */
         if (p) {
             p[0] = t[(k - 1) / 10];
             p[1] = t[(k - 1) - (k - 1) / 10];
@@ -351,7 +351,7 @@ int bp_qrun_float_latency(bp_qrun *r, int repeat, double *seconds)
         t[i] = now() - t0;
     }
     if (!st)
-        *seconds = median(t, repeat);
+        *seconds = bp_qrun_median(t, repeat);
     free(t);
     bp_exec_free(&ex);
     return st;

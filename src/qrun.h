@@ -134,6 +134,11 @@ double bp_qrun_float_accuracy(const bp_qrun *r);
 int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
                  bp_qrun_result *res);
 
+/* The median of n timings (sorts v): the latency statistic `bitplan run`
+ * reports, and the one `bitplan profile --measure` keeps so that its
+ * profiles predict it. */
+double bp_qrun_median(double *v, int n);
+
 /* The float executor's median latency per sample at batch 1 over `repeat`
  * runs (for comparisons). */
 int bp_qrun_float_latency(bp_qrun *r, int repeat, double *seconds);
