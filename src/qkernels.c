@@ -170,16 +170,10 @@ const char *bp_qk_isa_name(bp_qk_isa isa)
 
 int bp_qk_tile_positions(int w_bits)
 {
-    switch (bp_qk_isa_get()) {
-    case BP_QK_AVX512VNNI:
-        return BP_QK_TILE;
-    case BP_QK_AVX2:
-        /* whole steps of 3 or 6 positions, the rest one at a time */
-        (void)w_bits;
-        return 1;
-    default:
-        return 1; /* one position at a time */
-    }
+    /* every width alike for now; AVX2 runs whole steps of 3 or 6 positions
+     * and the rest one at a time, the portable loops one at a time */
+    (void)w_bits;
+    return bp_qk_isa_get() == BP_QK_AVX512VNNI ? BP_QK_TILE : 1;
 }
 
 /* ---- layers ----------------------------------------------------------------- */
