@@ -76,11 +76,11 @@ bp_qk_isa bp_qk_isa_get(void);
 int bp_qk_isa_set(bp_qk_isa isa);
 const char *bp_qk_isa_name(bp_qk_isa isa);
 /* Positions the GEMM of the current instruction set computes at once for
- * w_bits-bit weights, whether the layer has that many or fewer: a GEMV at
- * batch 1 pays for a whole tile (12 on VNNI).  The AVX2 kernels run the
- * positions of a partial tile one at a time (1), as do the portable ones.
- * The cost model pads positions to it (profiles/README.md,
- * tile_positions). */
+ * w_bits-bit weights, whether the layer has that many or fewer: the cost
+ * model pads a layer's positions to it (profiles/README.md,
+ * tile_positions).  1 on every instruction set now: the VNNI and AVX2
+ * kernels run the positions of a partial tile in smaller steps (4 and 1,
+ * or 1), so a batch-1 GEMV multiplies its one position. */
 int bp_qk_tile_positions(int w_bits);
 
 /* ---- layers: convolution / GEMM with the requantising epilogue ---------------- */

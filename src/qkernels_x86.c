@@ -78,39 +78,40 @@ TGT static void blk_setup(blk *b, const bp_qk_layer *a, int64_t grp,
     b->wmask = mb == 16 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * mb)) - 1);
     b->cmask = (__mmask16)((1u << mb) - 1);
     b->c0 = grp * a->mg + r0;
-    int8_t tail[64] = {0};
-    for (int64_t r = 0; r < mb; r++)
-        for (int64_t j = 0; j < kt; j++)
-            tail[r * 4 + j] = wb[kf * mb + r * kt + j];
-    b->wt = _mm512_loadu_si512(tail);
-    int32_t bias[16] = {0};
-    int64_t me[8] = {0}, mo[8] = {0}, se[8] = {0}, so[8] = {0}, re[8] = {0},
-            ro[8] = {0};
-    const int32_t *bsrc = xor80 ? a->bias_x : a->bias;
-    for (int64_t r = 0; r < mb; r++) {
-        int64_t c = b->c0 + r;
-        bias[r] = bsrc[c];
-        if (a->out_type == BP_QT_I32)
-            continue;
-        int s = bp_dyadic24_s(a->rq[c]);
-        int32_t mu = bp_dyadic24_m(a->rq[c]);
-        if (r % 2 == 0) {
-            me[r / 2] = mu;
-            se[r / 2] = s;
-            re[r / 2] = rnd_of(s);
-        } else {
-            mo[r / 2] = mu;
-            so[r / 2] = s;
-            ro[r / 2] = rnd_of(s);
-        }
+    /* the k tail (first convolutions: k = kh * kw * 3) is rare: bytewise */
+    b->wt = _mm512_setzero_si512();
+    if (kt) {
+        int8_t tail[64] = {0};
+        for (int64_t r = 0; r < mb; r++)
+            for (int64_t j = 0; j < kt; j++)
+                tail[r * 4 + j] = wb[kf * mb + r * kt + j];
+        b->wt = _mm512_loadu_si512(tail);
     }
-    b->bias = _mm512_loadu_si512(bias);
-    b->me = _mm512_loadu_si512(me);
-    b->mo = _mm512_loadu_si512(mo);
-    b->se = _mm512_loadu_si512(se);
-    b->so = _mm512_loadu_si512(so);
-    b->re = _mm512_loadu_si512(re);
-    b->ro = _mm512_loadu_si512(ro);
+    /* The constants by masked vector loads, not channel by channel: at
+     * batch 1 a block's products take about as long as a scalar setup of
+     * its 16 channels did.  Lanes past mb load 0 (multiplier, shift and
+     * rounding 0), as the scalar setup left them. */
+    b->bias = _mm512_maskz_loadu_epi32(b->cmask,
+                                       (xor80 ? a->bias_x : a->bias) + b->c0);
+    if (a->out_type == BP_QT_I32) {
+        b->me = b->mo = b->se = b->so = b->re = b->ro = _mm512_setzero_si512();
+        return;
+    }
+    __m512i rq = _mm512_maskz_loadu_epi32(b->cmask, a->rq + b->c0);
+    /* bp_dyadic24: multiplier m = rq >> 8 (under 2^24), shift s = rq & 255;
+     * vpmuldq reads the low half of each int64 lane, so the even channels'
+     * multipliers are in place and the odd ones a 32-bit shift away */
+    __m512i m = _mm512_srli_epi32(rq, 8);
+    __m512i sh = _mm512_and_si512(rq, _mm512_set1_epi32(0xFF));
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF), one = _mm512_set1_epi64(1);
+    b->me = _mm512_and_si512(m, lo32);
+    b->mo = _mm512_srli_epi64(m, 32);
+    b->se = _mm512_and_si512(sh, lo32);
+    b->so = _mm512_srli_epi64(sh, 32);
+    /* 2^(s-1), and 0 at s = 0: the count s - 1 wraps to 2^64 - 1, which
+     * vpsllvq turns into 0 */
+    b->re = _mm512_sllv_epi64(one, _mm512_sub_epi64(b->se, one));
+    b->ro = _mm512_sllv_epi64(one, _mm512_sub_epi64(b->so, one));
 }
 
 TGT static void epi_setup(epi *e, const bp_qk_layer *a)
@@ -187,31 +188,34 @@ static inline int32_t ld32(const uint8_t *p)
 #define BCAST(i, g) _mm512_set1_epi32(ld32(rows + (i) * ldr + 4 * (g)))
 
 #define X12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+#define X4(M) M(0) M(1) M(2) M(3)
+#define X1(M) M(0)
 
-/* Tile of 12 positions x 2 blocks (32 channels): 24 accumulators, 2 weight
- * vectors, 1 broadcast; MASK: the blocks may be partial (masked loads). */
-#define UK2(NAME, LOADW)                                                       \
+/* Tile of XN positions (12, 4 or 1) x 2 blocks (32 channels): at 12, 24
+ * accumulators, 2 weight vectors, 1 broadcast; LOAD_MASK: the blocks may be
+ * partial (masked loads). */
+#define UK2(NAME, LOADW, XN)                                                     \
     TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
                          int64_t p, const bp_qk_layer *a, const blk *bk,       \
                          int64_t ngroups, int tail, const epi *e)              \
     {                                                                          \
         _Pragma("GCC diagnostic push")                                         \
         _Pragma("GCC diagnostic ignored \"-Wshadow\"")                         \
-        X12(D2)                                                                \
+        XN(D2)                                                                \
         const int8_t *w0p = bk[0].w, *w1p = bk[1].w;                            \
         const int64_t gs0 = bk[0].gs, gs1 = bk[1].gs;                          \
         for (int64_t g = 0; g < ngroups; g++) {                                \
             __m512i w0 = LOADW(0, w0p), w1 = LOADW(1, w1p);                     \
             w0p += gs0;                                                        \
             w1p += gs1;                                                        \
-            X12(S2)                                                            \
+            XN(S2)                                                            \
         }                                                                      \
         if (tail) {                                                            \
             const int64_t g = ngroups;                                         \
             __m512i w0 = bk[0].wt, w1 = bk[1].wt;                              \
-            X12(S2)                                                            \
+            XN(S2)                                                            \
         }                                                                      \
-        X12(O2)                                                                \
+        XN(O2)                                                                \
         _Pragma("GCC diagnostic pop")                                          \
     }
 #define D2(i) __m512i c##i##_0 = _mm512_setzero_si512(), c##i##_1 = c##i##_0;
@@ -227,26 +231,26 @@ static inline int32_t ld32(const uint8_t *p)
         store(y, a, &bk[1], e, p + i, c##i##_1);                               \
     }
 
-/* Tile of 12 positions x 1 block. */
-#define UK1(NAME, LOADW)                                                       \
+/* Tile of XN positions x 1 block. */
+#define UK1(NAME, LOADW, XN)                                                     \
     TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
                          int64_t p, const bp_qk_layer *a, const blk *bk,       \
                          int64_t ngroups, int tail, const epi *e)              \
     {                                                                          \
-        X12(D1)                                                                \
+        XN(D1)                                                                \
         const int8_t *w0p = bk[0].w;                                           \
         const int64_t gs0 = bk[0].gs;                                          \
         for (int64_t g = 0; g < ngroups; g++) {                                \
             __m512i w0 = LOADW(0, w0p);                                        \
             w0p += gs0;                                                        \
-            X12(S1)                                                            \
+            XN(S1)                                                            \
         }                                                                      \
         if (tail) {                                                            \
             const int64_t g = ngroups;                                         \
             __m512i w0 = bk[0].wt;                                             \
-            X12(S1)                                                            \
+            XN(S1)                                                            \
         }                                                                      \
-        X12(O1)                                                                \
+        XN(O1)                                                                \
     }
 #define D1(i) __m512i c##i##_0 = _mm512_setzero_si512();
 #define S1(i)                                                                  \
@@ -261,10 +265,22 @@ static inline int32_t ld32(const uint8_t *p)
 #define LOAD_FULL(j, ptr) _mm512_loadu_si512(ptr)
 #define LOAD_MASK(j, ptr) _mm512_maskz_loadu_epi8(bk[j].wmask, ptr)
 
-UK2(uk2_full, LOAD_FULL)
-UK2(uk2_mask, LOAD_MASK)
-UK1(uk1_full, LOAD_FULL)
-UK1(uk1_mask, LOAD_MASK)
+#define UK_ALL(N)                                                              \
+    UK2(uk2_full##N, LOAD_FULL, X##N)                                          \
+    UK2(uk2_mask##N, LOAD_MASK, X##N)                                          \
+    UK1(uk1_full##N, LOAD_FULL, X##N)                                          \
+    UK1(uk1_mask##N, LOAD_MASK, X##N)
+UK_ALL(12)
+UK_ALL(4)
+UK_ALL(1)
+
+typedef void (*ukfn)(void *y, const uint8_t *rows, int64_t ldr, int64_t ni,
+                     int64_t p, const bp_qk_layer *a, const blk *bk,
+                     int64_t ngroups, int tail, const epi *e);
+/* [blocks - 1][partial][12, 4, 1 positions] */
+static const ukfn uk_tab[2][2][3] = {
+    {{uk1_full12, uk1_full4, uk1_full1}, {uk1_mask12, uk1_mask4, uk1_mask1}},
+    {{uk2_full12, uk2_full4, uk2_full1}, {uk2_mask12, uk2_mask4, uk2_mask1}}};
 
 #define TILE_I BP_QK_TILE
 
@@ -285,18 +301,18 @@ TGT void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr,
                       w0 + (b + j - b0) * BP_QBLOCK * a->k, xor80);
         /* a partial block is the group's last: only its loads are masked */
         int full = bk[J - 1].cmask == 0xFFFF;
-        for (int64_t i0 = 0; i0 < np; i0 += TILE_I) {
-            int64_t ni = np - i0 < TILE_I ? np - i0 : TILE_I;
-            const uint8_t *r = rows + i0 * ldr;
-            if (J == 2 && full)
-                uk2_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
-            else if (J == 2)
-                uk2_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
-            else if (full)
-                uk1_full(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
-            else
-                uk1_mask(y, r, ldr, ni, pc + i0, a, bk, ngroups, tail, &e);
-        }
+        const ukfn *f = uk_tab[J - 1][!full];
+        /* whole tiles, then the rest 4 and 1 at a time: a batch-1 GEMV
+         * multiplies its one position, not a tile of 12 (4 positions keep
+         * up with a tile's rate while a block's weights stream from L2) */
+        int64_t i0 = 0;
+        for (; i0 + TILE_I <= np; i0 += TILE_I)
+            f[0](y, rows + i0 * ldr, ldr, TILE_I, pc + i0, a, bk, ngroups,
+                 tail, &e);
+        for (; i0 + 4 <= np; i0 += 4)
+            f[1](y, rows + i0 * ldr, ldr, 4, pc + i0, a, bk, ngroups, tail, &e);
+        for (; i0 < np; i0++)
+            f[2](y, rows + i0 * ldr, ldr, 1, pc + i0, a, bk, ngroups, tail, &e);
         b += J;
     }
 }

@@ -6,11 +6,11 @@
  * through the padded band, stride 2, padding, dilation, groups, rows whose
  * length is not a multiple of 4, channel counts that leave a partial block
  * or a lone block (no pair), position counts that leave a partial 12-row
- * tile, layers of several row chunks, every weight width 2..8 (packed
+ * tile (run 4 and 1 at a time), layers of several row chunks, every weight width 2..8 (packed
  * weights unpacked per block pair, from code offsets that do not start a
  * byte), signed and unsigned inputs, U8 / I8 / I32 outputs, the fused
  * residual branch, and work split by positions and by blocks as the
- * executor's threads split it.  Every instruction set this CPU runs must
+ * executor's threads split it; the output dequantisation against ldexp.  Every instruction set this CPU runs must
  * give the same integers. */
 #include "qkernels.h"
 #include "quant.h"
@@ -424,6 +424,42 @@ START_TEST(test_quantize)
 }
 END_TEST
 
+/* The output dequantisation against ldexp, the reference's formula, over
+ * the whole range of its operands: int32 extremes, multipliers up to
+ * 2^24 - 1 and every shift 0..255. */
+START_TEST(test_dequant_ch)
+{
+    enum { N = 2, HW = 3, C = 256 };
+    rng r = {0xDE0ULL};
+    static int32_t x[N * HW * C];
+    static uint32_t rq[C];
+    static float y[N * HW * C];
+    for (int ch = 0; ch < C; ch++) {
+        int32_t m = ch % 3 == 0 ? (1 << 24) - 1 : (int32_t)rng_int(&r, 1, (1 << 24) - 1);
+        rq[ch] = (uint32_t)m << 8 | (uint32_t)ch;
+    }
+    for (int i = 0; i < N * HW * C; i++)
+        switch (i % 5) {
+        case 0: x[i] = INT32_MIN; break;
+        case 1: x[i] = INT32_MAX; break;
+        case 2: x[i] = 0; break;
+        default: x[i] = (int32_t)rng_int(&r, INT32_MIN, INT32_MAX);
+        }
+    bp_qk_dequant_ch(y, x, N, C, HW, rq);
+    for (int b = 0; b < N; b++)
+        for (int p = 0; p < HW; p++)
+            for (int ch = 0; ch < C; ch++) {
+                float want = (float)ldexp((double)x[(b * HW + p) * C + ch] *
+                                              (double)bp_dyadic24_m(rq[ch]),
+                                          -bp_dyadic24_s(rq[ch]));
+                float got = y[(b * C + ch) * HW + p];
+                ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                              "b %d p %d ch %d: %a, want %a", b, p, ch,
+                              (double)got, (double)want);
+            }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qkernels");
@@ -433,6 +469,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_layer_extremes);
     tcase_add_test(tc, test_epilogue_edges);
     tcase_add_test(tc, test_quantize);
+    tcase_add_test(tc, test_dequant_ch);
     suite_add_tcase(s, tc);
     return s;
 }
