@@ -426,10 +426,10 @@ END_TEST
 
 /* The output dequantisation against ldexp, the reference's formula, over
  * the whole range of its operands: int32 extremes, multipliers up to
- * 2^24 - 1 and every shift 0..255. */
+ * 2^24 - 1 and every shift 0..255; with it the other NHWC -> NCHW copies. */
 START_TEST(test_dequant_ch)
 {
-    enum { N = 2, HW = 3, C = 256 };
+    enum { N = 2, HW = 130, C = 256 }; /* HW: two pieces of 64 and a part */
     rng r = {0xDE0ULL};
     static int32_t x[N * HW * C];
     static uint32_t rq[C];
@@ -456,6 +456,21 @@ START_TEST(test_dequant_ch)
                 ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
                               "b %d p %d ch %d: %a, want %a", b, p, ch,
                               (double)got, (double)want);
+            }
+    /* the other two NHWC -> NCHW copies take the same path */
+    static uint8_t u[N * HW * C];
+    static int32_t t[N * HW * C];
+    for (int i = 0; i < N * HW * C; i++)
+        u[i] = (uint8_t)rng_int(&r, 0, 255);
+    bp_qk_dequant(y, u, BP_QT_U8, N, C, HW, 0.25f);
+    bp_qk_to_nchw(t, x, sizeof *x, N, C, HW);
+    for (int b = 0; b < N; b++)
+        for (int p = 0; p < HW; p++)
+            for (int ch = 0; ch < C; ch++) {
+                int o = (b * C + ch) * HW + p, i = (b * HW + p) * C + ch;
+                ck_assert_msg(y[o] == (float)u[i] * 0.25f && t[o] == x[i],
+                              "b %d p %d ch %d: %g / %d, want %g / %d", b, p,
+                              ch, (double)y[o], t[o], (double)u[i] * 0.25, x[i]);
             }
 }
 END_TEST
