@@ -178,7 +178,8 @@ typedef struct gmeas {
     int n[BP_QW_MAX_BITS + 1];
     int cap;
     double t[BP_QW_MAX_BITS + 1];  /* whole run, per width (0: none) */
-    double *q[BP_QW_MAX_BITS + 1]; /* (n_ops) median time of each op */
+    double *q[BP_QW_MAX_BITS + 1]; /* (n_ops) median time of each op, its
+                                      clock read taken off */
     bp_layer_facts *facts;         /* grid: the cost model's view of g */
     int n_facts;
 } gmeas;
@@ -227,9 +228,29 @@ static int gm_init(gmeas *m, bp_graph *g, int grid, int cap)
     return BP_OK;
 }
 
-/* One pass at width w: warm-up runs, then `runs` runs timed op by op and
- * as many whole runs. */
-static int gm_pass(gmeas *m, int w, int runs, int threads)
+/* Seconds one clock_gettime takes: the median of 9 rounds of 1000 calls.
+ * Timed op by op, every op's time holds one clock read besides its work,
+ * which a whole run (two reads in all) does not: about 24 ns on a 2-vCPU
+ * KVM guest, a fifth of the example MLP's 0.45 us over its five ops, by
+ * which the profiles over-predicted it (+28%, --model). */
+static double clock_read_cost(void)
+{
+    double r[9];
+    for (int k = 0; k < 9; k++) {
+        struct timespec t0, t1, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < 1000; i++)
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        r[k] = ((double)(t1.tv_sec - t0.tv_sec) +
+                (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9) / 1001;
+    }
+    return bp_qrun_median(r, 9);
+}
+
+/* One pass at width w: warm-up runs, then `runs` runs timed op by op (each
+ * op's time less clk, the clock read it holds) and as many whole runs. */
+static int gm_pass(gmeas *m, int w, int runs, int threads, double clk)
 {
     bp_plan *p = NULL;
     bp_qmodel *qm = NULL;
@@ -269,7 +290,7 @@ static int gm_pass(gmeas *m, int w, int runs, int threads)
         if ((st = bp_qexec_run_timed(ex, in, 1, one)))
             break;
         for (int i = 0; i < m->n_ops; i++)
-            m->s[w][i * m->cap + k] = one[i];
+            m->s[w][i * m->cap + k] = one[i] > clk ? one[i] - clk : 0;
         /* the whole run, what `bitplan run` times and the fit is fitted to */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -346,10 +367,15 @@ static int gm_collect(gmeas *m, const bp_qprofile_opts *o, elist *L,
         }
         if (last)
             last->latency += carry;
-        if (log)
-            fprintf(log, "  %s: weights %d bits: %.3f ms per sample "
-                    "(whole run; layers alone %.3f ms)\n", m->g->path, w,
-                    m->t[w] * 1e3, layers * 1e3);
+        if (log) {
+            double all = 0;
+            for (int i = 0; i < m->n_ops; i++)
+                all += m->q[w][i];
+            fprintf(log, "  %s: weights %d bits: %.4g ms per sample "
+                    "(whole run; its ops timed one by one %.4g ms, the "
+                    "layers %.4g ms)\n", m->g->path, w, m->t[w] * 1e3,
+                    all * 1e3, layers * 1e3);
+        }
     }
     free(ls);
     return st;
@@ -775,6 +801,7 @@ typedef struct lfit {
     double sec[BP_QOP_COUNT][2], per[BP_QOP_COUNT][2];
     int rows;
     double med_err, p90_err;
+    double clk;                   /* the clock read taken off each op */
 } lfit;
 
 static int op_parallel(bp_qop_kind k)
@@ -1124,9 +1151,10 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
              "squares (relative errors) over the layers of the grid's small "
              "models (one or two layers each), timed op by op inside whole "
              "runs at batch 1 (%d runs in %d passes interleaved over all "
-             "models, the median of all); the %d layers fit to a median "
-             "error of %.1f%% (90%% within %.0f%%)", repeat, passes, F->rows,
-             F->med_err * 100, F->p90_err * 100);
+             "models, the median of all; each op's time less the clock read "
+             "it holds, %.0f ns); the %d layers fit to a median "
+             "error of %.1f%% (90%% within %.0f%%)", repeat, passes,
+             F->clk * 1e9, F->rows, F->med_err * 100, F->p90_err * 100);
     cJSON_AddStringToObject(lm, "source", src);
     cJSON_AddNumberToObject(lm, "a_bits", 8);
     cJSON_AddNumberToObject(lm, "threads", threads);
@@ -1265,11 +1293,12 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
     snprintf(src, sizeof src,
              "bitplan profile --measure: %s; every entry is a layer timed "
              "inside whole runs of its model (%d runs in passes, their "
-             "median), the time of "
+             "median, less the clock read each op's time holds, %.0f ns), "
+             "the time of "
              "the model's other ops (input quantization, pooling, output "
              "dequantization) added to the layer that consumes their result, "
              "so a model's entries at one width sum to its measured latency",
-             desc, repeat);
+             desc, repeat, lf->clk * 1e9);
     sput(&b, "{\n");
     skey(&b, "format", cJSON_CreateString("bitplan-profile"), 0);
     skey(&b, "version", cJSON_CreateNumber(1), 0);
@@ -1351,6 +1380,7 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         if (!st)
             st = gm_init(&M[i], g, kind, passes * per_pass);
     }
+    double clk = clock_read_cost();
     for (int p = 0; p < passes && !st; p++) {
         if (log)
             fprintf(log, "pass %d/%d: %d models, %d layer shapes, %d op shapes, "
@@ -1358,13 +1388,14 @@ int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,
         for (int i = 0; i < nm && !st; i++)
             for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS && !st; w++)
                 if (o->bits & (1u << w))
-                    st = gm_pass(&M[i], w, per_pass, threads);
+                    st = gm_pass(&M[i], w, per_pass, threads, clk);
     }
     for (int i = 0; i < nm && !st; i++)
         st = gm_collect(&M[i], &oo, &L, log);
     roof rf;
     lfit lf;
     if (!st && !(st = fit_grid(M, nm, &oo, &lf))) {
+        lf.clk = clk;
         fit_roofline(M, nm, &oo, &rf);
         if (log)
             fprintf(log, "layer model: %d layers fitted, median error %.1f%%, "
