@@ -882,29 +882,27 @@ void bp_qk_quantize(void *y, bp_qtype ty, const float *x, int64_t n, int64_t c,
             r += len;
             continue;
         }
-        if (c > 16) {
-            /* many channels: one strided plane at a time */
-            for (int64_t ch = 0; ch < c; ch++)
-                for (int64_t q = 0; q < len; q++)
-                    yo[q * c + ch] = (uint8_t)bp_act_quantize(xs[ch * hw + q],
-                                                              scale, lo, hi);
-            r += len;
-            continue;
-        }
+        /* pieces of QPIECE positions by up to 16 channels: each channel's
+         * run quantized contiguously (vector code), then interleaved.
+         * Element by element, inputs of more than 16 channels took 2-3 ns
+         * per element against 0.4 (a scalar divide each). */
         for (int64_t q0 = 0; q0 < len; q0 += QPIECE) {
             int64_t m = len - q0 < QPIECE ? len - q0 : QPIECE;
-            for (int64_t ch = 0; ch < c; ch++)
-                quantize_run(tmp + ch * QPIECE, xs + ch * hw + q0, m, scale, lo,
-                             hi);
-            uint8_t *yq = yo + q0 * c;
-            if (c == 3) /* RGB images: a fixed trip count unrolls */
-                for (int64_t q = 0; q < m; q++)
-                    for (int ch = 0; ch < 3; ch++)
-                        yq[q * 3 + ch] = tmp[ch * QPIECE + q];
-            else
-                for (int64_t q = 0; q < m; q++)
-                    for (int64_t ch = 0; ch < c; ch++)
-                        yq[q * c + ch] = tmp[ch * QPIECE + q];
+            for (int64_t c0 = 0; c0 < c; c0 += 16) {
+                int64_t cn = c - c0 < 16 ? c - c0 : 16;
+                for (int64_t ch = 0; ch < cn; ch++)
+                    quantize_run(tmp + ch * QPIECE, xs + (c0 + ch) * hw + q0,
+                                 m, scale, lo, hi);
+                uint8_t *yq = yo + q0 * c + c0;
+                if (c == 3) /* RGB images: a fixed trip count unrolls */
+                    for (int64_t q = 0; q < m; q++)
+                        for (int ch = 0; ch < 3; ch++)
+                            yq[q * 3 + ch] = tmp[ch * QPIECE + q];
+                else
+                    for (int64_t q = 0; q < m; q++)
+                        for (int64_t ch = 0; ch < cn; ch++)
+                            yq[q * c + ch] = tmp[ch * QPIECE + q];
+            }
         }
         r += len;
     }
