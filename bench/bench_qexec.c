@@ -4,7 +4,7 @@
  * paths on the same ResNet-18.
  *
  *   bench/bench_qexec [--threads N] [--repeat N] [--profile HW.json]
- *                     [--generic HW.json]
+ *                     [--generic HW.json] [--isa portable|avx2|avx512-vnni]
  *
  * Models: the example CNN and MLP (batch 1 and 64) and, when it has been
  * exported (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx
@@ -21,7 +21,7 @@
  * the three plans timed in turns (interleaved()); figures, not a test.
  *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
- *                     [--model M.onnx --calib C.npy]
+ *                     [--model M.onnx --calib C.npy] [--isa NAME]
  *
  * prints instead the median time of every op of ResNet-18 (or the example
  * CNN when ResNet-18 was not exported, or model M calibrated on C) under
@@ -389,11 +389,24 @@ int main(int argc, char **argv)
             ops_model = argv[++i];
         else if (strcmp(argv[i], "--calib") == 0 && i + 1 < argc)
             ops_calib = argv[++i];
-        else {
+        else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+            /* another kernel set than the best this CPU runs, to compare
+             * them on one machine */
+            const char *want = argv[++i];
+            int k = 0;
+            while (k < BP_QK_ISA_COUNT && strcmp(want, bp_qk_isa_name((bp_qk_isa)k)))
+                k++;
+            if (k == BP_QK_ISA_COUNT || bp_qk_isa_set((bp_qk_isa)k)) {
+                fprintf(stderr, "bench_qexec: --isa %s: not a kernel set this "
+                        "CPU runs\n", want);
+                return 2;
+            }
+        } else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
-                    "[--profile HW.json] [--generic HW.json]\n"
+                    "[--profile HW.json] [--generic HW.json] [--isa NAME]\n"
                     "       bench_qexec --ops [--bits W] [--batch N] "
-                    "[--threads N] [--repeat N] [--model M --calib C]\n");
+                    "[--threads N] [--repeat N] [--model M --calib C] "
+                    "[--isa NAME]\n");
             return 2;
         }
     }

@@ -20,7 +20,7 @@
  * the chunk passes over them; partial sums wait in the accumulator buffer.
  * The epilogue is the portable one's integer formula on 8 lanes (AVX2 has
  * no 64-bit arithmetic shift or min/max: both are built from compares).
- * Weights of at most 7 bits take the byte path instead (below).  oneDNN's
+ * Weights of at most 6 bits take the byte path instead (below).  oneDNN's
  * int8 convolutions on CPUs without VNNI multiply with vpmaddubsw too (its
  * guide, "Nuances of int8 computations", describes the saturation), so
  * they could not give these integers on 8-bit weights either. */
@@ -508,14 +508,18 @@ _Static_assert(BP_QK_AVX2_FULL_TILE == 3, "full_run's steps are X3");
 FULL_RUN(full_run, X3, BP_QK_AVX2_FULL_TILE)
 FULL_RUN(full_run1, X1, 1)
 
-/* ---- weights of at most 7 bits: unsigned-by-signed byte products ------- */
+/* ---- weights of at most 6 bits: unsigned-by-signed byte products ------- */
 
 /* vpmaddubsw's int16 pair sums are exact while |w| <= 64 (255 * 64 * 2 <
  * 2^15), and several can be added in int16 before vpmaddwd by ones widens
  * them: F groups of 4 k while F * 510 * 2^(b-1) < 2^15.  Per 8 channels x
  * 4 k that is one multiply plus 1/F of one, where the int16 path takes two
- * (4-bit weights: 1.8x fewer multiplies). */
-int bp_qk_avx2_narrow(const bp_qk_layer *a) { return a->w_bits <= 7; }
+ * (4-bit weights: 1.8x fewer multiplies).  7-bit weights (F = 1) gain
+ * nothing that way and lose the int16 path's register tiling: on ResNet-18
+ * (AVX2 kernels on a Zen 5, 2 threads, three interleaved rounds) all-7-bit
+ * took 25.5-27.4 ms on bytes and 14.6-18.5 ms on int16, as all-8-bit does
+ * (13.8-18.8 ms); 6 bits (F = 2) tied and 5 bits were faster on bytes. */
+int bp_qk_avx2_narrow(const bp_qk_layer *a) { return a->w_bits <= 6; }
 
 static int flush_groups(int bits)
 {

@@ -70,7 +70,7 @@ size_t bp_qk_avx2_wbytes(const bp_qk_layer *a);
 void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
                            int64_t np, int64_t kp, int sign);
 
-/* 1 when the AVX2 GEMM runs this layer on bytes (weights of at most 7
+/* 1 when the AVX2 GEMM runs this layer on bytes (weights of at most 6
  * bits): its rows are then bp_qk_avx2_pack_rows8's, signed inputs fed as
  * x + 128 (xor80) against bias_x; else bp_qk_avx2_widen_rows'. */
 int bp_qk_avx2_narrow(const bp_qk_layer *a);
