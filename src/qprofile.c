@@ -906,9 +906,15 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
     for (int q = 0; !st && q < BP_QOP_COUNT; q++)
         for (int par = 0; !st && par < 2; par++) {
             int m = 0;
+            /* the ends of a run, input quantisation and output
+             * dequantisation, from the layer models too: their inputs are
+             * those of real models (flat GEMM rows, dequantisation of
+             * int32 per channel), which the op models' do not cover */
+            int ends = q == BP_QOP_QUANTIZE || q == BP_QOP_DEQUANT;
             for (int i = 0; i < nm; i++) {
                 int w = first_width(&M[i]);
-                for (int j = 0; M[i].grid == 2 && w && j < M[i].n_ops; j++) {
+                int use = M[i].grid == 2 || (M[i].grid == 1 && ends);
+                for (int j = 0; use && w && j < M[i].n_ops; j++) {
                     const bp_qop_info *oi = &M[i].info[j];
                     if ((int)oi->kind != q || op_regime(oi, o->threads) != par ||
                         !(M[i].q[w][j] > 0))
