@@ -103,7 +103,8 @@ TGT static void blk_setup(blk *b, const bp_qk_layer *a, int64_t grp,
      * multipliers are in place and the odd ones a 32-bit shift away */
     __m512i m = _mm512_srli_epi32(rq, 8);
     __m512i sh = _mm512_and_si512(rq, _mm512_set1_epi32(0xFF));
-    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF), one = _mm512_set1_epi64(1);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m512i one = _mm512_set1_epi64(1);
     b->me = _mm512_and_si512(m, lo32);
     b->mo = _mm512_srli_epi64(m, 32);
     b->se = _mm512_and_si512(sh, lo32);
@@ -194,28 +195,28 @@ static inline int32_t ld32(const uint8_t *p)
 /* Tile of XN positions (12, 4 or 1) x 2 blocks (32 channels): at 12, 24
  * accumulators, 2 weight vectors, 1 broadcast; LOAD_MASK: the blocks may be
  * partial (masked loads). */
-#define UK2(NAME, LOADW, XN)                                                     \
+#define UK2(NAME, LOADW, XN)                                                   \
     TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
                          int64_t p, const bp_qk_layer *a, const blk *bk,       \
                          int64_t ngroups, int tail, const epi *e)              \
     {                                                                          \
         _Pragma("GCC diagnostic push")                                         \
         _Pragma("GCC diagnostic ignored \"-Wshadow\"")                         \
-        XN(D2)                                                                \
-        const int8_t *w0p = bk[0].w, *w1p = bk[1].w;                            \
+        XN(D2)                                                                 \
+        const int8_t *w0p = bk[0].w, *w1p = bk[1].w;                           \
         const int64_t gs0 = bk[0].gs, gs1 = bk[1].gs;                          \
         for (int64_t g = 0; g < ngroups; g++) {                                \
-            __m512i w0 = LOADW(0, w0p), w1 = LOADW(1, w1p);                     \
+            __m512i w0 = LOADW(0, w0p), w1 = LOADW(1, w1p);                    \
             w0p += gs0;                                                        \
             w1p += gs1;                                                        \
-            XN(S2)                                                            \
+            XN(S2)                                                             \
         }                                                                      \
         if (tail) {                                                            \
             const int64_t g = ngroups;                                         \
             __m512i w0 = bk[0].wt, w1 = bk[1].wt;                              \
-            XN(S2)                                                            \
+            XN(S2)                                                             \
         }                                                                      \
-        XN(O2)                                                                \
+        XN(O2)                                                                 \
         _Pragma("GCC diagnostic pop")                                          \
     }
 #define D2(i) __m512i c##i##_0 = _mm512_setzero_si512(), c##i##_1 = c##i##_0;
@@ -232,25 +233,25 @@ static inline int32_t ld32(const uint8_t *p)
     }
 
 /* Tile of XN positions x 1 block. */
-#define UK1(NAME, LOADW, XN)                                                     \
+#define UK1(NAME, LOADW, XN)                                                   \
     TGT static void NAME(void *y, const uint8_t *rows, int64_t ldr, int64_t ni, \
                          int64_t p, const bp_qk_layer *a, const blk *bk,       \
                          int64_t ngroups, int tail, const epi *e)              \
     {                                                                          \
-        XN(D1)                                                                \
+        XN(D1)                                                                 \
         const int8_t *w0p = bk[0].w;                                           \
         const int64_t gs0 = bk[0].gs;                                          \
         for (int64_t g = 0; g < ngroups; g++) {                                \
             __m512i w0 = LOADW(0, w0p);                                        \
             w0p += gs0;                                                        \
-            XN(S1)                                                            \
+            XN(S1)                                                             \
         }                                                                      \
         if (tail) {                                                            \
             const int64_t g = ngroups;                                         \
             __m512i w0 = bk[0].wt;                                             \
-            XN(S1)                                                            \
+            XN(S1)                                                             \
         }                                                                      \
-        XN(O1)                                                                \
+        XN(O1)                                                                 \
     }
 #define D1(i) __m512i c##i##_0 = _mm512_setzero_si512();
 #define S1(i)                                                                  \
