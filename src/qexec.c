@@ -37,7 +37,7 @@ typedef struct worker_arg {
 
 /* How long an idle worker spins for the next op before it sleeps.  A
  * sleeping worker costs the next parallel op its wake-up: about 20 us on a
- * 2-vCPU KVM guest, where a count of 20000 spins (some 10 us) put it to
+ * 2-vCPU KVM guest, where a count of 20000 spins (6.8 us there) put it to
  * sleep during any serial op longer than that (a 19k-element input
  * quantisation): a one-layer model of 5 us took 27.  Spinning 200 us
  * keeps it awake through the serial ops of a run; libgomp spins longer. */
@@ -60,7 +60,7 @@ static void *worker(void *arg)
         int spins = 0;
         int64_t t0 = 0;
         while ((g = atomic_load(&p->gen)) == seen) {
-            /* the clock every 256 spins: a read costs some 50 of them */
+            /* the clock every 256 spins: a read costs some 70 of them */
             if (++spins % 256)
                 continue;
             if (!t0)
