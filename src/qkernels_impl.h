@@ -30,6 +30,13 @@ void bp_qk_x86_gemm_vnni(void *y, const uint8_t *rows, int64_t ldr, int64_t np,
  * how many it did (a multiple of 8).  The caller does the rest. */
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
 
+/* Whether bp_qk_x86_unpack uses AVX-512 VBMI (vpermb, vpmultishiftqb) for
+ * 3, 5, 6 and 7 bits: on by default where the CPU runs it (Ice Lake, Zen 4
+ * and later; not Cascade Lake, which has VNNI without it).  Sets it (on
+ * only where available, for tests to reach both paths) and returns the
+ * previous setting. */
+int bp_qk_x86_vbmi_set(int on);
+
 /* Codes [i, n) of a b-bit stream (b not 2, 4 or 8), 8 at a time with BMI2's
  * pdep, as far as whole 8-byte loads stay in the stream; returns the next
  * code to do.  Only where the CPU has BMI2. */

@@ -25,6 +25,7 @@
  * tile alone in a micro-benchmark). */
 #include "qkernels_impl.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -341,6 +342,77 @@ bp_qk_x86_unpack_pdep(int8_t *dst, const uint8_t *src, int64_t i, int64_t n,
     return i;
 }
 
+#define TGT_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+static atomic_int vbmi_use = -1; /* -1: not yet detected */
+
+static int vbmi_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
+
+int bp_qk_x86_vbmi_set(int on)
+{
+    int was = atomic_load(&vbmi_use);
+    atomic_store(&vbmi_use, on && vbmi_available());
+    return was < 0 ? vbmi_available() : was;
+}
+
+static int use_vbmi(void)
+{
+    int v = atomic_load(&vbmi_use);
+    if (v < 0)
+        atomic_store(&vbmi_use, v = vbmi_available());
+    return v;
+}
+
+#define VB_I(b, j, t) (uint8_t)((j) * (b) + ((t) < (b) ? (t) : 0))
+#define VB_L(b, j)                                                             \
+    VB_I(b, j, 0), VB_I(b, j, 1), VB_I(b, j, 2), VB_I(b, j, 3), VB_I(b, j, 4), \
+        VB_I(b, j, 5), VB_I(b, j, 6), VB_I(b, j, 7)
+#define VB_IDX(b)                                                              \
+    {VB_L(b, 0), VB_L(b, 1), VB_L(b, 2), VB_L(b, 3),                           \
+     VB_L(b, 4), VB_L(b, 5), VB_L(b, 6), VB_L(b, 7)}
+#define VB_C(b) 0, (b), 2 * (b), 3 * (b), 4 * (b), 5 * (b), 6 * (b), 7 * (b)
+#define VB_CTL(b)                                                              \
+    {VB_C(b), VB_C(b), VB_C(b), VB_C(b), VB_C(b), VB_C(b), VB_C(b), VB_C(b)}
+/* the byte gather and bit offsets of 3, 5, 6 and 7 bits, as constants: built
+ * per call, the tables cost as much as a block's unpacking at batch 1 */
+static const uint8_t vb_idx[4][64] = {VB_IDX(3), VB_IDX(5), VB_IDX(6),
+                                      VB_IDX(7)};
+static const uint8_t vb_ctl[4][64] = {VB_CTL(3), VB_CTL(5), VB_CTL(6),
+                                      VB_CTL(7)};
+
+/* 64 codes of b bits (3, 5, 6 or 7) are 8 * b bytes, and the 8 codes of
+ * 64-bit lane j are its bytes j * b .. j * b + b - 1: vpermb gathers those
+ * into lane j, vpmultishiftqb takes byte t from bit t * b of the lane, and a
+ * mask and (x ^ s) - s sign-extend: 5 instructions per 64 codes where the
+ * shuffle-and-shift path takes about 15; the masked load reads no byte past
+ * the step's.  The example MLP per sample (profile --measure, one run): 3, 5,
+ * 6 and 7 bits 1.0-1.1 -> 0.71-0.73 us, as 4 bits (0.69; 8 bits 0.42). */
+TGT_VBMI static int64_t unpack_vbmi(int8_t *dst, const uint8_t *src, int64_t n,
+                                    int bits)
+{
+    const int k = bits == 3 ? 0 : bits - 4;
+    const __m512i vidx = _mm512_loadu_si512(vb_idx[k]);
+    const __m512i vctl = _mm512_loadu_si512(vb_ctl[k]);
+    const __m512i m = _mm512_set1_epi8((char)((1 << bits) - 1));
+    const __m512i s = _mm512_set1_epi8((char)(1 << (bits - 1)));
+    const __mmask64 lm = ((__mmask64)1 << (8 * bits)) - 1;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i v = _mm512_maskz_loadu_epi8(lm, src + i / 8 * bits);
+        v = _mm512_permutexvar_epi8(vidx, v);
+        v = _mm512_and_si512(_mm512_multishift_epi64_epi8(vctl, v), m);
+        v = _mm512_sub_epi8(_mm512_xor_si512(v, s), s);
+        _mm512_storeu_si512(dst + i, v);
+    }
+    return i;
+}
+
 TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
                             int bits)
 {
@@ -371,6 +443,9 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
             v = _mm512_sub_epi8(_mm512_xor_si512(v, s2), s2);
             _mm512_storeu_si512(dst + i, v);
         }
+    } else if (use_vbmi()) {
+        i = unpack_vbmi(dst, src, n, bits);
+        i = bp_qk_x86_unpack_pdep(dst, src, i, n, bits);
     } else {
         /* 3, 5, 6, 7 bits: each 128-bit lane takes 16 codes (2 * bits
          * bytes, loaded at their own offset); vpshufb puts the 16-bit window
@@ -443,6 +518,12 @@ TGT int64_t bp_qk_x86_quantize(uint8_t *dst, const float *x, int64_t n,
 #else /* not x86-64 GCC/Clang: the portable kernels only */
 
 int bp_qk_x86_vnni_available(void) { return 0; }
+
+int bp_qk_x86_vbmi_set(int on)
+{
+    (void)on;
+    return 0;
+}
 
 int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits)
 {

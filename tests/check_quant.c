@@ -8,6 +8,7 @@
  * checked as a round trip for every width 2..8 and lengths that leave every
  * possible partial byte, and the blocked order as a permutation. */
 #include "qkernels.h"
+#include "qkernels_impl.h"
 #include "quant.h"
 #include "status.h"
 
@@ -271,9 +272,14 @@ START_TEST(test_pack_roundtrip)
     int8_t *codes = malloc(MAX), *back = malloc(MAX);
     uint8_t *packed = malloc(MAX + 1);
     bp_qk_isa saved = bp_qk_isa_get();
-    for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
-        if (bp_qk_isa_set((bp_qk_isa)isa))
+    int vbmi = bp_qk_x86_vbmi_set(1);
+    /* every kernel set; VNNI with and without VBMI where the CPU has it */
+    for (int run = 0; run < 2 * BP_QK_ISA_COUNT; run++) {
+        int isa = run / 2;
+        if ((run % 2 && (isa != BP_QK_AVX512VNNI || !vbmi)) ||
+            bp_qk_isa_set((bp_qk_isa)isa))
             continue;
+        bp_qk_x86_vbmi_set(run % 2 == 0);
         for (int64_t n = 0; n <= 1030; n += n < 140 ? 1 : 67) {
             memset(packed, 0xAB, MAX + 1);
             for (int64_t i = 0; i < n; i++)
@@ -293,6 +299,7 @@ START_TEST(test_pack_roundtrip)
         }
     }
     bp_qk_isa_set(saved);
+    bp_qk_x86_vbmi_set(vbmi);
     /* int4: two per byte, low nibble first */
     if (bits == 4) {
         int8_t c[4] = {-8, 7, 1, -1};
