@@ -63,8 +63,9 @@ _Static_assert(BP_QK_TILE % BP_QK_AVX2_TILE == 0, "both tiles divide the chunk")
 /* 1 when the CPU and OS run AVX2 and BMI2. */
 int bp_qk_x86_avx2_available(void);
 
-/* bp_qk_x86_unpack's contract with AVX2 (4 and 2 bits, 32 codes at a time)
- * or BMI2 (the other widths). */
+/* bp_qk_x86_unpack's contract with AVX2 (every width 32 codes at a time;
+ * 3, 5, 6 and 7 bits up to 8 - b bytes short of the stream's end) and
+ * BMI2 (those last codes). */
 int64_t bp_qk_avx2_unpack(int8_t *dst, const uint8_t *src, int64_t n, int bits);
 
 /* Bytes of the int16 copy of one weight block bp_qk_avx2_gemm works in. */
