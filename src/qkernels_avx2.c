@@ -75,7 +75,7 @@ static const int16_t aw_mul[4][8] = {AW_MUL(3), AW_MUL(5), AW_MUL(6),
 TGT static int64_t unpack_odd(int8_t *dst, const uint8_t *src, int64_t n,
                               int bits)
 {
-    const int k = bits == 3 ? 0 : bits - 4;
+    const int k = bp_qk_odd_row(bits);
     const __m256i ctl = _mm256_broadcastsi128_si256(
         _mm_loadu_si128((const __m128i *)aw_ctl[k]));
     const __m256i mul = _mm256_broadcastsi128_si256(

@@ -63,6 +63,10 @@ _Static_assert(BP_QK_TILE % BP_QK_AVX2_TILE == 0, "both tiles divide the chunk")
 /* 1 when the CPU and OS run AVX2 and BMI2. */
 int bp_qk_x86_avx2_available(void);
 
+/* Row of the odd widths 3, 5, 6, 7 in the vector unpackers' constant
+ * tables (one row per width, in that order). */
+static inline int bp_qk_odd_row(int bits) { return bits == 3 ? 0 : bits - 4; }
+
 /* bp_qk_x86_unpack's contract with AVX2 (every width 32 codes at a time;
  * 3, 5, 6 and 7 bits up to 8 - b bytes short of the stream's end) and
  * BMI2 (those last codes). */

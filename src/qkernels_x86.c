@@ -396,7 +396,7 @@ static const uint8_t vb_ctl[4][64] = {VB_CTL(3), VB_CTL(5), VB_CTL(6),
 TGT_VBMI static int64_t unpack_vbmi(int8_t *dst, const uint8_t *src, int64_t n,
                                     int bits)
 {
-    const int k = bits == 3 ? 0 : bits - 4;
+    const int k = bp_qk_odd_row(bits);
     const __m512i vidx = _mm512_loadu_si512(vb_idx[k]);
     const __m512i vctl = _mm512_loadu_si512(vb_ctl[k]);
     const __m512i m = _mm512_set1_epi8((char)((1 << bits) - 1));
