@@ -128,6 +128,24 @@ int bp_qpack_get(const uint8_t *src, int64_t i, int bits)
     return sext(v, bits);
 }
 
+/* ---- constants of the vector unpackers (qkernels_impl.h) --------------------- */
+
+#define OD_LO(b, t) ((t) * (b) / 8)
+#define OD_B(b, t) OD_LO(b, t), OD_LO(b, t) + 1
+#define OD_BYTES(b)                                                            \
+    {OD_B(b, 0), OD_B(b, 1), OD_B(b, 2), OD_B(b, 3),                           \
+     OD_B(b, 4), OD_B(b, 5), OD_B(b, 6), OD_B(b, 7)}
+#define OD_EACH(F, b) {F(b, 0), F(b, 1), F(b, 2), F(b, 3),                     \
+                       F(b, 4), F(b, 5), F(b, 6), F(b, 7)}
+#define OD_S(b, t) (int16_t)((t) * (b) % 8)
+#define OD_M(b, t) (int16_t)(1 << (8 - (t) * (b) % 8))
+const int8_t bp_qk_odd_bytes[4][16] = {OD_BYTES(3), OD_BYTES(5), OD_BYTES(6),
+                                       OD_BYTES(7)};
+const int16_t bp_qk_odd_shift[4][8] = {OD_EACH(OD_S, 3), OD_EACH(OD_S, 5),
+                                       OD_EACH(OD_S, 6), OD_EACH(OD_S, 7)};
+const int16_t bp_qk_odd_mul[4][8] = {OD_EACH(OD_M, 3), OD_EACH(OD_M, 5),
+                                     OD_EACH(OD_M, 6), OD_EACH(OD_M, 7)};
+
 /* ---- instruction sets -------------------------------------------------------- */
 
 static const char *const isa_names[BP_QK_ISA_COUNT] = {"portable",

@@ -43,24 +43,6 @@ int bp_qk_x86_avx2_available(void)
 /* Packed codes -> int8: at batch 1 a late layer's weights are unpacked
  * once per 49 uses, so the portable byte-table loop cost as much as the
  * GEMM (ResNet-18 at 4 bits: 2.7 against 1.6 ms on its 7x7x512 layers). */
-/* 3, 5, 6 and 7 bits: per 16-bit word t (code t of 8), the control of the
- * two bytes holding the code (bit t * b on), and the multiplier 2^(8 - r)
- * that moves its bit r within them to bit 8; per 128-bit lane, as
- * constants (AVX2 has no per-word variable shift) */
-#define AW_LO(b, t) ((t) * (b) / 8)
-#define AW_C(b, t) AW_LO(b, t), AW_LO(b, t) + 1
-#define AW_CTL(b)                                                              \
-    {AW_C(b, 0), AW_C(b, 1), AW_C(b, 2), AW_C(b, 3),                           \
-     AW_C(b, 4), AW_C(b, 5), AW_C(b, 6), AW_C(b, 7)}
-#define AW_M(b, t) (int16_t)(1 << (8 - (t) * (b) % 8))
-#define AW_MUL(b)                                                              \
-    {AW_M(b, 0), AW_M(b, 1), AW_M(b, 2), AW_M(b, 3),                           \
-     AW_M(b, 4), AW_M(b, 5), AW_M(b, 6), AW_M(b, 7)}
-static const int8_t aw_ctl[4][16] = {AW_CTL(3), AW_CTL(5), AW_CTL(6),
-                                     AW_CTL(7)};
-static const int16_t aw_mul[4][8] = {AW_MUL(3), AW_MUL(5), AW_MUL(6),
-                                     AW_MUL(7)};
-
 /* 32 codes of b bits are 4 groups of 8 codes in b bytes each; one 128-bit
  * lane takes a group (8 bytes loaded, of which the codes use b): vpshufb
  * puts each code's two bytes in its word, vpmullw shifts the code to bit 8,
@@ -77,9 +59,9 @@ TGT static int64_t unpack_odd(int8_t *dst, const uint8_t *src, int64_t n,
 {
     const int k = bp_qk_odd_row(bits);
     const __m256i ctl = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)aw_ctl[k]));
+        _mm_loadu_si128((const __m128i *)bp_qk_odd_bytes[k]));
     const __m256i mul = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)aw_mul[k]));
+        _mm_loadu_si128((const __m128i *)bp_qk_odd_mul[k]));
     const __m256i m = _mm256_set1_epi16((short)((1 << bits) - 1));
     const __m256i s = _mm256_set1_epi8((char)(1 << (bits - 1)));
     const int64_t total = BP_QPACK_BYTES(n, bits);

@@ -67,6 +67,16 @@ int bp_qk_x86_avx2_available(void);
  * tables (one row per width, in that order). */
 static inline int bp_qk_odd_row(int bits) { return bits == 3 ? 0 : bits - 4; }
 
+/* Per odd width (row bp_qk_odd_row) and code t of a group of 8 (the
+ * group's b bytes), the vector unpackers' constants: the two bytes that
+ * hold code t (its bits start at t * b), the code's bit offset r in them,
+ * and 2^(8 - r) (AVX2 shifts words by multiplying).  Constants, not built
+ * per call: at batch 1 a block's unpacking is short enough for a table
+ * built per call to cancel a vector path's gain (measured with VBMI). */
+extern const int8_t bp_qk_odd_bytes[4][16];
+extern const int16_t bp_qk_odd_shift[4][8];
+extern const int16_t bp_qk_odd_mul[4][8];
+
 /* bp_qk_x86_unpack's contract with AVX2 (every width 32 codes at a time;
  * 3, 5, 6 and 7 bits up to 8 - b bytes short of the stream's end) and
  * BMI2 (those last codes). */

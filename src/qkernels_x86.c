@@ -452,19 +452,14 @@ TGT int64_t bp_qk_x86_unpack(int8_t *dst, const uint8_t *src, int64_t n,
          * holding code j into word j (codes 0-7 and 8-15 by two controls),
          * vpsrlvw aligns it, packus narrows both halves in order, and
          * (x ^ s) - s sign-extends: 64 codes per step */
-        int8_t ca[16], cb[16];
-        int16_t sh[8];
-        for (int j = 0; j < 8; j++) {
-            int lo = j * bits / 8;
-            ca[2 * j] = (int8_t)lo;
-            ca[2 * j + 1] = (int8_t)(lo + 1);
-            cb[2 * j] = (int8_t)(bits + lo);
-            cb[2 * j + 1] = (int8_t)(bits + lo + 1);
-            sh[j] = (int16_t)(j * bits % 8);
-        }
-        const __m512i ctla = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ca));
-        const __m512i ctlb = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)cb));
-        const __m512i shv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)sh));
+        const int k = bp_qk_odd_row(bits);
+        const __m128i ca = _mm_loadu_si128((const __m128i *)bp_qk_odd_bytes[k]);
+        /* codes 8-15 of a lane: the next group's bytes, b further on */
+        const __m128i cb = _mm_add_epi8(ca, _mm_set1_epi8((char)bits));
+        const __m512i ctla = _mm512_broadcast_i32x4(ca);
+        const __m512i ctlb = _mm512_broadcast_i32x4(cb);
+        const __m512i shv = _mm512_broadcast_i32x4(
+            _mm_loadu_si128((const __m128i *)bp_qk_odd_shift[k]));
         const __m512i m16 = _mm512_set1_epi16((short)((1 << bits) - 1));
         const __m512i sgn = _mm512_set1_epi8((char)(1 << (bits - 1)));
         const int64_t total = BP_QPACK_BYTES(n, bits);
