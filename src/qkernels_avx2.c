@@ -40,9 +40,6 @@ int bp_qk_x86_avx2_available(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 }
 
-/* Packed codes -> int8: at batch 1 a late layer's weights are unpacked
- * once per 49 uses, so the portable byte-table loop cost as much as the
- * GEMM (ResNet-18 at 4 bits: 2.7 against 1.6 ms on its 7x7x512 layers). */
 /* 32 codes of b bits are 4 groups of 8 codes in b bytes each; one 128-bit
  * lane takes a group (8 bytes loaded, of which the codes use b): vpshufb
  * puts each code's two bytes in its word, vpmullw shifts the code to bit 8,
@@ -86,6 +83,9 @@ TGT static int64_t unpack_odd(int8_t *dst, const uint8_t *src, int64_t n,
     return i;
 }
 
+/* Packed codes -> int8: at batch 1 a late layer's weights are unpacked
+ * once per 49 uses, so the portable byte-table loop cost as much as the
+ * GEMM (ResNet-18 at 4 bits: 2.7 against 1.6 ms on its 7x7x512 layers). */
 TGT int64_t bp_qk_avx2_unpack(int8_t *dst, const uint8_t *src, int64_t n,
                               int bits)
 {

@@ -883,7 +883,8 @@ static void fit_row(const bp_layer_facts *f, int w, int k, int nw,
  * two-layer models: a layer followed by a layer, as inside a network, and
  * by the output's dequantization), and the op costs, per op kind and
  * regime, over the ops of the op models (each follows a cheap op, so its
- * clock holds its own work). */
+ * clock holds its own work) and, for input quantization and output
+ * dequantization, over the layer models' too. */
 static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
                     lfit *F)
 {
@@ -1200,8 +1201,10 @@ static cJSON *op_costs_json(const lfit *F, int threads)
                             "kind and regime, non-negative least squares "
                             "(relative errors) over the ops of small models "
                             "(Quantize, Relu, Add, MaxPool 3x3/2, Flatten, "
-                            "GlobalAveragePool, Dequant at eleven sizes), "
-                            "timed op by op inside whole runs at batch 1");
+                            "GlobalAveragePool, Dequant at eleven sizes; "
+                            "Quantize and Dequant also from the layer "
+                            "models), timed op by op inside whole runs at "
+                            "batch 1");
     int any_par = 0;
     for (int k = 0; k < BP_QOP_COUNT; k++)
         any_par |= F->have_op[k][1];
