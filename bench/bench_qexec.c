@@ -5,6 +5,7 @@
  *
  *   bench/bench_qexec [--threads N] [--repeat N] [--profile HW.json]
  *                     [--generic HW.json] [--isa portable|avx2|avx512-vnni]
+ *                     [--no-winograd]
  *
  * Models: the example CNN and MLP (batch 1 and 64) and, when it has been
  * exported (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx
@@ -22,6 +23,7 @@
  *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
  *                     [--model M.onnx --calib C.npy] [--isa NAME]
+ *                     [--no-winograd]
  *
  * prints instead the median time of every op of ResNet-18 (or the example
  * CNN when ResNet-18 was not exported, or model M calibrated on C) under
@@ -39,6 +41,7 @@
 #include "qcalib.h"
 #include "qexec.h"
 #include "qgraph.h"
+#include "qkernels_impl.h"
 #include "qprofile.h"
 
 #ifndef BP_SRCDIR
@@ -401,12 +404,16 @@ int main(int argc, char **argv)
                         "CPU runs\n", want);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--no-winograd") == 0) {
+            /* AVX2's 3x3 layers by the direct GEMM, to compare */
+            bp_qk_wino_set(0);
         } else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
-                    "[--profile HW.json] [--generic HW.json] [--isa NAME]\n"
+                    "[--profile HW.json] [--generic HW.json] [--isa NAME] "
+                    "[--no-winograd]\n"
                     "       bench_qexec --ops [--bits W] [--batch N] "
                     "[--threads N] [--repeat N] [--model M --calib C] "
-                    "[--isa NAME]\n");
+                    "[--isa NAME] [--no-winograd]\n");
             return 2;
         }
     }

@@ -2,6 +2,7 @@
  * (the model is written out in cost.h). */
 #include "cost.h"
 #include "qgraph.h"
+#include "qkernels.h"
 #include "shape.h"
 #include "status.h"
 
@@ -76,8 +77,14 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         memcpy(f[i].shape, l->shape, sizeof f[i].shape);
         f[i].group = 1;
         bp_conv_geom geo;
-        if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK)
+        if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK) {
             f[i].group = geo.group;
+            /* the bound on the sums waits for the width: checked at 2 bits */
+            if (bp_qk_wino_shape(&geo, geo.c / geo.group, 2, 0)) {
+                f[i].wino_cin = geo.c / geo.group;
+                f[i].wino_tiles = ((geo.oh + 1) / 2) * ((geo.ow + 1) / 2);
+            }
+        }
         const bp_value *x = nd->n_in > 0 && nd->in[0] >= 0
                                 ? &g->values[nd->in[0]] : NULL;
         const bp_value *y = nd->n_out > 0 ? &g->values[nd->out[0]] : NULL;
@@ -173,22 +180,47 @@ static int roofline(const bp_profile *p, const bp_layer_facts *l, int w,
 
 static double ceil_to(double v, double m) { return ceil(v / m) * m; }
 
+int bp_cost_lm_wino(const bp_layer_facts *l, int64_t batch, int w_bits)
+{
+    if (!l->wino_tiles)
+        return 0;
+    /* the geometry held (wino_tiles); the bound at this width, for uint8
+     * inputs (the tighter; the facts do not know the sign) */
+    bp_conv_geom geo = {.kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1,
+                        .dil_h = 1, .dil_w = 1};
+    return bp_qk_wino_shape(&geo, l->wino_cin, w_bits, 0) &&
+           bp_qk_wino_pays((batch > 0 ? batch : 1) * l->wino_tiles,
+                           l->wino_cin, w_bits);
+}
+
 void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch, int tile,
-                      double *padded_macs, double *rows, double *outputs,
-                      double *tiles)
+                      int wino, double *padded_macs, double *rows,
+                      double *outputs, double *tiles, double *wino_macs)
 {
     double b = batch > 0 ? (double)batch : 1;
     double c = l->out_channels > 0 ? (double)l->out_channels : 1;
     double g = l->group > 0 ? (double)l->group : 1;
     double n = l->numel > 0 ? (double)l->numel : 1, macs = (double)l->macs;
     double pos = b * macs / n, kk = n / c;  /* positions, row length */
+    *outputs = pos * c;
+    *wino_macs = 0;
+    if (wino) {
+        /* F(2x2, 3x3): per 2x2 tile, 16 products per input channel and
+         * output channel (blocks of 16), and 16 transformed inputs per
+         * input channel in place of the gathered rows */
+        double t = b * (double)l->wino_tiles, cin = (double)l->wino_cin;
+        *padded_macs = 0;
+        *wino_macs = t * 16 * cin * g * ceil_to(c / g, 16);
+        *rows = t * 16 * cin * g;
+        *tiles = t * g * ceil_to(c / g, 16) / 16;
+        return;
+    }
     /* the GEMM runs tiles of `tile` positions and 16 channels over rows
      * padded to groups of 4 (qkernels.h), whole tiles even when the layer
      * fills them partly: a GEMV (1 position) costs a whole tile's rows */
     double tp = tile > 0 ? (double)tile : 16;
     *padded_macs = ceil_to(pos, tp) * ceil_to(kk, 4) * g * ceil_to(c / g, 16);
     *rows = pos * kk * g;
-    *outputs = pos * c;
     *tiles = ceil_to(pos, tp) / tp * g * ceil_to(c / g, 16) / 16;
 }
 
@@ -211,10 +243,14 @@ static int layer_model(const bp_profile *p, const bp_layer_facts *l, int w,
                        "%d and %d)", p->path, w, a,
                        r->n_bits ? r->bits[r->n_bits - 1].w_bits : 0,
                        lm->a_bits);
-    double padded, rows, outs, tiles, n = (double)l->numel;
-    bp_cost_lm_terms(l, batch, k->tile_positions, &padded, &rows, &outs,
-                     &tiles);
+    double padded, rows, outs, tiles, wmacs, n = (double)l->numel;
+    bp_cost_lm_terms(l, batch, k->tile_positions,
+                     lm->winograd && bp_cost_lm_wino(l, batch, w), &padded,
+                     &rows, &outs, &tiles, &wmacs);
+    /* Winograd's products are int16 ones at every width: the widest's */
+    const bp_profile_lm_bits *kw = &r->bits[r->n_bits - 1];
     *sec = r->seconds + r->per_tile * tiles + k->per_mac * padded +
+           kw->per_mac * wmacs +
            r->per_row_element * rows +
            r->per_output * outs +
            (l->residual ? r->per_residual_output * outs : 0) +

@@ -30,6 +30,11 @@
  *                     + per_output * P * C
  *                     + per_residual_output * P * C   [fused residual]
  *                     + per_weight(W) * numel
+ *     (a 3x3 stride-1 convolution the AVX2 kernels run by Winograd, on a
+ *     profile that says "winograd": per_mac(widest listed width) times 16
+ *     products per 2x2 output tile, input channel and output channel (in
+ *     blocks of 16) instead of the per_mac term, and 16 transformed inputs
+ *     per tile and input channel as the rows: bp_cost_lm_terms)
  *     with the coefficients of the parallel regime when macs * B >=
  *     parallel_macs (> 0), else of the serial one; W is the narrowest
  *     listed width >= w (ceil4, ceil16: the kernels' padding of K to groups
@@ -81,6 +86,10 @@ typedef struct bp_layer_facts {
     int64_t shape[BP_MAX_RANK];
     int64_t group;           /* convolution groups, 0 when unknown (1) */
     int residual;            /* a residual Add fused into the layer */
+    int64_t wino_cin;        /* a 3x3 stride-1 convolution Winograd may run
+                                (bp_qk_wino_shape): its input channels per
+                                group, and its 2x2 output tiles per sample; */
+    int64_t wino_tiles;      /* 0 otherwise */
     int n_ops;               /* the executor's ops charged to this layer, */
     const bp_op_fact *ops;   /* 0 / NULL when unknown (no graph, or one the
                                 integer executor cannot run) */
@@ -105,14 +114,23 @@ typedef struct bp_cost {
 int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
                               bp_model_facts *model);
 
+/* Whether the integer executor's AVX2 kernels run layer l at batch
+ * `batch` and w_bits by Winograd (qkernels.h: bp_qk_wino_shape, taking
+ * uint8 inputs, and bp_qk_wino_pays). */
+int bp_cost_lm_wino(const bp_layer_facts *l, int64_t batch, int w_bits);
+
 /* The work terms of the layer model (above) at batch `batch`, for a GEMM
  * whose tiles hold `tile` positions (16 when <= 0): the padded
  * multiply-accumulates ceilT(P) * ceil4(K) * g * ceil16(C / g), the row
- * elements P * K * g, the outputs P * C and the T x 16 tiles.  `bitplan
+ * elements P * K * g, the outputs P * C and the T x 16 tiles.  With `wino`
+ * (a layer the kernels run by Winograd) the products are wino_macs instead
+ * (16 per 2x2 tile, input channel and output channel, those padded to 16),
+ * the rows the 16 transformed inputs per tile and input channel, the tiles
+ * the 2x2 tiles x blocks of 16 channels; padded_macs is then 0.  `bitplan
  * profile --measure` fits the coefficients on exactly these. */
 void bp_cost_lm_terms(const bp_layer_facts *l, int64_t batch, int tile,
-                      double *padded_macs, double *rows, double *outputs,
-                      double *tiles);
+                      int wino, double *padded_macs, double *rows,
+                      double *outputs, double *tiles, double *wino_macs);
 
 /* Prices choice (w_bits, a_bits) of layer l on profile p at batch size
  * `batch` (>= 1; scales the compute and activation terms of a roofline).

@@ -285,6 +285,11 @@ static int load_layer_model(const char *file, const cJSON *root, bp_profile *p)
                           cJSON_GetObjectItemCaseSensitive(lm, "parallel"),
                           &p->lm.parallel)))
         return st;
+    const cJSON *wg = cJSON_GetObjectItemCaseSensitive(lm, "winograd");
+    if (wg && !cJSON_IsBool(wg))
+        return bp_fail(BP_EINVAL, "%s: layer_model.winograd: expected true or "
+                       "false", file);
+    p->lm.winograd = wg && cJSON_IsTrue(wg);
     p->lm.present = 1;
     return BP_OK;
 }

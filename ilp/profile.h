@@ -78,6 +78,8 @@ typedef struct bp_profile_layer_model {
     int64_t parallel_macs;   /* MACs x batch from which the parallel regime
                                 applies; 0: the serial one always */
     bp_profile_lm_regime serial, parallel;
+    int winograd;            /* 3x3 stride-1 convolutions run by Winograd
+                                where the kernels take it (cost.h) */
 } bp_profile_layer_model;
 
 /* The optional cost of the executor's ops between layers (pooling, adds,

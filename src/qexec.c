@@ -293,7 +293,7 @@ static void layer_fn(void *ctx, int tid, int nth)
     int64_t G = a->geo.group;
     if (t->by_positions) {
         int64_t p0, p1;
-        share(P, tid, nth, BP_QK_TILE, &p0, &p1);
+        share(P, tid, nth, bp_qk_layer_unit(a), &p0, &p1);
         if (p0 < p1)
             for (int64_t g = 0; g < G; g++)
                 bp_qk_layer_run(t->y, t->x, a, p0, p1, g, 0, B, scratch);

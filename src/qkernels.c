@@ -255,9 +255,23 @@ static size_t avx2_bytes(const bp_qk_layer *a)
     return avx2_rows_bytes(a) + al64(bp_qk_avx2_wbytes(a)) + avx2_acc_bytes(a) + 64;
 }
 
+/* Whether this layer runs by Winograd (qwino_avx2.c) on the current
+ * instruction set. */
+static int layer_wino(const bp_qk_layer *a)
+{
+    return bp_qk_isa_get() == BP_QK_AVX2 && bp_qk_wino_ok(a);
+}
+
 size_t bp_qk_layer_scratch(const bp_qk_layer *a)
 {
+    if (layer_wino(a))
+        return bp_qk_wino_scratch(a);
     return rows_bytes(a) + wbuf_bytes(a) + band_bytes(a) + 64 + avx2_bytes(a);
+}
+
+int64_t bp_qk_layer_unit(const bp_qk_layer *a)
+{
+    return layer_wino(a) ? 2 * a->geo.ow : BP_QK_TILE;
 }
 
 /* A 1x1, stride-1, unpadded conv (or a Gemm) reads its rows straight from
@@ -543,6 +557,10 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
                      int64_t b1, void *scratch)
 {
     const uint8_t *x = xv;
+    if (layer_wino(a)) {
+        bp_qk_wino_run(y, x, a, p0, p1, grp, b0, b1, scratch);
+        return;
+    }
     const int vnni = bp_qk_isa_get() == BP_QK_AVX512VNNI;
     const int narrow = bp_qk_isa_get() == BP_QK_AVX2 && bp_qk_avx2_narrow(a);
     /* byte products are unsigned x signed: int8 inputs go in as x + 128 */

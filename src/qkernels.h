@@ -134,6 +134,44 @@ size_t bp_qk_layer_scratch(const bp_qk_layer *a);
  * costs no more than unpacking the layer up front. */
 int64_t bp_qk_layer_chunk(const bp_qk_layer *a);
 
+/* Winograd's F(2x2, 3x3) on AVX2 (qwino_avx2.c), one rule for the kernels
+ * and the cost model (ilp/cost.c):
+ * bp_qk_wino_shape: a 3x3, stride-1, undilated convolution whose input
+ * channels per group are a multiple of 4, with sums small enough that 4x
+ * them fit int32 (4 * 9 * cg * max|x| * max|w| < 2^31);
+ * bp_qk_wino_pays: then taken where it measured faster than the direct
+ * GEMM (tiles: ceil(oh / 2) * ceil(ow / 2) per sample, times the batch;
+ * one thread, Zen 3).  Its fixed costs (a weight transform per block and
+ * chunk, 16 GEMM calls) need tiles x cg >= 1024 (8x8x16 -> 16: 0.86x;
+ * 8x8x64 -> 64: 1.18x); weights of at most 5 bits, whose direct GEMM
+ * multiplies bytes, need 32 tiles and 4096 (7x7x512 -> 512 at 4 bits:
+ * 0.92x; 16x16x64 -> 64: 1.14x). */
+static inline int bp_qk_wino_shape(const bp_conv_geom *g, int64_t cg,
+                                   int w_bits, int in_signed)
+{
+    if (g->kh != 3 || g->kw != 3 || g->stride_h != 1 || g->stride_w != 1 ||
+        g->dil_h != 1 || g->dil_w != 1 || cg < 4 || cg % 4 || w_bits < 2 ||
+        w_bits > 8)
+        return 0;
+    int64_t mx = in_signed ? 128 : 255, mw = (int64_t)1 << (w_bits - 1);
+    return 36 * cg * mx * mw < ((int64_t)1 << 31);
+}
+
+static inline int bp_qk_wino_pays(int64_t tiles, int64_t cg, int w_bits)
+{
+    return w_bits >= 6 ? tiles * cg >= 1024 : tiles >= 32 && tiles * cg >= 4096;
+}
+
+/* 1 when the current instruction set runs such layers by Winograd (AVX2,
+ * unless a test or bench turned it off). */
+int bp_qk_wino_active(void);
+
+/* Position ranges a run is best split at multiples of (any split gives
+ * the same integers): 3x3 convolutions run by Winograd's algorithm on AVX2
+ * compute 2x2 output tiles, so a split inside a pair of output rows
+ * computes that pair twice. */
+int64_t bp_qk_layer_unit(const bp_qk_layer *a);
+
 /* x (n, h, w, c) -> y (n, oh, ow, m): positions [p0, p1) of group grp,
  * channel blocks [b0, b1) of that group.  Disjoint ranges may run on
  * different threads at once, each with its own scratch. */

@@ -23,7 +23,11 @@
  * Weights of at most 6 bits take the byte path instead (below).  oneDNN's
  * int8 convolutions on CPUs without VNNI multiply with vpmaddubsw too (its
  * guide, "Nuances of int8 computations", describes the saturation), so
- * they could not give these integers on 8-bit weights either. */
+ * they could not give these integers on 8-bit weights either.  3x3
+ * stride-1 layers mostly go through qwino_avx2.c instead, which multiplies
+ * Winograd-transformed int16 operands with this file's 16-channel kernel
+ * (bp_qk_avx2_gemm_i32) and requantises with its epilogue
+ * (bp_qk_avx2_store_sums). */
 #include "qkernels_impl.h"
 
 #include <string.h>
@@ -552,6 +556,48 @@ _Static_assert(BP_QK_AVX2_FULL_TILE == 3, "full_run's steps are X3");
 FULL_RUN(full_run, X3, BP_QK_AVX2_FULL_TILE)
 FULL_RUN(full_run1, X1, 1)
 
+/* The int32 sums of one 16-channel block, no epilogue: full_run's kernel
+ * with bias 0 and no clamp (a layer of int32 output and m = 16). */
+TGT void bp_qk_avx2_gemm_i32(int32_t *z, const int16_t *rows16, int64_t np,
+                             int64_t kp, const int16_t *w16, int32_t *acc)
+{
+    static const int32_t zero[16];
+    bp_qk_layer zl;
+    memset(&zl, 0, sizeof zl);
+    zl.geo.m = 16;
+    zl.kp = kp;
+    zl.out_type = BP_QT_I32;
+    zl.lo = INT32_MIN;
+    zl.hi = INT32_MAX;
+    ch8 h0, h1;
+    epi8 e;
+    epi8_setup(&e, &zl);
+    ch8_setup(&h0, &zl, zero, 0, TC);
+    ch8_setup(&h1, &zl, zero, TC, TC);
+    const int64_t n3 = np / BP_QK_AVX2_FULL_TILE * BP_QK_AVX2_FULL_TILE;
+    const int16_t *w1 = w16 + kp / 4 * 32;
+    full_run(z, rows16, 0, n3, 0, &zl, &h0, &h1, w16, w1, acc, &e);
+    full_run1(z, rows16, n3, np, 0, &zl, &h0, &h1, w16, w1, acc, &e);
+}
+
+TGT void bp_qk_avx2_store_sums(void *y, const bp_qk_layer *a,
+                               const int32_t *bias, int64_t c0, int64_t mb,
+                               const int64_t *pos, const int32_t *t, int64_t n)
+{
+    ch8 h0, h1;
+    epi8 e;
+    epi8_setup(&e, a);
+    ch8_setup(&h0, a, bias, c0, mb < TC ? mb : TC);
+    if (mb > TC)
+        ch8_setup(&h1, a, bias, c0 + TC, mb - TC);
+    for (int64_t i = 0; i < n; i++) {
+        const __m256i *v = (const __m256i *)(t + i * 16);
+        store8(y, a, &h0, &e, pos[i], _mm256_loadu_si256(v));
+        if (mb > TC)
+            store8(y, a, &h1, &e, pos[i], _mm256_loadu_si256(v + 1));
+    }
+}
+
 /* ---- weights of at most 6 bits: unsigned-by-signed byte products ------- */
 
 /* vpmaddubsw's int16 pair sums are exact while |w| <= 64 (255 * 64 * 2 <
@@ -789,6 +835,20 @@ void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
 {
     (void)y; (void)rows; (void)np; (void)pc; (void)a; (void)grp; (void)b0;
     (void)b1; (void)w0; (void)wbuf; (void)acc; (void)xor80;
+}
+
+void bp_qk_avx2_gemm_i32(int32_t *z, const int16_t *rows16, int64_t np,
+                         int64_t kp, const int16_t *w16, int32_t *acc)
+{
+    (void)z; (void)rows16; (void)np; (void)kp; (void)w16; (void)acc;
+}
+
+void bp_qk_avx2_store_sums(void *y, const bp_qk_layer *a, const int32_t *bias,
+                           int64_t c0, int64_t mb, const int64_t *pos,
+                           const int32_t *t, int64_t n)
+{
+    (void)y; (void)a; (void)bias; (void)c0; (void)mb; (void)pos; (void)t;
+    (void)n;
 }
 
 #endif

@@ -110,6 +110,37 @@ void bp_qk_avx2_gemm(void *y, const void *rows, int64_t np, int64_t pc,
                      const bp_qk_layer *a, int64_t grp, int64_t b0, int64_t b1,
                      const int8_t *w0, void *wbuf, int32_t *acc, int xor80);
 
+/* The int32 sums of one block of 16 channels, without bias or epilogue:
+ * z (np, 16) = rows16 (np tiled as bp_qk_avx2_widen_rows', kp int16 each)
+ * x w16 (bp_qk_avx2_wbytes' layout: [half][kp / 4][8 channels x 4]); acc
+ * holds (np rounded up to a tile) x 32 int32 of partial sums.  Sums wrap
+ * modulo 2^32. */
+void bp_qk_avx2_gemm_i32(int32_t *z, const int16_t *rows16, int64_t np,
+                         int64_t kp, const int16_t *w16, int32_t *acc);
+
+/* The epilogue of the AVX2 GEMM on given sums: t (n, 16) int32 are the
+ * products of n positions pos[i] and channels c0 .. c0 + mb - 1 (mb <= 16,
+ * global channel numbers), to which bias[c] is added. */
+void bp_qk_avx2_store_sums(void *y, const bp_qk_layer *a, const int32_t *bias,
+                           int64_t c0, int64_t mb, const int64_t *pos,
+                           const int32_t *t, int64_t n);
+
+/* ---- Winograd F(2x2, 3x3) on AVX2 (qwino_avx2.c) ---- */
+
+/* 1 when the AVX2 kernels run this layer by Winograd (bp_qk_wino_shape and
+ * bp_qk_wino_pays, unless turned off). */
+int bp_qk_wino_ok(const bp_qk_layer *a);
+/* Scratch bytes of bp_qk_wino_run (0 when the layer is not one). */
+size_t bp_qk_wino_scratch(const bp_qk_layer *a);
+/* bp_qk_layer_run for such a layer on AVX2. */
+void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
+                    int64_t p0, int64_t p1, int64_t grp, int64_t b0, int64_t b1,
+                    void *scratch);
+/* The Winograd path off (0), on where it pays (1, the default) or on for
+ * every layer it can run (2), for tests and benches; returns the previous
+ * setting. */
+int bp_qk_wino_set(int on);
+
 /* The scalar epilogue of one output element, t = accumulator + bias. */
 void bp_qk_epilogue(void *y, const bp_qk_layer *a, int64_t p, int64_t c,
                     int64_t t);

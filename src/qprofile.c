@@ -802,6 +802,10 @@ typedef struct lfit {
     int rows;
     double med_err, p90_err;
     double clk;                   /* the clock read taken off each op */
+    int winograd;                 /* the kernels run 3x3 stride-1 layers by
+                                     Winograd (bp_cost_lm_wino) */
+    int widest;                   /* the widest width fitted: Winograd's
+                                     int16 products take its per_mac */
 } lfit;
 
 static int op_parallel(bp_qop_kind k)
@@ -815,12 +819,14 @@ static double fitted_layer(const bp_layer_facts *f, int w, const lfit *F,
                            int threads)
 {
     int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-    double padded, rows, outs, tiles;
-    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w), &padded, &rows, &outs,
-                     &tiles);
+    double padded, rows, outs, tiles, wmacs;
+    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w),
+                     F->winograd && bp_cost_lm_wino(f, 1, w), &padded, &rows,
+                     &outs, &tiles, &wmacs);
     return F->base[par][0] + F->base[par][4] * tiles + F->base[par][1] * rows +
            F->base[par][2] * outs + (f->residual ? F->base[par][3] * outs : 0) +
-           F->mac[par][w] * padded + F->wt[par][w] * (double)f->numel;
+           F->mac[par][w] * padded + F->mac[par][F->widest] * wmacs +
+           F->wt[par][w] * (double)f->numel;
 }
 
 /* The fitted whole run of grid model m at width w. */
@@ -862,13 +868,14 @@ static int first_width(const gmeas *m)
 /* Row of layer f at width slot k (of nw) into r (2 LCOLS): its terms, as
  * the cost model prices them. */
 static void fit_row(const bp_layer_facts *f, int w, int k, int nw,
-                    int threads, double *r)
+                    int threads, int winograd, double *r)
 {
     memset(r, 0, (size_t)(2 * LCOLS(nw)) * sizeof *r);
     int par = threads > 1 && f->macs >= BP_QEXEC_PAR_MACS;
-    double padded, rows, outs, tiles, *c = r + par * LCOLS(nw);
-    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w), &padded, &rows, &outs,
-                     &tiles);
+    double padded, rows, outs, tiles, wmacs, *c = r + par * LCOLS(nw);
+    bp_cost_lm_terms(f, 1, bp_qk_tile_positions(w),
+                     winograd && bp_cost_lm_wino(f, 1, w), &padded, &rows,
+                     &outs, &tiles, &wmacs);
     c[0] = 1;
     c[1] = rows;
     c[2] = outs;
@@ -876,6 +883,7 @@ static void fit_row(const bp_layer_facts *f, int w, int k, int nw,
     c[4] = tiles;
     c[5 + 2 * k] = padded;
     c[6 + 2 * k] = (double)f->numel;
+    c[5 + 2 * (nw - 1)] += wmacs; /* the widest width's per_mac */
 }
 
 /* The fit, non-negative least squares on relative errors: the layer model
@@ -893,6 +901,8 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
     for (int w = BP_QW_MIN_BITS; w <= BP_QW_MAX_BITS; w++)
         if (o->bits & (1u << w))
             widths[nw++] = w;
+    F->winograd = bp_qk_wino_active();
+    F->widest = nw ? widths[nw - 1] : BP_QW_MAX_BITS;
     int n = 2 * LCOLS(nw), rows = 0;
     for (int i = 0; i < nm; i++)
         if (M[i].grid)
@@ -944,7 +954,7 @@ static int fit_grid(const gmeas *M, int nm, const bp_qprofile_opts *o,
                     l >= g->n_facts || !(g->q[widths[k]][j] > 0))
                     continue;
                 fit_row(&g->facts[l], widths[k], k, nw, o->threads,
-                        A + (size_t)m * (size_t)n);
+                        F->winograd, A + (size_t)m * (size_t)n);
                 b[m++] = g->q[widths[k]][j];
             }
         }
@@ -1165,6 +1175,7 @@ static cJSON *layer_model_json(const lfit *F, const bp_qprofile_opts *o,
     cJSON_AddStringToObject(lm, "source", src);
     cJSON_AddNumberToObject(lm, "a_bits", 8);
     cJSON_AddNumberToObject(lm, "threads", threads);
+    cJSON_AddBoolToObject(lm, "winograd", F->winograd);
     int par = F->have[1] ? 1 : 0;
     cJSON_AddNumberToObject(lm, "parallel_macs", par ? BP_QEXEC_PAR_MACS : 0);
     static const char *const names[2] = {"serial", "parallel"};

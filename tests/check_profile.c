@@ -135,7 +135,8 @@ START_TEST(test_every_field_fitted)
 {
     static const char *const optional[] = {
         "layer_model", "op_costs", "op_costs.ops[2].parallel",
-        "layer_model.serial.bits[0].tile_positions", NULL};
+        "layer_model.serial.bits[0].tile_positions", "layer_model.winograd",
+        NULL};
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s/bad.json", tmpdir);
     int n = jsonmut_run(BP_SRCDIR "/tests/data/profiles/fitted.json", tmp,
@@ -319,6 +320,43 @@ START_TEST(test_layer_model)
     ck_assert_int_eq(bp_cost_eval(p, &v, 8, 8, 1, &c), BP_OK);
     ck_assert_double_eq_tol(c.latency_s, 1e-6 + 1e-8 + 1e-12 * 16 * 64 * 16 +
                             1e-10 * 64 + 2e-10 * 10, 1e-18);
+    /* a 3x3 stride-1 convolution, 64 -> 64 channels on 14x14 outputs, on a
+     * profile that says "winograd": 7x7 tiles of 2x2, 16 products per tile
+     * and channel pair at the widest width's per_mac (8 bits: 5e-13), 16
+     * transformed inputs per tile and input channel as rows, a tile per 2x2
+     * tile and 16 channels; parallel (7.2M MACs) */
+    bp_layer_facts w3 = {0};
+    w3.name = "w3.weight";
+    w3.numel = 64 * 64 * 9;
+    w3.out_channels = 64;
+    w3.group = 1;
+    w3.macs = 196LL * 64 * 576;
+    w3.wino_cin = 64;
+    w3.wino_tiles = 49;
+    double wm = 49.0 * 16 * 64 * 64, wr = 49.0 * 16 * 64, wt = 49.0 * 4;
+    ck_assert(p->lm.winograd);
+    ck_assert_int_eq(bp_cost_eval(p, &w3, 8, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * wt + 5e-13 * wm +
+                            1e-11 * wr + 1e-11 * 196 * 64, 1e-18);
+    /* 4-bit weights: 49 tiles x 64 channels < 4096, the direct GEMM (196
+     * positions in tiles of 16 -> 208) */
+    ck_assert_int_eq(bp_cost_eval(p, &w3, 4, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * 13 * 4 +
+                            1e-12 * 208.0 * 576 * 64 + 1e-11 * 196.0 * 576 +
+                            1e-11 * 196 * 64 + 1e-11 * w3.numel, 1e-18);
+    /* at batch 2 (98 tiles) Winograd again, its products at 8 bits' rate,
+     * the unpacking of 4-bit weights as before */
+    ck_assert_int_eq(bp_cost_eval(p, &w3, 4, 8, 2, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * 2 * wt + 5e-13 * 2 * wm +
+                            1e-11 * 2 * wr + 1e-11 * 2 * 196 * 64 +
+                            1e-11 * w3.numel, 1e-18);
+    /* without "winograd" the same layer is priced as a direct GEMM */
+    p->lm.winograd = 0;
+    ck_assert_int_eq(bp_cost_eval(p, &w3, 8, 8, 1, &c), BP_OK);
+    ck_assert_double_eq_tol(c.latency_s, 5e-6 + 2e-8 * 13 * 4 +
+                            5e-13 * 208.0 * 576 * 64 + 1e-11 * 196.0 * 576 +
+                            1e-11 * 196 * 64, 1e-18);
+    p->lm.winograd = 1;
     /* activations wider than the model prices, weights wider than listed */
     ck_assert_int_eq(bp_cost_eval(p, &l, 8, 16, 1, &c), BP_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "layer_model"));

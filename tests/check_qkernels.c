@@ -10,9 +10,13 @@
  * weights unpacked per block pair, from code offsets that do not start a
  * byte), signed and unsigned inputs, U8 / I8 / I32 outputs, the fused
  * residual branch, and work split by positions and by blocks as the
- * executor's threads split it; the output dequantisation against ldexp.  Every instruction set this CPU runs must
+ * executor's threads split it; 3x3 stride-1 layers by Winograd on AVX2
+ * (where it pays, and forced on every layer it can run: odd sides, two
+ * samples, groups, several chunks, 1824 channels at the extremes); the
+ * output dequantisation against ldexp.  Every instruction set this CPU runs must
  * give the same integers. */
 #include "qkernels.h"
+#include "qkernels_impl.h"
 #include "quant.h"
 
 #include <check.h>
@@ -41,6 +45,11 @@ static const shape shapes[] = {
     {1, 8, 9, 12, 20, 3, 3, 1, 1, 1, 2},    /* 2 groups of 6 -> 10 */
     {1, 28, 26, 64, 36, 3, 3, 1, 1, 1, 1},  /* several row chunks */
     {3, 1, 1, 70, 33, 1, 1, 1, 0, 1, 1},    /* a Gemm: rows (3, 70) */
+    /* AVX2 runs 3x3 stride-1 layers by Winograd (qwino_avx2.c): */
+    {1, 18, 18, 512, 16, 3, 3, 1, 1, 1, 1}, /* 81 tiles: two chunks of 64 */
+    {2, 9, 7, 12, 20, 3, 3, 1, 1, 1, 1},    /* 2 samples, odd sides, 12 ch */
+    {1, 12, 12, 16, 24, 3, 3, 1, 1, 1, 2},  /* 2 groups of 8 channels */
+    {1, 14, 13, 8, 16, 3, 3, 1, 0, 1, 1},   /* no padding */
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -237,9 +246,13 @@ START_TEST(test_layer_paths)
                 want[p * a->geo.m + c] = naive(&L, p, c);
         size_t es = bp_qtype_size(out);
         void *y = malloc((size_t)L.ny * es + 64);
-        for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+        for (int run = 0; run < BP_QK_ISA_COUNT + 1; run++) {
+            /* the last run: AVX2 with Winograd on every layer it can
+             * run, not only where it pays */
+            int isa = run < BP_QK_ISA_COUNT ? run : BP_QK_AVX2;
             if (bp_qk_isa_set((bp_qk_isa)isa))
                 continue;
+            int wino = bp_qk_wino_set(run < BP_QK_ISA_COUNT ? 1 : 2);
             for (int mode = 0; mode < 4; mode++) {
                 /* whole; 2 position ranges; 3 position ranges; 2 block
                  * ranges */
@@ -249,16 +262,19 @@ START_TEST(test_layer_paths)
                     int64_t v = bp_qk_get(y, out, i);
                     if (v != want[i])
                         ck_abort_msg("shape %d, w%d, %s input, out type %d%s, "
-                                     "%s, mode %d: element %lld (p %lld, c "
+                                     "%s%s, mode %d: element %lld (p %lld, c "
                                      "%lld): kernel %lld, naive %lld", _i, bits,
                                      in_signed ? "int8" : "uint8", (int)out,
                                      residual ? ", residual" : "",
-                                     bp_qk_isa_name((bp_qk_isa)isa), mode,
+                                     bp_qk_isa_name((bp_qk_isa)isa),
+                                     run < BP_QK_ISA_COUNT ? "" : " (Winograd forced)",
+                                     mode,
                                      (long long)i, (long long)(i / a->geo.m),
                                      (long long)(i % a->geo.m), (long long)v,
                                      (long long)want[i]);
                 }
             }
+            bp_qk_wino_set(wino);
         }
         bp_qk_isa_set(saved);
         free(y);
@@ -276,10 +292,14 @@ START_TEST(test_layer_extremes)
     static const shape ex[] = {
         {1, 6, 7, 64, 24, 3, 3, 1, 1, 1, 1},
         {2, 1, 1, 301, 20, 1, 1, 1, 0, 1, 1},
+        /* Winograd on AVX2 at 36 tiles; and at 1824 channels, the most
+         * whose 8-bit sums, 4x, fit int32 (its intermediate sums wrap) */
+        {1, 12, 12, 64, 24, 3, 3, 1, 1, 1, 1},
+        {1, 8, 8, 1824, 16, 3, 3, 1, 1, 1, 1},
     };
     rng r = {0xE77ULL};
     bp_qk_isa saved = bp_qk_isa_get();
-    for (int si = 0; si < 2; si++)
+    for (int si = 0; si < 4; si++)
         for (int bits = 2; bits <= 8; bits++)
             for (int sg = 0; sg < 2; sg++)
                 for (int dir = -1; dir <= 1; dir += 2) {
@@ -289,11 +309,15 @@ START_TEST(test_layer_extremes)
                     extreme = 0;
                     int64_t P = bp_qk_layer_positions(&L.a), M = L.a.geo.m;
                     int32_t *y = malloc((size_t)L.ny * sizeof *y);
-                    for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+                    for (int run = 0; run < BP_QK_ISA_COUNT + 1; run++) {
+                        /* the last: AVX2, Winograd wherever it can run */
+                        int isa = run < BP_QK_ISA_COUNT ? run : BP_QK_AVX2;
                         if (bp_qk_isa_set((bp_qk_isa)isa))
                             continue;
+                        int wino = bp_qk_wino_set(run < BP_QK_ISA_COUNT ? 1 : 2);
                         memset(y, 0x5A, (size_t)L.ny * sizeof *y);
                         run_split(y, &L, 1, 0);
+                        bp_qk_wino_set(wino);
                         for (int64_t p = 0; p < P; p++)
                             for (int64_t c = 0; c < M; c++)
                                 ck_assert_msg(y[p * M + c] == naive(&L, p, c),
