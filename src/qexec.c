@@ -410,7 +410,8 @@ static int run_op(bp_qexec *ex, int i, int64_t n)
             t.a.res = ex->buf[o->in2];
         int64_t P = bp_qk_layer_positions(&t.a);
         int64_t units = t.a.geo.group * bp_qk_layer_blocks(&t.a);
-        t.by_positions = P >= 96 * pl->n || units < pl->n;
+        t.by_positions = units < pl->n ||
+                         (P >= 96 * pl->n && !bp_qk_layer_by_blocks(&t.a));
         if (L->macs * n >= BP_QEXEC_PAR_MACS && pl->n > 1)
             pool_run(pl, layer_fn, &t);
         else

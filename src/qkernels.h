@@ -172,6 +172,12 @@ int bp_qk_wino_active(void);
  * computes that pair twice. */
 int64_t bp_qk_layer_unit(const bp_qk_layer *a);
 
+/* 1 when threads should split this layer by channel blocks even where it
+ * has positions enough: a Winograd layer with more output channels than
+ * 2x2 tiles (ResNet-18's 14x14x256 at batch 1), whose weight transform,
+ * done by every thread of a split by positions, outweighs its input's. */
+int bp_qk_layer_by_blocks(const bp_qk_layer *a);
+
 /* x (n, h, w, c) -> y (n, oh, ow, m): positions [p0, p1) of group grp,
  * channel blocks [b0, b1) of that group.  Disjoint ranges may run on
  * different threads at once, each with its own scratch. */
