@@ -19,7 +19,11 @@
  * unless --generic), next to the measured latency.
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
  * same ResNet-18.  Latencies are medians per sample, the float path and
- * the three plans timed in turns (interleaved()); figures, not a test.
+ * the three plans timed in turns (interleaved()); each speed-up is printed
+ * twice: the ratio of the two medians, and the median of the ratios of
+ * the blocks each round timed back to back (a VM's speed that changes
+ * from one second to the next can put the two medians in different
+ * spells); figures, not a test.
  *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
  *                     [--model M.onnx --calib C.npy] [--isa NAME]
@@ -74,19 +78,40 @@ typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
  * pause put to sleep (a sleep there slowed the next runs of the small CNN
  * by half). */
 #define WARM_S 0.15
-static int interleaved(const run_fn *fn, void *const *ctx, int k,
-                       const float *x, int64_t batch, int repeat, double *out)
+/* The median of n values (sorted in place). */
+static double median(double *v, int n)
 {
-    enum { MAXR = 20000 };
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n ? v[n / 2] : NAN;
+}
+
+/* pair (optional, k entries): per contender i, the median over the rounds
+ * that timed both of (contender 0's block median / contender i's): a ratio
+ * of two blocks timed 0.1-0.4 s apart, where a VM whose speed changes by
+ * 1.5x from one second to the next can put the two medians of out[] in
+ * different spells. */
+static int interleaved(const run_fn *fn, void *const *ctx, int k,
+                       const float *x, int64_t batch, int repeat, double *out,
+                       double *pair)
+{
+    enum { MAXR = 20000, MAXB = 4096 };
     double *t = malloc(sizeof *t * (size_t)(MAXR * k));
     double *spent = calloc((size_t)k, sizeof *spent);
     int *n = calloc((size_t)k, sizeof *n);
-    if (!t || !spent || !n) {
+    /* per contender and round: its block's first run and count (0: none) */
+    int *bs = calloc((size_t)(MAXB * k), sizeof *bs);
+    int *bn = calloc((size_t)(MAXB * k), sizeof *bn);
+    double *tmp = malloc(sizeof *tmp * (size_t)(MAXR + MAXB));
+    if (!t || !spent || !n || !bs || !bn || !tmp) {
         free(t);
         free(spent);
         free(n);
+        free(bs);
+        free(bn);
+        free(tmp);
         return BP_ENOMEM;
     }
+    int rounds = 0;
     /* a contender is done with `repeat` runs and 0.5 s of them, or with
      * MAXR runs (a model of microseconds) */
 #define DONE(i) (n[i] >= MAXR || (n[i] >= repeat && spent[i] >= 0.5))
@@ -94,8 +119,9 @@ static int interleaved(const run_fn *fn, void *const *ctx, int k,
         int more = 0;
         for (int i = 0; i < k; i++)
             more |= !DONE(i);
-        if (!more)
+        if (!more || round == MAXB)
             break;
+        rounds = round + 1;
         for (int j = 0; j < k; j++) {
             int i = (j + round) % k;
             if (DONE(i))
@@ -105,6 +131,7 @@ static int interleaved(const run_fn *fn, void *const *ctx, int k,
                 fn[i](ctx[i], x, batch);
             while (now() - t0 < WARM_S);
             b0 = now();
+            bs[i * MAXB + round] = n[i];
             while (n[i] < MAXR && now() - b0 < 0.1) {
                 double t1 = now();
                 fn[i](ctx[i], x, batch);
@@ -112,16 +139,32 @@ static int interleaved(const run_fn *fn, void *const *ctx, int k,
                 t[i * MAXR + n[i]++] = d;
                 spent[i] += d;
             }
+            bn[i * MAXB + round] = n[i] - bs[i * MAXB + round];
         }
     }
 #undef DONE
-    for (int i = 0; i < k; i++) {
-        qsort(t + i * MAXR, (size_t)n[i], sizeof *t, cmp);
-        out[i] = n[i] ? t[i * MAXR + n[i] / 2] / (double)batch : NAN;
+    for (int i = 0; pair && i < k; i++) {
+        int m = 0;
+        for (int r = 0; r < rounds; r++) {
+            int c0 = bn[r], ci = bn[i * MAXB + r];
+            if (!c0 || !ci)
+                continue;
+            memcpy(tmp, t + bs[r], (size_t)c0 * sizeof *tmp);
+            double m0 = median(tmp, c0);
+            memcpy(tmp, t + i * MAXR + bs[i * MAXB + r], (size_t)ci * sizeof *tmp);
+            double mi = median(tmp, ci);
+            tmp[MAXR + m++] = m0 / mi;
+        }
+        pair[i] = m ? median(tmp + MAXR, m) : NAN;
     }
+    for (int i = 0; i < k; i++)
+        out[i] = n[i] ? median(t + i * MAXR, n[i]) / (double)batch : NAN;
     free(spent);
     free(n);
     free(t);
+    free(bs);
+    free(bn);
+    free(tmp);
     return BP_OK;
 }
 
@@ -229,7 +272,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
         bp_plan *p[K - 1] = {0};
         bp_qmodel *qm[K - 1] = {0};
         bp_qexec *ex[K - 1] = {0};
-        double t[K];
+        double t[K], pr[K];
         if ((st = bp_exec_new(&fe, g, BP_F32, b)))
             break;
         ctx[0] = fe;
@@ -241,7 +284,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
                 fprintf(stderr, "%s\n", bp_errmsg());
             ctx[j + 1] = ex[j];
         }
-        if (!st && (st = interleaved(fns, ctx, K, x, b, repeat, t)))
+        if (!st && (st = interleaved(fns, ctx, K, x, b, repeat, t, pr)))
             fprintf(stderr, "out of memory\n");
         if (!st) {
             printf("  batch %lld (float and integer runs in turns)\n", (long long)b);
@@ -257,6 +300,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
                 snprintf(what, sizeof what, "integer w2..8 a8 (per sample)");
             printf("    %-34s %10.4f ms\n", what, ti * 1e3);
             printf("    %-34s %10.2fx\n", "  speed-up over float32", t[0] / ti);
+            printf("    %-34s %10.2fx\n", "  paired, median of rounds", pr[j + 1]);
             if (b == 1) {
                 print_pred("  --model profile predicts", prof, g, p[j], ti);
                 if (generic)
