@@ -499,6 +499,68 @@ START_TEST(test_dequant_ch)
 }
 END_TEST
 
+/* Winograd on AVX2 against the naive sums over 60 random small layers
+ * (1-3 samples, sides 1-13, 4-48 input channels, 1-40 output channels,
+ * padding 0-2, groups 1 or 2, every width, either input sign, all three
+ * output types, residuals), forced onto every layer it can run and split
+ * at random positions or blocks: the tile edges, partial blocks and
+ * samples that share a tile row. */
+START_TEST(test_winograd_random)
+{
+    bp_qk_isa saved = bp_qk_isa_get();
+    if (bp_qk_isa_set(BP_QK_AVX2))
+        return; /* no AVX2 here: nothing runs this path */
+    rng r = {0x3141ULL};
+    int wino = bp_qk_wino_set(2), ran = 0;
+    for (int it = 0; it < 60; it++) {
+        shape s = {0};
+        s.n = rng_int(&r, 1, 3);
+        s.h = rng_int(&r, 1, 13);
+        s.w = rng_int(&r, 1, 13);
+        s.group = rng_int(&r, 1, 2);
+        s.c = 4 * rng_int(&r, 1, 12) * s.group;
+        s.m = rng_int(&r, 1, 40) * s.group;
+        s.kh = s.kw = 3;
+        s.stride = s.dil = 1;
+        s.pad = rng_int(&r, 0, 2);
+        if (s.h + 2 * s.pad < 3 || s.w + 2 * s.pad < 3)
+            s.pad = 2;
+        int bits = (int)rng_int(&r, 2, 8), sg = (int)rng_int(&r, 0, 1);
+        bp_qtype out = (bp_qtype)rng_int(&r, 0, 2);
+        int res = out != BP_QT_I32 && rng_int(&r, 0, 1);
+        lcase L;
+        lcase_make(&L, &s, bits, sg, out, res, &r);
+        const bp_qk_layer *a = &L.a;
+        ck_assert(bp_qk_wino_ok(a));
+        int64_t P = bp_qk_layer_positions(a), M = a->geo.m;
+        size_t es = bp_qtype_size(out);
+        void *y = malloc((size_t)L.ny * es + 64);
+        memset(y, 0x5A, (size_t)L.ny * es);
+        int parts = (int)rng_int(&r, 1, 3), by_blocks = (int)rng_int(&r, 0, 1);
+        run_split(y, &L, parts, by_blocks);
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t c = 0; c < M; c++)
+                ck_assert_msg(bp_qk_get(y, out, p * M + c) == naive(&L, p, c),
+                              "case %d (n %lld, %lldx%lld, c %lld, m %lld, pad "
+                              "%lld, g %lld, w%d, %s, out %d%s, %d parts by %s): "
+                              "p %lld c %lld: %lld, want %lld", it,
+                              (long long)s.n, (long long)s.h, (long long)s.w,
+                              (long long)s.c, (long long)s.m, (long long)s.pad,
+                              (long long)s.group, bits, sg ? "int8" : "uint8",
+                              (int)out, res ? ", residual" : "", parts,
+                              by_blocks ? "blocks" : "positions", (long long)p,
+                              (long long)c, (long long)bp_qk_get(y, out, p * M + c),
+                              (long long)naive(&L, p, c));
+        ran++;
+        free(y);
+        lcase_free(&L);
+    }
+    bp_qk_wino_set(wino);
+    bp_qk_isa_set(saved);
+    ck_assert_int_eq(ran, 60);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qkernels");
@@ -509,6 +571,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_epilogue_edges);
     tcase_add_test(tc, test_quantize);
     tcase_add_test(tc, test_dequant_ch);
+    tcase_add_test(tc, test_winograd_random);
     suite_add_tcase(s, tc);
     return s;
 }
