@@ -12,8 +12,8 @@
  * residual branch, and work split by positions and by blocks as the
  * executor's threads split it; 3x3 stride-1 layers by Winograd on AVX2
  * (where it pays, and forced on every layer it can run: odd sides, two
- * samples, groups, several chunks, 1824 channels at the extremes); the
- * output dequantisation against ldexp.  Every instruction set this CPU runs must
+ * samples, groups, several chunks, 1824 channels at the extremes, and 60
+ * random small layers); the output dequantisation against ldexp.  Every instruction set this CPU runs must
  * give the same integers. */
 #include "qkernels.h"
 #include "qkernels_impl.h"
