@@ -274,6 +274,18 @@ int64_t bp_qk_layer_unit(const bp_qk_layer *a)
     return layer_wino(a) ? 2 * a->geo.ow : BP_QK_TILE;
 }
 
+int bp_qk_layer_shared_ok(const bp_qk_layer *a)
+{
+    return layer_wino(a) && bp_qk_wino_one_chunk(a);
+}
+
+void bp_qk_layer_run_shared(void *y, const void *x, const bp_qk_layer *a,
+                            int64_t grp, atomic_llong *next, void *scratch)
+{
+    bp_qk_wino_run(y, x, a, 0, bp_qk_layer_positions(a), grp, 0,
+                   bp_qk_layer_blocks(a), next, scratch);
+}
+
 int bp_qk_layer_by_blocks(const bp_qk_layer *a)
 {
     /* per thread, a split by positions transforms every block's weights
@@ -568,7 +580,7 @@ void bp_qk_layer_run(void *y, const void *xv, const bp_qk_layer *a,
 {
     const uint8_t *x = xv;
     if (layer_wino(a)) {
-        bp_qk_wino_run(y, x, a, p0, p1, grp, b0, b1, scratch);
+        bp_qk_wino_run(y, x, a, p0, p1, grp, b0, b1, NULL, scratch);
         return;
     }
     const int vnni = bp_qk_isa_get() == BP_QK_AVX512VNNI;

@@ -8,6 +8,8 @@
 #include "qkernels.h"
 #include "quant.h"
 
+#include <stdatomic.h>
+
 /* Positions per tile of the VNNI GEMM: tiles read rows up to the next
  * multiple of it (within BP_QK_ROWPAD). */
 #define BP_QK_TILE 12
@@ -132,10 +134,21 @@ void bp_qk_avx2_store_sums(void *y, const bp_qk_layer *a, const int32_t *bias,
 int bp_qk_wino_ok(const bp_qk_layer *a);
 /* Scratch bytes of bp_qk_wino_run (0 when the layer is not one). */
 size_t bp_qk_wino_scratch(const bp_qk_layer *a);
-/* bp_qk_layer_run for such a layer on AVX2. */
+/* bp_qk_layer_run for such a layer on AVX2; with next, the blocks b0 +
+ * (*next)++ while below b1 (threads taking blocks as they finish). */
 void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
                     int64_t p0, int64_t p1, int64_t grp, int64_t b0, int64_t b1,
-                    void *scratch);
+                    atomic_llong *next, void *scratch);
+/* 1 when all the layer's tiles are one chunk (its input transformed once
+ * per call). */
+int bp_qk_wino_one_chunk(const bp_qk_layer *a);
+
+/* The blocks of group grp, all positions, taken one by one from *next by
+ * the threads that call it with the same counter (0 at first): a thread
+ * that runs slower takes fewer.  Only where bp_qk_layer_shared_ok. */
+void bp_qk_layer_run_shared(void *y, const void *x, const bp_qk_layer *a,
+                            int64_t grp, atomic_llong *next, void *scratch);
+int bp_qk_layer_shared_ok(const bp_qk_layer *a);
 /* The Winograd path off (0), on where it pays (1, the default) or on for
  * every layer it can run (2), for tests and benches; returns the previous
  * setting. */

@@ -344,9 +344,15 @@ TGT static void output_transform(const wbufs *b, const uint8_t *mask,
     }
 }
 
+int bp_qk_wino_one_chunk(const bp_qk_layer *a)
+{
+    const bp_conv_geom *g = &a->geo;
+    return g->n * ((g->oh + 1) / 2) * ((g->ow + 1) / 2) <= chunk_tiles(a);
+}
+
 void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
                     int64_t p0, int64_t p1, int64_t grp, int64_t b0, int64_t b1,
-                    void *scratch)
+                    atomic_llong *next, void *scratch)
 {
     const bp_conv_geom *g = &a->geo;
     const int64_t oh = g->oh, ow = g->ow, ohw = oh * ow, cg = a->cg;
@@ -378,7 +384,8 @@ void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
             }
         }
         input_transform(&b, x, a, grp, tc, nt);
-        for (int64_t bk = b0; bk < b1; bk++) {
+        for (int64_t bk = next ? b0 + atomic_fetch_add(next, 1) : b0; bk < b1;
+             bk = next ? b0 + atomic_fetch_add(next, 1) : bk + 1) {
             const int64_t rr = bk * BP_QBLOCK;
             const int64_t mb = a->mg - rr < BP_QBLOCK ? a->mg - rr : BP_QBLOCK;
             const int64_t start = (grp * a->mg + rr) * a->k;
@@ -405,12 +412,18 @@ void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
 #else /* not x86-64 GCC/Clang: never called (bp_qk_wino_ok is checked with
        * the AVX2 instruction set selected) */
 
+int bp_qk_wino_one_chunk(const bp_qk_layer *a)
+{
+    (void)a;
+    return 0;
+}
+
 void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
                     int64_t p0, int64_t p1, int64_t grp, int64_t b0, int64_t b1,
-                    void *scratch)
+                    atomic_llong *next, void *scratch)
 {
     (void)y; (void)x; (void)a; (void)p0; (void)p1; (void)grp; (void)b0;
-    (void)b1; (void)scratch;
+    (void)b1; (void)next; (void)scratch;
 }
 
 #endif

@@ -21,6 +21,8 @@
 
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -499,6 +501,39 @@ START_TEST(test_dequant_ch)
 }
 END_TEST
 
+/* Two threads sharing a layer's blocks (bp_qk_layer_run_shared). */
+typedef struct shared_arg {
+    void *y;
+    const lcase *L;
+    int64_t grp;
+    atomic_llong *next;
+    void *scratch;
+} shared_arg;
+
+static void *shared_thread(void *p)
+{
+    shared_arg *s = p;
+    bp_qk_layer_run_shared(s->y, s->L->x, &s->L->a, s->grp, s->next, s->scratch);
+    return NULL;
+}
+
+static void run_shared(void *y, const lcase *L)
+{
+    size_t ss = bp_qk_layer_scratch(&L->a);
+    void *sc[2] = {calloc(1, ss), calloc(1, ss)};
+    for (int64_t grp = 0; grp < L->a.geo.group; grp++) {
+        atomic_llong next;
+        atomic_init(&next, 0);
+        shared_arg arg[2] = {{y, L, grp, &next, sc[0]}, {y, L, grp, &next, sc[1]}};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, shared_thread, &arg[1]), 0);
+        shared_thread(&arg[0]);
+        pthread_join(th, NULL);
+    }
+    free(sc[0]);
+    free(sc[1]);
+}
+
 /* Winograd on AVX2 against the naive sums over 60 random small layers
  * (1-3 samples, sides 1-13, 4-48 input channels, 1-40 output channels,
  * padding 0-2, groups 1 or 2, every width, either input sign, all three
@@ -537,7 +572,13 @@ START_TEST(test_winograd_random)
         void *y = malloc((size_t)L.ny * es + 64);
         memset(y, 0x5A, (size_t)L.ny * es);
         int parts = (int)rng_int(&r, 1, 3), by_blocks = (int)rng_int(&r, 0, 1);
-        run_split(y, &L, parts, by_blocks);
+        /* by_blocks 2: two threads taking blocks from one counter */
+        if (by_blocks && bp_qk_layer_shared_ok(a) && rng_int(&r, 0, 1))
+            by_blocks = 2;
+        if (by_blocks == 2)
+            run_shared(y, &L);
+        else
+            run_split(y, &L, parts, by_blocks);
         for (int64_t p = 0; p < P; p++)
             for (int64_t c = 0; c < M; c++)
                 ck_assert_msg(bp_qk_get(y, out, p * M + c) == naive(&L, p, c),
@@ -548,7 +589,8 @@ START_TEST(test_winograd_random)
                               (long long)s.c, (long long)s.m, (long long)s.pad,
                               (long long)s.group, bits, sg ? "int8" : "uint8",
                               (int)out, res ? ", residual" : "", parts,
-                              by_blocks ? "blocks" : "positions", (long long)p,
+                              by_blocks == 2 ? "shared blocks"
+                              : by_blocks ? "blocks" : "positions", (long long)p,
                               (long long)c, (long long)bp_qk_get(y, out, p * M + c),
                               (long long)naive(&L, p, c));
         ran++;
