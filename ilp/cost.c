@@ -79,10 +79,12 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         bp_conv_geom geo;
         if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK) {
             f[i].group = geo.group;
-            /* the bound on the sums waits for the width: checked at 2 bits */
-            if (bp_qk_wino_shape(&geo, geo.c / geo.group, 2, 0)) {
+            /* the bound on the sums waits for the width (bp_cost_lm_wino) */
+            if (bp_qk_wino_geom(&geo, geo.c / geo.group)) {
                 f[i].wino_cin = geo.c / geo.group;
-                f[i].wino_tiles = ((geo.oh + 1) / 2) * ((geo.ow + 1) / 2);
+                bp_conv_geom one = geo; /* per sample */
+                one.n = 1;
+                f[i].wino_tiles = bp_qk_wino_tiles(&one);
             }
         }
         const bp_value *x = nd->n_in > 0 && nd->in[0] >= 0
@@ -182,13 +184,9 @@ static double ceil_to(double v, double m) { return ceil(v / m) * m; }
 
 int bp_cost_lm_wino(const bp_layer_facts *l, int64_t batch, int w_bits)
 {
-    if (!l->wino_tiles)
-        return 0;
     /* the geometry held (wino_tiles); the bound at this width, for uint8
      * inputs (the tighter; the facts do not know the sign) */
-    bp_conv_geom geo = {.kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1,
-                        .dil_h = 1, .dil_w = 1};
-    return bp_qk_wino_shape(&geo, l->wino_cin, w_bits, 0) &&
+    return l->wino_tiles && bp_qk_wino_bound(l->wino_cin, w_bits, 0) &&
            bp_qk_wino_pays((batch > 0 ? batch : 1) * l->wino_tiles,
                            l->wino_cin, w_bits);
 }

@@ -291,9 +291,8 @@ int bp_qk_layer_by_blocks(const bp_qk_layer *a)
     /* per thread, a split by positions transforms every block's weights
      * (16 x cg x 16 values each) and its share of the input (16 x tiles x
      * cg); a split by blocks its share of the weights and all the input */
-    const bp_conv_geom *g = &a->geo;
-    int64_t tiles = g->n * ((g->oh + 1) / 2) * ((g->ow + 1) / 2);
-    return layer_wino(a) && bp_qk_layer_blocks(a) * BP_QBLOCK > tiles;
+    return layer_wino(a) &&
+           bp_qk_layer_blocks(a) * BP_QBLOCK > bp_qk_wino_tiles(&a->geo);
 }
 
 /* A 1x1, stride-1, unpadded conv (or a Gemm) reads its rows straight from

@@ -137,8 +137,8 @@ int64_t bp_qk_layer_chunk(const bp_qk_layer *a);
 /* Winograd's F(2x2, 3x3) on AVX2 (qwino_avx2.c), one rule for the kernels
  * and the cost model (ilp/cost.c):
  * bp_qk_wino_shape: a 3x3, stride-1, undilated convolution whose input
- * channels per group are a multiple of 4, with sums small enough that 4x
- * them fit int32 (4 * 9 * cg * max|x| * max|w| < 2^31);
+ * channels per group are a multiple of 4 (bp_qk_wino_geom), with sums
+ * small enough that 4x them fit int32 (bp_qk_wino_bound);
  * bp_qk_wino_pays: then taken where it measured faster than the direct
  * GEMM (tiles: ceil(oh / 2) * ceil(ow / 2) per sample, times the batch;
  * one thread, Zen 3).  Its fixed costs (a weight transform per block and
@@ -146,15 +146,32 @@ int64_t bp_qk_layer_chunk(const bp_qk_layer *a);
  * 8x8x64 -> 64: 1.18x); weights of at most 5 bits, whose direct GEMM
  * multiplies bytes, need 32 tiles and 4096 (7x7x512 -> 512 at 4 bits:
  * 0.92x; 16x16x64 -> 64: 1.14x). */
-static inline int bp_qk_wino_shape(const bp_conv_geom *g, int64_t cg,
-                                   int w_bits, int in_signed)
+static inline int bp_qk_wino_geom(const bp_conv_geom *g, int64_t cg)
 {
-    if (g->kh != 3 || g->kw != 3 || g->stride_h != 1 || g->stride_w != 1 ||
-        g->dil_h != 1 || g->dil_w != 1 || cg < 4 || cg % 4 || w_bits < 2 ||
-        w_bits > 8)
+    return g->kh == 3 && g->kw == 3 && g->stride_h == 1 && g->stride_w == 1 &&
+           g->dil_h == 1 && g->dil_w == 1 && cg >= 4 && cg % 4 == 0;
+}
+
+/* 4 * 9 * cg * max|x| * max|w| < 2^31 */
+static inline int bp_qk_wino_bound(int64_t cg, int w_bits, int in_signed)
+{
+    if (w_bits < 2 || w_bits > 8)
         return 0;
     int64_t mx = in_signed ? 128 : 255, mw = (int64_t)1 << (w_bits - 1);
     return 36 * cg * mx * mw < ((int64_t)1 << 31);
+}
+
+static inline int bp_qk_wino_shape(const bp_conv_geom *g, int64_t cg,
+                                   int w_bits, int in_signed)
+{
+    return bp_qk_wino_geom(g, cg) && bp_qk_wino_bound(cg, w_bits, in_signed);
+}
+
+/* The 2x2 output tiles of a layer: ceil(oh / 2) * ceil(ow / 2) per sample,
+ * times g->n. */
+static inline int64_t bp_qk_wino_tiles(const bp_conv_geom *g)
+{
+    return g->n * ((g->oh + 1) / 2) * ((g->ow + 1) / 2);
 }
 
 static inline int bp_qk_wino_pays(int64_t tiles, int64_t cg, int w_bits)

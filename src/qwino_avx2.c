@@ -52,8 +52,7 @@ int bp_qk_wino_ok(const bp_qk_layer *a)
     return wino_on && a->k == 9 * a->cg &&
            bp_qk_wino_shape(g, a->cg, a->w_bits, a->in_signed) &&
            (wino_on == 2 ||
-            bp_qk_wino_pays(g->n * ((g->oh + 1) / 2) * ((g->ow + 1) / 2),
-                            a->cg, a->w_bits));
+            bp_qk_wino_pays(bp_qk_wino_tiles(g), a->cg, a->w_bits));
 }
 
 /* Tiles per chunk: the 16 input matrices about 1 MiB.  Each block's
@@ -346,8 +345,7 @@ TGT static void output_transform(const wbufs *b, const uint8_t *mask,
 
 int bp_qk_wino_one_chunk(const bp_qk_layer *a)
 {
-    const bp_conv_geom *g = &a->geo;
-    return g->n * ((g->oh + 1) / 2) * ((g->ow + 1) / 2) <= chunk_tiles(a);
+    return bp_qk_wino_tiles(&a->geo) <= chunk_tiles(a);
 }
 
 void bp_qk_wino_run(void *y, const uint8_t *x, const bp_qk_layer *a,
