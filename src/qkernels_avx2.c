@@ -18,8 +18,11 @@
  * layer, single thread, ResNet-18).  Wide layers run in K slices
  * whose weights (8 channels x 256 k, 4 KiB) stay in L1 while every tile of
  * the chunk passes over them; partial sums wait in the accumulator buffer.
- * The epilogue is the portable one's integer formula on 8 lanes (AVX2 has
- * no 64-bit arithmetic shift or min/max: both are built from compares).
+ * The epilogue is the portable one's integer formula on 8 lanes, in int32
+ * after one 64-bit product per branch wherever the values allow (store8;
+ * with the executor's scales, every layer), else with 64-bit lanes
+ * throughout (AVX2 has no 64-bit arithmetic shift or min/max: both are
+ * built from compares).
  * Weights of at most 6 bits take the byte path instead (below).  oneDNN's
  * int8 convolutions on CPUs without VNNI multiply with vpmaddubsw too (its
  * guide, "Nuances of int8 computations", describes the saturation), so
@@ -260,6 +263,16 @@ typedef struct ch8 {
      * bias that shift leaves in the low 32 bits */
     int fast;
     __m256i kb[2], kc;
+    /* Smaller shifts take the same path after t is clamped to +-tb: tb =
+     * 2^(s + 7) where s < 24, so that m >= 2^23 puts round(tb * m / 2^s)
+     * = 2^7 m in [2^30, 2^31), past every output bound and the residual
+     * saturation while still in int32, and a sum beyond tb ends there as
+     * well; INT32_MAX (no clamp) where s >= 24.  clampok: every lane has
+     * s >= 24 or m >= 2^23, always so for bp_dyadic24_from's scales.
+     * fastres: clampok, and the layer's residual rescale fits the same
+     * form (res_fits). */
+    int clampok, fastres;
+    __m256i tb, ntb;
 } ch8;
 
 /* The smallest shift of the fast epilogue: |t| <= 2^31 and m < 2^24, so
@@ -272,9 +285,25 @@ typedef struct epi8 {
     __m256i q[E_N];
     __m256i lo32, hi32;
     __m256i pick; /* byte 0 of each int32 lane to the lane's first 4 bytes */
+    /* the residual branch in the fast form (ch8.fastres): kb and kc of its
+     * one shift rs, that shift, the sum's rounding 2^(frac-1) and shift,
+     * and the saturation bounds in int32 */
+    __m256i rkb, rkc, rs, frnd, sat32, nsat32;
+    __m128i fs;
 } epi8;
 
 static int64_t rnd_of(int s) { return s > 0 ? (int64_t)1 << (s - 1) : 0; }
+
+/* The residual rescale res * rm / 2^rs in the fast form: |res| <= 255 and
+ * rm < 2^31, so with rs >= 10 its value is within +-2^29 and the
+ * saturation at 2^30 never acts; the main branch, saturated, is within
+ * +-2^30, so their sum and the rounding constant of a fraction of at most
+ * 29 bits stay in int32. */
+static int res_fits(const bp_qk_layer *a)
+{
+    return a->rm >= 0 && a->rs >= 10 && a->rs <= 62 && a->frac >= 1 &&
+           a->frac <= 29;
+}
 
 TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
                           int64_t c0, int64_t nc)
@@ -289,6 +318,7 @@ TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
     if (a->out_type == BP_QT_I32) {
         for (int j = 0; j < 2; j++)
             h->m[j] = h->s[j] = h->rnd[j] = _mm256_setzero_si256();
+        h->fast = h->clampok = h->fastres = 0;
         return;
     }
     /* rq = m << 8 | s; _mm256_mul_epi32 reads the low 32 bits of each
@@ -312,6 +342,17 @@ TGT static void ch8_setup(ch8 *h, const bp_qk_layer *a, const int32_t *bsrc,
     /* vpsllvd counts of 32 or more give 0: 2^(62 - s) mod 2^32 */
     h->kc = _mm256_sllv_epi32(_mm256_set1_epi32(1),
                               _mm256_sub_epi32(_mm256_set1_epi32(62), sh));
+    const __m256i s24 = _mm256_cmpgt_epi32(_mm256_set1_epi32(24), sh);
+    h->tb = _mm256_blendv_epi8(
+        _mm256_set1_epi32(INT32_MAX),
+        _mm256_sllv_epi32(_mm256_set1_epi32(1),
+                          _mm256_add_epi32(sh, _mm256_set1_epi32(7))), s24);
+    __m256i bad = _mm256_and_si256(
+        _mm256_and_si256(mask, s24),
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(1 << 23), m));
+    h->ntb = _mm256_sub_epi32(_mm256_setzero_si256(), h->tb);
+    h->clampok = _mm256_testz_si256(bad, bad);
+    h->fastres = a->residual && h->clampok && res_fits(a);
 }
 
 TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
@@ -326,6 +367,15 @@ TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
     };
     for (int j = 0; j < E_N; j++)
         e->q[j] = _mm256_set1_epi64x(v[j]);
+    const int rf = res && res_fits(a);
+    e->rkb = _mm256_set1_epi64x(rf ? rnd_of(a->rs) + (INT64_C(1) << 62) : 0);
+    e->rkc = _mm256_set1_epi32(
+        rf ? (int32_t)(uint32_t)((uint64_t)1 << (62 - a->rs)) : 0);
+    e->frnd = _mm256_set1_epi32(rf ? (int32_t)rnd_of(a->frac) : 0);
+    e->rs = _mm256_set1_epi64x(rf ? a->rs : 0);
+    e->fs = _mm_cvtsi32_si128(rf ? a->frac : 0);
+    e->sat32 = _mm256_set1_epi32((int32_t)BP_QRES_SAT);
+    e->nsat32 = _mm256_set1_epi32(-(int32_t)BP_QRES_SAT);
     e->lo32 = _mm256_set1_epi32(a->lo);
     e->hi32 = _mm256_set1_epi32(a->hi);
     e->pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -335,6 +385,34 @@ TGT static void epi8_setup(epi8 *e, const bp_qk_layer *a)
 
 /* 64-bit lanes clamped to [q[lo], q[hi]] */
 #define CLAMP64(x, lo, hi) max64(min64((x), e->q[hi]), e->q[lo])
+
+/* The 8 residual codes at idx (nc of them) as int32 lanes */
+TGT static inline __m256i res8(const bp_qk_layer *a, const ch8 *h, int64_t idx)
+{
+    uint8_t rb[8] = {0};
+    const uint8_t *src = (const uint8_t *)a->res + idx;
+    if (h->nc == TC)
+        memcpy(rb, src, 8);
+    else
+        memcpy(rb, src, (size_t)h->nc);
+    __m128i r8 = _mm_loadl_epi64((const __m128i *)rb);
+    return a->res_type == BP_QT_U8 ? _mm256_cvtepu8_epi32(r8)
+                                   : _mm256_cvtepi8_epi32(r8);
+}
+
+/* round(x * m / 2^s) of the even (xe) and odd (xo) 64-bit products, whose
+ * values fit int32: (x + rnd + 2^62) >> s, logical, is round(x / 2^s) +
+ * 2^(62 - s), so its low 32 bits less kc = 2^(62 - s) mod 2^32 are the
+ * value; int32 lanes in channel order */
+TGT static inline __m256i round32(__m256i xe, __m256i xo, __m256i kbe,
+                                  __m256i kbo, __m256i se, __m256i so,
+                                  __m256i kc)
+{
+    xe = _mm256_srlv_epi64(_mm256_add_epi64(xe, kbe), se);
+    xo = _mm256_srlv_epi64(_mm256_add_epi64(xo, kbo), so);
+    return _mm256_sub_epi32(
+        _mm256_blend_epi32(xe, _mm256_slli_epi64(xo, 32), 0xAA), kc);
+}
 
 /* The rescaled values of 8 channels with 64-bit arithmetic throughout
  * (AVX2 has no 64-bit arithmetic shift or min/max: both are built from
@@ -347,15 +425,7 @@ TGT static inline __m256i slow8(const bp_qk_layer *a, const ch8 *h,
     pe = rsr64(pe, h->rnd[0], h->s[0]);
     po = rsr64(po, h->rnd[1], h->s[1]);
     if (a->residual) {
-        uint8_t rb[8] = {0};
-        const uint8_t *src = (const uint8_t *)a->res + idx;
-        if (h->nc == TC)
-            memcpy(rb, src, 8);
-        else
-            memcpy(rb, src, (size_t)h->nc);
-        __m128i r8 = _mm_loadl_epi64((const __m128i *)rb);
-        __m256i r = a->res_type == BP_QT_U8 ? _mm256_cvtepu8_epi32(r8)
-                                            : _mm256_cvtepi8_epi32(r8);
+        __m256i r = res8(a, h, idx);
         __m256i qe = _mm256_mul_epi32(r, e->q[E_RM]);
         __m256i qo = _mm256_mul_epi32(_mm256_srli_epi64(r, 32), e->q[E_RM]);
         qe = CLAMP64(rsr64(qe, e->q[E_RRND], e->q[E_RS]), E_SATLO, E_SATHI);
@@ -387,21 +457,30 @@ TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
         }
         return;
     }
-    __m256i pe = _mm256_mul_epi32(t, h->m[0]);
-    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]);
     __m256i v;
-    if (h->fast && !a->residual) {
-        /* (p + rnd + 2^62) >> s, logical, is round(p / 2^s) + 2^(62 - s):
-         * its low 32 bits less kc are the value, which fits int32; then
-         * the clamp in 32 bits (16 instructions where the 64-bit
-         * emulation below takes 27) */
-        pe = _mm256_srlv_epi64(_mm256_add_epi64(pe, h->kb[0]), h->s[0]);
-        po = _mm256_srlv_epi64(_mm256_add_epi64(po, h->kb[1]), h->s[1]);
-        v = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-        v = _mm256_sub_epi32(v, h->kc);
+    if (a->residual ? h->fastres : h->fast || h->clampok) {
+        /* the rescale in 32 bits (16 instructions where the 64-bit
+         * emulation of slow8 takes 27; with the residual add about 30
+         * against 70, which had been a sixth of the example CNN's
+         * residual layers) */
+        if (!h->fast)
+            t = _mm256_max_epi32(_mm256_min_epi32(t, h->tb), h->ntb);
+        v = round32(_mm256_mul_epi32(t, h->m[0]),
+                    _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]),
+                    h->kb[0], h->kb[1], h->s[0], h->s[1], h->kc);
+        if (a->residual) {
+            const __m256i r = res8(a, h, idx), rm = e->q[E_RM];
+            __m256i v2 = round32(_mm256_mul_epi32(r, rm),
+                                 _mm256_mul_epi32(_mm256_srli_epi64(r, 32), rm),
+                                 e->rkb, e->rkb, e->rs, e->rs, e->rkc);
+            v = _mm256_max_epi32(_mm256_min_epi32(v, e->sat32), e->nsat32);
+            v = _mm256_add_epi32(_mm256_add_epi32(v, v2), e->frnd);
+            v = _mm256_sra_epi32(v, e->fs);
+        }
         v = _mm256_max_epi32(_mm256_min_epi32(v, e->hi32), e->lo32);
     } else {
-        v = slow8(a, h, e, idx, pe, po);
+        v = slow8(a, h, e, idx, _mm256_mul_epi32(t, h->m[0]),
+                  _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]));
     }
     /* byte 0 of each lane, in order; every value is within [lo, hi] */
     v = _mm256_shuffle_epi8(v, e->pick);

@@ -144,8 +144,12 @@ static void lcase_make(lcase *L, const shape *s, int bits, int in_signed,
     if (residual) {
         a->residual = 1;
         a->res_type = rng_int(r, 0, 1) ? BP_QT_U8 : BP_QT_I8;
-        a->rm = (int32_t)rng_int(r, 1 << 21, 1 << 23);
-        a->rs = 7;
+        /* as the executor makes them: bp_dyadic_from of 2^16 times the
+         * ratio of the scales, here 2^-4 .. 2^7, so rs = 6 .. 17, across
+         * the rs >= 10 of AVX2's 32-bit residual path */
+        double q = ldexp(1.0 + (double)rng_int(r, 0, 1000) / 1000,
+                         16 + (int)rng_int(r, -4, 7));
+        ck_assert_int_eq(bp_dyadic_from(q, &a->rm, &a->rs), 0);
         a->frac = BP_QRES_FRAC;
         L->res = malloc((size_t)L->ny + 64);
         for (int64_t i = 0; i < L->ny; i++)
@@ -340,55 +344,83 @@ END_TEST
 
 /* The requantising epilogue where its int64 products are largest: sums
  * near +-2^31 (biases of +-(2^31 - 2^24) over sums under 2^24) times
- * multipliers just under 2^24, at shifts 23 and 24 (AVX2: the 64-bit
- * path), 25 and 26 (its fast 32-bit path, whose values must not wrap),
- * 40 and 62, one shift per 8 channels; 8- and 4-bit weights, uint8 and
- * int8 out.  Up to shift 40 every value clamps, to the side of its sign:
- * a wrapped one would land on the other. */
+ * multipliers just under 2^24, at shifts 0, 7, 16, 23 and 24 (AVX2: sums
+ * clamped to +-2^(s + 7) first), 25 and 26 (its fast path without the
+ * clamp, whose values must not wrap), 40 and 62, one shift per 8
+ * channels, and a group at shift 16 whose multipliers are tiny, which
+ * bp_dyadic24_from never makes (AVX2: the 64-bit path); 8- and 4-bit
+ * weights, uint8 and int8 out.  Up to shift 40 every value clamps, to the
+ * side of its sign: a wrapped one would land on the other.  Then the same
+ * with a residual add, whose branches saturate at +-2^30: the largest
+ * residual multiplier at rs 10 (AVX2's 32-bit residual path at its bound)
+ * and at rs 9 (the 64-bit path), a typical one, and a tiny one; residual
+ * codes at 0, the largest and the most negative, or random. */
+static const shape edge_g = {2, 1, 1, 70, 77, 1, 1, 1, 0, 1, 1};
+static const int edge_shifts[] = {0, 7, 16, 23, 24, 25, 26, 40, 62, 16};
+
+/* One case of test_epilogue_edges: rk < 0 plain, else residual kind rk */
+static void epilogue_edge(int bits, bp_qtype ot, int rk, rng *r)
+{
+    static const struct { int32_t rm; int rs; } rres[] = {
+        {INT32_MAX, 10}, {INT32_MAX, 9}, {(1 << 30) + 12345, 14}, {1 << 30, 40},
+    };
+    const shape *g = &edge_g;
+    lcase L;
+    lcase_make(&L, g, bits, 0, ot, rk >= 0, r);
+    bp_qk_layer *a = &L.a;
+    if (rk >= 0) {
+        a->rm = rres[rk].rm;
+        a->rs = rres[rk].rs;
+        a->res_type = rk % 2 ? BP_QT_I8 : BP_QT_U8;
+        for (int64_t i = 0; i < L.ny; i++)
+            switch (i % 4) {
+            case 0: L.res[i] = 0; break;
+            case 1: L.res[i] = rk % 2 ? 0x7F : 0xFF; break;
+            case 2: L.res[i] = 0x80; break;
+            default: L.res[i] = (uint8_t)rng_int(r, 0, 255);
+            }
+    }
+    for (int64_t c = 0; c < g->m; c++) {
+        int64_t sum = 0;
+        for (int64_t kk = 0; kk < a->k; kk++)
+            sum += L.codes[c * a->k + kk];
+        const int64_t big = (INT64_C(1) << 31) - (1 << 24);
+        L.bias[c] = (int32_t)(c % 2 ? -big : big - 1);
+        L.bias_x[c] = (int32_t)(L.bias[c] - 128 * sum);
+        int64_t m = c / 8 == 9 ? 1 + c % 8 : (1 << 24) - 1 - c;
+        L.rq[c] = (uint32_t)(m << 8 | edge_shifts[c / 8]);
+    }
+    int64_t P = bp_qk_layer_positions(a);
+    uint8_t *y = malloc((size_t)L.ny + 64);
+    bp_qk_isa saved = bp_qk_isa_get();
+    for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
+        if (bp_qk_isa_set((bp_qk_isa)isa))
+            continue;
+        memset(y, 0x5A, (size_t)L.ny);
+        run_split(y, &L, 1, 0);
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t c = 0; c < g->m; c++) {
+                int64_t v = bp_qk_get(y, ot, p * g->m + c), want = naive(&L, p, c);
+                ck_assert_msg(v == want,
+                              "w%d out %d residual %d %s: p %lld c %lld "
+                              "(shift %d): %lld, want %lld", bits, (int)ot, rk,
+                              bp_qk_isa_name((bp_qk_isa)isa), (long long)p,
+                              (long long)c, edge_shifts[c / 8], (long long)v,
+                              (long long)want);
+            }
+    }
+    bp_qk_isa_set(saved);
+    free(y);
+    lcase_free(&L);
+}
+
 START_TEST(test_epilogue_edges)
 {
-    static const shape g = {2, 1, 1, 70, 45, 1, 1, 1, 0, 1, 1};
-    static const int shifts[] = {23, 24, 25, 26, 40, 62};
     rng r = {0xED6EULL};
-    bp_qk_isa saved = bp_qk_isa_get();
     for (int bits = 4; bits <= 8; bits += 4)
-        for (int ot = BP_QT_U8; ot <= BP_QT_I8; ot++) {
-            lcase L;
-            lcase_make(&L, &g, bits, 0, (bp_qtype)ot, 0, &r);
-            const bp_qk_layer *a = &L.a;
-            for (int64_t c = 0; c < g.m; c++) {
-                int64_t sum = 0;
-                for (int64_t kk = 0; kk < a->k; kk++)
-                    sum += L.codes[c * a->k + kk];
-                const int64_t big = (INT64_C(1) << 31) - (1 << 24);
-                L.bias[c] = (int32_t)(c % 2 ? -big : big - 1);
-                L.bias_x[c] = (int32_t)(L.bias[c] - 128 * sum);
-                L.rq[c] = (uint32_t)(((1 << 24) - 1 - c) << 8 |
-                                     shifts[c / 8 % 6]);
-            }
-            int64_t P = bp_qk_layer_positions(a);
-            uint8_t *y = malloc((size_t)L.ny + 64);
-            for (int isa = 0; isa < BP_QK_ISA_COUNT; isa++) {
-                if (bp_qk_isa_set((bp_qk_isa)isa))
-                    continue;
-                memset(y, 0x5A, (size_t)L.ny);
-                run_split(y, &L, 1, 0);
-                for (int64_t p = 0; p < P; p++)
-                    for (int64_t c = 0; c < g.m; c++) {
-                        int64_t v = bp_qk_get(y, (bp_qtype)ot, p * g.m + c);
-                        ck_assert_msg(v == naive(&L, p, c),
-                                      "w%d out %d %s: p %lld c %lld (shift %d): "
-                                      "%lld, want %lld", bits, ot,
-                                      bp_qk_isa_name((bp_qk_isa)isa),
-                                      (long long)p, (long long)c,
-                                      shifts[c / 8 % 6], (long long)v,
-                                      (long long)naive(&L, p, c));
-                    }
-            }
-            bp_qk_isa_set(saved);
-            free(y);
-            lcase_free(&L);
-        }
+        for (int ot = BP_QT_U8; ot <= BP_QT_I8; ot++)
+            for (int rk = -1; rk < 4; rk++)
+                epilogue_edge(bits, (bp_qtype)ot, rk, &r);
 }
 END_TEST
 
