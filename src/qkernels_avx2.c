@@ -440,6 +440,38 @@ TGT static inline __m256i slow8(const bp_qk_layer *a, const ch8 *h,
     return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
 }
 
+/* The rescaled values of 8 channels within [lo, hi], for all but store8's
+ * inline case (plain, shifts >= FAST_S): out of line, so that store8 stays
+ * small enough to be inlined into the kernels (outlined, it had cost the
+ * example CNN's first layer a fifth more time). */
+__attribute__((noinline)) TGT static __m256i rescale8(const bp_qk_layer *a,
+                                                      const ch8 *h,
+                                                      const epi8 *e,
+                                                      int64_t idx, __m256i t)
+{
+    if (!(a->residual ? h->fastres : h->clampok))
+        return slow8(a, h, e, idx, _mm256_mul_epi32(t, h->m[0]),
+                     _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]));
+    /* the rescale in 32 bits (16 instructions where the 64-bit emulation
+     * of slow8 takes 27; with the residual add about 30 against 70, which
+     * had been a sixth of the example CNN's residual layers) */
+    if (!h->fast)
+        t = _mm256_max_epi32(_mm256_min_epi32(t, h->tb), h->ntb);
+    __m256i v = round32(_mm256_mul_epi32(t, h->m[0]),
+                        _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]),
+                        h->kb[0], h->kb[1], h->s[0], h->s[1], h->kc);
+    if (a->residual) {
+        const __m256i r = res8(a, h, idx), rm = e->q[E_RM];
+        __m256i v2 = round32(_mm256_mul_epi32(r, rm),
+                             _mm256_mul_epi32(_mm256_srli_epi64(r, 32), rm),
+                             e->rkb, e->rkb, e->rs, e->rs, e->rkc);
+        v = _mm256_max_epi32(_mm256_min_epi32(v, e->sat32), e->nsat32);
+        v = _mm256_add_epi32(_mm256_add_epi32(v, v2), e->frnd);
+        v = _mm256_sra_epi32(v, e->fs);
+    }
+    return _mm256_max_epi32(_mm256_min_epi32(v, e->hi32), e->lo32);
+}
+
 /* Channels h->c0 .. + nc of position p from the int32 sums t (lanes). */
 TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
                               const epi8 *e, int64_t p, __m256i t)
@@ -458,29 +490,14 @@ TGT static inline void store8(void *y, const bp_qk_layer *a, const ch8 *h,
         return;
     }
     __m256i v;
-    if (a->residual ? h->fastres : h->fast || h->clampok) {
-        /* the rescale in 32 bits (16 instructions where the 64-bit
-         * emulation of slow8 takes 27; with the residual add about 30
-         * against 70, which had been a sixth of the example CNN's
-         * residual layers) */
-        if (!h->fast)
-            t = _mm256_max_epi32(_mm256_min_epi32(t, h->tb), h->ntb);
+    if (h->fast && !a->residual) {
+        /* inline: the path of almost every plain layer */
         v = round32(_mm256_mul_epi32(t, h->m[0]),
                     _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]),
                     h->kb[0], h->kb[1], h->s[0], h->s[1], h->kc);
-        if (a->residual) {
-            const __m256i r = res8(a, h, idx), rm = e->q[E_RM];
-            __m256i v2 = round32(_mm256_mul_epi32(r, rm),
-                                 _mm256_mul_epi32(_mm256_srli_epi64(r, 32), rm),
-                                 e->rkb, e->rkb, e->rs, e->rs, e->rkc);
-            v = _mm256_max_epi32(_mm256_min_epi32(v, e->sat32), e->nsat32);
-            v = _mm256_add_epi32(_mm256_add_epi32(v, v2), e->frnd);
-            v = _mm256_sra_epi32(v, e->fs);
-        }
         v = _mm256_max_epi32(_mm256_min_epi32(v, e->hi32), e->lo32);
     } else {
-        v = slow8(a, h, e, idx, _mm256_mul_epi32(t, h->m[0]),
-                  _mm256_mul_epi32(_mm256_srli_epi64(t, 32), h->m[1]));
+        v = rescale8(a, h, e, idx, t);
     }
     /* byte 0 of each lane, in order; every value is within [lo, hi] */
     v = _mm256_shuffle_epi8(v, e->pick);
