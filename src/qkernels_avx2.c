@@ -163,10 +163,13 @@ TGT void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
             _mm_storel_epi64((__m128i *)(d + (g + 2) * TP * 4), hi);
             _mm_storeh_pd((double *)(d + (g + 3) * TP * 4), _mm_castsi128_pd(hi));
         }
-        for (; g < G; g++)
-            for (int j = 0; j < 4; j++)
-                d[g * TP * 4 + j] = sign ? (int16_t)(int8_t)s[4 * g + j]
-                                         : (int16_t)s[4 * g + j];
+        for (; g < G; g++) { /* a group at a time: 3 instructions, not 8 */
+            int32_t q;
+            memcpy(&q, s + 4 * g, 4);
+            __m128i b = _mm_cvtsi32_si128(q);
+            _mm_storel_epi64((__m128i *)(d + g * TP * 4),
+                             sign ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b));
+        }
     }
 }
 
