@@ -59,6 +59,18 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A profile this bench measured, and the "-roofline.json" that `profile
+ * --measure --model` writes beside it (qprofile.c) */
+static void remove_profile(const char *path)
+{
+    char rl[600];
+    const char *dot = strrchr(path, '.');
+    int stem = dot && strcmp(dot, ".json") == 0 ? (int)(dot - path) : (int)strlen(path);
+    snprintf(rl, sizeof rl, "%.*s-roofline.json", stem, path);
+    remove(path);
+    remove(rl);
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -319,7 +331,7 @@ static int bench_model(const char *name, const char *model, const char *calib,
         bp_exec_free(&fe);
     }
     if (!profile)
-        remove(prof);
+        remove_profile(prof);
     free(x);
 out:
     bp_qcalib_free(&qc);
@@ -505,14 +517,14 @@ int main(int argc, char **argv)
                "  /usr/bin/python3 %s/bench/export_resnet18.py\n", model,
                BP_SRCDIR);
         if (generic == gen)
-            remove(gen);
+            remove_profile(gen);
         return 0;
     }
     double int8 = NAN;
     bench_model("ResNet-18 224x224", model, calib, 8, threads, repeat / 2 + 1,
                 profile, generic, &int8);
     if (generic == gen)
-        remove(gen);
+        remove_profile(gen);
     if (access("/usr/bin/python3", X_OK) == 0) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/torch_int8.py "
