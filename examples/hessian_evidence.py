@@ -33,7 +33,12 @@ script prints where the Hessian plan and the uniform plan rank.  That tells
 a wrong choice (the calibration data already ranks it low) from test-set
 noise (calibration ranks it first, the 500 test samples do not), and shows
 when the uniform plan is itself the best there is, so that no plan can beat
-it.  Exit status 0 when every comparison holds, 1 otherwise.  Standard
+it.  There, each layer is also run alone below 8 bits on both sets: its
+loss increase against the all-8-bit plan with its standard error, and
+for the Hessian, uniform and best plans the sum of their layers'
+increases beside the measured one (close: the layers do not interact, and
+a plan's rank follows single-layer effects, which may differ between the
+sets by more than their noise).  Exit status 0 when every comparison holds, 1 otherwise.  Standard
 library only; deterministic with --seed.  Takes about a minute.
 """
 import argparse
@@ -189,6 +194,52 @@ def measure(bitplan, model, plan, calib, test, labels):
             j["size_bytes"] - j["overhead_bytes"], per)
 
 
+def singles(bitplan, model, sha, layers, tmp, name, calib, calib_y, test, labels,
+            named):
+    """Each layer alone below 8 bits (the others at 8), on the test and the
+    calibration set: its loss increase against the all-8-bit plan, paired
+    over the samples, and for the named plans the sum of their layers'
+    increases beside the measured one.  Tells interactions between layers
+    (measured far from the sum) from single-layer effects that differ
+    between the data sets, and shows those effects against their noise."""
+    L = len(layers)
+    sets = (("test", test, labels), ("calibration", calib, calib_y))
+    base, one = {}, {}
+    for tag, data, lab in sets:
+        bp = os.path.join(tmp, f"{name}_s8.json")
+        write_plan(bp, model, sha, layers, [8] * L)
+        base[tag] = measure(bitplan, model, bp, calib, data, lab)
+        for i in range(L):
+            for w in sorted({bits[i] for bits in named.values()} - {8}):
+                sp = os.path.join(tmp, f"{name}_s{i}_{w}.json")
+                write_plan(sp, model, sha, layers, [w if j == i else 8 for j in range(L)])
+                one[tag, i, w] = measure(bitplan, model, sp, calib, data, lab)
+    print("  one layer below 8 bits, against all-8-bit, paired (test | calibration):")
+    for i, l in enumerate(layers):
+        for w in sorted({bits[i] for bits in named.values()} - {8}):
+            cells = []
+            for tag, _, _ in sets:
+                dm, se = paired(one[tag, i, w][3], base[tag][3])
+                cells.append(f"{dm:+.5f} +- {se:.5f}")
+            print(f"    {l['name']} at {w} bits: {cells[0]} | {cells[1]}")
+    print("  loss increase measured, and as the sum of its layers' (test | calibration):")
+    merged = {}
+    for what, bits in named.items():  # one line per distinct plan
+        key = tuple(bits)
+        merged[key] = merged[key] + ", " + what if key in merged else what
+    for key, what in merged.items():
+        bits = list(key)
+        cells = []
+        for tag, data, lab in sets:
+            pp = os.path.join(tmp, f"{name}_sp.json")
+            write_plan(pp, model, sha, layers, bits)
+            got = measure(bitplan, model, pp, calib, data, lab)[0]
+            add = base[tag][0] + sum(one[tag, i, w][0] - base[tag][0]
+                                     for i, w in enumerate(bits) if w != 8)
+            cells.append(f"{got:.5f} (sum {add:.5f})")
+        print(f"    {what:12s} {str(bits):12s} {cells[0]} | {cells[1]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bitplan", default=os.environ.get("BITPLAN", "bitplan"))
@@ -280,6 +331,9 @@ def main():
                           f"{min(tl):.5f}); by calibration loss the Hessian plan ranks "
                           f"{rank_of(hbits, plans, cl)}/{n}, the uniform plan "
                           f"{rank_of([b] * len(layers), plans, cl)}/{n}")
+                    singles(a.bitplan, model, sha, layers, tmp, name, calib, calib_y,
+                            test, labels, {"hessian": hbits, "uniform": [b] * len(layers),
+                                           "best on test": best})
                 print(f"  the Hessian plan {'wins' if ok else 'does NOT win'} on loss and accuracy")
     print("all comparisons hold" if ok_all else "some comparisons fail")
     return 0 if ok_all else 1
