@@ -5,7 +5,7 @@
  *
  *   bench/bench_qexec [--threads N] [--repeat N] [--profile HW.json]
  *                     [--generic HW.json] [--isa portable|avx2|avx512-vnni]
- *                     [--no-winograd]
+ *                     [--no-winograd] [--model M.onnx --calib C.npy [--batch N]]
  *
  * Models: the example CNN and MLP (batch 1 and 64) and, when it has been
  * exported (/usr/bin/python3 bench/export_resnet18.py), bench/resnet18.onnx
@@ -16,7 +16,9 @@
  * layers (bitplan profile --measure --model; measured here first unless
  * --profile), and from the generic profile (bitplan profile --measure,
  * no model: the fitted layer model and op costs; measured here first
- * unless --generic), next to the measured latency.
+ * unless --generic), next to the measured latency.  With --model M.onnx
+ * --calib C.npy, model M alone (batch 1 and --batch, default 64; the
+ * generic prediction only with --generic).
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
  * same ResNet-18.  Latencies are medians per sample, the float path and
  * the three plans timed in turns (interleaved()); each speed-up is printed
@@ -466,7 +468,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: bench_qexec [--threads N] [--repeat N] "
                     "[--profile HW.json] [--generic HW.json] [--isa NAME] "
-                    "[--no-winograd]\n"
+                    "[--no-winograd] [--model M --calib C [--batch N]]\n"
                     "       bench_qexec --ops [--bits W] [--batch N] "
                     "[--threads N] [--repeat N] [--model M --calib C] "
                     "[--isa NAME] [--no-winograd]\n");
@@ -491,6 +493,12 @@ int main(int argc, char **argv)
                              BP_SRCDIR "/examples/digits_calib_x.npy", wbits,
                              batch, threads, repeat) ? 1 : 0;
         return bench_ops(model, calib, wbits, batch, threads, repeat) ? 1 : 0;
+    }
+    if (ops_model && ops_calib) {
+        /* one model, float and integer in turns (batch --batch) */
+        return bench_model(ops_model, ops_model, ops_calib,
+                           batch > 1 ? batch : 64, threads, repeat, profile,
+                           generic, NULL) ? 1 : 0;
     }
     char gen[512];
     if (!generic) {
