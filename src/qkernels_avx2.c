@@ -301,7 +301,8 @@ static int64_t rnd_of(int s) { return s > 0 ? (int64_t)1 << (s - 1) : 0; }
  * rm < 2^31, so with rs >= 10 its value is within +-2^29 and the
  * saturation at 2^30 never acts; the main branch, saturated, is within
  * +-2^30, so their sum and the rounding constant of a fraction of at most
- * 29 bits stay in int32. */
+ * 29 bits stay in int32 (rs 9 would still fit, by 0.2%; at rs 8 the sum
+ * can wrap, which test_epilogue_edges shows). */
 static int res_fits(const bp_qk_layer *a)
 {
     return a->rm >= 0 && a->rs >= 10 && a->rs <= 62 && a->frac >= 1 &&

@@ -353,8 +353,9 @@ END_TEST
  * side of its sign: a wrapped one would land on the other.  Then the same
  * with a residual add, whose branches saturate at +-2^30: the largest
  * residual multiplier at rs 10 (AVX2's 32-bit residual path at its bound)
- * and at rs 9 (the 64-bit path), a typical one, and a tiny one; residual
- * codes at 0, the largest and the most negative, or random. */
+ * and at rs 8 (the 64-bit path; in 32 bits the sum would wrap) on uint8
+ * residuals, a typical and a tiny one on int8; residual codes at 0, the
+ * largest and the most negative, or random. */
 static const shape edge_g = {2, 1, 1, 70, 77, 1, 1, 1, 0, 1, 1};
 static const int edge_shifts[] = {0, 7, 16, 23, 24, 25, 26, 40, 62, 16};
 
@@ -362,7 +363,7 @@ static const int edge_shifts[] = {0, 7, 16, 23, 24, 25, 26, 40, 62, 16};
 static void epilogue_edge(int bits, bp_qtype ot, int rk, rng *r)
 {
     static const struct { int32_t rm; int rs; } rres[] = {
-        {INT32_MAX, 10}, {INT32_MAX, 9}, {(1 << 30) + 12345, 14}, {1 << 30, 40},
+        {INT32_MAX, 10}, {INT32_MAX, 8}, {(1 << 30) + 12345, 14}, {1 << 30, 40},
     };
     const shape *g = &edge_g;
     lcase L;
@@ -371,11 +372,11 @@ static void epilogue_edge(int bits, bp_qtype ot, int rk, rng *r)
     if (rk >= 0) {
         a->rm = rres[rk].rm;
         a->rs = rres[rk].rs;
-        a->res_type = rk % 2 ? BP_QT_I8 : BP_QT_U8;
+        a->res_type = rk >= 2 ? BP_QT_I8 : BP_QT_U8;
         for (int64_t i = 0; i < L.ny; i++)
             switch (i % 4) {
             case 0: L.res[i] = 0; break;
-            case 1: L.res[i] = rk % 2 ? 0x7F : 0xFF; break;
+            case 1: L.res[i] = rk >= 2 ? 0x7F : 0xFF; break;
             case 2: L.res[i] = 0x80; break;
             default: L.res[i] = (uint8_t)rng_int(r, 0, 255);
             }
