@@ -140,6 +140,13 @@ size_t bp_qk_avx2_wbytes(const bp_qk_layer *a)
     return (size_t)(2 * a->kp * TC * 2) + 64;
 }
 
+static inline int32_t ld32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 TGT void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
                                int64_t np, int64_t kp, int sign)
 {
@@ -164,9 +171,7 @@ TGT void bp_qk_avx2_widen_rows(int16_t *dst, const uint8_t *src, int64_t lds,
             _mm_storeh_pd((double *)(d + (g + 3) * TP * 4), _mm_castsi128_pd(hi));
         }
         for (; g < G; g++) { /* a group at a time: 3 instructions, not 8 */
-            int32_t q;
-            memcpy(&q, s + 4 * g, 4);
-            __m128i b = _mm_cvtsi32_si128(q);
+            __m128i b = _mm_cvtsi32_si128(ld32(s + 4 * g));
             _mm_storel_epi64((__m128i *)(d + g * TP * 4),
                              sign ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b));
         }
@@ -776,13 +781,6 @@ TGT static void group_block8(int8_t *w8, const int8_t *wb, int64_t mb, int64_t k
 #define OUT8(i)                                                                \
     if (i < ni)                                                                \
         store8(y, a, h, e, pc + i0 + i, a##i);
-
-static inline int32_t ld32(const uint8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* As half_run, from uint8 rows and int8 weights, F groups per flush:
  * half_run8 whole tiles, half_run81 the positions of a partial one. */
