@@ -36,10 +36,11 @@ when the uniform plan is itself the best there is, so that no plan can beat
 it.  There, each layer is also run alone below 8 bits on both sets: its
 loss increase against the all-8-bit plan with its standard error, and
 for the Hessian, uniform and best plans the sum of their layers'
-increases beside the measured one (close: the layers do not interact, and
+increases beside the measured one (close: the layers hardly interact, and
 a plan's rank follows single-layer effects, which may differ between the
-sets by more than their noise).  Exit status 0 when every comparison holds, 1 otherwise.  Standard
-library only; deterministic with --seed.  Takes about a minute.
+sets by more than their noise).  Exit status 0 when every comparison
+holds, 1 otherwise.  Standard library only; deterministic with --seed.  Takes
+about a minute.
 """
 import argparse
 import array
@@ -195,11 +196,13 @@ def measure(bitplan, model, plan, calib, test, labels):
 
 
 def singles(bitplan, model, sha, layers, tmp, name, calib, calib_y, test, labels,
-            named):
+            named, known):
     """Each layer alone below 8 bits (the others at 8), on the test and the
     calibration set: its loss increase against the all-8-bit plan, paired
     over the samples, and for the named plans the sum of their layers'
-    increases beside the measured one.  Tells interactions between layers
+    increases beside the measured one (from known, plan tuple -> (test,
+    calibration) loss increase, where the caller ran it already).  Tells
+    interactions between layers
     (measured far from the sum) from single-layer effects that differ
     between the data sets, and shows those effects against their noise."""
     L = len(layers)
@@ -230,10 +233,13 @@ def singles(bitplan, model, sha, layers, tmp, name, calib, calib_y, test, labels
     for key, what in merged.items():
         bits = list(key)
         cells = []
-        for tag, data, lab in sets:
-            pp = os.path.join(tmp, f"{name}_sp.json")
-            write_plan(pp, model, sha, layers, bits)
-            got = measure(bitplan, model, pp, calib, data, lab)[0]
+        for k, (tag, data, lab) in enumerate(sets):
+            if key in known:
+                got = known[key][k]
+            else:
+                pp = os.path.join(tmp, f"{name}_sp.json")
+                write_plan(pp, model, sha, layers, bits)
+                got = measure(bitplan, model, pp, calib, data, lab)[0]
             add = base[tag][0] + sum(one[tag, i, w][0] - base[tag][0]
                                      for i, w in enumerate(bits) if w != 8)
             cells.append(f"{got:.5f} (sum {add:.5f})")
@@ -333,7 +339,8 @@ def main():
                           f"{rank_of([b] * len(layers), plans, cl)}/{n}")
                     singles(a.bitplan, model, sha, layers, tmp, name, calib, calib_y,
                             test, labels, {"hessian": hbits, "uniform": [b] * len(layers),
-                                           "best on test": best})
+                                           "best on test": best},
+                            {tuple(p): (tl[k], cl[k]) for k, p in enumerate(plans)})
                 print(f"  the Hessian plan {'wins' if ok else 'does NOT win'} on loss and accuracy")
     print("all comparisons hold" if ok_all else "some comparisons fail")
     return 0 if ok_all else 1
