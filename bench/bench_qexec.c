@@ -27,6 +27,10 @@
  * from one second to the next can put the two medians in different
  * spells); figures, not a test.
  *
+ * The bench opens and ends with the machine's state (spells.h): the
+ * share of 10 ms windows in which each CPU's vector throughput was
+ * slowed by a busy sibling; `bench_qexec --spells` prints only that.
+ *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
  *                     [--model M.onnx --calib C.npy] [--isa NAME]
  *                     [--no-winograd]
@@ -49,6 +53,7 @@
 #include "qgraph.h"
 #include "qkernels_impl.h"
 #include "qprofile.h"
+#include "spells.h"
 
 #ifndef BP_SRCDIR
 #define BP_SRCDIR "."
@@ -427,7 +432,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    int threads = 2, repeat = 20, ops = 0, wbits = 8;
+    int threads = 2, repeat = 20, ops = 0, wbits = 8, spells = 0;
     int64_t batch = 1;
     const char *profile = NULL, *generic = NULL;
     const char *ops_model = NULL, *ops_calib = NULL;
@@ -442,6 +447,8 @@ int main(int argc, char **argv)
             generic = argv[++i];
         else if (strcmp(argv[i], "--ops") == 0)
             ops = 1;
+        else if (strcmp(argv[i], "--spells") == 0)
+            spells = 1;
         else if (strcmp(argv[i], "--bits") == 0 && i + 1 < argc)
             wbits = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
@@ -471,7 +478,8 @@ int main(int argc, char **argv)
                     "[--no-winograd] [--model M --calib C [--batch N]]\n"
                     "       bench_qexec --ops [--bits W] [--batch N] "
                     "[--threads N] [--repeat N] [--model M --calib C] "
-                    "[--isa NAME] [--no-winograd]\n");
+                    "[--isa NAME] [--no-winograd]\n"
+                    "       bench_qexec --spells\n");
             return 2;
         }
     }
@@ -480,6 +488,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_qexec: --repeat, --batch >= 1, --bits 2..8\n");
         return 2;
     }
+    if (spells)
+        return bp_bench_spells(stdout, 2.0) ? 1 : 0;
     const char *dir = getenv("BITPLAN_RESNET18");
     char model[1024], calib[1024];
     snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
@@ -500,6 +510,9 @@ int main(int argc, char **argv)
                            batch > 1 ? batch : 64, threads, repeat, profile,
                            generic, NULL) ? 1 : 0;
     }
+    /* the machine's state before and after: the figures between are a
+     * mix of its spells */
+    bp_bench_spells(stdout, 1.0);
     char gen[512];
     if (!generic) {
         snprintf(gen, sizeof gen, "/tmp/bench_qexec_generic_%d.json",
@@ -526,6 +539,7 @@ int main(int argc, char **argv)
                BP_SRCDIR);
         if (generic == gen)
             remove_profile(gen);
+        bp_bench_spells(stdout, 1.0);
         return 0;
     }
     double int8 = NAN;
@@ -553,5 +567,6 @@ int main(int argc, char **argv)
             printf("  bitplan int8 / torch int8 at batch 1: %.2fx (target <= 1.5)\n",
                    int8 / torch_int8);
     }
+    bp_bench_spells(stdout, 1.0);
     return 0;
 }
