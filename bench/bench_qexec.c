@@ -31,6 +31,15 @@
  * share of 10 ms windows in which each CPU's vector throughput was
  * slowed by a busy sibling; `bench_qexec --spells` prints only that.
  *
+ *   bench/bench_qexec --trace [--model M.onnx --calib C.npy] [--bits W]
+ *                     [--seconds S] [--threads N]
+ *
+ * runs one model (the example CNN unless --model) at batch 1 back to back
+ * for S seconds (default 60) and prints the medians of its 250 ms windows
+ * as a timeline, and how many pairs of windows differ by more than 25%:
+ * whether latencies measured at different times on this machine can be
+ * compared at all.
+ *
  *   bench/bench_qexec --ops [--bits W] [--batch N] [--threads N] [--repeat N]
  *                     [--model M.onnx --calib C.npy] [--isa NAME]
  *                     [--no-winograd]
@@ -430,9 +439,115 @@ out:
     return st;
 }
 
+/* --trace: one model at batch 1 run back to back for `seconds`, and the
+ * median of every 250 ms window as a timeline ('.' within 1.15x of the
+ * fastest window, 's' within 1.4x, 'S' slower), with the share of
+ * pairs of windows whose medians differ by more than 25%: how often two
+ * latencies measured at different times on this machine disagree by
+ * more than the profiles' promise, windows of 0.25 s and of 1 s. */
+static int bench_trace(const char *model, const char *calib, int w,
+                       int threads, double seconds)
+{
+    bp_graph *g = NULL;
+    bp_tensor *C = NULL;
+    bp_qcalib *qc = NULL;
+    bp_plan *p = NULL;
+    bp_qmodel *qm = NULL;
+    bp_qexec *ex = NULL;
+    double *t = NULL, *v = NULL, *med = NULL;
+    int st;
+    if ((st = bp_onnx_load(&g, model)) || (st = bp_npy_load(&C, calib)))
+        goto out;
+    int64_t n = C->dims[0];
+    if ((st = bp_qcalib_new(&qc, g, C->data, n < 64 ? n : 64, 16)))
+        goto out;
+    if (!(p = uniform(g, w, 8))) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
+        (st = bp_qexec_new(&ex, qm, 1, threads)))
+        goto out;
+    const float *in[1] = {C->data};
+    double t0 = now();
+    while (now() - t0 < 0.2)
+        bp_qexec_run(ex, in, 1);
+    /* window medians, computed as the windows close: memory stays small
+     * however many runs a window holds */
+    int cap = 1 << 18, k = 0, nw = 0, wcap = (int)(seconds / 0.25) + 2;
+    t = malloc(sizeof *t * (size_t)cap);
+    med = malloc(sizeof *med * (size_t)wcap);
+    if (!t || !med) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    t0 = now();
+    double w0 = t0;
+    while (nw < wcap) {
+        double a = now();
+        if ((st = bp_qexec_run(ex, in, 1)))
+            goto out;
+        double b = now();
+        if (k < cap)
+            t[k++] = b - a;
+        if (b - w0 >= 0.25) {
+            med[nw++] = median(t, k);
+            k = 0;
+            w0 = b;
+            if (b - t0 >= seconds)
+                break;
+        }
+    }
+    double best = med[0];
+    for (int i = 1; i < nw; i++)
+        best = med[i] < best ? med[i] : best;
+    printf("%s, w%da8, batch 1, %d threads, %s kernels: %d windows of 250 ms, "
+           "fastest %.4f ms\n", model, w, threads,
+           bp_qk_isa_name(bp_qk_isa_get()), nw, best * 1e3);
+    for (int i = 0; i < nw; i++)
+        printf("%s%c%s", i % 80 ? "" : "  ",
+               med[i] < 1.15 * best ? '.' : med[i] < 1.4 * best ? 's' : 'S',
+               i % 80 == 79 || i == nw - 1 ? "\n" : "");
+    /* all pairs of windows, and of 1 s windows (medians of 4 medians) */
+    for (int len = 1; len <= 4; len += 3) {
+        int m = nw / len, off = 0, pairs = 0;
+        if (!(v = malloc(sizeof *v * (size_t)(m + 1)))) {
+            st = BP_ENOMEM;
+            goto out;
+        }
+        for (int i = 0; i < m; i++) {
+            double q[4];
+            memcpy(q, med + i * len, sizeof *q * (size_t)len);
+            v[i] = median(q, len);
+        }
+        for (int i = 0; i < m; i++)
+            for (int j = i + 1; j < m; j++, pairs++)
+                off += v[i] > 1.25 * v[j] || v[j] > 1.25 * v[i];
+        printf("  windows of %.2f s: %d of %d pairs (%.0f%%) differ by more "
+               "than 25%%\n", 0.25 * len, off, pairs,
+               pairs ? 100.0 * off / pairs : 0);
+        free(v);
+        v = NULL;
+    }
+out:
+    if (st)
+        fprintf(stderr, "%s\n", bp_errmsg());
+    free(t);
+    free(v);
+    free(med);
+    bp_qexec_free(&ex);
+    bp_qmodel_free(&qm);
+    bp_plan_free(&p);
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&C);
+    bp_graph_free(&g);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 2, repeat = 20, ops = 0, wbits = 8, spells = 0;
+    int threads = 2, repeat = 20, ops = 0, wbits = 8, spells = 0, trace = 0;
+    double seconds = 60;
     int64_t batch = 1;
     const char *profile = NULL, *generic = NULL;
     const char *ops_model = NULL, *ops_calib = NULL;
@@ -449,6 +564,10 @@ int main(int argc, char **argv)
             ops = 1;
         else if (strcmp(argv[i], "--spells") == 0)
             spells = 1;
+        else if (strcmp(argv[i], "--trace") == 0)
+            trace = 1;
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--bits") == 0 && i + 1 < argc)
             wbits = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
@@ -479,7 +598,9 @@ int main(int argc, char **argv)
                     "       bench_qexec --ops [--bits W] [--batch N] "
                     "[--threads N] [--repeat N] [--model M --calib C] "
                     "[--isa NAME] [--no-winograd]\n"
-                    "       bench_qexec --spells\n");
+                    "       bench_qexec --spells\n"
+                    "       bench_qexec --trace [--model M --calib C] [--bits W] "
+                    "[--seconds S] [--threads N]\n");
             return 2;
         }
     }
@@ -490,6 +611,16 @@ int main(int argc, char **argv)
     }
     if (spells)
         return bp_bench_spells(stdout, 2.0) ? 1 : 0;
+    if (trace) {
+        if (!(seconds >= 1 && seconds <= 3600)) {
+            fprintf(stderr, "bench_qexec: --seconds 1..3600\n");
+            return 2;
+        }
+        return bench_trace(ops_model ? ops_model : BP_SRCDIR "/examples/cnn.onnx",
+                           ops_calib ? ops_calib
+                                     : BP_SRCDIR "/examples/digits_calib_x.npy",
+                           wbits, threads, seconds) ? 1 : 0;
+    }
     const char *dir = getenv("BITPLAN_RESNET18");
     char model[1024], calib[1024];
     snprintf(model, sizeof model, "%s/resnet18.onnx", dir ? dir : BP_SRCDIR "/bench");
