@@ -356,34 +356,64 @@ out:
     return st;
 }
 
+/* One model under a uniform wWa8 plan, calibrated on the first 64
+ * samples of C, with an executor for batch b: what --ops and --trace
+ * time.  um_close frees whatever um_open made, also after a failure. */
+typedef struct umodel {
+    bp_graph *g;
+    bp_tensor *C;
+    bp_qcalib *qc;
+    bp_plan *p;
+    bp_qmodel *qm;
+    bp_qexec *ex;
+} umodel;
+
+static int um_open(umodel *u, const char *model, const char *calib, int w,
+                   int64_t b, int threads)
+{
+    int st;
+    memset(u, 0, sizeof *u);
+    if ((st = bp_onnx_load(&u->g, model)) || (st = bp_npy_load(&u->C, calib)))
+        return st;
+    int64_t n = u->C->dims[0];
+    if ((st = bp_qcalib_new(&u->qc, u->g, u->C->data, n < 64 ? n : 64, 16)))
+        return st;
+    if (!(u->p = uniform(u->g, w, 8)))
+        return BP_ENOMEM;
+    if ((st = bp_qmodel_new(&u->qm, u->g, u->p, u->qc, NULL)))
+        return st;
+    return bp_qexec_new(&u->ex, u->qm, b, threads);
+}
+
+static void um_close(umodel *u)
+{
+    bp_qexec_free(&u->ex);
+    bp_qmodel_free(&u->qm);
+    bp_plan_free(&u->p);
+    bp_qcalib_free(&u->qc);
+    bp_tensor_free(&u->C);
+    bp_graph_free(&u->g);
+}
+
 /* The per-op table of --ops. */
 static int bench_ops(const char *model, const char *calib, int w, int64_t b,
                      int threads, int repeat)
 {
-    bp_graph *g = NULL;
-    bp_tensor *C = NULL;
-    bp_qcalib *qc = NULL;
-    bp_plan *p = NULL;
-    bp_qmodel *qm = NULL;
-    bp_qexec *ex = NULL;
+    umodel u;
     double *t = NULL, *tot = NULL;
     float *x = NULL;
     int st;
-    if ((st = bp_onnx_load(&g, model)) || (st = bp_npy_load(&C, calib)))
+    if ((st = um_open(&u, model, calib, w, b, threads)))
         goto out;
-    int64_t n = C->dims[0], per = bp_tensor_numel(C) / n;
-    x = malloc(sizeof *x * (size_t)(per * b));
-    for (int64_t i = 0; i < per * b; i++)
-        x[i] = ((const float *)C->data)[i % (per * n)];
-    if ((st = bp_qcalib_new(&qc, g, C->data, n < 64 ? n : 64, 16)))
-        goto out;
-    if (!(p = uniform(g, w, 8))) {
+    const bp_qmodel *qm = u.qm;
+    bp_qexec *ex = u.ex;
+    int64_t n = u.C->dims[0], per = bp_tensor_numel(u.C) / n;
+    if (!(x = malloc(sizeof *x * (size_t)(per * b)))) {
         st = BP_ENOMEM;
         goto out;
     }
-    if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
-        (st = bp_qexec_new(&ex, qm, b, threads)))
-        goto out;
+    for (int64_t i = 0; i < per * b; i++)
+        x[i] = ((const float *)u.C->data)[i % (per * n)];
     int no = qm->n_ops;
     t = calloc((size_t)(repeat * no), sizeof *t);
     tot = calloc((size_t)repeat, sizeof *tot);
@@ -430,12 +460,7 @@ out:
     free(t);
     free(tot);
     free(x);
-    bp_qexec_free(&ex);
-    bp_qmodel_free(&qm);
-    bp_plan_free(&p);
-    bp_qcalib_free(&qc);
-    bp_tensor_free(&C);
-    bp_graph_free(&g);
+    um_close(&u);
     return st;
 }
 
@@ -448,27 +473,13 @@ out:
 static int bench_trace(const char *model, const char *calib, int w,
                        int threads, double seconds)
 {
-    bp_graph *g = NULL;
-    bp_tensor *C = NULL;
-    bp_qcalib *qc = NULL;
-    bp_plan *p = NULL;
-    bp_qmodel *qm = NULL;
-    bp_qexec *ex = NULL;
+    umodel u;
     double *t = NULL, *v = NULL, *med = NULL;
     int st;
-    if ((st = bp_onnx_load(&g, model)) || (st = bp_npy_load(&C, calib)))
+    if ((st = um_open(&u, model, calib, w, 1, threads)))
         goto out;
-    int64_t n = C->dims[0];
-    if ((st = bp_qcalib_new(&qc, g, C->data, n < 64 ? n : 64, 16)))
-        goto out;
-    if (!(p = uniform(g, w, 8))) {
-        st = BP_ENOMEM;
-        goto out;
-    }
-    if ((st = bp_qmodel_new(&qm, g, p, qc, NULL)) ||
-        (st = bp_qexec_new(&ex, qm, 1, threads)))
-        goto out;
-    const float *in[1] = {C->data};
+    bp_qexec *ex = u.ex;
+    const float *in[1] = {u.C->data};
     double t0 = now();
     while (now() - t0 < 0.2)
         bp_qexec_run(ex, in, 1);
@@ -535,12 +546,7 @@ out:
     free(t);
     free(v);
     free(med);
-    bp_qexec_free(&ex);
-    bp_qmodel_free(&qm);
-    bp_plan_free(&p);
-    bp_qcalib_free(&qc);
-    bp_tensor_free(&C);
-    bp_graph_free(&g);
+    um_close(&u);
     return st;
 }
 
