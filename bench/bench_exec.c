@@ -10,18 +10,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "bitplan.h"
 
 #ifndef BP_SRCDIR
 #define BP_SRCDIR "."
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int bench(bp_graph *g, const char *xpath, bp_dtype dt, int64_t batch,
                  double macs, double *sps)
@@ -42,7 +36,7 @@ static int bench(bp_graph *g, const char *xpath, bp_dtype dt, int64_t batch,
     size_t es = bp_dtype_size(dt);
     /* repeat passes over the data until at least 1.5 s have passed */
     int64_t done = 0;
-    double t0 = now(), t;
+    double t0 = bp_bench_now(), t;
     do {
         for (int64_t s = 0; s + batch <= n || (s == 0 && batch > n); s += batch) {
             int64_t m = batch <= n ? batch : n;
@@ -53,7 +47,7 @@ static int bench(bp_graph *g, const char *xpath, bp_dtype dt, int64_t batch,
             if (batch > n)
                 break;
         }
-        t = now() - t0;
+        t = bp_bench_now() - t0;
     } while (t < 1.5);
     *sps = (double)done / t;
     printf("  %-7s batch %4lld: %10.0f samples/s  %6.2f GFLOP/s\n",

@@ -15,6 +15,7 @@
  *     sample count.
  * Both sides use the same number of threads (--threads, default 2). */
 #include "autodiff.h"
+#include "benchutil.h"
 #include "bitplan.h"
 #include "estimators.h"
 
@@ -24,13 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct mem {
     double *x;
@@ -54,7 +48,7 @@ static double traces_time(bp_graph *g, const bp_sens_data *d,
                           const bp_sens_opts *o, const char *label)
 {
     bp_hessian *h = NULL;
-    double t0 = now();
+    double t0 = bp_bench_now();
     if (bp_hessian_new(&h, g, d, o->batch))
         die("hessian");
     int nl = bp_hessian_n_layers(h);
@@ -62,7 +56,7 @@ static double traces_time(bp_graph *g, const bp_sens_data *d,
     bp_trace_scope sc;
     if (bp_hessian_traces(h, o, est, &sc))
         die("traces");
-    double t = now() - t0;
+    double t = bp_bench_now() - t0;
     printf("  %-34s %8.2f s  (%lld Hessian-vector products)\n", label, t,
            (long long)bp_hessian_products(h));
     for (int i = 0; i < nl; i++)
@@ -164,16 +158,16 @@ int main(int argc, char **argv)
     const int R = 10;
     bp_ad_set_batch(ad, m.x, labels, N, 1.0 / N); /* warm up */
     bp_ad_hvp(ad, v, hv);
-    double t0 = now();
+    double t0 = bp_bench_now();
     for (int r = 0; r < R; r++)
         if (bp_ad_set_batch(ad, m.x, labels, N, 1.0 / N))
             die("forward");
-    double fb = (now() - t0) / R;
-    t0 = now();
+    double fb = (bp_bench_now() - t0) / R;
+    t0 = bp_bench_now();
     for (int r = 0; r < R; r++)
         if (bp_ad_hvp(ad, v, hv))
             die("hvp");
-    double hvt = (now() - t0) / R, thr;
+    double hvt = (bp_bench_now() - t0) / R, thr;
     printf("1. Hessian-vector product over all %d layers' weights (%lld "
            "samples):\n", nl, (long long)N);
     printf("  forward + backward                 %8.1f ms\n", fb * 1e3);
@@ -194,10 +188,10 @@ int main(int argc, char **argv)
     }
     if (bp_ad_set_threads(ad, threads))
         die("threads");
-    t0 = now();
+    t0 = bp_bench_now();
     if (bp_ad_hvp_many(ad, K, dirs))
         die("hvp_many");
-    thr = (now() - t0) / K;
+    thr = (bp_bench_now() - t0) / K;
     printf("  Hv throughput, %d directions per pass on %d worker threads: "
            "%.1f ms per product\n\n", K, threads, thr * 1e3);
     for (int q = 0; q < K * nl; q++)
@@ -231,10 +225,10 @@ int main(int argc, char **argv)
         bp_sens_opts oe;
         bp_sens_opts_default(&oe);
         oe.threads = threads;
-        double te = now();
+        double te = bp_bench_now();
         if (bp_hessian_top_eigs(h, &oe, ev, it))
             die("eigenvalues");
-        te = now() - te;
+        te = bp_bench_now() - te;
         printf("  top eigenvalues (Lanczos, tol 1e-6) %7.2f s  (%lld "
                "products)\n", te, (long long)bp_hessian_products(h));
         for (int i = 0; i < n; i++)

@@ -58,6 +58,7 @@
  * where the caps sit between the least and the most reachable totals
  * (default 0.45,0.45), --only runs the instance with G groups alone: the
  * robustness table and profiling (valgrind --tool=callgrind). */
+#include "benchutil.h"
 #include "mckp.h"
 #include "status.h"
 
@@ -186,19 +187,6 @@ static int write_instance(const instance *in, const char *path)
     return fclose(f) ? -1 : 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Runs the PuLP script on path; fills objective, seconds and status. */
 static int run_pulp(const char *script, const char *path, double tlim,
                     double *obj, double *secs, char *status, size_t len)
@@ -228,9 +216,9 @@ static int run_pulp(const char *script, const char *path, double tlim,
 static int solve_once(const instance *in, const bp_mckp_opts *o,
                       bp_mckp_result *r, double *secs)
 {
-    double t = now_s();
+    double t = bp_bench_now();
     int rc = bp_mckp_solve(&in->p, o, r);
-    *secs = now_s() - t;
+    *secs = bp_bench_now() - t;
     if (rc)
         printf("   bitplan: FAILED: %s: %s\n", bp_status_str(rc), bp_errmsg());
     return rc;
@@ -397,7 +385,7 @@ int main(int argc, char **argv)
         if (rc) {
             failed = 1;
         } else {
-            qsort(ts, (size_t)repeat, sizeof *ts, cmp_double);
+            qsort(ts, (size_t)repeat, sizeof *ts, bp_bench_cmp_double);
             printf("   bitplan, %g s limit: %.1f ms (median of %d, min %.1f)  ",
                    tlim, 1e3 * ts[repeat / 2], repeat, 1e3 * ts[0]);
             failed |= print_result(&in, &r);

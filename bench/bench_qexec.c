@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "bitplan.h"
 #include "plan.h"
 #include "qcalib.h"
@@ -68,13 +69,6 @@
 #define BP_SRCDIR "."
 #endif
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* A profile this bench measured, and the "-roofline.json" that `profile
  * --measure --model` writes beside it (qprofile.c) */
 static void remove_profile(const char *path)
@@ -85,12 +79,6 @@ static void remove_profile(const char *path)
     snprintf(rl, sizeof rl, "%.*s-roofline.json", stem, path);
     remove(path);
     remove(rl);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
@@ -109,7 +97,7 @@ typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
 /* The median of n values (sorted in place). */
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp);
+    qsort(v, (size_t)n, sizeof *v, bp_bench_cmp_double);
     return n ? v[n / 2] : NAN;
 }
 
@@ -154,16 +142,16 @@ static int interleaved(const run_fn *fn, void *const *ctx, int k,
             int i = (j + round) % k;
             if (DONE(i))
                 continue;
-            double t0 = now(), b0;
+            double t0 = bp_bench_now(), b0;
             do
                 fn[i](ctx[i], x, batch);
-            while (now() - t0 < WARM_S);
-            b0 = now();
+            while (bp_bench_now() - t0 < WARM_S);
+            b0 = bp_bench_now();
             bs[i * MAXB + round] = n[i];
-            while (n[i] < MAXR && now() - b0 < 0.1) {
-                double t1 = now();
+            while (n[i] < MAXR && bp_bench_now() - b0 < 0.1) {
+                double t1 = bp_bench_now();
                 fn[i](ctx[i], x, batch);
-                double d = now() - t1;
+                double d = bp_bench_now() - t1;
                 t[i * MAXR + n[i]++] = d;
                 spent[i] += d;
             }
@@ -420,12 +408,12 @@ static int bench_ops(const char *model, const char *calib, int w, int64_t b,
     const float *in[1] = {x};
     bp_qexec_run(ex, in, b);
     for (int r = 0; r < repeat; r++) {
-        double t0 = now();
+        double t0 = bp_bench_now();
         if ((st = bp_qexec_run_timed(ex, in, b, t + (size_t)r * no)))
             goto out;
-        tot[r] = now() - t0;
+        tot[r] = bp_bench_now() - t0;
     }
-    qsort(tot, (size_t)repeat, sizeof *tot, cmp);
+    qsort(tot, (size_t)repeat, sizeof *tot, bp_bench_cmp_double);
     printf("%s, w%da8, batch %lld, %d threads, %s kernels: median %.3f ms, "
            "min %.3f ms per run\n", model, w, (long long)b, threads,
            bp_qk_isa_name(bp_qk_isa_get()), tot[repeat / 2] * 1e3, tot[0] * 1e3);
@@ -435,7 +423,7 @@ static int bench_ops(const char *model, const char *calib, int w, int64_t b,
     for (int i = 0; i < no; i++) {
         for (int r = 0; r < repeat; r++)
             col[r] = t[(size_t)r * no + i];
-        qsort(col, (size_t)repeat, sizeof *col, cmp);
+        qsort(col, (size_t)repeat, sizeof *col, bp_bench_cmp_double);
         const bp_qop *o = &qm->ops[i];
         char shape[64] = "";
         double gmacs = 0;
@@ -480,8 +468,8 @@ static int bench_trace(const char *model, const char *calib, int w,
         goto out;
     bp_qexec *ex = u.ex;
     const float *in[1] = {u.C->data};
-    double t0 = now();
-    while (now() - t0 < 0.2)
+    double t0 = bp_bench_now();
+    while (bp_bench_now() - t0 < 0.2)
         bp_qexec_run(ex, in, 1);
     /* window medians, computed as the windows close: memory stays small
      * however many runs a window holds */
@@ -492,13 +480,13 @@ static int bench_trace(const char *model, const char *calib, int w,
         st = BP_ENOMEM;
         goto out;
     }
-    t0 = now();
+    t0 = bp_bench_now();
     double w0 = t0;
     while (nw < wcap) {
-        double a = now();
+        double a = bp_bench_now();
         if ((st = bp_qexec_run(ex, in, 1)))
             goto out;
-        double b = now();
+        double b = bp_bench_now();
         if (k < cap)
             t[k++] = b - a;
         if (b - w0 >= 0.25) {

@@ -5,6 +5,7 @@
  * this bench prints is a mix of such spells, and this says how much. */
 #define _GNU_SOURCE
 #include "spells.h"
+#include "benchutil.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -17,19 +18,6 @@
 #define WINDOW_S 0.01
 #define MAX_WINDOWS 4096
 #define SLOW 1.4
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Some microseconds of multiply-adds on 16-bit lanes held in L1, the compiler's
  * vectors (SSE2 or NEON at the baseline): throughput-bound like the
@@ -74,15 +62,15 @@ static void *run_probe(void *arg)
     if (!c)
         return NULL;
     int k = 0;
-    double w0 = now();
+    double w0 = bp_bench_now();
     while (p->n < MAX_WINDOWS) {
-        double t0 = now();
+        double t0 = bp_bench_now();
         p->sink += chunk(a, b, N, 64);
-        double t1 = now();
+        double t1 = bp_bench_now();
         if (k < PER)
             c[k++] = t1 - t0;
         if (t1 - w0 >= WINDOW_S) {
-            qsort(c, (size_t)k, sizeof *c, cmp_double);
+            qsort(c, (size_t)k, sizeof *c, bp_bench_cmp_double);
             p->med[p->n] = c[k / 2];
             p->n++;
             k = 0;
@@ -114,7 +102,7 @@ static void summarise(const probe *p, double best, double *share,
             r[slow++] = p->med[i] / best;
     *share = p->n ? (double)slow / p->n : 0;
     if (slow)
-        qsort(r, (size_t)slow, sizeof *r, cmp_double);
+        qsort(r, (size_t)slow, sizeof *r, bp_bench_cmp_double);
     *ratio = slow ? r[slow / 2] : 1;
 }
 
@@ -138,7 +126,7 @@ int bp_bench_spells(FILE *out, double seconds)
      * a CPU's fastest window over both is its speed unhindered */
     for (int pass = 0; pass <= n; pass++) {
         int lo = pass < n ? pass : 0, hi = pass < n ? pass + 1 : n;
-        double start = now();
+        double start = bp_bench_now();
         for (int c = lo; c < hi; c++) {
             memset(&p[c], 0, sizeof p[c]);
             p[c].cpu = c;
