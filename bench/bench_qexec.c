@@ -12,11 +12,11 @@
  * with bench/resnet18_calib.npy (batch 1 and 8); BITPLAN_RESNET18=DIR
  * points elsewhere.  Plans: all weights and activations at 8 bits, weights
  * at 4 bits, and mixed weights (2 to 8 bits, layer by layer).  Two
- * predictions of each plan at batch 1: from a profile of the model's own
- * layers (bitplan profile --measure --model; measured here first unless
- * --profile), and from the generic profile (bitplan profile --measure,
- * no model: the fitted layer model and op costs; measured here first
- * unless --generic), next to the measured latency.  With --model M.onnx
+ * predictions of each plan at batch 1, next to the measured latency: from
+ * a profile of the models' own layers (--profile), and from the generic
+ * profile (--generic: the fitted layer model and op costs).  Unless given,
+ * both come from one `bitplan profile --measure --model` of the three
+ * models, measured here first (its table and the roofline beside it).  With --model M.onnx
  * --calib C.npy, model M alone (batch 1 and --batch, default 64; the
  * generic prediction only with --generic).
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
@@ -71,14 +71,48 @@
 
 /* A profile this bench measured, and the "-roofline.json" that `profile
  * --measure --model` writes beside it (qprofile.c) */
+static void roofline_of(const char *path, char *rl, size_t n)
+{
+    const char *dot = strrchr(path, '.');
+    int stem = dot && strcmp(dot, ".json") == 0 ? (int)(dot - path) : (int)strlen(path);
+    snprintf(rl, n, "%.*s-roofline.json", stem, path);
+}
+
 static void remove_profile(const char *path)
 {
     char rl[600];
-    const char *dot = strrchr(path, '.');
-    int stem = dot && strcmp(dot, ".json") == 0 ? (int)(dot - path) : (int)strlen(path);
-    snprintf(rl, sizeof rl, "%.*s-roofline.json", stem, path);
+    roofline_of(path, rl, sizeof rl);
     remove(path);
     remove(rl);
+}
+
+/* One `bitplan profile --measure --model A --model B ...` of the models
+ * the bench runs, as a user would measure a machine: the models' layers
+ * timed in five passes spread over the whole grid's minute, so that each
+ * entry pools the machine's spells over that time (a quick profile per
+ * model took its passes within a second or two, one spell's snapshot).
+ * The table predicts as --profile, the roofline written beside it as
+ * --generic.  Models that do not load are left out. */
+static int measure_profile(const char *path, const char *const *models,
+                           int n, int threads)
+{
+    bp_graph *g[8] = {0};
+    int k = 0, st = BP_OK;
+    for (int i = 0; i < n && i < 8; i++)
+        if (access(models[i], R_OK) == 0 && bp_onnx_load(&g[k], models[i]) == BP_OK)
+            k++;
+    bp_qprofile_opts po;
+    bp_qprofile_opts_init(&po);
+    po.threads = threads;
+    po.models = g;
+    po.n_models = k;
+    printf("(measuring a profile of this machine and of the %d models' layers, "
+           "as bitplan profile --measure --model does)\n", k);
+    if ((st = bp_qprofile_measure(path, &po, NULL)))
+        fprintf(stderr, "%s\n", bp_errmsg());
+    for (int i = 0; i < k; i++)
+        bp_graph_free(&g[i]);
+    return st;
 }
 
 typedef int (*run_fn)(void *ctx, const float *x, int64_t n);
@@ -638,8 +672,19 @@ int main(int argc, char **argv)
     /* the machine's state before and after: the figures between are a
      * mix of its spells */
     bp_bench_spells(stdout, 1.0);
-    char gen[512];
-    if (!generic) {
+    char gen[512], own[512], rl[600];
+    int measured = 0;
+    if (!profile && !generic) {
+        const char *const models[] = {BP_SRCDIR "/examples/cnn.onnx",
+                                      BP_SRCDIR "/examples/mlp.onnx", model};
+        snprintf(own, sizeof own, "/tmp/bench_qexec_%d.json", (int)getpid());
+        if (measure_profile(own, models, 3, threads))
+            return 1;
+        roofline_of(own, rl, sizeof rl);
+        profile = own;
+        generic = rl;
+        measured = 1;
+    } else if (!generic) {
         snprintf(gen, sizeof gen, "/tmp/bench_qexec_generic_%d.json",
                  (int)getpid());
         bp_qprofile_opts po;
@@ -664,6 +709,8 @@ int main(int argc, char **argv)
                BP_SRCDIR);
         if (generic == gen)
             remove_profile(gen);
+        if (measured)
+            remove_profile(own);
         bp_bench_spells(stdout, 1.0);
         return 0;
     }
@@ -672,6 +719,8 @@ int main(int argc, char **argv)
                 profile, generic, &int8);
     if (generic == gen)
         remove_profile(gen);
+    if (measured)
+        remove_profile(own);
     if (access("/usr/bin/python3", X_OK) == 0) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/torch_int8.py "
