@@ -1,7 +1,7 @@
 /* spells.c - how steady this machine's vector throughput is, per CPU (see
  * spells.h).  On the shared 2-vCPU VMs this project is measured on, a
- * CPU's vector throughput halves for 10-300 ms at a time, most likely
- * while a hyperthread sibling runs another guest's work; every latency
+ * CPU's vector throughput halves for 10 ms to seconds at a time, most
+ * likely while a hyperthread sibling runs another guest's work; every latency
  * this bench prints is a mix of such spells, and this says how much. */
 #define _GNU_SOURCE
 #include "spells.h"

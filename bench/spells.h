@@ -1,7 +1,7 @@
 /* spells.h - measures how steady each CPU's vector throughput is, so that
  * a bench's latencies can be read against the machine's state: on a
- * shared VM a busy hyperthread sibling slows a CPU by 2x for 10-300 ms
- * at a time.  Linux (pins a thread to each CPU in turn). */
+ * shared VM a busy hyperthread sibling slows a CPU by 2x for 10 ms to
+ * seconds at a time.  Linux (pins a thread to each CPU in turn). */
 #ifndef BP_BENCH_SPELLS_H
 #define BP_BENCH_SPELLS_H
 
