@@ -16,8 +16,9 @@
  * a profile of the models' own layers (--profile), and from the generic
  * profile (--generic: the fitted layer model and op costs).  Unless given,
  * both come from one `bitplan profile --measure --model` of the three
- * models, measured here first (its table and the roofline beside it).  With --model M.onnx
- * --calib C.npy, model M alone (batch 1 and --batch, default 64; the
+ * models, measured here first (its table and the roofline beside it).
+ * With --model M.onnx --calib C.npy, model M alone (batch 1 and --batch,
+ * default 64; a quick profile of M's layers unless --profile, and the
  * generic prediction only with --generic).
  * When /usr/bin/python3 has torch, bench/torch_int8.py times PyTorch on the
  * same ResNet-18.  Latencies are medians per sample, the float path and
@@ -69,8 +70,8 @@
 #define BP_SRCDIR "."
 #endif
 
-/* A profile this bench measured, and the "-roofline.json" that `profile
- * --measure --model` writes beside it (qprofile.c) */
+/* The "-roofline.json" that `profile --measure --model` writes beside the
+ * profile at path (qprofile.c) */
 static void roofline_of(const char *path, char *rl, size_t n)
 {
     const char *dot = strrchr(path, '.');
@@ -78,6 +79,7 @@ static void roofline_of(const char *path, char *rl, size_t n)
     snprintf(rl, n, "%.*s-roofline.json", stem, path);
 }
 
+/* A profile this bench measured, and its roofline */
 static void remove_profile(const char *path)
 {
     char rl[600];
