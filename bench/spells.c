@@ -97,6 +97,11 @@ static void summarise(const probe *p, double best, double *share,
 {
     double r[MAX_WINDOWS];
     int slow = 0;
+    if (!(best > 0)) { /* not measured */
+        *share = 0;
+        *ratio = 1;
+        return;
+    }
     for (int i = 0; i < p->n; i++)
         if (p->med[i] >= SLOW * best)
             r[slow++] = p->med[i] / best;
@@ -132,10 +137,10 @@ int bp_bench_spells(FILE *out, double seconds)
             p[c].cpu = c;
             p[c].seconds = seconds;
             p[c].start = start;
-            if (pthread_create(&th[c], NULL, run_probe, &p[c])) {
-                run_probe(&p[c]);
+            /* no thread, no figures: run inline, the probe would pin the
+             * caller to one CPU for the rest of the bench */
+            if (pthread_create(&th[c], NULL, run_probe, &p[c]))
                 th[c] = 0;
-            }
         }
         for (int c = lo; c < hi; c++)
             if (th[c])
