@@ -2,6 +2,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,40 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo,
     }
     *out = v;
     return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *s,
+                     double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    /* strtod also reads hex, "inf" and "nan": a user typing them meant
+     * something this option does not take */
+    int plain = strspn(s, " +-.0123456789eE") == strlen(s);
+    if (!plain || errno || end == s || *end || !isfinite(v) || v < lo ||
+        v > hi) {
+        cli_usage(cmd, "%s expects a number from %g to %g, got '%s'", opt, lo,
+                  hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_bad_option(const char *cmd, const char *shortopts, int argc,
+                   char **argv)
+{
+    const char *arg = optind >= 1 && optind <= argc ? argv[optind - 1] : "";
+    /* glibc: optopt is 0 for an unknown or ambiguous long option and the
+     * option's value when its argument is missing; for a short option it is
+     * the letter, known or not */
+    int missing = strncmp(arg, "--", 2) == 0
+                      ? optopt != 0
+                      : optopt > 0 && optopt < 128 && strchr(shortopts, optopt);
+    if (missing)
+        return cli_usage(cmd, "option '%s' needs a value", arg);
+    return cli_usage(cmd, "unknown option '%s'", arg);
 }
 
 int cli_progress_enabled(void)
@@ -111,11 +147,11 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
                        "expects %s (N samples along axis 0)", xpath, got,
                        in->name, want);
     }
-    if (bp_npy_dtype(d->x) != BP_F32 && bp_npy_dtype(d->x) != BP_F64 &&
-        bp_npy_dtype(d->x) != BP_U8) {
+    bp_dtype xdt = bp_npy_dtype(d->x);
+    if (xdt != BP_F32 && xdt != BP_F64 && xdt != BP_U8) {
         cli_data_close(d);
         return bp_fail(BP_EINVAL, "%s: dtype %s; expected float32, float64 or "
-                       "uint8 samples", xpath, bp_dtype_name(bp_npy_dtype(d->x)));
+                       "uint8 samples", xpath, bp_dtype_name(xdt));
     }
     d->count = bp_npy_count(d->x);
     if (limit > 0 && limit < d->count)
@@ -202,7 +238,25 @@ int cli_data_load_labels(cli_data *d)
     return st;
 }
 
+/* A NaN or infinity in the samples would flow through every stage without
+ * a fault and come out as a plausible-looking figure (a NaN loss, a
+ * calibration range of nothing), so it is refused where the samples are
+ * read, naming the first one. */
 int cli_data_read(cli_data *d, int64_t start, int64_t n, bp_dtype dt, void *buf)
 {
-    return bp_npy_read_rows(d->x, start, n, dt, buf);
+    int st = bp_npy_read_rows(d->x, start, n, dt, buf);
+    if (st || (dt != BP_F32 && dt != BP_F64))
+        return st;
+    int64_t numel = n * d->sample_numel;
+    for (int64_t i = 0; i < numel; i++) {
+        double v = dt == BP_F32 ? ((const float *)buf)[i]
+                                : ((const double *)buf)[i];
+        if (!isfinite(v))
+            return bp_fail(BP_EINVAL, "%s: sample %lld holds %s at element "
+                           "%lld; expected finite values", d->xpath,
+                           (long long)(start + i / d->sample_numel),
+                           isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf",
+                           (long long)(i % d->sample_numel));
+    }
+    return BP_OK;
 }

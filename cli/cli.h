@@ -31,6 +31,16 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 int cli_parse_int(const char *cmd, const char *opt, const char *s,
                   int64_t lo, int64_t hi, int64_t *out);
 
+/* Parses a finite decimal number in [lo, hi] (no hex, inf or nan, nothing
+ * after it); exits through cli_usage. */
+int cli_parse_double(const char *cmd, const char *opt, const char *s,
+                     double lo, double hi, double *out);
+
+/* getopt_long returned '?' or ':' (main sets opterr = 0, so getopt printed
+ * nothing): one usage line naming the argument; returns BP_EXIT_INPUT. */
+int cli_bad_option(const char *cmd, const char *shortopts, int argc,
+                   char **argv);
+
 /* stderr is a terminal: progress lines are drawn only then. */
 int cli_progress_enabled(void);
 void cli_progress(const char *what, int64_t done, int64_t total);

@@ -59,7 +59,7 @@ int cmd_eval(int argc, char **argv)
             break;
         case 'j': json = 1; break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
-        default: return cli_usage("eval", "unknown option");
+        default: return cli_bad_option("eval", "ho:", argc, argv);
         }
     }
     if (optind != argc - 1)

@@ -29,7 +29,7 @@ int cmd_inspect(int argc, char **argv)
         switch (c) {
         case 'j': json = 1; break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
-        default: return cli_usage("inspect", "unknown option");
+        default: return cli_bad_option("inspect", "h", argc, argv);
         }
     }
     if (optind != argc - 1)

@@ -108,7 +108,7 @@ int cmd_profile(int argc, char **argv)
         case 'q': po.quick = 1; break;
         case 'R': po.report = optarg; break;
         case 'h': fputs(help, stdout); free(paths); return BP_EXIT_OK;
-        default: free(paths); return cli_usage("profile", "unknown option");
+        default: free(paths); return cli_bad_option("profile", "ho:", argc, argv);
         }
     }
     if (optind != argc || !measure || !out) {

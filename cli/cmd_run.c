@@ -43,8 +43,9 @@ static const char help[] =
     "  --batch N             evaluation and timing batch (default 64)\n"
     "  --samples N           use only the first N samples of --data\n"
     "  --threads N           integer executor threads (default: all CPUs)\n"
-    "  --profile HW.json     also report the latency this measured profile\n"
-    "                        (bitplan profile --measure) predicts for the plan\n"
+    "  --profile HW          also report the latency this profile predicts for\n"
+    "                        the plan: a shipped name or a path, typically one\n"
+    "                        that bitplan profile --measure wrote\n"
     "  --out FILE.npy        save the integer model's (dequantized) first output\n"
     "                        for every sample, float32, written batch by batch\n"
     "  --isa NAME            portable, avx2 or avx512-vnni (default: the best\n"
@@ -170,7 +171,6 @@ int cmd_run(int argc, char **argv)
     bp_qrun_opts_init(&ro);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'p': plan_path = optarg; break;
         case 'd': xpath = optarg; break;
@@ -187,16 +187,13 @@ int cmd_run(int argc, char **argv)
                                  "percentile or mse, got '%s'", optarg);
             break;
         case 'P':
-            ro.q.percentile = strtod(optarg, &end);
-            if (*end || !(ro.q.percentile > 0 && ro.q.percentile <= 100))
-                return cli_usage("run", "--percentile expects a number in "
-                                 "(0, 100], got '%s'", optarg);
+            if (cli_parse_double("run", "--percentile", optarg, 1e-9, 100,
+                                 &ro.q.percentile))
+                return BP_EXIT_INPUT;
             break;
         case 'm':
-            max_drop = strtod(optarg, &end);
-            if (*end || !(max_drop >= 0) || !isfinite(max_drop))
-                return cli_usage("run", "--max-drop expects percentage points "
-                                 ">= 0, got '%s'", optarg);
+            if (cli_parse_double("run", "--max-drop", optarg, 0, 100, &max_drop))
+                return BP_EXIT_INPUT;
             break;
         case 'r':
             if (cli_parse_int("run", "--repeat", optarg, 0, 1000000, &repeat))
@@ -220,7 +217,7 @@ int cmd_run(int argc, char **argv)
         case 'o': outpath = optarg; break;
         case 'j': json = 1; break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
-        default: return cli_usage("run", "unknown option");
+        default: return cli_bad_option("run", "h", argc, argv);
         }
     }
     if (optind != argc - 1)
@@ -229,6 +226,9 @@ int cmd_run(int argc, char **argv)
         return cli_usage("run", "--plan is required");
     if (!xpath)
         return cli_usage("run", "--data is required");
+    if (isfinite(max_drop) && !ypath)
+        return cli_usage("run", "--max-drop needs --labels: without them there "
+                         "is no accuracy to check");
     if (isa) {
         int found = -1;
         for (int k = 0; k < BP_QK_ISA_COUNT; k++)
@@ -258,6 +258,10 @@ int cmd_run(int argc, char **argv)
     /* a bad plan is refused before any data is read */
     if ((st = bp_qplan_check(g, plan, plan_path)))
         goto out;
+    /* and a bad profile before --out is written */
+    double prof_lat = NAN;
+    if (profile && (st = bp_qprofile_predict(profile, g, plan, &prof_lat)))
+        goto out;
     if ((st = cli_qdata_load(&qd, g, xpath, ypath, samples, cpath, csamples)))
         goto out;
     if (outpath) {
@@ -274,9 +278,6 @@ int cmd_run(int argc, char **argv)
         goto out;
     if ((st = bp_qrun_plan(qr, plan, plan_path, &R)) ||
         (out && (st = bp_npy_writer_commit(&out))))
-        goto out;
-    double prof_lat = NAN;
-    if (profile && (st = bp_qprofile_predict(profile, g, plan, &prof_lat)))
         goto out;
 
     double drop = (R.float_accuracy - R.int_accuracy) * 100;

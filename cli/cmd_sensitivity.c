@@ -2,6 +2,7 @@
  * eigenvalues and quantization perturbations of a model on calibration
  * data, written to a sensitivity file (sensitivity/sensfile.h). */
 #include "cli.h"
+#include "../ilp/cost.h"
 #include "../sensitivity/estimators.h"
 #include "../sensitivity/sensfile.h"
 
@@ -89,6 +90,31 @@ static int read_rows(void *ctx, int64_t start, int64_t n, double *x)
 
 static char *dupstr(const char *s);
 
+/* The facts that let `solve --sensitivity` price a plan from the file
+ * alone as it would with the model: per-channel scale and bias bytes, the
+ * activations the latency model charges, the float32 baseline of size=25%%
+ * and the bytes every plan carries (sensfile.h). */
+static int fill_facts(bp_graph *g, bp_sens *s)
+{
+    bp_layer_facts *f = NULL;
+    bp_model_facts mf = {0, 0, 0};
+    int n = 0, st = bp_layer_facts_from_graph(g, &f, &n, &mf);
+    if (st)
+        return st;
+    for (int i = 0; i < s->n_layers; i++)
+        for (int j = 0; j < n; j++)
+            if (!strcmp(s->layers[i].name, f[j].name)) {
+                s->layers[i].out_channels = f[j].out_channels;
+                s->layers[i].in_numel = f[j].in_numel;
+                s->layers[i].out_numel = f[j].out_numel;
+            }
+    s->float_params = mf.float_params;
+    s->other_params = mf.other_params;
+    s->const_bytes = mf.const_bytes;
+    free(f);
+    return BP_OK;
+}
+
 int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
                             int64_t samples, const bp_sens_opts *o,
                             bp_sens **out)
@@ -105,6 +131,7 @@ int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
     }
     bp_sens_data sd = {xpath, d.count, d.sample_numel, d.labels, read_rows, &r};
     if ((st = bp_sensitivity(&s, g, &sd, o)) ||
+        (st = fill_facts(g, s)) ||
         (st = bp_sha256_file(xpath, hex)))
         goto out;
     s->model_path = dupstr(g->path);
@@ -145,20 +172,6 @@ static int parse_choice(const char *opt, const char *s, const char *const *names
         }
     cli_usage("sensitivity", "%s expects one of", opt);
     return -1;
-}
-
-static int parse_double(const char *opt, const char *s, double lo, double hi,
-                        double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi)) {
-        cli_usage("sensitivity", "%s expects a number from %g to %g, got '%s'",
-                  opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 static int parse_bits(const char *s, bp_sens_opts *o)
@@ -367,7 +380,7 @@ int cmd_sensitivity(int argc, char **argv)
             o.scope = (bp_trace_scope)choice;
             break;
         case O_TOL:
-            if (parse_double("--tol", optarg, 1e-12, 1.0, &o.tol))
+            if (cli_parse_double("sensitivity", "--tol", optarg, 1e-12, 1.0, &o.tol))
                 return BP_EXIT_INPUT;
             break;
         case O_MAXS:
@@ -392,7 +405,7 @@ int cmd_sensitivity(int argc, char **argv)
             o.eig = (bp_eig_method)choice;
             break;
         case O_EIGTOL:
-            if (parse_double("--eig-tol", optarg, 0.0, 1.0, &o.eig_tol))
+            if (cli_parse_double("sensitivity", "--eig-tol", optarg, 0.0, 1.0, &o.eig_tol))
                 return BP_EXIT_INPUT;
             break;
         case O_EIGIT:
@@ -420,11 +433,11 @@ int cmd_sensitivity(int argc, char **argv)
         case O_CKPT: ckpath = optarg; break;
         case O_RESUME: resume = optarg; break;
         case O_CKEVERY:
-            if (parse_double("--checkpoint-every", optarg, 0.0, 1e9, &ck_every))
+            if (cli_parse_double("sensitivity", "--checkpoint-every", optarg, 0.0, 1e9, &ck_every))
                 return BP_EXIT_INPUT;
             break;
         case 'h': fputs(help, stdout); return BP_EXIT_OK;
-        default: return cli_usage("sensitivity", "unknown option");
+        default: return cli_bad_option("sensitivity", "ho:", argc, argv);
         }
     }
     if (optind != argc - 1)

@@ -140,7 +140,7 @@ int cmd_solve(int argc, char **argv)
             return BP_EXIT_OK;
         default:
             ilp_args_free(&a);
-            return cli_usage("solve", "unknown option");
+            return cli_bad_option("solve", "ho:", argc, argv);
         }
     }
     if (optind < argc - 1) {

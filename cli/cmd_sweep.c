@@ -444,7 +444,7 @@ int cmd_sweep(int argc, char **argv)
             return BP_EXIT_OK;
         default:
             ilp_args_free(&a);
-            return cli_usage("sweep", "unknown option");
+            return cli_bad_option("sweep", "ho:", argc, argv);
         }
     }
     if (optind < argc - 1 || axis < 0 || !dir) {

@@ -107,21 +107,6 @@ static int parse_small_int(const char *cmd, const char *opt, const char *s,
     return 0;
 }
 
-static int parse_double(const char *cmd, const char *opt, const char *s,
-                        double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
-        cli_usage(cmd, "%s expects a number from %g to %g, got '%s'", opt, lo,
-                  hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
 {
     switch (c) {
@@ -267,10 +252,10 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
         return parse_small_int(cmd, "--keep-first-last", arg, 1, 16,
                                &a->ao.keep_first_last) ? -1 : 1;
     case ILP_OPT_TIME:
-        return parse_double(cmd, "--time-limit", arg, 1e-3, 1e7,
+        return cli_parse_double(cmd, "--time-limit", arg, 1e-3, 1e7,
                             &a->mo.time_limit_s) ? -1 : 1;
     case ILP_OPT_GAP:
-        return parse_double(cmd, "--gap", arg, 0, 1, &a->mo.rel_gap) ? -1 : 1;
+        return cli_parse_double(cmd, "--gap", arg, 0, 1, &a->mo.rel_gap) ? -1 : 1;
     case ILP_OPT_BATCH: {
         int64_t b;
         if (cli_parse_int(cmd, "--batch", arg, 1, 1 << 20, &b))
@@ -304,7 +289,7 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
             return cli_usage(cmd, "expects --sensitivity SENS.json (or "
                              "MODEL.onnx --data X.npy)");
         /* sensitivity on the way, with `bitplan sensitivity`'s defaults */
-        bp_model_facts model = {0, 0};
+        bp_model_facts model = {0, 0, 0};
         int n = 0;
         bp_sens_opts so;
         bp_sens_opts_default(&so);
@@ -329,7 +314,7 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
                          "sensitivity), not with --sensitivity",
                          a->data ? "--data" : a->labels ? "--labels"
                                                         : "--save-sensitivity");
-    bp_model_facts model = {0, 0};
+    bp_model_facts model = {0, 0, 0};
     int n = 0;
     if ((st = bp_profile_open(&c->prof, a->profile)) ||
         (st = bp_sens_load(&c->sens, a->sens_path)))

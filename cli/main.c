@@ -2,6 +2,8 @@
 #include "config.h"
 #include "cli.h"
 
+#include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <string.h>
 
@@ -60,9 +62,19 @@ int main(int argc, char **argv)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+    signal(SIGPIPE, on_signal);
+    opterr = 0; /* the subcommands report bad options in one line */
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            /* a full disk under stdout loses the --json result: no success */
+            if (fflush(stdout) || ferror(stdout)) {
+                cli_error("stdout: cannot write: %s", strerror(errno));
+                return rc ? rc : BP_EXIT_INPUT;
+            }
+            return rc;
+        }
     cli_error("unknown command '%s' (see 'bitplan --help')", argv[1]);
     return BP_EXIT_INPUT;
 }

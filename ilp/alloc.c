@@ -458,10 +458,12 @@ int bp_alloc_new(bp_alloc **out, const bp_sens *sens, const char *sens_path,
     /* 3. reference totals: the float32 model, the all-highest plan */
     if (model && model->float_params > 0) {
         a->float_bytes = 4.0 * (double)model->float_params;
-        a->fixed_bytes = 4.0 * (double)model->other_params;
+        a->fixed_bytes = 4.0 * (double)model->other_params +
+                         (double)model->const_bytes;
     } else if (!facts && sens->float_params > 0) {
         a->float_bytes = 4.0 * (double)sens->float_params;
-        a->fixed_bytes = 4.0 * (double)sens->other_params;
+        a->fixed_bytes = 4.0 * (double)sens->other_params +
+                         (double)sens->const_bytes;
     } else {
         /* unknown: the layers' weights and one bias per channel */
         for (int i = 0; i < n; i++)

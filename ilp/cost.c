@@ -104,8 +104,10 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
      * layer takes the trailing ones), as `profile --measure --model`
      * charges them, so that the layers of a plan sum to the whole run. */
     int pending = 0, last = -1, nof = 0;
+    int64_t const_bytes = 0;
     for (int k = 0; k < nq; k++) {
         const bp_qop_info *q = &qops[k];
+        const_bytes += q->const_bytes;
         if (q->kind != BP_QOP_LAYER) {
             of[nof++] = (bp_op_fact){bp_qop_name(q->kind), q->elements,
                                      q->out_elements};
@@ -151,6 +153,7 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
     free(layers);
     model->float_params = all;
     model->other_params = other;
+    model->const_bytes = const_bytes;
     *out = f;
     *n = nl;
     return BP_OK;

@@ -56,7 +56,10 @@
  * parameter of the whole model (BatchNorm, biases included); the float
  * parameters that stay float after quantization (other_params: neither a
  * layer's weight or bias nor a BatchNorm folded into one) add a constant
- * 4 * other_params to every plan's size. */
+ * 4 * other_params to every plan's size, and so do the integer executor's
+ * per-graph constants (const_bytes: activation scales, the dyadic numbers
+ * of residual adds and pooling), so that a plan's size is what `bitplan
+ * run` counts in the executor's buffers. */
 #ifndef BP_COST_H
 #define BP_COST_H
 
@@ -99,6 +102,8 @@ typedef struct bp_layer_facts {
 typedef struct bp_model_facts {
     int64_t float_params;    /* every float parameter */
     int64_t other_params;    /* those that stay float when quantized */
+    int64_t const_bytes;     /* the integer executor's scales and dyadic
+                                numbers outside the layers (src/qgraph.h) */
 } bp_model_facts;
 
 typedef struct bp_cost {

@@ -246,6 +246,8 @@ int bp_sens_load(bp_sens **out, const char *path)
                               INT64_C(1) << 50, &s->float_params)) ||
         (st = bp_json_int_opt(path, "model", o, "other_params", 0,
                               INT64_C(1) << 50, &s->other_params)) ||
+        (st = bp_json_int_opt(path, "model", o, "const_bytes", 0,
+                              INT64_C(1) << 50, &s->const_bytes)) ||
         (st = bp_json_obj(path, "", root, "data", &o)) ||
         (st = bp_json_str(path, "data", o, "path", &str)) ||
         (st = dup_str(path, str, &s->data_path)) ||
@@ -399,6 +401,8 @@ int bp_sens_save(const bp_sens *s, const char *path)
         ok = bp_json_add_num(m, "float_params", (double)s->float_params) != NULL;
     if (ok && s->other_params > 0)
         ok = bp_json_add_num(m, "other_params", (double)s->other_params) != NULL;
+    if (ok && s->const_bytes > 0)
+        ok = bp_json_add_num(m, "const_bytes", (double)s->const_bytes) != NULL;
     ok = ok && (d = cJSON_AddObjectToObject(root, "data")) &&
          add_str(d, "path", s->data_path) &&
          add_str(d, "sha256", s->data_sha256) &&

@@ -16,7 +16,8 @@
  * is BP_EINVAL naming the file and its JSON path):
  *   {"format":"bitplan-sensitivity", "version":1,        (optional on read)
  *    "model":{"path":str, "sha256":str,
- *             "float_params":int, "other_params":int},  (both optional)
+ *             "float_params":int, "other_params":int,
+ *             "const_bytes":int},                       (all 3 optional)
  *    "data":{"path":str, "sha256":str, "samples":int},
  *    "loss":num, "seed":int (or a decimal string above 2^53),
  *    "settings":{...}, "stop_reason":str,
@@ -41,8 +42,10 @@
  * (activation elements per sample, for the latency model), float_params
  * (every float parameter of the model: the float32 baseline of `size=25%`)
  * and other_params (float parameters that stay float in a quantized model:
- * not a layer's weight or bias, nor a BatchNorm folded into a layer).  0
- * means unknown; the estimator fills them from bp_graph_layers(). */
+ * not a layer's weight or bias, nor a BatchNorm folded into a layer) and
+ * const_bytes (the integer executor's scales and dyadic numbers outside the
+ * layers, which every plan carries: src/qgraph.h).  0 means unknown;
+ * `bitplan sensitivity` fills them from bp_layer_facts_from_graph(). */
 #ifndef BP_SENSFILE_H
 #define BP_SENSFILE_H
 
@@ -74,6 +77,7 @@ typedef struct bp_sens {
     char *model_path, *model_sha256;
     int64_t float_params;    /* all float parameters (0 when unknown) */
     int64_t other_params;    /* those left in float when quantized */
+    int64_t const_bytes;     /* the integer executor's per-graph scales */
     char *data_path, *data_sha256;
     int64_t samples;         /* calibration samples used */
     double loss;             /* mean cross-entropy on them */

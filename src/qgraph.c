@@ -914,6 +914,39 @@ out:
     return st;
 }
 
+/* The bytes of scales and dyadic numbers op o keeps (the per-graph part of
+ * the size accounting in qgraph.h).  Geometry and tensor types only, so
+ * bp_qmodel_ops reports the same figure before any calibration. */
+static int64_t op_const_bytes(const bp_qmodel *qm, const bp_qop *o)
+{
+    switch (o->kind) {
+    case BP_QOP_QUANTIZE: return 4;
+    case BP_QOP_LAYER: return o->in2 >= 0 ? 5 : 0;
+    case BP_QOP_ADD: return 10;
+    case BP_QOP_REQUANT: return 5;
+    case BP_QOP_DEQUANT: return qm->t[o->in].type == BP_QT_I32 ? 0 : 4;
+    case BP_QOP_AVGPOOL: {
+        /* one multiplier per distinct window count */
+        const bp_pool_geom *pg = &o->pool;
+        int64_t taps = pg->kh * pg->kw, n = 0;
+        unsigned char *seen = calloc((size_t)taps + 1, 1);
+        if (!seen)
+            return -1;
+        for (int64_t oy = 0; oy < pg->oh; oy++)
+            for (int64_t ox = 0; ox < pg->ow; ox++) {
+                int64_t cnt = bp_qk_pool_count(pg, oy, ox);
+                if (cnt >= 1 && cnt <= taps && !seen[cnt]) {
+                    seen[cnt] = 1;
+                    n++;
+                }
+            }
+        free(seen);
+        return 5 * n;
+    }
+    default: return 0;
+    }
+}
+
 static int build_params(build *b)
 {
     bp_qmodel *qm = b->qm;
@@ -928,7 +961,6 @@ static int build_params(build *b)
             o->fscale = (float)y->scale;
             o->lo = y->lo;
             o->hi = y->hi;
-            qm->overhead_bytes += 4;
             break;
         case BP_QOP_LAYER:
             if ((st = build_layer(b, i)))
@@ -936,8 +968,6 @@ static int build_params(build *b)
             qm->layer_bytes += bp_qsize_layer(qm->layers[o->layer].numel,
                                               qm->layers[o->layer].m,
                                               qm->layers[o->layer].w_bits);
-            if (o->in2 >= 0)
-                qm->overhead_bytes += 5;
             break;
         case BP_QOP_ADD: {
             const bp_qtensor *x2 = &qm->t[o->in2];
@@ -947,7 +977,6 @@ static int build_params(build *b)
             o->frac = BP_QRES_FRAC;
             o->lo = y->lo;
             o->hi = y->hi;
-            qm->overhead_bytes += 10;
             break;
         }
         case BP_QOP_REQUANT:
@@ -955,7 +984,6 @@ static int build_params(build *b)
                 return st;
             o->lo = y->lo;
             o->hi = y->hi;
-            qm->overhead_bytes += 5;
             break;
         case BP_QOP_AVGPOOL: {
             bp_pool_geom *pg = &o->pool;
@@ -981,7 +1009,6 @@ static int build_params(build *b)
                 }
             o->lo = y->lo;
             o->hi = y->hi;
-            qm->overhead_bytes += 5 * o->n_counts;
             break;
         }
         case BP_QOP_MAXPOOL: case BP_QOP_RELU: case BP_QOP_FLATTEN:
@@ -991,14 +1018,16 @@ static int build_params(build *b)
         case BP_QOP_DEQUANT:
             if (x->type == BP_QT_I32)
                 o->layer = qm->ops[b->ti[o->in].producer].layer;
-            else {
+            else
                 o->fscale = (float)x->scale;
-                qm->overhead_bytes += 4;
-            }
             break;
         default:
             break;
         }
+        int64_t cb = op_const_bytes(qm, o);
+        if (cb < 0)
+            return BP_ENOMEM;
+        qm->overhead_bytes += cb;
     }
     qm->size_bytes = qm->layer_bytes + qm->overhead_bytes;
     return BP_OK;
@@ -1269,6 +1298,10 @@ int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
         default: f->elements = ne_out; break;
         }
         f->out_elements = ne_out;
+        if ((f->const_bytes = op_const_bytes(qm, op)) < 0) {
+            st = BP_ENOMEM;
+            goto out;
+        }
     }
     *ops = info;
     *n_ops = qm->n_ops;

@@ -178,6 +178,7 @@ typedef struct bp_qop_info {
     int64_t elements;  /* per sample, as above */
     int64_t out_elements; /* per sample written (the executor's threshold
                              for splitting the op over threads) */
+    int64_t const_bytes;  /* its scales and dyadic numbers (size, above) */
 } bp_qop_info;
 
 /* The ops bp_qmodel_new would make of g, in execution order, without a plan

@@ -1441,7 +1441,7 @@ int bp_qprofile_predict(const char *path, bp_graph *g, const bp_plan *plan,
     bp_layer_facts *f = NULL;
     bp_model_facts mf;
     int n = 0, st;
-    if ((st = bp_profile_load(&prof, path)) ||
+    if ((st = bp_profile_open(&prof, path)) ||
         (st = bp_layer_facts_from_graph(g, &f, &n, &mf)))
         goto out;
     if (!bp_profile_has_latency(prof)) {

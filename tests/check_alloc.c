@@ -410,9 +410,9 @@ START_TEST(test_unreachable_budget)
     ck_assert_int_eq(cnn_open(&c, "nvidia-t4", NULL), BP_OK);
     ck_assert_int_eq(solve1(&c, "size=1KiB", &r), BP_EINFEASIBLE);
     ck_assert_str_eq(bp_errmsg(), "budget size=1KiB cannot be met: the "
-                     "smallest plan is 5.94KiB (all layers at 2 bits)");
+                     "smallest plan is 5.96KiB (all layers at 2 bits)");
     ck_assert_int_eq(solve1(&c, "size=5%", &r), BP_EINFEASIBLE);
-    ck_assert_ptr_nonnull(strstr(bp_errmsg(), "the smallest plan is 7.61% (5.94KiB) (all layers at 2 bits)"));
+    ck_assert_ptr_nonnull(strstr(bp_errmsg(), "the smallest plan is 7.63% (5.96KiB) (all layers at 2 bits)"));
     ck_assert_int_eq(solve1(&c, "size=20x", &r), BP_EINFEASIBLE);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "13.1x"));
     ck_assert_int_eq(solve1(&c, "latency=1us", &r), BP_EINFEASIBLE);
@@ -464,7 +464,7 @@ START_TEST(test_fixed_bytes)
     for (int i = 0; i < 7; i++)
         lo0 += ceil(c.sens->layers[i].numel * 2 / 8.0) +
                8.0 * c.sens->layers[i].out_channels;
-    ck_assert(lo == lo0 + 4.0 * 12347);
+    ck_assert(lo == lo0 + 4.0 * 12347 + 19); /* and the const_bytes */
     bp_budget_kind k = BP_BUDGET_SIZE;
     bp_alloc_result r;
     ck_assert_int_eq(bp_alloc_solve_caps(c.a, 1, &k, &lo, NULL, NULL, &r), BP_OK);
@@ -526,7 +526,7 @@ START_TEST(test_joint_budgets)
     ck_assert_int_eq(bp_alloc_solve(c.a, 2, b, NULL, &r), BP_EINFEASIBLE);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "budgets size=7KiB and "
                                  "latency=0.1ms cannot be met together (size "
-                                 "alone can go down to 5.94KiB, latency"));
+                                 "alone can go down to 5.96KiB, latency"));
     cnn_close(&c);
     unlink(path);
     rmdir(dir);
@@ -706,6 +706,7 @@ START_TEST(test_graph_and_file_agree)
     ck_assert_int_eq(n, 7);
     ck_assert_int_eq(mf.float_params, 19994);
     ck_assert_int_eq(mf.other_params, 0);   /* every BatchNorm folds */
+    ck_assert_int_eq(mf.const_bytes, 19);   /* input scale, 2 residuals, pool */
     cnn c;
     ck_assert_int_eq(cnn_open(&c, "nvidia-t4", NULL), BP_OK);
     for (int i = 0; i < n; i++) {

@@ -115,6 +115,7 @@ START_TEST(test_every_field)
 {
     static const char *const optional[] = {
         "format", "version", "model.float_params", "model.other_params",
+        "model.const_bytes",
         "layers[0].macs", "layers[0].out_channels", "layers[0].in_numel",
         "layers[0].out_numel", "layers[0].omega.*", NULL};
     static const char *const skip[] = {"settings.*", NULL};
@@ -161,6 +162,7 @@ START_TEST(test_loss_increase)
     free(tb);
     static const char *const optional[] = {
         "format", "version", "model.float_params", "model.other_params",
+        "model.const_bytes",
         "layers[0].macs", "layers[0].out_channels", "layers[0].in_numel",
         "layers[0].out_numel", "layers[0].omega.*", "layers[0].loss_increase",
         NULL};

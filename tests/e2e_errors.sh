@@ -37,7 +37,39 @@ expect_error 2 'labels must be a 1-D integer array' -- \
 head -c 200 "$EX/digits_test_flat.npy" >"$TMP/short.npy"
 expect_error 2 'short.npy: .*' -- "$BITPLAN" eval "$EX/mlp.onnx" --data "$TMP/short.npy"
 
-# usage errors
+# integer samples (the check of their dtype once read a closed file) and a
+# NaN among the samples: refused with the sample named, by every command
+{ head -c 128 "$EX/digits_test_flat.npy" | LC_ALL=C sed 's/<f4/<i8/'
+  head -c 256000 /dev/zero; } >"$TMP/int64.npy"
+expect_error 2 'int64.npy: dtype int64; expected float32, float64 or uint8 samples' -- \
+    "$BITPLAN" eval "$EX/mlp.onnx" --data "$TMP/int64.npy"
+cp "$EX/digits_test_flat.npy" "$TMP/nan.npy"
+printf '\000\000\300\177' | dd of="$TMP/nan.npy" bs=1 seek=$((128 + (3 * 64 + 5) * 4)) \
+    conv=notrunc 2>/dev/null
+for cmd in eval sensitivity; do
+    expect_error 2 'nan.npy: sample 3 holds NaN at element 5; expected finite values' -- \
+        "$BITPLAN" $cmd "$EX/mlp.onnx" --data "$TMP/nan.npy" -o "$TMP/never.json"
+done
+[ ! -e "$TMP/never.json" ] && pass "no output after NaN samples" || fail "output after NaN samples"
+
+# usage errors: one line each, naming the argument
+expect_error 2 "run: unknown option '--bogus'" -- "$BITPLAN" run "$EX/mlp.onnx" --bogus
+expect_error 2 "eval: option '--data' needs a value" -- "$BITPLAN" eval "$EX/mlp.onnx" --data
+expect_error 2 "--max-drop expects a number from 0 to 100, got ''" -- \
+    "$BITPLAN" run "$EX/mlp.onnx" --plan x.json $D --labels "$EX/digits_test_y.npy" --max-drop ''
+expect_error 2 "--max-drop expects a number from 0 to 100, got '0x1C'" -- \
+    "$BITPLAN" run "$EX/mlp.onnx" --plan x.json $D --labels "$EX/digits_test_y.npy" --max-drop 0x1C
+expect_error 2 "run: --max-drop needs --labels" -- \
+    "$BITPLAN" run "$EX/mlp.onnx" --plan x.json $D --max-drop 1
+# a --json result lost to a full disk is no success (the human table on
+# stderr comes first)
+if [ -w /dev/full ]; then
+    "$BITPLAN" inspect "$EX/mlp.onnx" --json >/dev/full 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 2 ] && tail -1 "$TMP/err" | grep -q '^bitplan: stdout: cannot write: ' &&
+        pass "--json into /dev/full: exit 2, $(tail -1 "$TMP/err")" ||
+        fail "--json into /dev/full: exit $rc, $(tail -1 "$TMP/err")"
+fi
 expect_error 2 'eval: --data is required' -- "$BITPLAN" eval "$EX/mlp.onnx"
 expect_error 2 '--batch expects an integer' -- "$BITPLAN" eval "$EX/mlp.onnx" $D --batch 0
 expect_error 2 "unknown command 'frobnicate'" -- "$BITPLAN" frobnicate

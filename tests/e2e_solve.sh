@@ -124,7 +124,7 @@ fi
 rm -f "$OUT" "$H"
 
 # --- errors: exit code, one line, nothing written -------------------------
-expect_error 1 '^bitplan: budget size=1KiB cannot be met: the smallest plan is 5\.94KiB \(all layers at 2 bits\)$' -- \
+expect_error 1 '^bitplan: budget size=1KiB cannot be met: the smallest plan is 5\.96KiB \(all layers at 2 bits\)$' -- \
     "$BITPLAN" solve "$M" --sensitivity "$S" --profile nvidia-t4 --budget size=1KiB -o "$OUT"
 no_output "unreachable size"
 expect_error 1 'budget latency=10us cannot be met: the smallest plan is 35' -- \

@@ -70,6 +70,11 @@ def make(model_name, data_name):
     float_params = sum(a.size for a in inits.values() if a.dtype.kind == "f")
     float_params += sum(inits[n.input[0]].size for n in m.graph.node
                         if n.op_type == "Identity" and n.input[0] in inits)
+    # the integer executor's per-graph constants (src/qgraph.h): 4 bytes for
+    # the input's scale, 5 per residual Add (fused into its conv in these
+    # models) and per global pooling; the last Gemm's int32 output needs none
+    ops = [n.op_type for n in m.graph.node]
+    const_bytes = 4 + 5 * ops.count("Add") + 5 * ops.count("GlobalAveragePool")
     layers = []
     for node in m.graph.node:
         if node.op_type not in ("Conv", "Gemm"):
@@ -106,7 +111,8 @@ def make(model_name, data_name):
     doc = {
         "format": "bitplan-sensitivity", "version": 1,
         "model": {"path": "examples/%s.onnx" % model_name, "sha256": sha256(path),
-                  "float_params": int(float_params), "other_params": 0},
+                  "float_params": int(float_params), "other_params": 0,
+                  "const_bytes": const_bytes},
         "data": {"path": "examples/" + data_name, "sha256": sha256(data),
                  "samples": 256},
         "loss": 0.05, "seed": 1,
