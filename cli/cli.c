@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void cli_error(const char *fmt, ...)
@@ -54,6 +55,21 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo,
     return 0;
 }
 
+int cli_parse_seed(const char *cmd, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    /* strtoull would take a sign or blanks and wrap "-5" around */
+    unsigned long long v = *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
+    if (!(*s >= '0' && *s <= '9') || errno || *end) {
+        cli_usage(cmd, "--seed expects an integer from 0 to %llu, got '%s'",
+                  (unsigned long long)UINT64_MAX, s);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
 int cli_parse_double(const char *cmd, const char *opt, const char *s,
                      double lo, double hi, double *out)
 {
@@ -86,6 +102,27 @@ int cli_bad_option(const char *cmd, const char *shortopts, int argc,
     if (missing)
         return cli_usage(cmd, "option '%s' needs a value", arg);
     return cli_usage(cmd, "unknown option '%s'", arg);
+}
+
+int cli_check_outputs(const char *const *outs, int n_outs,
+                      const char *const *ins, int n_ins)
+{
+    for (int i = 0; i < n_outs; i++) {
+        if (!outs[i])
+            continue;
+        int st = bp_outfile_check(outs[i]);
+        if (st)
+            return st;
+        struct stat so, si;
+        if (stat(outs[i], &so) != 0 || !S_ISREG(so.st_mode))
+            continue;
+        for (int k = 0; k < n_ins; k++)
+            if (ins[k] && stat(ins[k], &si) == 0 && si.st_dev == so.st_dev &&
+                si.st_ino == so.st_ino)
+                return bp_fail(BP_EINVAL, "%s: is also an input (%s); the "
+                               "output would replace it", outs[i], ins[k]);
+    }
+    return BP_OK;
 }
 
 int cli_progress_enabled(void)

@@ -31,6 +31,10 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 int cli_parse_int(const char *cmd, const char *opt, const char *s,
                   int64_t lo, int64_t hi, int64_t *out);
 
+/* Parses a --seed: decimal digits only, 0 .. 2^64-1; exits through
+ * cli_usage. */
+int cli_parse_seed(const char *cmd, const char *s, uint64_t *out);
+
 /* Parses a finite decimal number in [lo, hi] (no hex, inf or nan, nothing
  * after it); exits through cli_usage. */
 int cli_parse_double(const char *cmd, const char *opt, const char *s,
@@ -40,6 +44,13 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s,
  * nothing): one usage line naming the argument; returns BP_EXIT_INPUT. */
 int cli_bad_option(const char *cmd, const char *shortopts, int argc,
                    char **argv);
+
+/* Checks output paths before the work starts: each can be created
+ * (bp_outfile_check) and none is one of the inputs (same file), which the
+ * output would replace.  NULL entries are skipped.  BP_OK or a status with
+ * its message (report it with cli_status). */
+int cli_check_outputs(const char *const *outs, int n_outs,
+                      const char *const *ins, int n_ins);
 
 /* stderr is a terminal: progress lines are drawn only then. */
 int cli_progress_enabled(void);

@@ -66,6 +66,12 @@ int cmd_eval(int argc, char **argv)
         return cli_usage("eval", "expects one MODEL.onnx");
     if (!xpath)
         return cli_usage("eval", "--data is required");
+    {
+        const char *ins[] = {argv[optind], xpath, ypath};
+        int st = cli_check_outputs(&outpath, 1, ins, 3);
+        if (st)
+            return cli_status(st);
+    }
     cli_set_threads((int)threads);
 
     int st, rc = BP_EXIT_OK;

@@ -117,7 +117,15 @@ int cmd_profile(int argc, char **argv)
                          "arguments" : !measure ? "only --measure is supported"
                          : "-o HW.json is required");
     }
-    int st = BP_OK;
+    /* every file it may write, checked before minutes of measuring */
+    char roof[4096];
+    bp_qprofile_roofline_path(out, roof, sizeof roof);
+    const char *outs[] = {out, n_paths ? roof : NULL, po.report};
+    int st = cli_check_outputs(outs, 3, (const char *const *)paths, n_paths);
+    if (st) {
+        free(paths);
+        return cli_status(st);
+    }
     bp_graph **models = calloc((size_t)n_paths + 1, sizeof *models);
     if (!models)
         st = BP_ENOMEM;

@@ -229,6 +229,13 @@ int cmd_run(int argc, char **argv)
     if (isfinite(max_drop) && !ypath)
         return cli_usage("run", "--max-drop needs --labels: without them there "
                          "is no accuracy to check");
+    {
+        const char *ins[] = {argv[optind], plan_path, xpath, ypath, cpath,
+                             profile};
+        int st = cli_check_outputs(&outpath, 1, ins, 6);
+        if (st)
+            return cli_status(st);
+    }
     if (isa) {
         int found = -1;
         for (int k = 0; k < BP_QK_ISA_COUNT; k++)

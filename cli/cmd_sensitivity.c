@@ -170,7 +170,11 @@ static int parse_choice(const char *opt, const char *s, const char *const *names
             *out = i;
             return 0;
         }
-    cli_usage("sensitivity", "%s expects one of", opt);
+    /* opt is "--eig (lanczos, power, none)": the name, then the choices */
+    const char *sp = strchr(opt, ' ');
+    cli_usage("sensitivity", "%.*s expects one of %s, got '%s'",
+              sp ? (int)(sp - opt) : (int)strlen(opt), opt, sp ? sp + 1 : "",
+              s);
     return -1;
 }
 
@@ -345,15 +349,10 @@ int cmd_sensitivity(int argc, char **argv)
         case 'd': xpath = optarg; break;
         case 'l': ypath = optarg; break;
         case 'o': outpath = optarg; break;
-        case O_SEED: {
-            char *end;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (end == optarg || *end || optarg[0] == '-')
-                return cli_usage("sensitivity", "--seed expects a non-negative "
-                                 "integer, got '%s'", optarg);
-            o.seed = s;
+        case O_SEED:
+            if (cli_parse_seed("sensitivity", optarg, &o.seed))
+                return BP_EXIT_INPUT;
             break;
-        }
         case O_THREADS:
             if (cli_parse_int("sensitivity", "--threads", optarg, 1, 1024, &threads))
                 return BP_EXIT_INPUT;
@@ -446,6 +445,13 @@ int cmd_sensitivity(int argc, char **argv)
         return cli_usage("sensitivity", "--data is required");
     if (!outpath)
         return cli_usage("sensitivity", "-o SENS.json is required");
+    {
+        const char *outs[] = {outpath, ckpath};
+        const char *ins[] = {argv[optind], xpath, ypath};
+        int st = cli_check_outputs(outs, 2, ins, 3);
+        if (st)
+            return cli_status(st);
+    }
     cli_set_threads((int)threads);
     /* the same threads run independent products (directions, classes) */
     o.threads = threads > 0 ? (int)threads : 1;

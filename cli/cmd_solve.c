@@ -57,6 +57,19 @@ static void py_str(FILE *f, const char *s)
     fputc('\'', f);
 }
 
+/* s inside a Python comment: a newline in a path would end the comment
+ * and make the rest of the path code, so control characters are escaped. */
+static void comment_str(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+}
+
 /* HAWQ-V3 (github.com/Zhen-Dong/HAWQ, bit_config.py) looks modules up by
  * their name in model.named_modules() and sets weight_bit or activation_bit
  * from bit_config_dict["bit_config_<arch>_<scheme>"][name]. */
@@ -67,15 +80,21 @@ static int write_hawq(const char *path, const bp_plan *p)
     if (st)
         return st;
     FILE *f = bp_outfile_stream(of);
-    fprintf(f, "# HAWQ-V3 bit configuration written by bitplan (plan of %s,\n"
-               "# sha256 %s, profile %s, status %s).\n"
+    fputs("# HAWQ-V3 bit configuration written by bitplan (plan of ", f);
+    comment_str(f, p->model_path);
+    fputs(",\n# sha256 ", f);
+    comment_str(f, p->model_sha256);
+    fputs(", profile ", f);
+    comment_str(f, p->profile);
+    fputs(", status ", f);
+    comment_str(f, p->status);
+    fprintf(f, ").\n"
                "# Keys are the torch module names of the quantized layers\n"
                "# (weight initializer names without \".weight\"); rename them\n"
                "# to your quantized model's modules (HAWQ's q_resnet calls them\n"
                "# e.g. 'stage1.unit1.quant_convbn1') if they differ.\n"
                "# act_bit_config gives the planned activation bits of each\n"
-               "# layer's input, for the QuantAct modules in front of them.\n",
-            p->model_path, p->model_sha256, p->profile, p->status);
+               "# layer's input, for the QuantAct modules in front of them.\n");
     for (int pass = 0; pass < 2; pass++) {
         fprintf(f, pass ? "\nact_bit_config = {\n"
                         : "bit_config_dict = {\n\"bit_config_bitplan\": {\n");
@@ -154,14 +173,10 @@ int cmd_solve(int argc, char **argv)
         return cli_usage("solve", "--format hawq writes next to -o PLAN.json: "
                          "give -o");
     }
-    if (out) {
-        /* an unwritable target fails now, in one line, not after solving */
-        bp_outfile *probe = NULL;
-        if ((st = bp_outfile_open(&probe, out))) {
-            ilp_args_free(&a);
-            return cli_status(st);
-        }
-        bp_outfile_abort(&probe);
+    /* an unwritable target fails now, in one line, not after solving */
+    if ((st = ilp_check_outputs(&a, out))) {
+        ilp_args_free(&a);
+        return cli_status(st);
     }
     if ((rc = ilp_ctx_load("solve", &a, &ctx))) {
         ilp_args_free(&a);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char help[] =
     "usage: bitplan sweep [MODEL.onnx] --sensitivity SENS.json --profile HW\n"
@@ -396,6 +397,7 @@ int cmd_sweep(int argc, char **argv)
     cli_qdata qd = {0};
     bp_qrun *qr = NULL;
     int64_t npts = 10, repeat = 10, threads = 0;
+    int timing_opt = 0;
     ilp_args_init(&a);
     memset(&ctx, 0, sizeof ctx);
     optind = 1;
@@ -429,6 +431,7 @@ int cmd_sweep(int argc, char **argv)
         case 'c': cpath = optarg; break;
         case 'r':
         case 't':
+            timing_opt = 1;
             if (cli_parse_int("sweep", c == 'r' ? "--repeat" : "--threads",
                               optarg, c == 'r' ? 0 : 1,
                               c == 'r' ? 1000000 : 64,
@@ -464,36 +467,45 @@ int cmd_sweep(int argc, char **argv)
                              bp_budget_kind_name((bp_budget_kind)axis));
         }
     if (validate) {
-        if (!a.model || !a.data) {
+        if (!a.model || !a.data || !a.labels) {
             ilp_args_free(&a);
             return cli_usage("sweep", "--validate runs the plans on MODEL.onnx "
-                             "with --data X.npy [--labels Y.npy]");
+                             "with --data X.npy --labels Y.npy");
         }
         vx = a.data;
         vy = a.labels;
         /* with a sensitivity file, --data is the validation set only */
         if (a.sens_path)
             a.data = a.labels = NULL;
-    } else if (cpath) {
+    } else if (cpath || timing_opt) {
         ilp_args_free(&a);
-        return cli_usage("sweep", "--calib goes with --validate");
+        return cli_usage("sweep", "%s goes with --validate",
+                         cpath ? "--calib" : "--repeat or --threads");
     }
     {
         /* an unusable DIR fails now, in one line, not after solving */
         struct stat sb;
-        char *parent = strdup(dir), *slash = parent ? strrchr(parent, '/') : NULL;
+        char *parent = strdup(dir), *slash = NULL;
+        if (parent) {
+            /* "out/" names the directory out */
+            size_t len = strlen(parent);
+            while (len > 1 && parent[len - 1] == '/')
+                parent[--len] = '\0';
+            slash = strrchr(parent, '/');
+        }
         if (slash)
             *(slash == parent ? slash + 1 : slash) = '\0';
         const char *pd = slash ? parent : ".";
-        int bad = stat(dir, &sb) == 0 ? !S_ISDIR(sb.st_mode)
-                                      : !parent || stat(pd, &sb) != 0 ||
-                                            !S_ISDIR(sb.st_mode);
+        int bad = stat(dir, &sb) == 0
+                      ? !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK) != 0
+                      : !parent || stat(pd, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+                            access(pd, W_OK | X_OK) != 0;
         free(parent);
         if (bad) {
             ilp_args_free(&a);
             return cli_status(bp_fail(BP_EIO, "%s: cannot create the output "
-                              "directory (its parent must exist; a file of "
-                              "that name must not)", dir));
+                              "directory (its parent must exist and be "
+                              "writable; a file of that name must not)", dir));
         }
     }
     if ((rc = ilp_ctx_load("sweep", &a, &ctx))) {
@@ -506,6 +518,7 @@ int cmd_sweep(int argc, char **argv)
     bp_plan *plan = NULL;
     bp_budget *bud = calloc((size_t)nb, sizeof *bud);
     double lo, hi, values[BP_MCKP_MAX_BUDGETS + 1];
+    char why[512] = "";
     bp_budget_kind kinds[BP_MCKP_MAX_BUDGETS + 1];
     const char *texts[BP_MCKP_MAX_BUDGETS + 1];
     if (!pt || !bud) {
@@ -543,6 +556,8 @@ int cmd_sweep(int argc, char **argv)
         if (st == BP_EINFEASIBLE) {
             if (a.verbose)
                 fprintf(stderr, "point %d: %s\n", k + 1, bp_errmsg());
+            /* the loosest point says why, should none be feasible */
+            snprintf(why, sizeof why, "%s", bp_errmsg());
             st = BP_OK;
             continue;
         }
@@ -559,6 +574,15 @@ int cmd_sweep(int argc, char **argv)
         cli_progress("sweep", k + 1, n);
     }
     cli_progress_end();
+    int any = 0;
+    for (int k = 0; k < n; k++)
+        any |= pt[k].ok;
+    if (!any) {
+        /* nothing to write: the fixed budgets rule out every point */
+        st = bp_fail(BP_EINFEASIBLE, "no point of the sweep is feasible: %s",
+                     why);
+        goto out;
+    }
     if (validate) {
         bp_qrun_opts ro;
         bp_qrun_opts_init(&ro);
@@ -610,6 +634,20 @@ int cmd_sweep(int argc, char **argv)
         bp_plan_free(&plan);
         if (st)
             goto out;
+    }
+    /* a reused DIR keeps no plan of an earlier sweep that pareto.csv does
+     * not list: infeasible points' numbers, and those past this sweep's */
+    for (int k = 0;; k++) {
+        snprintf(path, dl + 64, "%s/plan_%03d.json", dir, k + 1);
+        if (k < n && pt[k].ok)
+            continue;
+        if (k >= n && access(path, F_OK) != 0)
+            break;
+        if (unlink(path) != 0 && errno != ENOENT) {
+            st = bp_fail(BP_EIO, "%s: cannot remove the plan of an earlier "
+                         "sweep: %s", path, strerror(errno));
+            goto out;
+        }
     }
     char title[512];
     snprintf(title, sizeof title, "%s on %s: sensitivity against %s",

@@ -107,6 +107,14 @@ static int parse_small_int(const char *cmd, const char *opt, const char *s,
     return 0;
 }
 
+int ilp_check_outputs(const ilp_args *a, const char *out)
+{
+    const char *outs[] = {out, a->save_sens};
+    const char *ins[] = {a->model, a->sens_path, a->data, a->labels,
+                         a->profile};
+    return cli_check_outputs(outs, 2, ins, 5);
+}
+
 int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
 {
     switch (c) {
@@ -117,13 +125,8 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
     case ILP_OPT_PROFILE: a->profile = arg; return 1;
     case ILP_OPT_JSON: a->json = 1; return 1;
     case ILP_OPT_VERBOSE: a->verbose = 1; a->mo.verbose = 1; return 1;
-    case ILP_OPT_SEED: {
-        int64_t s;
-        if (cli_parse_int(cmd, "--seed", arg, 0, INT64_MAX, &s))
-            return -1;
-        a->seed = (uint64_t)s;
-        return 1;
-    }
+    case ILP_OPT_SEED:
+        return cli_parse_seed(cmd, arg, &a->seed) ? -1 : 1;
     case ILP_OPT_SAMPLES:
         return cli_parse_int(cmd, "--samples", arg, 1, INT64_MAX / 2,
                              &a->samples) ? -1 : 1;

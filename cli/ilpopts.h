@@ -61,6 +61,10 @@ typedef struct ilp_args {
     int64_t samples;     /* calibration samples used (0: all) */
 } ilp_args;
 
+/* cli_check_outputs for out (may be NULL) and --save-sensitivity against
+ * the inputs named in a: before any work. */
+int ilp_check_outputs(const ilp_args *a, const char *out);
+
 void ilp_args_init(ilp_args *a);
 void ilp_args_free(ilp_args *a);
 

@@ -79,7 +79,10 @@ int bp_budget_parse(const char *spec, bp_budget *out)
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (end == v || errno || !isfinite(x) || isspace((unsigned char)*v))
+    /* strtod also reads hexadecimal: 0x10p10 is no budget anyone means */
+    int hex = strspn(v, "+-0") > 0 && strpbrk(v, "xX") != NULL &&
+              strpbrk(v, "xX") < end;
+    if (end == v || errno || !isfinite(x) || isspace((unsigned char)*v) || hex)
         return bp_fail(BP_EINVAL, "--budget %s: expected a number after '=', "
                        "as in %s", spec,
                        kind == BP_BUDGET_SIZE ? "size=1.5MiB or size=25%"

@@ -70,6 +70,7 @@ struct bp_outfile {
     char *dir;  /* directory of both, for the final fsync */
     int slot;   /* index in registry, -1 when not registered */
     int unnamed;   /* O_TMPFILE: no name until commit */
+    int direct;    /* the target is a device or a FIFO: written in place */
     int gen;       /* generation at open */
 };
 
@@ -172,12 +173,55 @@ int bp_outfile_open(bp_outfile **out, const char *path)
     if (!*path)
         return bp_fail(BP_EINVAL,
                        "cannot create an output file: the path is empty");
+    /* A symbolic link is followed: the file it names is replaced and the
+     * link stays.  A target that is not a regular file (/dev/null, a FIFO,
+     * a terminal) must not be renamed over, root may do that to /dev/null:
+     * it is written in place, as a shell redirection would. */
+    struct stat sb;
+    char *real = NULL;
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+        if (!(real = realpath(path, NULL)))
+            return bp_fail(BP_EIO, "%s: cannot create: %s (a symbolic link "
+                           "whose target cannot be resolved)", path,
+                           strerror(errno));
+        path = real;
+    }
+    int exists = stat(path, &sb) == 0;
+    if (exists && S_ISDIR(sb.st_mode)) {
+        int st = bp_fail(BP_EINVAL, "%s: names a directory, expected a file "
+                         "path", path);
+        free(real);
+        return st;
+    }
+    if (exists && !S_ISREG(sb.st_mode)) {
+        bp_outfile *f = calloc(1, sizeof *f);
+        int err = ENOMEM;
+        if (f && (f->path = strdup(path))) {
+            f->slot = -1;
+            f->direct = 1;
+            f->fp = fopen(path, "wb");
+            err = errno;
+        }
+        if (!f || !f->fp) {
+            int st = bp_fail(err == ENOMEM ? BP_ENOMEM : BP_EIO,
+                             "%s: cannot create: %s", path, strerror(err));
+            outfile_free(f);
+            free(real);
+            return st;
+        }
+        free(real);
+        *out = f;
+        return BP_OK;
+    }
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     size_t dirlen = (size_t)(base - path); /* including the '/' */
-    if (!*base)
-        return bp_fail(BP_EINVAL, "%s: names a directory, expected a file path",
-                       path);
+    if (!*base) {
+        int st = bp_fail(BP_EINVAL, "%s: names a directory, expected a file "
+                         "path", path);
+        free(real);
+        return st;
+    }
 
     bp_outfile *f = calloc(1, sizeof *f);
     size_t tmplen = strlen(path) + sizeof "/..XXXXXX";
@@ -189,9 +233,11 @@ int bp_outfile_open(bp_outfile **out, const char *path)
     }
     if (!f || !f->path || !f->tmp || !f->dir) {
         outfile_free(f);
-        return bp_fail(BP_ENOMEM, "%s: out of memory", path);
+        free(real);
+        return bp_fail(BP_ENOMEM, "out of memory creating an output file");
     }
     snprintf(f->tmp, tmplen, "%.*s.%s.XXXXXX", (int)dirlen, path, base);
+    free(real); /* f->path holds the target now */
 
     int fd = open_unnamed(f->dir);
     int err = 0;
@@ -231,6 +277,48 @@ int bp_outfile_open(bp_outfile **out, const char *path)
     }
     *out = f;
     return BP_OK;
+}
+
+int bp_outfile_check(const char *path)
+{
+    assert(path);
+    if (!*path)
+        return bp_fail(BP_EINVAL,
+                       "cannot create an output file: the path is empty");
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return bp_fail(BP_EINVAL, "%s: names a directory, expected a file "
+                           "path", path);
+        if (!S_ISREG(sb.st_mode))
+            return access(path, W_OK) == 0
+                       ? BP_OK
+                       : bp_fail(BP_EIO, "%s: cannot create: %s", path,
+                                 strerror(errno));
+    }
+    /* the temporary file goes beside the target (a link's target) */
+    char *real = NULL;
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) &&
+        !(real = realpath(path, NULL)))
+        return bp_fail(BP_EIO, "%s: cannot create: %s (a symbolic link whose "
+                       "target cannot be resolved)", path, strerror(errno));
+    const char *p = real ? real : path;
+    const char *slash = strrchr(p, '/');
+    int st = BP_OK;
+    if (slash && !slash[1])
+        st = bp_fail(BP_EINVAL, "%s: names a directory, expected a file path",
+                     path);
+    else {
+        char *dir = slash ? strndup(p, (size_t)(slash - p) + 1) : strdup(".");
+        if (!dir)
+            st = bp_fail(BP_ENOMEM, "out of memory checking an output path");
+        else if (access(dir, W_OK | X_OK) != 0)
+            st = bp_fail(BP_EIO, "%s: cannot create: %s", path,
+                         strerror(errno));
+        free(dir);
+    }
+    free(real);
+    return st;
 }
 
 FILE *bp_outfile_stream(bp_outfile *f)
@@ -324,9 +412,12 @@ int bp_outfile_commit(bp_outfile **fp)
         err = errno;
     else if (ferror(f->fp))
         err = EIO; /* an earlier write failed; its errno is gone */
-    if (!err && fsync(fileno(f->fp)) != 0 && errno != EINVAL)
+    if (!err && !f->direct && fsync(fileno(f->fp)) != 0 && errno != EINVAL)
         err = errno; /* EINVAL: the file does not support syncing */
-    if (f->unnamed) {
+    if (f->direct) {
+        if (fclose(f->fp) != 0 && !err)
+            err = errno;
+    } else if (f->unnamed) {
         /* named while still open: the descriptor is the only handle */
         if (!err)
             err = link_unnamed(f, fileno(f->fp));
@@ -345,7 +436,7 @@ int bp_outfile_commit(bp_outfile **fp)
     int st = BP_OK;
     if (err)
         st = bp_fail(BP_EIO, "%s: cannot write: %s", f->path, strerror(err));
-    else
+    else if (!f->direct)
         sync_dir(f->dir);
     outfile_free(f);
     return st;
@@ -358,7 +449,7 @@ void bp_outfile_abort(bp_outfile **fp)
     bp_outfile *f = *fp;
     *fp = NULL;
     fclose(f->fp); /* an unnamed temporary vanishes with its descriptor */
-    if (!f->unnamed)
+    if (!f->unnamed && !f->direct)
         unlink(f->tmp);
     registry_remove(f->slot);
     outfile_free(f);

@@ -12,6 +12,12 @@
  * BITPLAN_ATOMIC_NAMED=1) it is a hidden DIR/.NAME.XXXXXX renamed over the
  * target, which a SIGKILL can leave behind (never under the target's name).
  *
+ * A symbolic link as the target is followed (the file it names is
+ * replaced, the link stays).  A target that exists and is not a regular
+ * file (/dev/null, a FIFO, a terminal) is written in place, without a
+ * temporary file: it cannot be renamed over, and replacing a device node
+ * with a file would break it for everyone.
+ *
  * Ownership: a bp_outfile owns its FILE stream and its temporary file.  It
  * ends in exactly one of bp_outfile_commit() or bp_outfile_abort(), both of
  * which free the handle and set the caller's pointer to NULL.
@@ -43,6 +49,14 @@ typedef struct bp_outfile bp_outfile;
  * unchanged and nothing is left on disk.  The target is not touched until
  * bp_outfile_commit(). */
 int bp_outfile_open(bp_outfile **out, const char *path);
+
+/* Whether bp_outfile_open(path) can be expected to succeed, without
+ * creating anything (a FIFO opened and closed would signal its reader the
+ * end): the target is not a directory and its directory is writable, or
+ * the target is a writable device or FIFO.  For checking an output path
+ * before long work; BP_OK, or the status and message bp_outfile_open would
+ * give. */
+int bp_outfile_check(const char *path);
 
 /* The stream to write the contents to.  Owned by f: do not fclose it.
  * Write errors may be ignored here; they are reported by commit. */

@@ -9,15 +9,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Files larger than this are not sensitivity files, plans or profiles. */
 #define JSON_MAX_BYTES ((long)1 << 28)
+
+/* A key twice in one object: cJSON keeps both and lookups find the first,
+ * so a hand-edited file would silently lose the second.  The first such
+ * key below o, as a JSON path in buf, or NULL.  depth bounds the recursion
+ * (cJSON itself refuses nesting beyond CJSON_NESTING_LIMIT). */
+static const char *duplicate_key(const cJSON *o, char *buf, size_t n,
+                                 int depth)
+{
+    if (depth > 1000)
+        return NULL;
+    for (const cJSON *c = o ? o->child : NULL; c; c = c->next) {
+        if (cJSON_IsObject(o) && c->string)
+            for (const cJSON *d = c->next; d; d = d->next)
+                if (d->string && !strcmp(c->string, d->string)) {
+                    snprintf(buf, n, "%s", c->string);
+                    return buf;
+                }
+        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) &&
+            duplicate_key(c, buf, n, depth + 1)) {
+            char inner[256];
+            snprintf(inner, sizeof inner, "%s", buf);
+            if (c->string)
+                snprintf(buf, n, "%s.%s", c->string, inner);
+            return buf;
+        }
+    }
+    return NULL;
+}
 
 int bp_json_load(const char *path, cJSON **root)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return bp_fail(BP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return bp_fail(BP_EINVAL, "%s: is a directory; expected a JSON file",
+                       path);
+    }
     char *buf = NULL;
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0)
@@ -53,11 +88,31 @@ int bp_json_load(const char *path, cJSON **root)
         free(buf);
         return bp_fail(BP_EINVAL, "%s: not valid JSON (line %d)", path, line);
     }
+    /* cJSON stops after the first value: what follows must be blank */
+    const char *rest = end ? end : buf + len;
+    while (rest < buf + len && (*rest == ' ' || *rest == '\t' ||
+                                *rest == '\n' || *rest == '\r'))
+        rest++;
+    if (rest < buf + len) {
+        int line = 1;
+        for (const char *p = buf; p < rest; p++)
+            line += *p == '\n';
+        cJSON_Delete(r);
+        free(buf);
+        return bp_fail(BP_EINVAL, "%s: not valid JSON (line %d): text after "
+                       "the top-level value", path, line);
+    }
     free(buf);
     if (!cJSON_IsObject(r)) {
         cJSON_Delete(r);
         return bp_fail(BP_EINVAL, "%s: expected a JSON object at the top level",
                        path);
+    }
+    char dup[512];
+    if (duplicate_key(r, dup, sizeof dup, 0)) {
+        cJSON_Delete(r);
+        return bp_fail(BP_EINVAL, "%s: key '%s' appears twice in its object",
+                       path, dup);
     }
     *root = r;
     return BP_OK;

@@ -1152,6 +1152,12 @@ static void roofline_name(const char *path, char *full, size_t n, char *rel,
     snprintf(full, n, "%.*s%s", (int)(base - path), path, rel);
 }
 
+void bp_qprofile_roofline_path(const char *path, char *full, size_t n)
+{
+    char rel[1024];
+    roofline_name(path, full, n, rel, sizeof rel);
+}
+
 /* The one writer of the profile format: bitplan's profile schema
  * (profiles/README.md, issue 4).  With model layers measured: a "table"
  * profile at path whose entries are those layers by name at a_bits 8

@@ -57,6 +57,10 @@ typedef struct bp_qprofile_opts {
 
 void bp_qprofile_opts_init(bp_qprofile_opts *o);
 
+/* Where a table profile written to path keeps its roofline fallback:
+ * "DIR/NAME.json" -> "DIR/NAME-roofline.json" (truncated to n bytes). */
+void bp_qprofile_roofline_path(const char *path, char *full, size_t n);
+
 /* Measures and writes the profile to path atomically; progress lines go to
  * log when not NULL.  Errors: BP_EIO writing, BP_EUNSUPPORTED for a model
  * the integer executor cannot run (the message names the node). */

@@ -27,6 +27,11 @@ int bp_fail(int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
     va_end(ap);
+    /* names from files (ONNX node names, JSON keys, paths) may hold
+     * newlines or escapes: the message stays one printable line */
+    for (char *p = errbuf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     return status;
 }
 

@@ -260,6 +260,48 @@ expect_error 2 "format hawq .* give -o" -- \
 expect_error 2 "/nonexistent/dir/plan\.json: cannot create" -- \
     "$BITPLAN" solve --sensitivity "$S" --profile bops -o /nonexistent/dir/plan.json
 expect_error 2 "--profile is required" -- "$BITPLAN" solve --sensitivity "$S"
+
+# -o through a symbolic link replaces the file it names; into a FIFO or a
+# device it writes in place (root renaming over /dev/null would break it)
+echo old >"$TMP/real.json"
+ln -s real.json "$TMP/link.json"
+"$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% -o "$TMP/link.json" \
+    2>/dev/null && [ -L "$TMP/link.json" ] && grep -q bitplan-plan "$TMP/real.json" &&
+    pass "-o LINK: the link stays, its file is the plan" || fail "-o LINK"
+mkfifo "$TMP/fifo"
+cat "$TMP/fifo" >"$TMP/fromfifo" &
+"$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% -o "$TMP/fifo" 2>/dev/null
+rc=$?
+wait
+[ $rc -eq 0 ] && [ -p "$TMP/fifo" ] && grep -q bitplan-plan "$TMP/fromfifo" &&
+    pass "-o FIFO: the plan went through the pipe" || fail "-o FIFO: exit $rc"
+"$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% -o /dev/null 2>/dev/null &&
+    [ -c /dev/null ] && pass "-o /dev/null: still a device" || fail "-o /dev/null"
+# an output that is also an input is refused before it is replaced
+cp "$S" "$TMP/s_copy.json"
+expect_error 2 "s_copy.json: is also an input" -- "$BITPLAN" solve --sensitivity "$TMP/s_copy.json" \
+    --profile bops --budget size=25% -o "$TMP/s_copy.json"
+# JSON with text after the object or a key twice: refused
+{ cat "$S"; echo garbage; } >"$TMP/trail.json"
+expect_error 2 "trail.json: not valid JSON \(line [0-9]+\): text after the top-level value" -- \
+    "$BITPLAN" solve --sensitivity "$TMP/trail.json" --profile bops --budget size=25%
+sed '0,/"loss":/s//"loss": 1, "loss":/' "$S" >"$TMP/dup.json"
+expect_error 2 "dup.json: key 'loss' appears twice in its object" -- \
+    "$BITPLAN" solve --sensitivity "$TMP/dup.json" --profile bops --budget size=25%
+# --format hawq: a model path with a newline stays inside the comment
+mkdir "$TMP/evil
+print(1)
+#"
+cp "$EX/cnn.onnx" "$TMP/evil
+print(1)
+#/m.onnx"
+"$BITPLAN" solve "$TMP/evil
+print(1)
+#/m.onnx" --sensitivity "$S" --profile bops --budget size=25% --format hawq \
+    -o "$TMP/hq.json" 2>/dev/null &&
+    ! grep -q '^print' "$TMP/hq_bit_config.py" && grep -q 'evil\\x0aprint' "$TMP/hq_bit_config.py" &&
+    pass "--format hawq: the path's newlines escaped in the comment" ||
+    fail "--format hawq: $(head -2 "$TMP/hq_bit_config.py")"
 "$BITPLAN" solve --help >"$TMP/help" && grep -q 'size=25%' "$TMP/help" &&
     pass "solve --help" || fail "solve --help"
 finish

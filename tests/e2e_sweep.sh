@@ -123,4 +123,29 @@ expect_error 2 "--repeat" -- "$BITPLAN" sweep "$EX/cnn.onnx" --sensitivity "$S" 
     --profile bops --axis size --validate --repeat -1 --data "$EX/digits_test_x.npy" -o "$TMP/v3"
 expect_error 2 "validate runs the plans on MODEL.onnx" -- \
     "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --validate -o "$TMP/v2"
+# without labels there is no accuracy to put in the CSV (it held nan)
+expect_error 2 "with --data X.npy --labels Y.npy" -- "$BITPLAN" sweep "$EX/cnn.onnx" \
+    --sensitivity "$S" --profile bops --axis size --validate --data "$EX/digits_test_x.npy" \
+    -o "$TMP/v4"
+expect_error 2 "--repeat or --threads goes with --validate" -- \
+    "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --repeat 3 -o "$TMP/v5"
+
+# -o DIR/ names DIR; a reused DIR keeps only this sweep's plans
+"$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --points 5 -o "$TMP/re/" \
+    2>/dev/null && [ -e "$TMP/re/plan_005.json" ] && pass "-o DIR/ with a trailing slash" ||
+    fail "-o DIR/: exit $?"
+"$BITPLAN" sweep --sensitivity "$S" --profile bops --axis size --points 3 -o "$TMP/re" \
+    2>/dev/null && [ -e "$TMP/re/plan_003.json" ] && [ ! -e "$TMP/re/plan_004.json" ] &&
+    [ ! -e "$TMP/re/plan_005.json" ] && pass "a reused DIR: the 5-point sweep's last plans gone" ||
+    fail "a reused DIR: $(ls "$TMP/re")"
+
+# fixed budgets that rule out every point: exit 1 with the reason, nothing written
+"$BITPLAN" sweep --sensitivity "$S" --profile bops --axis bops --points 3 \
+    --budget size=1% -o "$TMP/none" 2>"$TMP/err"
+rc=$?
+[ $rc -eq 1 ] && tail -1 "$TMP/err" |
+    grep -q "no point of the sweep is feasible: budget size=1% cannot be met" &&
+    pass "an infeasible sweep: exit 1, $(tail -1 "$TMP/err")" ||
+    fail "an infeasible sweep: exit $rc, $(cat "$TMP/err")"
+[ ! -e "$TMP/none" ] && pass "no DIR made for an infeasible sweep" || fail "infeasible sweep wrote $TMP/none"
 finish
