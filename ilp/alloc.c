@@ -369,6 +369,7 @@ int bp_alloc_new(bp_alloc **out, const bp_sens *sens, const char *sens_path,
             const bp_sens_layer *s = &sens->layers[i];
             sidx[i] = i;
             memset(&l->f, 0, sizeof l->f);
+            l->f.in_tensor = l->f.in_root = -1;
             l->f.numel = s->numel;
             l->f.macs = s->macs;
             l->f.out_channels = s->out_channels;
@@ -780,9 +781,9 @@ static int dominated(const choice *c, const choice *d, const int *active)
  *
  * Before solving, a choice dominated by another of its group (no better in
  * Omega nor in any budgeted cost) is dropped: it can never be needed. */
-int bp_alloc_solve_caps(const bp_alloc *a, int nb, const bp_budget_kind *kinds,
-                        const double *caps, const char *const *texts,
-                        const bp_mckp_opts *o, bp_alloc_result *r)
+static int solve_once(const bp_alloc *a, int nb, const bp_budget_kind *kinds,
+                      const double *caps, const char *const *texts,
+                      const bp_mckp_opts *o, bp_alloc_result *r)
 {
     if (nb < 0 || nb > BP_MCKP_MAX_BUDGETS)
         return bp_fail(BP_EINVAL, "%d budgets (at most %d)", nb,
@@ -981,6 +982,69 @@ out:
     free(cost);
     free(cap);
     return st;
+}
+
+/* The REQUANT copies the integer executor adds for a plan (src/qgraph.c,
+ * assign_bits): a tensor is stored at the widest a_bits of the layers
+ * reading it (through its root), and a layer asking for fewer reads a copy,
+ * one per tensor and width, of 5 bytes (a dyadic number).  0 when the
+ * layers' inputs are unknown (a sensitivity file alone). */
+static double requant_bytes(const bp_alloc *a, const int *abits)
+{
+    int n = a->n_layers, copies = 0;
+    for (int i = 0; i < n; i++) {
+        const bp_layer_facts *fi = &a->L[i].f;
+        if (fi->in_root < 0)
+            return 0;
+        int want = 0;
+        for (int j = 0; j < n; j++)
+            if (a->L[j].f.in_root == fi->in_root && abits[j] > want)
+                want = abits[j];
+        if (abits[i] >= want)
+            continue;
+        int first = 1; /* the first layer of this (tensor, width) pays */
+        for (int j = 0; j < i && first; j++)
+            first = !(a->L[j].f.in_tensor == fi->in_tensor &&
+                      abits[j] == abits[i]);
+        copies += first;
+    }
+    return 5.0 * copies;
+}
+
+/* The integer program prices each layer alone, so it cannot see the copies
+ * a plan's mix of activation widths adds; they are priced afterwards, and
+ * when they push the plan past a size budget it is solved again with that
+ * budget tightened by them (until the plan fits, or no plan does). */
+int bp_alloc_solve_caps(const bp_alloc *a, int nb, const bp_budget_kind *kinds,
+                        const double *caps, const char *const *texts,
+                        const bp_mckp_opts *o, bp_alloc_result *r)
+{
+    double adj[BP_MCKP_MAX_BUDGETS];
+    if (nb < 0 || nb > BP_MCKP_MAX_BUDGETS)
+        return solve_once(a, nb, kinds, caps, texts, o, r);
+    memcpy(adj, caps, (size_t)nb * sizeof *adj);
+    for (int round = 0;; round++) {
+        int st = solve_once(a, nb, kinds, adj, texts, o, r);
+        if (st)
+            return st;
+        double rq = requant_bytes(a, r->a_bits);
+        if (rq == 0)
+            return BP_OK;
+        r->size_bytes += rq;
+        int over = 0;
+        for (int j = 0; j < nb; j++)
+            if (kinds[j] == BP_BUDGET_SIZE && r->size_bytes > caps[j]) {
+                over = 1;
+                adj[j] = fmin(adj[j], caps[j] - rq);
+            }
+        if (!over)
+            return BP_OK;
+        bp_alloc_result_free(r);
+        if (round == 16)
+            return bp_fail(BP_EINFEASIBLE, "no plan within the size budget "
+                           "once the activation copies are counted (%g "
+                           "bytes of them)", rq);
+    }
 }
 
 int bp_alloc_solve(const bp_alloc *a, int nb, const bp_budget *b,

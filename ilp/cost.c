@@ -76,6 +76,7 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
         f[i].rank = l->rank;
         memcpy(f[i].shape, l->shape, sizeof f[i].shape);
         f[i].group = 1;
+        f[i].in_tensor = f[i].in_root = -1;
         bp_conv_geom geo;
         if (nd->op == BP_OP_CONV && bp_conv_geom_of(g, nd, &geo) == BP_OK) {
             f[i].group = geo.group;
@@ -118,6 +119,8 @@ int bp_layer_facts_from_graph(bp_graph *g, bp_layer_facts **out, int *n,
             continue;
         bp_layer_facts *lf = &f[q->layer];
         lf->residual = q->residual;
+        lf->in_tensor = q->in_tensor;
+        lf->in_root = q->in_root;
         lf->ops = of + nof - pending;
         lf->n_ops = pending;
         pending = 0;

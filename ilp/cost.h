@@ -93,6 +93,8 @@ typedef struct bp_layer_facts {
                                 (bp_qk_wino_shape): its input channels per
                                 group, and its 2x2 output tiles per sample; */
     int64_t wino_tiles;      /* 0 otherwise */
+    int in_tensor, in_root;  /* the executor's input tensor and its root
+                                (bp_qop_info), -1 when unknown */
     int n_ops;               /* the executor's ops charged to this layer, */
     const bp_op_fact *ops;   /* 0 / NULL when unknown (no graph, or one the
                                 integer executor cannot run) */

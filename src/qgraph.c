@@ -1291,6 +1291,8 @@ int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
         f->kind = op->kind;
         f->layer = op->kind == BP_QOP_LAYER ? op->layer : -1;
         f->residual = op->kind == BP_QOP_LAYER && op->in2 >= 0;
+        f->in_tensor = op->kind == BP_QOP_LAYER ? op->in : -1;
+        f->in_root = op->kind == BP_QOP_LAYER ? qm->t[op->in].root : -1;
         switch (op->kind) {
         case BP_QOP_QUANTIZE: f->elements = ne_out; break;
         case BP_QOP_DEQUANT: f->elements = ne_in; ne_out = ne_in; break;

@@ -179,6 +179,10 @@ typedef struct bp_qop_info {
     int64_t out_elements; /* per sample written (the executor's threshold
                              for splitting the op over threads) */
     int64_t const_bytes;  /* its scales and dyadic numbers (size, above) */
+    int in_tensor, in_root; /* LAYER: the tensor it reads and the tensor
+                               whose bits that one shares; else -1 (a plan
+                               whose layers read one root at different
+                               a_bits adds REQUANT copies: 5 bytes each) */
 } bp_qop_info;
 
 /* The ops bp_qmodel_new would make of g, in execution order, without a plan

@@ -754,6 +754,33 @@ START_TEST(test_graph_and_file_agree)
     ck_assert_int_eq(bp_alloc_new(&ag, c.sens, SENS, f, n, &mfc, c.prof, NULL),
                      BP_EINVAL);
     ck_assert_ptr_nonnull(strstr(bp_errmsg(), "res1b.conv.weight"));
+    f[2].numel--;
+
+    /* activations at 4 or 8 bits: a layer reading fewer bits than another
+     * reader of its input reads a 5-byte REQUANT copy.  Every plan stays
+     * within its cap with the copies counted, and some plans near a cap
+     * is priced to the byte. */
+    bp_alloc_opts ao;
+    bp_alloc_opts_default(&ao);
+    ao.abits = 1u << 4 | 1u << 8;
+    ck_assert_int_eq(bp_alloc_new(&ag, c.sens, SENS, f, n, &mfc, c.prof, &ao),
+                     BP_OK);
+    int copies = 0;
+    for (double cap = 8700; cap <= 12000; cap += 7) {
+        bp_budget_kind k = BP_BUDGET_SIZE;
+        bp_alloc_result rr;
+        ck_assert_int_eq(bp_alloc_solve_caps(ag, 1, &k, &cap, NULL, NULL, &rr),
+                         BP_OK);
+        ck_assert(rr.size_bytes <= cap);
+        double sum = 19; /* the CNN's const_bytes */
+        for (int i = 0; i < n; i++)
+            sum += rr.bytes[i];
+        ck_assert(rr.size_bytes == sum || rr.size_bytes == sum + 5);
+        copies += rr.size_bytes == sum + 5;
+        bp_alloc_result_free(&rr);
+    }
+    ck_assert_int_gt(copies, 10);
+    bp_alloc_free(&ag);
     cnn_close(&c);
     free(f);
     bp_graph_free(&g);

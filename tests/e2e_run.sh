@@ -72,12 +72,9 @@ for p in cnn_w4a8 cnn_mixed; do
         "$NPYCMP" "$TMP/a.npy" "$TMP/c.npy" 0 >/dev/null &&
         ok "$p --out: (500, 10) integer logits, identical across ISAs and batches (vs float: $r)" ||
         bad "$p --out: $r"
-    # cnn_mixed reads one input at 4 bits that another layer reads at 8: the
-    # executor keeps a REQUANT copy (5 bytes) that the plan does not price
-    extra=0; [ "$p" = cnn_mixed ] && extra=5
-    [ "$(jget "$TMP/a.json" size_bytes)" = "$(($(jget "$TMP/a.json" predicted_size_bytes) + extra))" ] &&
-        ok "$p: packed bytes = predicted + $extra ($(jget "$TMP/a.json" size_bytes))" ||
-        bad "$p: packed bytes $(jget "$TMP/a.json" size_bytes) vs $(jget "$TMP/a.json" predicted_size_bytes) + $extra"
+    [ "$(jget "$TMP/a.json" size_bytes)" = "$(jget "$TMP/a.json" predicted_size_bytes)" ] &&
+        ok "$p: packed bytes = predicted ($(jget "$TMP/a.json" size_bytes))" ||
+        bad "$p: packed bytes $(jget "$TMP/a.json" size_bytes) vs $(jget "$TMP/a.json" predicted_size_bytes)"
     for k in int_accuracy int_loss agreement sqnr_db size_bytes; do
         [ "$(jget "$TMP/a.json" $k)" = "$(jget "$TMP/b.json" $k)" ] ||
             bad "$p: $k differs between kernel sets"
@@ -178,6 +175,20 @@ fi
 "$BITPLAN" profile --measure --bits 9 -o "$TMP/x.json" >/dev/null 2>"$TMP/e"
 [ $? -eq 2 ] && ok "profile --bits 9: exit 2" || bad "profile --bits 9"
 [ ! -e "$TMP/x.json" ] && ok "no partial profile written" || bad "partial profile"
+
+# plans mixing activation widths: a layer reading fewer bits than its input
+# tensor holds reads a REQUANT copy (5 bytes), which solve prices too, so
+# the packed bytes are the prediction and every size budget solve met holds
+for pct in 11 12 13 15; do
+    "$BITPLAN" solve "$EX/cnn.onnx" --sensitivity "$SRCDIR/tests/data/ilp/cnn_sens.json" --profile bops \
+        --abits 4,8 --budget size=$pct% -o "$TMP/mx.json" 2>/dev/null || bad "solve size=$pct%"
+    cnn --plan "$TMP/mx.json" --repeat 0 --json >"$TMP/mx.out" 2>/dev/null ||
+        bad "run of the size=$pct% plan: exit $?"
+    sz=$(jget "$TMP/mx.out" size_bytes); pb=$(jget "$TMP/mx.out" predicted_size_bytes)
+    [ "$sz" = "$pb" ] && [ "$(jget "$TMP/mx.out" budgets_met)" = true ] &&
+        ok "--abits 4,8 size=$pct%: packed $sz = predicted, budget met ($(jget "$TMP/mx.out" overhead_bytes) scale bytes)" ||
+        bad "--abits 4,8 size=$pct%: packed $sz, predicted $pb, met $(jget "$TMP/mx.out" budgets_met)"
+done
 
 # --profile takes a shipped name too; a bad one is refused before --out is
 # touched
