@@ -169,6 +169,11 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
         return st;
     int rank = bp_npy_rank(d->x);
     const int64_t *dims = bp_npy_dims(d->x);
+    if (rank < 1) {
+        cli_data_close(d);
+        return bp_fail(BP_EINVAL, "%s: holds one value (shape ()); model input "
+                       "'%s' expects samples along axis 0", xpath, in->name);
+    }
     int ok = rank == in->decl_rank;
     for (int i = 1; ok && i < rank; i++)
         ok = dims[i] == in->decl_dims[i];
