@@ -74,13 +74,14 @@ def fold_run(a, name, k, test_idx, rest_idx, x, y, tmp, rng):
     for l in layers:
         l["channels"] = l["shape"][0]
     out = {}
+    fixed = ev.const_bytes(a.bitplan, model, sha, layers, tmp, paths["test"])
     for b in (3, 4):
         budget = sum(ev.layer_bytes(l["numel"], l["channels"], b) for l in layers)
         hp = os.path.join(tmp, f"{name}{k}_h{b}.json")
         s = ev.run([a.bitplan, "solve", model, "--data", paths["calib"],
                     "--labels", paths["calib_y"], "--profile", "bops",
                     "--bits", ",".join(map(str, ev.WIDTHS)), "--abits", "8",
-                    "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp])
+                    "--budget", f"size={budget + fixed}", "--seed", str(a.seed), "-o", hp])
         if s.returncode != 0:
             sys.exit(f"bitplan solve failed:\n{s.stderr}")
         hbits = [l["w_bits"] for l in json.load(open(hp))["layers"]]

@@ -195,6 +195,20 @@ def measure(bitplan, model, plan, calib, test, labels):
             j["size_bytes"] - j["overhead_bytes"], per)
 
 
+def const_bytes(bitplan, model, sha, layers, tmp, data):
+    """The bytes every plan of the model carries besides its layers (the
+    integer executor's activation scales and dyadic numbers), as `bitplan
+    run` counts them: solve's size budget includes them, the layer bytes
+    this script compares do not."""
+    path = os.path.join(tmp, "const_w8.json")
+    write_plan(path, model, sha, layers, [8] * len(layers))
+    p = run([bitplan, "run", model, "--plan", path, "--data", data,
+             "--samples", "1", "--repeat", "0", "--json"])
+    if p.returncode != 0:
+        sys.exit(f"bitplan run failed:\n{p.stderr}")
+    return json.loads(p.stdout)["overhead_bytes"]
+
+
 def singles(bitplan, model, sha, layers, tmp, name, calib, calib_y, test, labels,
             named, known):
     """Each layer alone below 8 bits (the others at 8), on the test and the
@@ -268,6 +282,7 @@ def main():
             for l in layers:
                 # output channels: conv dim 0, Gemm (transB=1 in the examples) dim 0
                 l["channels"] = l["shape"][0]
+            fixed = const_bytes(a.bitplan, model, sha, layers, tmp, test)
             for b in (3, 4):
                 budget = sum(layer_bytes(l["numel"], l["channels"], b) for l in layers)
                 up = os.path.join(tmp, f"{name}_u{b}.json")
@@ -276,13 +291,13 @@ def main():
                 lp = os.path.join(tmp, f"{name}_l{b}.json")
                 s = run([a.bitplan, "solve", model, "--data", calib, "--labels", calib_y,
                          "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
-                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", hp])
+                         "--budget", f"size={budget + fixed}", "--seed", str(a.seed), "-o", hp])
                 if s.returncode != 0:
                     sys.exit(f"bitplan solve failed:\n{s.stderr}")
                 s = run([a.bitplan, "solve", model, "--data", calib, "--labels", calib_y,
                          "--metric", "loss",
                          "--profile", "bops", "--bits", ",".join(map(str, WIDTHS)), "--abits", "8",
-                         "--budget", f"size={budget}", "--seed", str(a.seed), "-o", lp])
+                         "--budget", f"size={budget + fixed}", "--seed", str(a.seed), "-o", lp])
                 if s.returncode != 0:
                     sys.exit(f"bitplan solve --metric loss failed:\n{s.stderr}")
                 hbits = [l["w_bits"] for l in json.load(open(hp))["layers"]]
