@@ -189,11 +189,13 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
                        "expects %s (N samples along axis 0)", xpath, got,
                        in->name, want);
     }
+    /* every dtype the reader knows converts exactly enough to the float32 or
+     * float64 the executors take (integer pixels, one-hot bools) */
     bp_dtype xdt = bp_npy_dtype(d->x);
-    if (xdt != BP_F32 && xdt != BP_F64 && xdt != BP_U8) {
+    if (xdt < 0 || xdt >= BP_DTYPE_COUNT) {
         cli_data_close(d);
         return bp_fail(BP_EINVAL, "%s: dtype %s; expected float32, float64 or "
-                       "uint8 samples", xpath, bp_dtype_name(xdt));
+                       "integer samples", xpath, bp_dtype_name(xdt));
     }
     d->count = bp_npy_count(d->x);
     if (limit > 0 && limit < d->count)
@@ -212,13 +214,13 @@ int cli_data_open(cli_data *d, bp_graph *g, const char *xpath,
             return st;
         }
         int64_t ny = bp_npy_count(y);
-        if (bp_npy_rank(y) != 1 || (bp_npy_dtype(y) != BP_I64 &&
-                                    bp_npy_dtype(y) != BP_I32 &&
-                                    bp_npy_dtype(y) != BP_U8)) {
+        bp_dtype ydt = bp_npy_dtype(y);
+        if (bp_npy_rank(y) != 1 || (ydt != BP_I64 && ydt != BP_I32 &&
+                                    ydt != BP_U8 && ydt != BP_I8)) {
             bp_npy_close(&y);
             cli_data_close(d);
             return bp_fail(BP_EINVAL, "%s: labels must be a 1-D integer array "
-                           "(int64, int32 or uint8)", ypath);
+                           "(int64, int32, uint8, int8 or bool)", ypath);
         }
         if (ny != bp_npy_count(d->x)) {
             bp_npy_close(&y);

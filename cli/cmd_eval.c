@@ -21,8 +21,8 @@ static const char help[] =
     "  --batch N         samples per batch (default 64)\n"
     "  --samples N       use only the first N samples\n"
     "  --threads N       BLAS threads (default: OpenBLAS's choice)\n"
-    "  --json            print {\"samples\",\"accuracy\",\"loss\"} on stdout\n"
-    "                    (accuracy and loss only with --labels)\n";
+    "  --json            print {\"samples\",\"accuracy\",\"correct\",\"loss\"} on\n"
+    "                    stdout (all but samples only with --labels)\n";
 
 int cmd_eval(int argc, char **argv)
 {

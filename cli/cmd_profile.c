@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "qprofile.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,9 @@ static const char help[] =
     "                     (for tests)\n"
     "  --report FILE.csv  every grid measurement next to its fitted value:\n"
     "                     model, w_bits, op (or run, the whole run),\n"
-    "                     measured_s, fitted_s, error\n";
+    "                     measured_s, fitted_s, error\n"
+    "  --json             print the profile written to -o on stdout, as one\n"
+    "                     line of JSON\n";
 
 int cmd_profile(int argc, char **argv)
 {
@@ -50,13 +53,14 @@ int cmd_profile(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"quick", no_argument, NULL, 'q'},
         {"report", required_argument, NULL, 'R'},
+        {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     bp_qprofile_opts po;
     bp_qprofile_opts_init(&po);
     const char *out = NULL;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
-    int n_paths = 0, measure = 0, c;
+    int n_paths = 0, measure = 0, json = 0, c;
     int64_t v;
     if (!paths)
         return cli_status(BP_ENOMEM);
@@ -107,6 +111,7 @@ int cmd_profile(int argc, char **argv)
         case 'n': po.name = optarg; break;
         case 'q': po.quick = 1; break;
         case 'R': po.report = optarg; break;
+        case 'j': json = 1; break;
         case 'h': fputs(help, stdout); free(paths); return BP_EXIT_OK;
         default: free(paths); return cli_bad_option("profile", "ho:", argc, argv);
         }
@@ -126,6 +131,7 @@ int cmd_profile(int argc, char **argv)
         free(paths);
         return cli_status(st);
     }
+    char *text = NULL;
     bp_graph **models = calloc((size_t)n_paths + 1, sizeof *models);
     if (!models)
         st = BP_ENOMEM;
@@ -134,10 +140,23 @@ int cmd_profile(int argc, char **argv)
     if (!st) {
         po.models = models;
         po.n_models = n_paths;
+        po.text = json ? &text : NULL;
         st = bp_qprofile_measure(out, &po, stderr);
     }
     if (!st)
         fprintf(stderr, "wrote %s\n", out);
+    if (!st && json) {
+        /* what -o got (which may be a pipe), on one line */
+        cJSON *root = cJSON_Parse(text);
+        char *line = root ? cJSON_PrintUnformatted(root) : NULL;
+        if (!line)
+            st = bp_fail(BP_ENOMEM, "out of memory printing %s", out);
+        else
+            printf("%s\n", line);
+        free(line);
+        cJSON_Delete(root);
+    }
+    free(text);
     for (int i = 0; models && i < n_paths; i++)
         bp_graph_free(&models[i]);
     free(models);

@@ -1067,9 +1067,12 @@ static void skey(sbuf *b, const char *key, cJSON *value, int last)
     sput(b, last ? "\n" : ",\n");
 }
 
-static int sflush(sbuf *b, const char *path)
+/* Writes b to path and frees it; a copy goes to *text when text is set. */
+static int sflush(sbuf *b, const char *path, char **text)
 {
     int st = b->oom ? BP_ENOMEM : bp_write_file_atomic(path, b->p, b->n);
+    if (!st && text && !(*text = strndup(b->p, b->n)))
+        st = bp_fail(BP_ENOMEM, "out of memory copying %s", path);
     free(b->p);
     memset(b, 0, sizeof *b);
     return st;
@@ -1136,7 +1139,7 @@ static int write_report(const char *path, const gmeas *M, int nm,
             sput(&b, line);
         }
     }
-    return sflush(&b, path);
+    return sflush(&b, path, NULL);
 }
 
 /* The roofline next to a table: "DIR/NAME.json" -> "NAME-roofline.json". */
@@ -1313,7 +1316,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
     skey(&b, "layer_model", layer_model_json(lf, o, threads, repeat, passes), 0);
     skey(&b, "op_costs", op_costs_json(lf, threads), 1);
     sput(&b, "}\n");
-    if ((st = sflush(&b, full)) || !n_layers)
+    if ((st = sflush(&b, full, n_layers ? NULL : o->text)) || !n_layers)
         return st;
     /* the table */
     snprintf(src, sizeof src,
@@ -1358,7 +1361,7 @@ static int write_profile(const char *path, const bp_qprofile_opts *o,
         sjson(&b, t);
     }
     sput(&b, "\n]\n}\n");
-    return sflush(&b, path);
+    return sflush(&b, path, o->text);
 }
 
 int bp_qprofile_measure(const char *path, const bp_qprofile_opts *o,

@@ -53,6 +53,8 @@ typedef struct bp_qprofile_opts {
     const char *name;     /* profile name (default "measured") */
     const char *report;   /* when set, a CSV of every grid measurement next
                              to its fitted value is written here */
+    char **text;          /* when set, receives a malloc'd copy of what was
+                             written to path (the caller frees it) */
 } bp_qprofile_opts;
 
 void bp_qprofile_opts_init(bp_qprofile_opts *o);

@@ -130,4 +130,9 @@ if "$BITPLAN" profile --measure --quick --bits 4,8 -o "$TMP/hw.json" 2>"$TMP/err
 else
     fail "profile --measure --quick: $(cat "$TMP/err")"
 fi
+# --json: the profile -o got, on one line of stdout, even through a device
+"$BITPLAN" profile --measure --quick --threads 1 -o /dev/null --json >"$TMP/pj" 2>/dev/null &&
+    [ "$(wc -l <"$TMP/pj")" -eq 1 ] && grep -q '^{"format":"bitplan-profile",' "$TMP/pj" &&
+    grep -q '"kind":"roofline"' "$TMP/pj" && [ -c /dev/null ] &&
+    pass "profile --json: one line, the roofline written" || fail "profile --json: $(head -c 200 "$TMP/pj")"
 finish
