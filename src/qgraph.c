@@ -199,12 +199,24 @@ static int sole_consumer(const build *b, int v, bp_op op)
 }
 
 /* A constant whose elements number m (a per-channel bias) */
-static const bp_tensor *per_channel_const(const bp_graph *g, int v, int64_t m)
+/* A constant v that adds one value per output channel to a layer's output
+ * y: m elements, and under ONNX's broadcasting (dims aligned from the
+ * right) every axis but the channel axis (1) of y of size 1.  (C,) on an
+ * NCHW output lines up with W, not C: that is no bias. */
+static const bp_tensor *per_channel_const(const bp_graph *g, int v, int64_t m,
+                                          const bp_value *y)
 {
     if (v < 0 || !g->values[v].data)
         return NULL;
     const bp_tensor *t = g->values[v].data;
-    return bp_tensor_numel(t) == m ? t : NULL;
+    if (bp_tensor_numel(t) != m || t->rank > y->rank)
+        return NULL;
+    for (int i = 0; i < t->rank; i++) {
+        int axis = y->rank - t->rank + i;
+        if (t->dims[i] != (axis == 1 ? m : 1))
+            return NULL;
+    }
+    return t;
 }
 
 static int bn_ok(const bp_graph *g, const bp_node *n)
@@ -294,7 +306,7 @@ static chain make_chain(build *b, int conv)
         g->nodes[nx].n_in == 2) {
         const bp_node *n = &g->nodes[nx];
         int other = n->in[0] == v ? n->in[1] : n->in[0];
-        if (per_channel_const(g, other, m) && g->values[other].rank <= 2 &&
+        if (per_channel_const(g, other, m, &g->values[v]) &&
             same_dims(&g->values[v], &g->values[n->out[0]])) {
             c.bias_add = nx;
             v = n->out[0];
@@ -345,7 +357,13 @@ static int emit_chain(build *b, int conv)
     int yv = chain_out_value(b, c);
     double lo = -INFINITY, hi = INFINITY;
     int has_act = c->act >= 0 && act_of(b, &g->nodes[c->act], &lo, &hi);
-    int out_mode = c->add < 0 && b->is_out[yv] && b->nuse[yv] == 0;
+    /* a graph output straight from the accumulators (int32, dequantized
+     * per channel), unless a Clip bounds it: its bounds would differ per
+     * channel there, so it goes through codes like any other tensor (a
+     * ReLU's bound, 0, is the same in every channel) */
+    int plain = !has_act || (lo == 0 && hi == INFINITY) ||
+                (lo == -INFINITY && hi == INFINITY);
+    int out_mode = c->add < 0 && b->is_out[yv] && b->nuse[yv] == 0 && plain;
     bp_qtype type = out_mode ? BP_QT_I32 : has_act && lo >= 0 ? BP_QT_U8
                                                               : BP_QT_I8;
     if ((st = new_tensor(b, yv, type, -1, &out)))

@@ -459,16 +459,31 @@ int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
                        mode->s);
     int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
                           : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
-    if (c != 2 * x->rank)
-        return node_fail(g, n, "pads must be a constant of %d entries",
-                         2 * x->rank);
-    if (n->n_in > 3 && n->in[3] >= 0)
-        return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): the axes input "
-                       "is not supported", g->path, n->name);
-    for (int d = 0; d < x->rank; d++) {
-        begin[d] = p[d];
-        end[d] = p[x->rank + d];
-        if (begin[d] < 0 || end[d] < 0)
+    /* opset 18: pads for the listed axes only, the others unpadded */
+    int64_t axes[BP_MAX_RANK];
+    int na = x->rank;
+    for (int d = 0; d < x->rank; d++)
+        axes[d] = d;
+    if (n->n_in > 3 && n->in[3] >= 0) {
+        na = ints_in_or_attr(g, n, 3, "", axes, BP_MAX_RANK);
+        if (na < 0)
+            return node_fail(g, n, "axes must be a constant of at most %d "
+                             "entries", x->rank);
+        for (int k = 0; k < na; k++) {
+            axes[k] += axes[k] < 0 ? x->rank : 0;
+            if (axes[k] < 0 || axes[k] >= x->rank)
+                return node_fail(g, n, "axis %lld is outside the input's %d "
+                                 "axes", (long long)axes[k], x->rank);
+        }
+    }
+    if (c != 2 * na)
+        return node_fail(g, n, "pads must be a constant of %d entries", 2 * na);
+    for (int d = 0; d < x->rank; d++)
+        begin[d] = end[d] = 0;
+    for (int k = 0; k < na; k++) {
+        begin[axes[k]] = p[k];
+        end[axes[k]] = p[na + k];
+        if (p[k] < 0 || p[na + k] < 0)
             return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): negative "
                            "pads (cropping) are not supported", g->path, n->name);
     }
@@ -1037,6 +1052,23 @@ static int all_inputs_static(const bp_graph *g, const bp_node *n, int known_ok)
     return 1;
 }
 
+/* A Pad that adds nothing, every pad 0 (torch exports avg_pool2d(x, 2) as
+ * one, for count_include_pad), is an Identity whatever its mode: rewritten
+ * so, every stage (float, derivatives, integer) runs it. */
+static void pad_to_identity(const bp_graph *g, bp_node *n)
+{
+    int64_t p[2 * BP_MAX_RANK];
+    int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
+                          : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
+    if (c < 1 || c > 2 * BP_MAX_RANK)
+        return;
+    for (int i = 0; i < c; i++)
+        if (p[i] != 0)
+            return;
+    n->op = BP_OP_IDENTITY;
+    n->n_in = 1;
+}
+
 int bp_graph_fold(bp_graph *g)
 {
     int st;
@@ -1076,6 +1108,9 @@ int bp_graph_fold(bp_graph *g)
         y->producer = -1;
         dead[i] = 1;
     }
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!dead[i] && g->nodes[i].op == BP_OP_PAD)
+            pad_to_identity(g, &g->nodes[i]);
     /* drop folded nodes, keeping order and fixing producer indices */
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++) {

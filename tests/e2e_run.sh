@@ -190,6 +190,34 @@ for pct in 11 12 13 15; do
         bad "--abits 4,8 size=$pct%: packed $sz, predicted $pb, met $(jget "$TMP/mx.out" budgets_met)"
 done
 
+# models the integer executor once got wrong or refused (tests/data/qzoo):
+# a Clip after the last layer, a (1,C,1,1) constant bias and a Pad of zeros
+# before AveragePool run at 8 bits close to torch; a (C,) constant, which
+# ONNX broadcasts along the width, is refused rather than taken for a bias
+QZ="$SRCDIR/tests/data/qzoo"
+for k in 1 2 3; do
+    m="$QZ/qzoo$k"
+    "$BITPLAN" eval "$m.onnx" --data "${m}_x.npy" --out "$TMP/qe.npy" 2>/dev/null &&
+        r=$("$NPYCMP" "$TMP/qe.npy" "${m}_ref.npy" 1e-4) &&
+        ok "qzoo$k: eval matches torch ($r)" || bad "qzoo$k eval: $r"
+    if ! "$BITPLAN" solve "$m.onnx" --data "${m}_x.npy" --labels "${m}_y.npy" \
+             --profile bops --bits 8 -o "$TMP/q8.json" 2>"$TMP/e"; then
+        bad "qzoo$k solve: $(cat "$TMP/e")"; continue
+    fi
+    "$BITPLAN" run "$m.onnx" --plan "$TMP/q8.json" --data "${m}_x.npy" --repeat 0 \
+        --json >"$TMP/q.json" 2>"$TMP/e"
+    rc=$?
+    if [ $k = 3 ]; then
+        [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/e")" -eq 1 ] &&
+            ok "qzoo3: a (C,) constant after a conv refused: $(cat "$TMP/e")" ||
+            bad "qzoo3: exit $rc, $(cat "$TMP/e")"
+    else
+        q=$(jget "$TMP/q.json" sqnr_db)
+        [ $rc -eq 0 ] && awk -v q="$q" 'BEGIN { exit !(q > 25) }' &&
+            ok "qzoo$k: w8a8 logits at $q dB from float" || bad "qzoo$k run: exit $rc, SQNR $q"
+    fi
+done
+
 # --profile takes a shipped name too; a bad one is refused before --out is
 # touched
 mlp --plan "$PL/mlp_w8a8.json" --repeat 1 --profile nvidia-t4 --json >"$TMP/t4.json" \

@@ -1,0 +1,68 @@
+"""Exports small torch models whose structure the integer executor once got
+wrong or refused, with inputs, labels and torch's outputs, for e2e_run.sh.
+
+Run with Debian's torch: /usr/bin/python3 tests/data/qzoo/make_qzoo.py
+Outputs (committed, a few KB each): qzoo<K>.onnx, qzoo<K>_x.npy,
+qzoo<K>_y.npy (labels), qzoo<K>_ref.npy (torch's outputs).
+
+  qzoo1  Linear-ReLU-Linear-clamp(-0.2, 0.2): a Clip after the last layer
+         (run ignored it: the int32 output path kept no upper bound)
+  qzoo2  Conv without bias + a (1,C,1,1) constant (a per-channel bias run
+         refused), ReLU, F.avg_pool2d(2) (exported as a Pad of zeros and an
+         AveragePool: refused by run and sensitivity), Linear
+  qzoo3  Conv without bias + a (C,) constant on an 8x8 map with C = 8:
+         ONNX broadcasts it along the width, not the channels (run treated
+         it as a bias); run must refuse it"""
+import os
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(11)
+torch.set_num_threads(1)
+here = os.path.dirname(os.path.abspath(__file__))
+N = 64
+
+
+class ClipOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(32, 24)
+        self.b = nn.Linear(24, 10)
+
+    def forward(self, x):
+        return torch.clamp(self.b(F.relu(self.a(x))), -0.2, 0.2)
+
+
+class ConvBias(nn.Module):
+    def __init__(self, bshape):
+        super().__init__()
+        self.c = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bias = nn.Parameter(torch.randn(*bshape) * 0.3)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        y = F.relu(self.c(x) + self.bias)
+        return self.fc(torch.flatten(F.avg_pool2d(y, 2), 1))
+
+
+def export(name, model, x):
+    model.eval()
+    with torch.no_grad():
+        ref = model(x).numpy().astype(np.float32)
+    torch.onnx.export(model, x[:1], os.path.join(here, name + ".onnx"),
+                      opset_version=13, input_names=["input"],
+                      output_names=["logits"],
+                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      do_constant_folding=True)
+    np.save(os.path.join(here, name + "_x.npy"), x.numpy().astype(np.float32))
+    np.save(os.path.join(here, name + "_y.npy"),
+            np.random.RandomState(3).randint(0, 10, N).astype(np.int64))
+    np.save(os.path.join(here, name + "_ref.npy"), ref)
+    print("wrote", name)
+
+
+export("qzoo1", ClipOut(), torch.randn(N, 32))
+export("qzoo2", ConvBias((1, 8, 1, 1)), torch.rand(N, 3, 8, 8))
+export("qzoo3", ConvBias((8,)), torch.rand(N, 3, 8, 8))
