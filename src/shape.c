@@ -1052,21 +1052,159 @@ static int all_inputs_static(const bp_graph *g, const bp_node *n, int known_ok)
     return 1;
 }
 
-/* A Pad that adds nothing, every pad 0 (torch exports avg_pool2d(x, 2) as
- * one, for count_include_pad), is an Identity whatever its mode: rewritten
- * so, every stage (float, derivatives, integer) runs it. */
-static void pad_to_identity(const bp_graph *g, bp_node *n)
+static int is_graph_output(const bp_graph *g, int v)
 {
+    for (int o = 0; o < g->n_outputs; o++)
+        if (g->outputs[o] == v)
+            return 1;
+    return 0;
+}
+
+/* A Pad that adds nothing, every pad 0 (torch exports avg_pool2d(x, 2)
+ * with one, for count_include_pad), whatever its mode: its readers read its
+ * input instead and it goes (1 is returned), or, as a graph output, it
+ * becomes an Identity; so every stage (float, derivatives, integer) runs
+ * the model. */
+static int pad_noop(bp_graph *g, int i)
+{
+    bp_node *n = &g->nodes[i];
     int64_t p[2 * BP_MAX_RANK];
     int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
                           : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
     if (c < 1 || c > 2 * BP_MAX_RANK)
-        return;
-    for (int i = 0; i < c; i++)
-        if (p[i] != 0)
-            return;
-    n->op = BP_OP_IDENTITY;
-    n->n_in = 1;
+        return 0;
+    for (int k = 0; k < c; k++)
+        if (p[k] != 0)
+            return 0;
+    int x = n->in[0], y = n->out[0];
+    if (is_graph_output(g, y)) {
+        n->op = BP_OP_IDENTITY;
+        n->n_in = 1;
+        return 0;
+    }
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int q = 0; q < g->nodes[j].n_in; q++)
+            if (g->nodes[j].in[q] == y)
+                g->nodes[j].in[q] = x;
+    g->values[y].producer = -1; /* the value is left unread and unmade */
+    n->n_in = 0; /* and the node reads nothing until it is dropped */
+    return 1;
+}
+
+static bp_attr *find_attr(bp_node *n, const char *name)
+{
+    for (int a = 0; a < n->n_attrs; a++)
+        if (!strcmp(n->attrs[a].name, name))
+            return &n->attrs[a];
+    return NULL;
+}
+
+/* Appends an integer attribute (INT: 0; INTS: n zeros) to n, or replaces
+ * the one of that name; NULL when out of memory (n unchanged). */
+static bp_attr *add_int_attr(bp_node *n, const char *name, bp_attr_type type,
+                             int count)
+{
+    char *nm = strdup(name);
+    int64_t *ints = type == BP_ATTR_INTS
+                        ? calloc((size_t)count + 1, sizeof *ints) : NULL;
+    bp_attr *old = find_attr(n, name), *at = old;
+    if (nm && (type != BP_ATTR_INTS || ints) && !at) {
+        bp_attr *na = realloc(n->attrs, (size_t)(n->n_attrs + 1) * sizeof *na);
+        if (na) {
+            n->attrs = na;
+            at = &na[n->n_attrs++];
+            memset(at, 0, sizeof *at);
+        }
+    }
+    if (!nm || (type == BP_ATTR_INTS && !ints) || !at) {
+        free(nm);
+        free(ints);
+        return NULL;
+    }
+    free(at->name);
+    free(at->ints);
+    at->name = nm;
+    at->type = type;
+    at->i = 0;
+    at->ints = ints;
+    at->n = type == BP_ATTR_INTS ? count : 0;
+    return at;
+}
+
+/* A Pad of zeros on the spatial axes whose one reader is a Conv, or an
+ * AveragePool that counts padding, with explicit pads: the reader takes the
+ * padding into its own pads and reads the Pad's input; the Pad goes (1 is
+ * returned).  A convolution pads with zeros itself, so the results are
+ * identical, and the integer executor, which has no Pad kernel, runs it. */
+static int pad_into_reader(bp_graph *g, int i)
+{
+    bp_node *p = &g->nodes[i];
+    int64_t pads[2 * BP_MAX_RANK];
+    int c = g->opset < 11 ? bp_node_attr_ints(p, "pads", pads, 2 * BP_MAX_RANK)
+                          : ints_in_or_attr(g, p, 1, "", pads, 2 * BP_MAX_RANK);
+    const bp_attr *mode = bp_node_attr(p, "mode");
+    if (c < 6 || c % 2 || (p->n_in > 3 && p->in[3] >= 0) ||
+        (mode && mode->type == BP_ATTR_STRING && strcmp(mode->s, "constant")))
+        return 0;
+    double value = g->opset < 11 ? bp_node_attr_float(p, "value", 0.0) : 0.0;
+    const bp_tensor *vt = bp_value_const(g, p->n_in > 2 ? p->in[2] : -1);
+    if (vt && bp_tensor_numel(vt) >= 1)
+        value = bp_tensor_get(vt, 0);
+    else if (p->n_in > 2 && p->in[2] >= 0)
+        return 0;
+    int r = c / 2, k = r - 2;
+    if (value != 0 || pads[0] || pads[1] || pads[r] || pads[r + 1])
+        return 0;
+    for (int d = 0; d < c; d++)
+        if (pads[d] < 0)
+            return 0;
+    int y = p->out[0], reader = -1, uses = 0;
+    if (is_graph_output(g, y))
+        return 0;
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int q = 0; q < g->nodes[j].n_in; q++)
+            if (g->nodes[j].in[q] == y) {
+                uses++;
+                reader = j;
+            }
+    if (uses != 1)
+        return 0;
+    bp_node *n = &g->nodes[reader];
+    const bp_attr *ap = bp_node_attr(n, "auto_pad");
+    if (n->in[0] != y || (n->op != BP_OP_CONV && n->op != BP_OP_AVERAGEPOOL) ||
+        (ap && !(ap->type == BP_ATTR_STRING && !strcmp(ap->s, "NOTSET"))))
+        return 0;
+    bp_attr *at = find_attr(n, "pads");
+    if (at && (at->type != BP_ATTR_INTS || at->n != 2 * k))
+        return 0;
+    int unpadded = 1;
+    for (int d = 0; at && d < at->n; d++)
+        unpadded &= at->ints[d] == 0;
+    /* a pool counts the Pad's zeros: with pads of its own it must count its
+     * padding too, without, it may be told to (torch exports
+     * count_include_pad=True as exactly such a Pad) */
+    int cip = n->op == BP_OP_AVERAGEPOOL &&
+              bp_node_attr_int(n, "count_include_pad", 0) == 1;
+    if (n->op == BP_OP_AVERAGEPOOL && !cip && !unpadded)
+        return 0;
+    /* both added before either is written: an append moves n->attrs (and
+     * a count_include_pad of 0 added, if the second fails, changes nothing) */
+    if (n->op == BP_OP_AVERAGEPOOL && !cip &&
+        !add_int_attr(n, "count_include_pad", BP_ATTR_INT, 0))
+        return 0;
+    if (!at && !add_int_attr(n, "pads", BP_ATTR_INTS, 2 * k))
+        return 0;
+    if (n->op == BP_OP_AVERAGEPOOL && !cip)
+        find_attr(n, "count_include_pad")->i = 1;
+    at = find_attr(n, "pads");
+    for (int d = 0; d < k; d++) {
+        at->ints[d] += pads[2 + d];
+        at->ints[k + d] += pads[r + 2 + d];
+    }
+    n->in[0] = p->in[0];
+    g->values[y].producer = -1; /* the value is left unread and unmade */
+    p->n_in = 0;
+    return 1;
 }
 
 int bp_graph_fold(bp_graph *g)
@@ -1109,8 +1247,11 @@ int bp_graph_fold(bp_graph *g)
         dead[i] = 1;
     }
     for (int i = 0; i < g->n_nodes; i++)
-        if (!dead[i] && g->nodes[i].op == BP_OP_PAD)
-            pad_to_identity(g, &g->nodes[i]);
+        if (!dead[i] && g->nodes[i].op == BP_OP_PAD && pad_noop(g, i))
+            dead[i] = 1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!dead[i] && g->nodes[i].op == BP_OP_PAD && pad_into_reader(g, i))
+            dead[i] = 1;
     /* drop folded nodes, keeping order and fixing producer indices */
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++) {

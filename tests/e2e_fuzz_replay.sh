@@ -5,7 +5,7 @@
 B=$(dirname "$BITPLAN")/tests/fuzz
 for t in onnx npy sens plan profile ckpt; do
     case $t in
-        onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo" ;;
+        onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo $TD/qzoo" ;;
         npy) seeds="$TD/npy $TD/crafted" ;;
         *) seeds="$SRCDIR/tests/fuzz/seeds/$t" ;;
     esac

@@ -192,10 +192,11 @@ done
 
 # models the integer executor once got wrong or refused (tests/data/qzoo):
 # a Clip after the last layer, a (1,C,1,1) constant bias and a Pad of zeros
-# before AveragePool run at 8 bits close to torch; a (C,) constant, which
-# ONNX broadcasts along the width, is refused rather than taken for a bias
+# before AveragePool, and Pads of zeros before a Conv and a counting
+# AveragePool run at 8 bits close to torch; a (C,) constant, which ONNX
+# broadcasts along the width, is refused rather than taken for a bias
 QZ="$SRCDIR/tests/data/qzoo"
-for k in 1 2 3; do
+for k in 1 2 3 4; do
     m="$QZ/qzoo$k"
     "$BITPLAN" eval "$m.onnx" --data "${m}_x.npy" --out "$TMP/qe.npy" 2>/dev/null &&
         r=$("$NPYCMP" "$TMP/qe.npy" "${m}_ref.npy" 1e-4) &&

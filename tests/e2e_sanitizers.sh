@@ -63,7 +63,7 @@ for t in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
         continue
     fi
     case $tgt in
-        onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo" ;;
+        onnx) seeds="$EX $TD/onnx $TD/crafted $TD/zoo $TD/qzoo" ;;
         npy) seeds="$TD/npy $TD/crafted" ;;
         *) seeds="$SRCDIR/tests/fuzz/seeds/$tgt" ;;
     esac

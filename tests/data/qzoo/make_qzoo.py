@@ -12,7 +12,9 @@ qzoo<K>_y.npy (labels), qzoo<K>_ref.npy (torch's outputs).
          AveragePool: refused by run and sensitivity), Linear
   qzoo3  Conv without bias + a (C,) constant on an 8x8 map with C = 8:
          ONNX broadcasts it along the width, not the channels (run treated
-         it as a bias); run must refuse it"""
+         it as a bias); run must refuse it
+  qzoo4  ZeroPad2d before a Conv and before an AvgPool2d(count_include_pad)
+         (run has no Pad kernel: the pads fold into the reader's own)"""
 import os
 import numpy as np
 import torch
@@ -47,6 +49,20 @@ class ConvBias(nn.Module):
         return self.fc(torch.flatten(F.avg_pool2d(y, 2), 1))
 
 
+class PadInto(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.ZeroPad2d((1, 2, 0, 1))
+        self.c = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.p2 = nn.ZeroPad2d(1)
+        self.a = nn.AvgPool2d(3, 1, count_include_pad=True)
+        self.fc = nn.Linear(8 * 6 * 5, 10)
+
+    def forward(self, x):
+        y = self.a(self.p2(F.relu(self.c(self.p(x)))))
+        return self.fc(torch.flatten(y, 1))
+
+
 def export(name, model, x):
     model.eval()
     with torch.no_grad():
@@ -66,3 +82,4 @@ def export(name, model, x):
 export("qzoo1", ClipOut(), torch.randn(N, 32))
 export("qzoo2", ConvBias((1, 8, 1, 1)), torch.rand(N, 3, 8, 8))
 export("qzoo3", ConvBias((8,)), torch.rand(N, 3, 8, 8))
+export("qzoo4", PadInto(), torch.rand(N, 3, 9, 8))
