@@ -159,9 +159,16 @@ static int check_runnable(const bp_graph *g)
         default:
             break;
         }
+        if (n->op == BP_OP_DROPOUT && n->n_in > 2 && n->in[2] >= 0) {
+            /* opset 12+: training_mode, a bool; inference means false */
+            const bp_tensor *t = bp_value_const(g, n->in[2]);
+            if (!t || bp_tensor_numel(t) != 1 || bp_tensor_get(t, 0) != 0)
+                return node_unsupported(g, n, "training_mode must be a "
+                                        "constant false (inference)");
+        }
         for (int k = 0; k < n->n_in; k++) {
             int v = n->in[k];
-            if (v < 0)
+            if (v < 0 || (n->op == BP_OP_DROPOUT && k >= 1))
                 continue;
             int needs_float = !(n->op == BP_OP_GATHER && k == 1) &&
                               !(n->op == BP_OP_RESHAPE && k == 1) &&

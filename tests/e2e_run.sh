@@ -196,7 +196,13 @@ done
 # AveragePool run at 8 bits close to torch; a (C,) constant, which ONNX
 # broadcasts along the width, is refused rather than taken for a bias
 QZ="$SRCDIR/tests/data/qzoo"
-for k in 1 2 3 4; do
+expect2() { # exit 2 with one line
+    "$@" >/dev/null 2>"$TMP/e"; rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/e")" -eq 1 ] && ok "exit 2: $(cat "$TMP/e")" ||
+        bad "exit $rc: $* :: $(cat "$TMP/e")"
+}
+expect2 "$BITPLAN" eval "$QZ/qzoo5_train.onnx" --data "$QZ/qzoo5_x.npy"
+for k in 1 2 3 4 5; do
     m="$QZ/qzoo$k"
     "$BITPLAN" eval "$m.onnx" --data "${m}_x.npy" --out "$TMP/qe.npy" 2>/dev/null &&
         r=$("$NPYCMP" "$TMP/qe.npy" "${m}_ref.npy" 1e-4) &&

@@ -14,12 +14,17 @@ qzoo<K>_y.npy (labels), qzoo<K>_ref.npy (torch's outputs).
          ONNX broadcasts it along the width, not the channels (run treated
          it as a bias); run must refuse it
   qzoo4  ZeroPad2d before a Conv and before an AvgPool2d(count_include_pad)
-         (run has no Pad kernel: the pads fold into the reader's own)"""
+         (run has no Pad kernel: the pads fold into the reader's own)
+  qzoo5  Dropout with opset 12's ratio and training_mode inputs (false),
+         then a Gemm (eval refused the bool input); qzoo5_train.onnx the
+         same with training_mode true, which must be refused"""
 import os
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 torch.manual_seed(11)
 torch.set_num_threads(1)
@@ -83,3 +88,33 @@ export("qzoo1", ClipOut(), torch.randn(N, 32))
 export("qzoo2", ConvBias((1, 8, 1, 1)), torch.rand(N, 3, 8, 8))
 export("qzoo3", ConvBias((8,)), torch.rand(N, 3, 8, 8))
 export("qzoo4", PadInto(), torch.rand(N, 3, 9, 8))
+
+
+def dropout(name, training):
+    rs = np.random.RandomState(5)
+    w = (rs.randn(10, 32) * 0.2).astype(np.float32)
+    b = (rs.randn(10) * 0.1).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "fc.weight"),
+             numpy_helper.from_array(b, "fc.bias"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "ratio"),
+             numpy_helper.from_array(np.array(training), "training_mode")]
+    nodes = [helper.make_node("Dropout", ["input", "ratio", "training_mode"], ["d"]),
+             helper.make_node("Gemm", ["d", "fc.weight", "fc.bias"], ["logits"],
+                              transB=1)]
+    g = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(here, name + ".onnx"))
+    x = np.random.RandomState(6).randn(N, 32).astype(np.float32)
+    if not training:
+        np.save(os.path.join(here, name + "_x.npy"), x)
+        np.save(os.path.join(here, name + "_y.npy"),
+                np.random.RandomState(3).randint(0, 10, N).astype(np.int64))
+        np.save(os.path.join(here, name + "_ref.npy"), x @ w.T + b)
+    print("wrote", name)
+
+
+dropout("qzoo5", False)
+dropout("qzoo5_train", True)
