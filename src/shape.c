@@ -1187,6 +1187,12 @@ static int pad_into_reader(bp_graph *g, int i)
               bp_node_attr_int(n, "count_include_pad", 0) == 1;
     if (n->op == BP_OP_AVERAGEPOOL && !cip && !unpadded)
         return 0;
+    /* the pool kernels count padding only when it is the same on both
+     * sides (bp_pool_geom_of): leave the Pad where folding would break that */
+    for (int d = 0; n->op == BP_OP_AVERAGEPOOL && d < k; d++)
+        if (pads[2 + d] + (at ? at->ints[d] : 0) !=
+            pads[r + 2 + d] + (at ? at->ints[k + d] : 0))
+            return 0;
     /* both added before either is written: an append moves n->attrs (and
      * a count_include_pad of 0 added, if the second fails, changes nothing) */
     if (n->op == BP_OP_AVERAGEPOOL && !cip &&
