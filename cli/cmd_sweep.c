@@ -428,7 +428,14 @@ int cmd_sweep(int argc, char **argv)
                 return BP_EXIT_INPUT;
             }
             break;
-        case 'o': dir = optarg; break;
+        case 'o': {
+            /* "out/" names out: paths below are built as DIR/NAME */
+            size_t len = strlen(optarg);
+            while (len > 1 && optarg[len - 1] == '/')
+                optarg[--len] = '\0';
+            dir = optarg;
+            break;
+        }
         case 'v': validate = 1; break;
         case 'c': cpath = optarg; break;
         case 'r':
@@ -487,14 +494,8 @@ int cmd_sweep(int argc, char **argv)
     {
         /* an unusable DIR fails now, in one line, not after solving */
         struct stat sb;
-        char *parent = strdup(dir), *slash = NULL;
-        if (parent) {
-            /* "out/" names the directory out */
-            size_t len = strlen(parent);
-            while (len > 1 && parent[len - 1] == '/')
-                parent[--len] = '\0';
-            slash = strrchr(parent, '/');
-        }
+        char *parent = strdup(dir), *slash = parent ? strrchr(parent, '/')
+                                                    : NULL;
         if (slash)
             *(slash == parent ? slash + 1 : slash) = '\0';
         const char *pd = slash ? parent : ".";
