@@ -25,7 +25,11 @@ int cli_status(int st)
     if (st == BP_OK)
         return BP_EXIT_OK;
     const char *m = bp_errmsg();
-    cli_error("%s", *m ? m : bp_status_str(st));
+    if (st == BP_ENOMEM) /* the one knob every data command has */
+        cli_error("%s (a smaller --batch needs less memory)",
+                  *m ? m : bp_status_str(st));
+    else
+        cli_error("%s", *m ? m : bp_status_str(st));
     return bp_exit_code(st);
 }
 

@@ -248,6 +248,7 @@ int cmd_run(int argc, char **argv)
             return cli_status(BP_EUNSUPPORTED);
     }
     ro.batch = batch;
+    ro.calib_batch = batch; /* calibration passes hold no more than runs */
     ro.repeat = (int)repeat;
     ro.threads = (int)threads;
     ro.calib_samples = csamples;

@@ -59,7 +59,7 @@ void bp_sens_opts_default(bp_sens_opts *o)
     o->eig = BP_EIG_LANCZOS;
     o->eig_max_iter = 100;
     o->eig_tol = 1e-6;
-    o->batch = 256;
+    o->batch = 0; /* automatic: auto_batch */
     o->threads = 1;
     o->seed = 0;
     o->n_bits = (int)(sizeof bits / sizeof bits[0]);
@@ -176,6 +176,30 @@ static int check_finite_constants(const bp_graph *g)
     return BP_OK;
 }
 
+/* The automatic batch: as many samples as keep one pass's activations and
+ * their derivatives near BP_SENS_BATCH_BYTES (about 9 float64 copies of
+ * every activation live during a Hessian-vector product: measured 0.35 GB
+ * per 224x224 image on ResNet-18, against 5 M activations), at most 256.
+ * It depends on the model only, so results stay reproducible anywhere. */
+#define BP_SENS_BATCH_BYTES ((double)(1u << 30))
+static int auto_batch(bp_graph *g, int64_t *batch)
+{
+    int st = bp_graph_infer(g, 1);
+    if (st)
+        return st;
+    double per = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const bp_value *val = &g->values[v];
+        int64_t n;
+        if (!val->data && val->rank >= 1 &&
+            bp_shape_numel(val->rank, val->dims, &n) == BP_OK)
+            per += (double)n;
+    }
+    double fit = floor(BP_SENS_BATCH_BYTES / (9.0 * 8.0 * (per > 1 ? per : 1)));
+    *batch = fit < 1 ? 1 : fit > 256 ? 256 : (int64_t)fit;
+    return BP_OK;
+}
+
 int bp_hessian_new(bp_hessian **out, bp_graph *g, const bp_sens_data *d,
                    int64_t batch)
 {
@@ -184,6 +208,8 @@ int bp_hessian_new(bp_hessian **out, bp_graph *g, const bp_sens_data *d,
         return bp_fail(BP_EINVAL, "%s: holds no samples",
                        d->path ? d->path : "data");
     if ((st = check_finite_constants(g)))
+        return st;
+    if (batch < 1 && (st = auto_batch(g, &batch)))
         return st;
     bp_hessian *h = calloc(1, sizeof *h);
     if (!h)

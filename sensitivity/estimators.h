@@ -88,7 +88,8 @@ typedef struct bp_sens_opts {
     bp_eig_method eig;
     int eig_max_iter;          /* default 100 */
     double eig_tol;            /* Lanczos residual bound, default 1e-6 */
-    int64_t batch;             /* samples per pass, default 256 */
+    int64_t batch;             /* samples per pass; 0: automatic (at most
+                                  256, fewer for large activations) */
     int threads;               /* worker threads for products, default 1 */
     uint64_t seed;
     int n_bits;                /* candidate bit-widths for perturbations */
