@@ -2,6 +2,7 @@
  * executor and reporting accuracy, agreement with the float model, logit
  * SQNR, packed bytes and measured latency against the plan's claims. */
 #include "cli.h"
+#include "../ilp/alloc.h"
 #include "plan.h"
 #include "qprofile.h"
 #include "qrun.h"
@@ -340,7 +341,9 @@ int cmd_run(int argc, char **argv)
         fprintf(f, "]");
     }
     if (R.predicted_latency_s > 0) {
-        fprintf(f, " (plan predicted ");
+        /* the plan's profile may be of other hardware (nvidia-t4): say so */
+        fprintf(f, " (the plan's profile %s predicted ",
+                plan->profile ? plan->profile : "?");
         print_time(f, R.predicted_latency_s);
         if (isfinite(R.latency_s))
             fprintf(f, ", measured %+.0f%%",
@@ -359,11 +362,24 @@ int cmd_run(int argc, char **argv)
     fprintf(f, "\n");
     for (int i = 0; i < R.n_budgets; i++) {
         const bp_qrun_budget *b = &R.budgets[i];
-        fprintf(f, "budget %-8s <= %-12.6g%s%s%s: ", b->kind, b->limit,
+        /* in the units solve prints them in */
+        int k = -1;
+        for (int j = 0; j < BP_BUDGET_KINDS; j++)
+            if (!strcmp(b->kind, bp_budget_kind_name((bp_budget_kind)j)))
+                k = j;
+        char lim[64], got[64];
+        if (k >= 0) {
+            bp_budget_format(lim, sizeof lim, (bp_budget_kind)k, b->limit, "", 4);
+            bp_budget_format(got, sizeof got, (bp_budget_kind)k, b->measured,
+                             "", 4);
+        } else {
+            snprintf(lim, sizeof lim, "%.6g", b->limit);
+            snprintf(got, sizeof got, "%.6g", b->measured);
+        }
+        fprintf(f, "budget %-8s <= %-12s%s%s%s: ", b->kind, lim,
                 b->text ? " (" : "", b->text ? b->text : "", b->text ? ")" : "");
         if (b->checked)
-            fprintf(f, "measured %.6g -- %s\n", b->measured,
-                    b->met ? "met" : "EXCEEDED");
+            fprintf(f, "measured %s -- %s\n", got, b->met ? "met" : "EXCEEDED");
         else
             fprintf(f, "not measured by bitplan run\n");
     }
