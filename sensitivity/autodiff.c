@@ -53,6 +53,8 @@ typedef struct pass {
 } pass;
 
 struct bp_ad {
+    void (*tick)(void *ctx, int64_t done, int64_t total);
+    void *tick_ctx;
     bp_graph *g;
     bp_exec *ex;
     int64_t max_batch, n;
@@ -1925,8 +1927,12 @@ typedef struct job {
 static void *job_run(void *p)
 {
     job *jb = p;
-    for (int j = jb->t; j < jb->count && jb->st == BP_OK; j += jb->T)
+    for (int j = jb->t; j < jb->count && jb->st == BP_OK; j += jb->T) {
         jb->st = jb->item(jb->ad, &jb->ad->ps[jb->t], j, jb->arg);
+        /* only the calling thread reports: stderr from one thread */
+        if (jb->t == 0 && jb->ad->tick)
+            jb->ad->tick(jb->ad->tick_ctx, j + 1, jb->count);
+    }
     if (jb->st)
         snprintf(jb->msg, sizeof jb->msg, "%s", bp_errmsg());
     return NULL;
@@ -1942,6 +1948,8 @@ static int run_jobs(bp_ad *ad, int count,
             int st = item(ad, &ad->ps[0], j, arg);
             if (st)
                 return st;
+            if (ad->tick)
+                ad->tick(ad->tick_ctx, j + 1, count);
         }
         return BP_OK;
     }
@@ -2028,6 +2036,13 @@ static int gn_item(bp_ad *ad, pass *P, int c, void *arg)
     P->gn_want = NULL;
     P->gn_tr = NULL;
     return st;
+}
+
+void bp_ad_set_tick(bp_ad *ad, void (*tick)(void *ctx, int64_t done,
+                                            int64_t total), void *ctx)
+{
+    ad->tick = tick;
+    ad->tick_ctx = ctx;
 }
 
 int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)

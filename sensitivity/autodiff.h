@@ -110,6 +110,14 @@ int bp_ad_set_threads(bp_ad *ad, int n);
  * !bp_ad_gn_ok(p). */
 int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr);
 
+/* Called from the calling thread as bp_ad_gn_trace's classes complete
+ * (done of total, approximately when threads share them): on a 1000-class
+ * model one batch is 1000 backward passes, minutes without a sign.  Also
+ * called by the other products run on threads: set it around one call,
+ * then clear it (tick NULL). */
+void bp_ad_set_tick(bp_ad *ad, void (*tick)(void *ctx, int64_t done,
+                                            int64_t total), void *ctx);
+
 /* Whether the logits are piecewise linear in parameter p. */
 int bp_ad_piecewise_linear(const bp_ad *ad, int p);
 /* Whether bp_ad_gn_trace can compute p's per-sample gradient norms (the

@@ -505,6 +505,18 @@ static uint64_t stream_of(int purpose, int layer)
     return (uint64_t)purpose << 32 | (uint64_t)(unsigned)layer;
 }
 
+typedef struct gn_tick {
+    bp_hessian *h;
+    int64_t b;
+} gn_tick;
+
+/* Progress within a batch: classes done, over the whole stage. */
+static void on_gn_tick(void *ctx, int64_t done, int64_t total)
+{
+    gn_tick *t = ctx;
+    progress(t->h, "exact traces", t->b * total + done, t->h->nb * total);
+}
+
 /* Exact traces by the Gauss-Newton identity for the layers with want. */
 static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer)
 {
@@ -522,8 +534,10 @@ static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer)
     for (int64_t b = 0; b < h->nb && st == BP_OK; b++) {
         if ((st = load(h, b)))
             break;
+        gn_tick t = {h, b};
+        bp_ad_set_tick(h->ad, on_gn_tick, &t);
         st = bp_ad_gn_trace(h->ad, want, tr);
-        progress(h, "exact traces", b + 1, h->nb);
+        bp_ad_set_tick(h->ad, NULL, NULL); /* t is gone after this round */
     }
     for (int i = 0; i < h->nl; i++)
         if (want_layer[i])
