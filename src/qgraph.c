@@ -178,10 +178,17 @@ static int tensor_of(build *b, int node, int v, int *t)
 {
     if (v < 0 || b->qm->value_tensor[v] < 0) {
         const bp_value *val = v >= 0 ? &b->g->values[v] : NULL;
-        if (val && (val->data || val->known))
-            return unsupported(b, node, "a constant operand of an activation "
-                               "op; the integer executor folds constants only "
-                               "into layers", NULL);
+        if (val && (val->data || val->known)) {
+            char shape[128];
+            bp_shape_str(shape, sizeof shape, val->rank, val->dims);
+            const bp_node *n = &b->g->nodes[node];
+            return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (%s): a constant "
+                           "operand of shape %s; the integer executor folds a "
+                           "constant only into the layer before it, as a bias "
+                           "along the channel axis ((C,1,1) or (1,C,1,1) after "
+                           "a Conv, (C,) or (1,C) after a Gemm or MatMul)",
+                           b->g->path, n->name, bp_op_name(n->op), shape);
+        }
         return unsupported(b, node, "its input is not an integer tensor", NULL);
     }
     *t = b->qm->value_tensor[v];
