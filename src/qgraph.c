@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const qop_names[BP_QOP_COUNT] = {
@@ -179,15 +180,13 @@ static int tensor_of(build *b, int node, int v, int *t)
     if (v < 0 || b->qm->value_tensor[v] < 0) {
         const bp_value *val = v >= 0 ? &b->g->values[v] : NULL;
         if (val && (val->data || val->known)) {
-            char shape[128];
+            char shape[128], what[400];
             bp_shape_str(shape, sizeof shape, val->rank, val->dims);
-            const bp_node *n = &b->g->nodes[node];
-            return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (%s): a constant "
-                           "operand of shape %s; the integer executor folds a "
-                           "constant only into the layer before it, as a bias "
-                           "along the channel axis ((C,1,1) or (1,C,1,1) after "
-                           "a Conv, (C,) or (1,C) after a Gemm or MatMul)",
-                           b->g->path, n->name, bp_op_name(n->op), shape);
+            snprintf(what, sizeof what, "%s; the integer executor folds a "
+                     "constant only into the layer before it, as a bias along "
+                     "the channel axis ((C,1,1) or (1,C,1,1) after a Conv, (C,) "
+                     "or (1,C) after a Gemm or MatMul)", shape);
+            return unsupported(b, node, "a constant operand of shape ", what);
         }
         return unsupported(b, node, "its input is not an integer tensor", NULL);
     }
@@ -205,7 +204,6 @@ static int sole_consumer(const build *b, int v, bp_op op)
     return b->g->nodes[c].op == op ? c : -1;
 }
 
-/* A constant whose elements number m (a per-channel bias) */
 /* A constant v that adds one value per output channel to a layer's output
  * y: m elements, and under ONNX's broadcasting (dims aligned from the
  * right) every axis but the channel axis (1) of y of size 1.  (C,) on an

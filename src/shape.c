@@ -447,6 +447,27 @@ int bp_slice_params(const bp_graph *g, const bp_node *n, int64_t *start,
     return BP_OK;
 }
 
+/* A Pad's pads list (attribute before opset 11, input 1 after) into p:
+ * its length, or < 0 when it is not a constant of at most 2 * BP_MAX_RANK. */
+static int pad_list(const bp_graph *g, const bp_node *n, int64_t *p)
+{
+    return g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
+                         : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
+}
+
+/* A Pad's fill value (attribute before opset 11, input 2 after, 0 when
+ * absent); -1 when the input is not a constant. */
+static int pad_value(const bp_graph *g, const bp_node *n, double *value)
+{
+    *value = g->opset < 11 ? bp_node_attr_float(n, "value", 0.0) : 0.0;
+    const bp_tensor *v = bp_value_const(g, n->n_in > 2 ? n->in[2] : -1);
+    if (v && bp_tensor_numel(v) >= 1)
+        *value = bp_tensor_get(v, 0);
+    else if (n->n_in > 2 && n->in[2] >= 0)
+        return -1;
+    return 0;
+}
+
 int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
                   int64_t *end, double *value)
 {
@@ -457,8 +478,7 @@ int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
         return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): mode '%s' is not "
                        "supported; only constant padding", g->path, n->name,
                        mode->s);
-    int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
-                          : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
+    int c = pad_list(g, n, p);
     /* opset 18: pads for the listed axes only, the others unpadded */
     int64_t axes[BP_MAX_RANK];
     int na = x->rank;
@@ -487,11 +507,7 @@ int bp_pad_params(const bp_graph *g, const bp_node *n, int64_t *begin,
             return bp_fail(BP_EUNSUPPORTED, "%s: node '%s' (Pad): negative "
                            "pads (cropping) are not supported", g->path, n->name);
     }
-    *value = g->opset < 11 ? bp_node_attr_float(n, "value", 0.0) : 0.0;
-    const bp_tensor *v = bp_value_const(g, n->n_in > 2 ? n->in[2] : -1);
-    if (v && bp_tensor_numel(v) >= 1)
-        *value = bp_tensor_get(v, 0);
-    else if (n->n_in > 2 && n->in[2] >= 0)
+    if (pad_value(g, n, value))
         return node_fail(g, n, "constant_value must be a constant");
     return BP_OK;
 }
@@ -1069,9 +1085,8 @@ static int pad_noop(bp_graph *g, int i)
 {
     bp_node *n = &g->nodes[i];
     int64_t p[2 * BP_MAX_RANK];
-    int c = g->opset < 11 ? bp_node_attr_ints(n, "pads", p, 2 * BP_MAX_RANK)
-                          : ints_in_or_attr(g, n, 1, "", p, 2 * BP_MAX_RANK);
-    if (c < 1 || c > 2 * BP_MAX_RANK)
+    int c = pad_list(g, n, p);
+    if (c < 1)
         return 0;
     for (int k = 0; k < c; k++)
         if (p[k] != 0)
@@ -1107,7 +1122,7 @@ static bp_attr *add_int_attr(bp_node *n, const char *name, bp_attr_type type,
     char *nm = strdup(name);
     int64_t *ints = type == BP_ATTR_INTS
                         ? calloc((size_t)count + 1, sizeof *ints) : NULL;
-    bp_attr *old = find_attr(n, name), *at = old;
+    bp_attr *at = find_attr(n, name);
     if (nm && (type != BP_ATTR_INTS || ints) && !at) {
         bp_attr *na = realloc(n->attrs, (size_t)(n->n_attrs + 1) * sizeof *na);
         if (na) {
@@ -1140,20 +1155,15 @@ static int pad_into_reader(bp_graph *g, int i)
 {
     bp_node *p = &g->nodes[i];
     int64_t pads[2 * BP_MAX_RANK];
-    int c = g->opset < 11 ? bp_node_attr_ints(p, "pads", pads, 2 * BP_MAX_RANK)
-                          : ints_in_or_attr(g, p, 1, "", pads, 2 * BP_MAX_RANK);
+    int c = pad_list(g, p, pads);
     const bp_attr *mode = bp_node_attr(p, "mode");
+    double value;
     if (c < 6 || c % 2 || (p->n_in > 3 && p->in[3] >= 0) ||
-        (mode && mode->type == BP_ATTR_STRING && strcmp(mode->s, "constant")))
-        return 0;
-    double value = g->opset < 11 ? bp_node_attr_float(p, "value", 0.0) : 0.0;
-    const bp_tensor *vt = bp_value_const(g, p->n_in > 2 ? p->in[2] : -1);
-    if (vt && bp_tensor_numel(vt) >= 1)
-        value = bp_tensor_get(vt, 0);
-    else if (p->n_in > 2 && p->in[2] >= 0)
+        (mode && mode->type == BP_ATTR_STRING && strcmp(mode->s, "constant")) ||
+        pad_value(g, p, &value) || value != 0)
         return 0;
     int r = c / 2, k = r - 2;
-    if (value != 0 || pads[0] || pads[1] || pads[r] || pads[r + 1])
+    if (pads[0] || pads[1] || pads[r] || pads[r + 1])
         return 0;
     for (int d = 0; d < c; d++)
         if (pads[d] < 0)
