@@ -1,6 +1,7 @@
 /* cmd_sweep.c - `bitplan sweep`: the Pareto front of sensitivity against
- * one cost axis.  N budgets from the smallest to the largest reachable
- * value, one exact solve each on the same allocation problem, written as
+ * one cost axis.  N budgets from the smallest reachable value to that of
+ * the plan no budget constrains (beyond it every point would repeat that
+ * plan), one exact solve each on the same allocation problem, written as
  * pareto.csv, pareto.svg and one plan per point.
  *
  * The plot is written by hand as SVG: Debian's C plotting libraries either
@@ -21,9 +22,12 @@ static const char help[] =
     "usage: bitplan sweep [MODEL.onnx] --sensitivity SENS.json --profile HW\n"
     "                     --axis size|latency|bops [--points N] -o DIR\n"
     "                     [--budget KIND=VALUE ...] [--json] [options]\n\n"
-    "Solves N budgets of one kind, evenly spaced from the smallest to the\n"
-    "largest total any plan can reach (other --budget options stay enforced\n"
-    "at every point), and writes into DIR (created if missing):\n"
+    "Solves N budgets of one kind, evenly spaced from the smallest total any\n"
+    "plan can reach to the total of the best plan, the one no budget\n"
+    "constrains (on a CPU profile 2-bit kernels can be the slowest: a latency\n"
+    "sweep stops at the best plan's latency, not at theirs); other --budget\n"
+    "options stay enforced at every point.  Writes into DIR (created if\n"
+    "missing):\n"
     "  pareto.csv   one row per point: budget (bytes, seconds or BOPs),\n"
     "               objective, size_bytes, latency_s, bops, status, gap,\n"
     "               plan (its file), then w:NAME and a:NAME, the weight and\n"
@@ -528,8 +532,19 @@ int cmd_sweep(int argc, char **argv)
         st = bp_fail(BP_ENOMEM, "out of memory");
         goto out;
     }
-    if ((st = bp_alloc_total_range(ctx.alloc, (bp_budget_kind)axis, &lo, &hi)))
+    double best;
+    if ((st = bp_alloc_total_range(ctx.alloc, (bp_budget_kind)axis, &lo, &hi)) ||
+        (st = bp_alloc_total_at_best(ctx.alloc, (bp_budget_kind)axis, &best)))
         goto out;
+    /* budgets past the unconstrained plan's total would all repeat it */
+    if (best < hi)
+        hi = best > lo ? best : lo;
+    if (hi <= lo && n > 1) {
+        fprintf(stderr, "sweep: the cheapest plan in %s is also the best: "
+                "one point, not %d\n", bp_budget_kind_name((bp_budget_kind)axis),
+                n);
+        n = 1;
+    }
     for (int j = 0; j < a.n_budgets; j++) {
         if ((st = bp_alloc_resolve(ctx.alloc, &a.budgets[j], &values[j + 1])))
             goto out;

@@ -691,6 +691,28 @@ int bp_alloc_total_range(const bp_alloc *a, bp_budget_kind k, double *lo,
     return BP_OK;
 }
 
+int bp_alloc_total_at_best(const bp_alloc *a, bp_budget_kind k, double *hi)
+{
+    if (k < 0 || k >= BP_BUDGET_KINDS)
+        return bp_fail(BP_EINVAL, "budget kind %d unknown", (int)k);
+    if (k == BP_BUDGET_LATENCY && !a->has_latency)
+        return bp_fail(BP_EINVAL, "the profile models no latency (choose a "
+                       "hardware profile such as nvidia-t4)");
+    double t = k == BP_BUDGET_SIZE ? a->fixed_bytes : 0;
+    for (int g = 0; g < a->n_groups; g++) {
+        const agroup *G = &a->G[g];
+        int best = 0;
+        for (int c = 1; c < G->n; c++)
+            if (G->ch[c].obj < G->ch[best].obj ||
+                (G->ch[c].obj == G->ch[best].obj &&
+                 G->ch[c].cost[k] < G->ch[best].cost[k]))
+                best = c;
+        t += G->ch[best].cost[k];
+    }
+    *hi = t;
+    return BP_OK;
+}
+
 /* "all layers at 2 bits" / "all layers at 2 bits but fc.weight at 8". */
 static void describe(const bp_alloc *a, const int *pick, char *buf, size_t n)
 {

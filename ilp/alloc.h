@@ -156,6 +156,13 @@ int bp_alloc_resolve(const bp_alloc *a, const bp_budget *b, double *value);
 int bp_alloc_total_range(const bp_alloc *a, bp_budget_kind k, double *lo,
                    double *hi);
 
+/* The total of kind k of the plan no budget constrains: every group at its
+ * smallest objective (the cheapest of equals).  Any budget at or above it
+ * gives that plan, so a sweep past it repeats one point.  On a CPU profile
+ * where 2-bit kernels are the slowest, it lies well below the largest
+ * latency total. */
+int bp_alloc_total_at_best(const bp_alloc *a, bp_budget_kind k, double *hi);
+
 typedef struct bp_alloc_result {
     int n_layers;
     int *w_bits, *a_bits;               /* (n_layers) */

@@ -689,6 +689,19 @@ START_TEST(test_sweep_monotone)
                         ck_assert_int_eq(r.w_bits[l], 8);
                 bp_alloc_result_free(&r);
             }
+            /* the best plan's total: within the range, and a cap there
+             * already gives the unconstrained optimum (prev) */
+            double best;
+            ck_assert_int_eq(bp_alloc_total_at_best(c.a, k, &best), BP_OK);
+            ck_assert(best >= lo && best <= hi);
+            bp_alloc_result r;
+            ck_assert_int_eq(bp_alloc_solve_caps(c.a, 1, &k, &best, NULL,
+                                                 NULL, &r), BP_OK);
+            ck_assert_double_eq(r.objective, prev);
+            double tot = kind == 0 ? r.size_bytes : kind == 1
+                         ? r.total_latency_s : r.total_bops;
+            ck_assert_double_eq_tol(tot, best, best * 1e-12);
+            bp_alloc_result_free(&r);
             cnn_close(&c);
         }
 }

@@ -50,6 +50,38 @@ head -2 "$TMP/sweep_size/pareto.csv" | tail -1 | grep -q ',2,2,2,2,2,2,2,8,8,8,8
     pass "tightest size point: all 2 bits, activations 8" ||
     fail "tightest point: $(head -2 "$TMP/sweep_size/pareto.csv" | tail -1)"
 
+# a latency sweep ends at the best plan's latency, not at the slowest plan's:
+# on a profile where 2-bit kernels are the slowest and 4-bit the fastest (as
+# on a CPU), the old upper end repeated the all-8-bit plan over the top points
+sed -e 's/{"w_bits": 4, "tile_positions": 4, "per_mac": 2e-12, "per_weight": 1e-10}/{"w_bits": 2, "per_mac": 4e-12, "per_weight": 1e-10}, {"w_bits": 4, "tile_positions": 4, "per_mac": 5e-13, "per_weight": 1e-10}/' \
+    -e 's/{"w_bits": 4, "per_mac": 1e-12, "per_weight": 1e-11}/{"w_bits": 2, "per_mac": 2e-12, "per_weight": 1e-11}, {"w_bits": 4, "per_mac": 2.5e-13, "per_weight": 1e-11}/' \
+    "$TD/profiles/fitted.json" >"$TMP/slow2.json"
+[ "$(grep -c '"w_bits": 2' "$TMP/slow2.json")" = 2 ] || fail "slow2 profile not made"
+if "$BITPLAN" sweep --sensitivity "$S" --profile "$TMP/slow2.json" --axis latency \
+        --points 6 -o "$TMP/s2" 2>"$TMP/err"; then
+    all8=$(grep -c ',plan_[0-9]*\.json,8,8,8,8,8,8,8,' "$TMP/s2/pareto.csv")
+    [ "$all8" = 1 ] && pass "latency sweep: one all-8-bit point, at the top" ||
+        fail "latency sweep: $all8 all-8-bit points: $(cut -d, -f1,4,8- "$TMP/s2/pareto.csv" | tr '\n' ' ')"
+    tail -1 "$TMP/s2/pareto.csv" | awk -F, '{ exit !($1 == $4) }' &&
+        pass "latency sweep: top budget is the best plan's latency" ||
+        fail "latency sweep: top row $(tail -1 "$TMP/s2/pareto.csv" | cut -d, -f1-5)"
+    rows=$(($(wc -l <"$TMP/s2/pareto.csv") - 1))
+    [ "$rows" = 6 ] && pass "latency sweep: 6 points" || fail "latency sweep: $rows rows"
+else
+    fail "latency sweep on slow2: $(cat "$TMP/err")"
+fi
+# where the fastest plan is the best one, every budget gives it: one point
+if "$BITPLAN" sweep --sensitivity "$S" --profile "$TD/profiles/fitted.json" \
+        --axis latency --points 6 -o "$TMP/f1" 2>"$TMP/err"; then
+    rows=$(($(wc -l <"$TMP/f1/pareto.csv") - 1))
+    [ "$rows" = 1 ] && [ "$(ls "$TMP/f1"/plan_*.json | wc -l)" = 1 ] &&
+        grep -q 'also the best: one point, not 6' "$TMP/err" &&
+        pass "latency sweep, fastest plan is the best: one point, said so" ||
+        fail "one-point sweep: $rows rows; $(cat "$TMP/err")"
+else
+    fail "latency sweep on fitted: $(cat "$TMP/err")"
+fi
+
 # reruns are byte-identical; another profile and extra budgets work
 "$BITPLAN" sweep --sensitivity "$S" --profile bops --axis bops --points 6 \
     -o "$TMP/a" --budget size=20% 2>/dev/null
