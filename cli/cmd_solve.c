@@ -190,7 +190,9 @@ int cmd_solve(int argc, char **argv)
     for (int j = 0; j < a.n_budgets; j++)
         if ((st = bp_alloc_resolve(ctx.alloc, &a.budgets[j], &values[j])))
             goto out;
-    st = bp_alloc_solve(ctx.alloc, a.n_budgets, a.budgets, &a.mo, &r);
+    st = ilp_hint_abits(&ctx, &a, values,
+                        bp_alloc_solve(ctx.alloc, a.n_budgets, a.budgets,
+                                       &a.mo, &r));
     if (st == BP_EINTERRUPTED) {
         st = bp_fail(BP_EINFEASIBLE, "no plan meeting the budgets was found "
                      "within --time-limit %g s", a.mo.time_limit_s);

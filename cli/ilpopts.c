@@ -307,6 +307,10 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
             goto fail;
         c->model_path = c->graph->path;
         c->model_sha256 = c->graph->hash;
+        c->alloc_src = a->model;
+        c->n_facts = n;
+        c->has_model = 1;
+        c->model = model;
         if ((st = bp_alloc_new(&c->alloc, c->sens, a->model, c->facts, n,
                                &model, c->prof, &a->ao)))
             goto fail;
@@ -339,6 +343,10 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         c->model_path = c->graph->path;
         c->model_sha256 = c->graph->hash;
     }
+    c->alloc_src = a->sens_path;
+    c->n_facts = n;
+    c->has_model = a->model != NULL;
+    c->model = model;
     if ((st = bp_alloc_new(&c->alloc, c->sens, a->sens_path, c->facts, n,
                            a->model ? &model : NULL, c->prof, &a->ao)))
         goto fail;
@@ -346,6 +354,44 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
 fail:
     ilp_ctx_free(c);
     return cli_status(st);
+}
+
+int ilp_hint_abits(const ilp_ctx *c, const ilp_args *a, const double *caps,
+                   int st)
+{
+    if (st != BP_EINFEASIBLE || a->ao.abits || a->ao.abits_follow)
+        return st;
+    int priced = 0;
+    bp_budget_kind kinds[BP_MCKP_MAX_BUDGETS];
+    const char *texts[BP_MCKP_MAX_BUDGETS];
+    for (int j = 0; j < a->n_budgets; j++) {
+        kinds[j] = a->budgets[j].kind;
+        texts[j] = a->budgets[j].text;
+        priced |= kinds[j] == BP_BUDGET_LATENCY || kinds[j] == BP_BUDGET_BOPS;
+    }
+    if (!priced)
+        return st;
+    /* activations are 8-bit unless asked: say so where 4-bit ones would
+     * fit, the cheapest way to a tight latency on an int4-capable target */
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", bp_errmsg());
+    bp_alloc_opts ao = a->ao;
+    ao.abits = (1u << 4) | (1u << 8);
+    bp_alloc *alt = NULL;
+    bp_alloc_result r;
+    memset(&r, 0, sizeof r);
+    int fits = bp_alloc_new(&alt, c->sens, c->alloc_src, c->facts, c->n_facts,
+                            c->has_model ? &c->model : NULL, c->prof,
+                            &ao) == BP_OK &&
+               bp_alloc_solve_caps(alt, a->n_budgets, kinds, caps, texts,
+                                   &a->mo, &r) == BP_OK;
+    bp_alloc_result_free(&r);
+    bp_alloc_free(&alt);
+    if (fits)
+        return bp_fail(st, "%s; activations are 8-bit by default, and with "
+                       "--abits 4,8 (4-bit activations for layers of at most "
+                       "4-bit weights) a plan meets the budgets", msg);
+    return bp_fail(st, "%s", msg);
 }
 
 static void fmt_size(char *b, size_t n, double v)

@@ -80,6 +80,10 @@ typedef struct ilp_ctx {
     bp_layer_facts *facts;
     bp_alloc *alloc;
     const char *model_path, *model_sha256; /* borrowed from graph or sens */
+    /* what alloc was built from, to build it again with other options */
+    const char *alloc_src;
+    int n_facts, has_model;
+    bp_model_facts model;
 } ilp_ctx;
 
 /* Loads the profile, the sensitivity file and the model (when given), and
@@ -87,6 +91,13 @@ typedef struct ilp_ctx {
  * printing one error line. */
 int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c);
 void ilp_ctx_free(ilp_ctx *c);
+
+/* st, and when st is BP_EINFEASIBLE on a latency or BOPs budget with the
+ * default 8-bit activations, the same status with its message extended by
+ * a hint when --abits 4,8 would meet the budgets (caps: their absolute
+ * values, as bp_alloc_resolve gave them). */
+int ilp_hint_abits(const ilp_ctx *c, const ilp_args *a, const double *caps,
+                   int st);
 
 /* The per-layer table and the totals against each budget, on stderr. */
 void ilp_print_summary(const ilp_ctx *c, const ilp_args *a,

@@ -135,6 +135,19 @@ expect_error 1 'budget bops=1M cannot be met: the smallest plan is 8\.56M \(all 
     "$BITPLAN" solve --sensitivity "$S" --profile bops --budget bops=1M \
     --bits 2,8 --pin fc.weight=8 -o "$OUT"
 no_output "unreachable bops"
+# 8-bit activations floor the BOPs at 25%: where 4-bit ones would fit, the
+# message says so; where they would not either, or --abits was given, not
+expect_error 1 'bops=20% cannot be met: the smallest plan is 25% \(8\.54M\) \(all layers at 2 bits\); activations are 8-bit by default, and with --abits 4,8 .* a plan meets the budgets$' -- \
+    "$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --budget bops=20% -o "$OUT"
+no_output "bops=20%"
+expect_error 1 'bops=10% cannot be met: the smallest plan is 25% \(8\.54M\) \(all layers at 2 bits\)$' -- \
+    "$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --budget bops=10% -o "$OUT"
+expect_error 1 'bops=20% cannot be met: the smallest plan is 25% \(8\.54M\) \(all layers at 2 bits\)$' -- \
+    "$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --budget bops=20% --abits 8 -o "$OUT"
+"$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --budget bops=20% \
+    --abits 4,8 -o "$OUT" 2>"$TMP/err" && pass "bops=20% with --abits 4,8: solved" ||
+    fail "bops=20% with --abits 4,8: $(cat "$TMP/err")"
+rm -f "$OUT"
 expect_error 2 "no layer named 'conv9.weight'" -- \
     "$BITPLAN" solve --sensitivity "$S" --profile nvidia-t4 --budget size=25% \
     --pin conv9.weight=4 -o "$OUT"
