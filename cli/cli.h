@@ -117,5 +117,9 @@ struct bp_sens;
 int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
                             int64_t samples, const struct bp_sens_opts *o,
                             struct bp_sens **out);
+/* The sensitivity stages' progress on stderr, when it is a terminal
+ * (bp_sens_opts.progress). */
+void cli_sens_progress(void *ctx, const char *stage, int64_t done,
+                       int64_t total);
 
 #endif

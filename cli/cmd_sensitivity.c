@@ -152,8 +152,8 @@ out:
     return BP_OK;
 }
 
-static void on_progress(void *ctx, const char *stage, int64_t done,
-                        int64_t total)
+void cli_sens_progress(void *ctx, const char *stage, int64_t done,
+                       int64_t total)
 {
     (void)ctx;
     if (!cli_progress_enabled())
@@ -457,7 +457,7 @@ int cmd_sensitivity(int argc, char **argv)
     cli_set_threads((int)threads);
     /* the same threads run independent products (directions, classes) */
     o.threads = threads > 0 ? (int)threads : 1;
-    o.progress = on_progress;
+    o.progress = cli_sens_progress;
 
     int st, rc = BP_EXIT_OK;
     bp_graph *g = NULL;

@@ -17,6 +17,11 @@ const char ilp_common_help[] =
     "                    compute the sensitivity on the way (bitplan\n"
     "                    sensitivity's defaults, --seed; --samples N uses\n"
     "                    the first N) and keep it with --save-sensitivity\n"
+    "  --trace M         with --data: sensitivity's --trace (auto, exact,\n"
+    "                    hutchpp, hutchinson; exact traces cost one backward\n"
+    "                    pass per class and sample: hutchpp on 1000 classes)\n"
+    "  --sens-batch N    with --data: samples per sensitivity pass (default:\n"
+    "                    automatic, as sensitivity's --batch)\n"
     "  --profile HW      a shipped profile (bops, nvidia-t4, nvidia-a100,\n"
     "                    x86-avx512-vnni, arm-cortex-a76, hawq-v3-resnet18-t4)\n"
     "                    or a path; $BITPLAN_PROFILE_PATH adds directories\n"
@@ -54,6 +59,7 @@ void ilp_args_init(ilp_args *a)
     memset(a, 0, sizeof *a);
     bp_alloc_opts_default(&a->ao);
     bp_mckp_opts_default(&a->mo);
+    a->trace = -1;
     a->ao.ranges = a->ranges;
     a->ao.ties = a->ties;
 }
@@ -130,6 +136,21 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
     case ILP_OPT_SAMPLES:
         return cli_parse_int(cmd, "--samples", arg, 1, INT64_MAX / 2,
                              &a->samples) ? -1 : 1;
+    case ILP_OPT_SENS_BATCH:
+        return cli_parse_int(cmd, "--sens-batch", arg, 1, 1 << 20,
+                             &a->sens_batch) ? -1 : 1;
+    case ILP_OPT_TRACE: {
+        static const char *const traces[] = {"auto", "exact", "hutchpp",
+                                             "hutchinson"};
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(arg, traces[i])) {
+                a->trace = i;
+                return 1;
+            }
+        cli_usage(cmd, "--trace expects auto, exact, hutchpp or hutchinson, "
+                  "got '%s'", arg);
+        return -1;
+    }
     case ILP_OPT_BUDGET:
         if (a->n_budgets >= BP_MCKP_MAX_BUDGETS) {
             cli_usage(cmd, "at most %d --budget options", BP_MCKP_MAX_BUDGETS);
@@ -298,10 +319,17 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         bp_sens_opts_default(&so);
         so.seed = a->seed;
         so.loss_increase = a->ao.metric == BP_METRIC_LOSS;
+        if (a->trace >= 0)
+            so.trace = (bp_trace_method)a->trace;
+        so.batch = a->sens_batch;
+        so.progress = cli_sens_progress;
         if ((st = bp_profile_open(&c->prof, a->profile)) ||
-            (st = bp_onnx_load(&c->graph, a->model)) ||
-            (st = cli_sensitivity_compute(c->graph, a->data, a->labels,
-                                          a->samples, &so, &c->sens)) ||
+            (st = bp_onnx_load(&c->graph, a->model)))
+            goto fail;
+        st = cli_sensitivity_compute(c->graph, a->data, a->labels, a->samples,
+                                     &so, &c->sens);
+        cli_progress_end();
+        if (st ||
             (a->save_sens && (st = bp_sens_save(c->sens, a->save_sens))) ||
             (st = bp_layer_facts_from_graph(c->graph, &c->facts, &n, &model)))
             goto fail;
@@ -316,11 +344,13 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
             goto fail;
         return BP_EXIT_OK;
     }
-    if (a->data || a->labels || a->save_sens)
+    if (a->data || a->labels || a->save_sens || a->trace >= 0 ||
+        a->sens_batch)
         return cli_usage(cmd, "%s goes with MODEL.onnx --data (computing the "
                          "sensitivity), not with --sensitivity",
                          a->data ? "--data" : a->labels ? "--labels"
-                                                        : "--save-sensitivity");
+                         : a->save_sens ? "--save-sensitivity"
+                         : a->trace >= 0 ? "--trace" : "--sens-batch");
     bp_model_facts model = {0, 0, 0};
     int n = 0;
     if ((st = bp_profile_open(&c->prof, a->profile)) ||

@@ -16,7 +16,7 @@ enum {
     ILP_OPT_PROFILE, ILP_OPT_BUDGET, ILP_OPT_BITS, ILP_OPT_ABITS,
     ILP_OPT_METRIC, ILP_OPT_PIN, ILP_OPT_RANGE, ILP_OPT_TIE, ILP_OPT_KFL,
     ILP_OPT_TIME, ILP_OPT_GAP, ILP_OPT_BATCH, ILP_OPT_JSON, ILP_OPT_VERBOSE,
-    ILP_OPT_SEED, ILP_OPT_SAMPLES
+    ILP_OPT_SEED, ILP_OPT_SAMPLES, ILP_OPT_TRACE, ILP_OPT_SENS_BATCH
 };
 
 #define ILP_COMMON_OPTIONS                                                  \
@@ -39,7 +39,9 @@ enum {
     {"json", no_argument, NULL, ILP_OPT_JSON},                              \
     {"verbose", no_argument, NULL, ILP_OPT_VERBOSE},                        \
     {"seed", required_argument, NULL, ILP_OPT_SEED},                        \
-    {"samples", required_argument, NULL, ILP_OPT_SAMPLES}
+    {"samples", required_argument, NULL, ILP_OPT_SAMPLES},                  \
+    {"trace", required_argument, NULL, ILP_OPT_TRACE},                      \
+    {"sens-batch", required_argument, NULL, ILP_OPT_SENS_BATCH}
 
 /* The help text of the shared options. */
 extern const char ilp_common_help[];
@@ -59,6 +61,8 @@ typedef struct ilp_args {
     int json, verbose;
     uint64_t seed;       /* of the sensitivity estimator (MODEL --data) */
     int64_t samples;     /* calibration samples used (0: all) */
+    int trace;           /* bp_trace_method, -1: unset (MODEL --data) */
+    int64_t sens_batch;  /* samples per sensitivity pass (0: automatic) */
 } ilp_args;
 
 /* cli_check_outputs for out (may be NULL) and --save-sensitivity against

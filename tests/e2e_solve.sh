@@ -263,6 +263,23 @@ if "$BITPLAN" solve "$M" --data "$X" --labels "$Y" --seed 5 --profile bops \
 else
     fail "solve MODEL --data: $(cat "$TMP/err")"
 fi
+# sensitivity's knobs on the way: --trace and --sens-batch are its --trace
+# and --batch (the same file), and go only with --data
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" --samples 96 --trace exact \
+    --batch 40 -o "$TMP/s4.json" 2>/dev/null
+if "$BITPLAN" solve "$M" --data "$X" --labels "$Y" --samples 96 --trace exact \
+    --sens-batch 40 --profile bops --budget size=25% --save-sensitivity "$TMP/s5.json" \
+    -o "$TMP/p5.json" 2>"$TMP/err"; then
+    cmp -s "$TMP/s4.json" "$TMP/s5.json" && grep -q '"batch":	40,' "$TMP/s5.json" &&
+        pass "solve --trace exact --sens-batch 40 == sensitivity --trace exact --batch 40" ||
+        fail "solve --trace/--sens-batch differ from sensitivity's"
+else
+    fail "solve --trace exact --sens-batch 40: $(cat "$TMP/err")"
+fi
+expect_error 2 "--sens-batch goes with MODEL.onnx --data" -- \
+    "$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% --sens-batch 8 -o "$OUT"
+expect_error 2 "--trace expects auto, exact, hutchpp or hutchinson, got 'fast'" -- \
+    "$BITPLAN" solve "$M" --data "$X" --profile bops --budget size=25% --trace fast -o "$OUT"
 expect_error 2 "digits_test_flat.npy: samples have shape" -- \
     "$BITPLAN" solve "$M" --data "$EX/digits_test_flat.npy" --profile bops \
     --budget size=25% --save-sensitivity "$TMP/s3.json" -o "$OUT"
