@@ -29,7 +29,7 @@ static const char help[] =
     "  -o, --out FILE      the sensitivity file to write (JSON)\n"
     "  --samples N         use only the first N samples\n"
     "  --batch N           samples per pass (default: 256, or fewer so that a\n"
-    "                      pass holds about 1 GiB: 2 for ResNet-18 at 224x224)\n"
+    "                      pass holds about 1 GiB: 1 for ResNet-18 at 224x224)\n"
     "  --seed N            seed of every random vector (default 0)\n"
     "  --threads N         threads: independent Hessian-vector products run in\n"
     "                      parallel, BLAS uses them otherwise (default: one\n"
