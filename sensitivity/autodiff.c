@@ -2038,14 +2038,9 @@ static int gn_item(bp_ad *ad, pass *P, int c, void *arg)
     return st;
 }
 
-void bp_ad_set_tick(bp_ad *ad, void (*tick)(void *ctx, int64_t done,
-                                            int64_t total), void *ctx)
-{
-    ad->tick = tick;
-    ad->tick_ctx = ctx;
-}
-
-int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)
+/* The Gram matrices of the wanted convs' inputs, shared by every class or
+ * draw of the batch. */
+static int gn_grams(bp_ad *ad, const char *want)
 {
     const bp_graph *g = ad->g;
     for (int p = 0; p < ad->np; p++)
@@ -2053,7 +2048,6 @@ int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)
             return bp_fail(BP_EUNSUPPORTED, "%s: parameter '%s': per-sample "
                            "gradients are not available for its consumer",
                            g->path, g->values[ad->pv[p]].name);
-    /* Gram matrices of the wanted convs' inputs: shared, so made here */
     for (int i = 0; i < g->n_nodes; i++) {
         const bp_node *n = &g->nodes[i];
         if (!ad->gram[i] || ad->gram_ok[i])
@@ -2069,17 +2063,93 @@ int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)
                       1);
         ad->gram_ok[i] = 1;
     }
+    return BP_OK;
+}
+
+typedef struct gns_arg {
+    const char *want;
+    const double *signs; /* (k, n, C) */
+    double *trk;         /* (k, np) per-draw sums */
+} gns_arg;
+
+/* Draw j of bp_ad_gn_sample: one backward pass seeded with M_n r_n. */
+static int gns_item(bp_ad *ad, pass *P, int j, void *arg)
+{
+    gns_arg *a = arg;
+    const int64_t C = ad->C;
+    closure(ad, a->want, P->need);
+    for (int u = 0; u < ad->g->n_values; u++)
+        P->tp[u] = NULL;
+    setup_dst(ad, P, P->radj, P->need, NULL);
+    double *seed = P->dst[ad->logits];
+    if (!seed)
+        return BP_OK;
+    const double *r = a->signs + (int64_t)j * ad->n * C;
+    for (int64_t s = 0; s < ad->n; s++) {
+        const double *ps = ad->prob + s * C, *rs = r + s * C;
+        double *es = seed + s * C;
+        /* M r = sqrt(p) . r - p (sqrt(p)^T r) */
+        double dot = 0;
+        for (int64_t c = 0; c < C; c++)
+            dot += sqrt(ps[c]) * rs[c];
+        for (int64_t c = 0; c < C; c++)
+            es[c] = sqrt(ps[c]) * rs[c] - ps[c] * dot;
+        P->wtbuf[s] = ad->weight;
+    }
+    P->anz[ad->logits] = 1;
+    P->gn = 1;
+    P->gn_want = a->want;
+    P->gn_tr = a->trk + (int64_t)j * ad->np;
+    P->wt = P->wtbuf;
+    int st = backward(ad, P, 0);
+    P->gn = 0;
+    P->gn_want = NULL;
+    P->gn_tr = NULL;
+    return st;
+}
+
+void bp_ad_set_tick(bp_ad *ad, void (*tick)(void *ctx, int64_t done,
+                                            int64_t total), void *ctx)
+{
+    ad->tick = tick;
+    ad->tick_ctx = ctx;
+}
+
+int bp_ad_gn_trace(bp_ad *ad, const char *want, double *tr)
+{
+    int st = gn_grams(ad, want);
+    if (st)
+        return st;
     double *trc = calloc((size_t)(ad->C * ad->np), sizeof *trc);
     if (!trc)
         return BP_ENOMEM;
     gn_arg a = {want, trc};
-    int st = run_jobs(ad, (int)ad->C, gn_item, &a);
+    st = run_jobs(ad, (int)ad->C, gn_item, &a);
     /* classes summed in order, whatever thread computed them */
     for (int64_t c = 0; st == BP_OK && c < ad->C; c++)
         for (int p = 0; p < ad->np; p++)
             if (want[p])
                 tr[p] += trc[c * ad->np + p];
     free(trc);
+    return st;
+}
+
+int bp_ad_gn_sample(bp_ad *ad, const char *want, int k, const double *signs,
+                    double *tr)
+{
+    int st = gn_grams(ad, want);
+    if (st)
+        return st;
+    double *trk = calloc((size_t)((int64_t)k * ad->np), sizeof *trk);
+    if (!trk)
+        return BP_ENOMEM;
+    gns_arg a = {want, signs, trk};
+    st = run_jobs(ad, k, gns_item, &a);
+    for (int j = 0; st == BP_OK && j < k; j++)
+        for (int p = 0; p < ad->np; p++)
+            if (want[p])
+                tr[(int64_t)j * ad->np + p] += trk[(int64_t)j * ad->np + p];
+    free(trk);
     return st;
 }
 

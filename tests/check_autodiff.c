@@ -351,6 +351,49 @@ START_TEST(test_hessian)
                           models[_i], f.g->values[f.pv[p]].name, tr[p], t);
         off += f.numel[p];
     }
+    /* the output-space samples: the average over all 2^C sign vectors (the
+     * same for every sample) is the Gauss-Newton trace itself, and one
+     * draw per pattern gives the same bits with 1 thread or 3 */
+    int64_t C = bp_ad_classes(f.ad);
+    int any = 0;
+    for (int p = 0; p < f.np; p++)
+        any |= want[p];
+    if (any && C <= 10) {
+        int k = 1 << C;
+        double *signs = malloc((size_t)(k * NS * C) * sizeof *signs);
+        double *trk = calloc((size_t)k * f.np, sizeof *trk);
+        double *trk3 = calloc((size_t)k * f.np, sizeof *trk3);
+        for (int j = 0; j < k; j++)
+            for (int s = 0; s < NS; s++)
+                for (int64_t c = 0; c < C; c++)
+                    signs[((int64_t)j * NS + s) * C + c] = j >> c & 1 ? -1 : 1;
+        ck_assert_int_eq(bp_ad_gn_sample(f.ad, want, k, signs, trk), BP_OK);
+        ck_assert_int_eq(bp_ad_set_threads(f.ad, 3), BP_OK);
+        ck_assert_int_eq(bp_ad_gn_sample(f.ad, want, k, signs, trk3), BP_OK);
+        ck_assert_int_eq(bp_ad_set_threads(f.ad, 1), BP_OK);
+        ck_assert(memcmp(trk, trk3, (size_t)k * f.np * sizeof *trk) == 0);
+        for (int p = 0; p < f.np; p++) {
+            if (!want[p])
+                continue;
+            double m = 0, lo = INFINITY, hi = -INFINITY;
+            for (int j = 0; j < k; j++) {
+                double t = trk[(int64_t)j * f.np + p];
+                m += t / k;
+                lo = t < lo ? t : lo;
+                hi = t > hi ? t : hi;
+            }
+            ck_assert_msg(fabs(m - tr[p]) <= 1e-9 * fabs(tr[p]) + 1e-14,
+                          "%s: sampled GN trace of '%s' averages %.12g, exact "
+                          "%.12g", models[_i], f.g->values[f.pv[p]].name, m,
+                          tr[p]);
+            ck_assert(lo >= 0);
+            /* the draws do vary: each alone is only an estimate */
+            ck_assert_msg(C < 2 || hi > lo, "%s: draws all equal", models[_i]);
+        }
+        free(signs);
+        free(trk);
+        free(trk3);
+    }
     free(want);
     free(tr);
     free(vin);
