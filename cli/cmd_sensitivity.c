@@ -68,7 +68,9 @@ static const char help[] =
     "  --density-runs N    starting vectors (default 1)\n"
     "  --checkpoint FILE   save the estimator state to FILE (atomically) every\n"
     "                      --checkpoint-every seconds and at the end of each\n"
-    "                      stage (exact traces, sampled traces, eigenvalues)\n"
+    "                      stage (exact traces, sampled traces, eigenvalues);\n"
+    "                      within the exact traces, between two batches\n"
+    "                      (Gauss-Newton) or two groups of columns\n"
     "  --checkpoint-every S  seconds between checkpoints (default 30)\n"
     "  --resume FILE       continue the run saved in FILE (and keep saving to\n"
     "                      it unless --checkpoint names another file); the\n"
@@ -271,7 +273,17 @@ static int open_checkpoint(bp_ckpt **out, const bp_graph *g, const char *xpath,
         return st;
     }
     if (resume) {
-        uint32_t f = ck->st.stage;
+        const bp_ckpt_state *s = &ck->st;
+        uint32_t f = s->stage;
+        char part[128];
+        /* inside the exact stage: the Gauss-Newton batches, then the
+         * columns (a stage of hours on a large model) */
+        if (s->exact_batch < s->exact_nb || s->exact_ncols == 0)
+            snprintf(part, sizeof part, "exact traces: batch %lld of %lld done",
+                     (long long)s->exact_batch, (long long)s->exact_nb);
+        else
+            snprintf(part, sizeof part, "exact traces: column %lld of %lld done",
+                     (long long)s->exact_cols, (long long)s->exact_ncols);
         fprintf(stderr, "resuming %s: %s, %lld Hessian-vector products done\n",
                 resume,
                 f & BP_CKPT_EIGS ? "all stages done"
@@ -280,8 +292,9 @@ static int open_checkpoint(bp_ckpt **out, const bp_graph *g, const char *xpath,
                 : f & BP_CKPT_SCOPE ? "exact traces done, sampling"
                 : f & BP_CKPT_SKETCH ? "exact traces done, block pilot"
                 : f & BP_CKPT_EXACT ? "exact traces done"
+                : f & BP_CKPT_EXACT_PART ? part
                 : "nothing done yet",
-                (long long)ck->st.products);
+                (long long)s->products);
     }
     *out = ck;
     return BP_OK;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #define MAGIC "BPCKPT1\n"
-#define VERSION 1u
+#define VERSION BP_CKPT_VERSION
 #define HEAD 24 /* magic, version, reserved, payload length */
 #define MAX_STR 65536
 #define MAX_LAYERS (1 << 20)
@@ -134,6 +134,8 @@ static void put_str(wbuf *b, const char *s)
     put(b, s, n);
 }
 
+/* Always the newest layout: a resumed version-1 file is saved as version 2
+ * (its exact_* are 0, as they would have been). */
 static void encode_state(wbuf *b, const bp_ckpt_state *s)
 {
     put_u32(b, s->stage);
@@ -143,6 +145,10 @@ static void encode_state(wbuf *b, const bp_ckpt_state *s)
     put_i64(b, s->products);
     for (int i = 0; i < 4; i++)
         put_u64(b, s->grng[i]);
+    put_i64(b, s->exact_batch);
+    put_i64(b, s->exact_nb);
+    put_i64(b, s->exact_cols);
+    put_i64(b, s->exact_ncols);
     put_i32(b, s->n_layers);
     for (int i = 0; i < s->n_layers; i++) {
         const bp_ckpt_layer *l = &s->layers[i];
@@ -315,7 +321,30 @@ static char *get_str(rbuf *r, const char *field)
     return s;
 }
 
-static int decode_state(rbuf *r, bp_ckpt_state *s)
+/* Where the exact stage stands, checked for consistency with the flags
+ * (the estimators check it against the run). */
+static int check_exact(rbuf *r, const bp_ckpt_state *s)
+{
+    if (!(s->stage & BP_CKPT_EXACT_PART)) {
+        /* canonical: no position without the flag */
+        if (s->exact_batch || s->exact_nb || s->exact_cols || s->exact_ncols)
+            return bad(r, "exact stage", "position without the flag");
+        return BP_OK;
+    }
+    if (s->stage != BP_CKPT_EXACT_PART)
+        return bad(r, "stage", "exact traces under way with a later stage");
+    if (s->exact_nb < 1 || s->exact_batch < 0 ||
+        s->exact_batch > s->exact_nb)
+        return bad(r, "exact batch", "expected 0..batches (at least 1)");
+    if (s->exact_ncols < 0 || s->exact_cols < 0 ||
+        s->exact_cols > s->exact_ncols)
+        return bad(r, "exact columns", "expected 0..columns");
+    if (s->exact_cols > 0 && s->exact_batch != s->exact_nb)
+        return bad(r, "exact columns", "columns done before the last batch");
+    return BP_OK;
+}
+
+static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
 {
     bp_ckpt_state_clear(s);
     s->stage = get_u32(r, "stage");
@@ -325,11 +354,20 @@ static int decode_state(rbuf *r, bp_ckpt_state *s)
     s->products = get_i64(r, "products");
     for (int i = 0; i < 4; i++)
         s->grng[i] = get_u64(r, "global rng");
+    if (version >= 2) {
+        s->exact_batch = get_i64(r, "exact batch");
+        s->exact_nb = get_i64(r, "exact batches");
+        s->exact_cols = get_i64(r, "exact columns");
+        s->exact_ncols = get_i64(r, "exact column count");
+    }
     int32_t nl = get_i32(r, "layers");
     if (r->st)
         return r->st;
-    if (s->stage > 63)
+    /* version 1 knew the first six flags only */
+    if (s->stage > (version >= 2 ? 127u : 63u))
         return bad(r, "stage", "unknown flags");
+    if (check_exact(r, s))
+        return r->st;
     if (s->scope < 0 || s->scope > 2 || s->scope_used < 0 || s->scope_used > 2)
         return bad(r, "scope", "expected 0..2");
     if (s->gsamples < 0 || s->products < 0)
@@ -391,14 +429,24 @@ static int decode_state(rbuf *r, bp_ckpt_state *s)
     return r->st;
 }
 
-int bp_ckpt_state_decode(bp_ckpt_state *s, const uint8_t *p, size_t n,
-                         const char *what)
+int bp_ckpt_state_decode_version(bp_ckpt_state *s, const uint8_t *p, size_t n,
+                                 uint32_t version, const char *what)
 {
     rbuf r = {p, n, 0, what, BP_OK};
-    int st = decode_state(&r, s);
+    if (version < 1 || version > VERSION) {
+        bp_ckpt_state_clear(s);
+        return bad(&r, "version", "expected 1 or 2");
+    }
+    int st = decode_state(&r, s, version);
     if (st)
         bp_ckpt_state_clear(s);
     return st;
+}
+
+int bp_ckpt_state_decode(bp_ckpt_state *s, const uint8_t *p, size_t n,
+                         const char *what)
+{
+    return bp_ckpt_state_decode_version(s, p, n, VERSION, what);
 }
 
 /* ---- the checkpoint object -------------------------------------------------------- */
@@ -551,9 +599,9 @@ int bp_ckpt_load(bp_ckpt *c, const char *path)
     uint32_t version = get_u32(&r, "version");
     (void)get_u32(&r, "reserved");
     uint64_t len = get_u64(&r, "length");
-    if (version != VERSION) {
-        st = bp_fail(BP_EINVAL, "%s: checkpoint version %u, expected %u", path,
-                     version, VERSION);
+    if (version < 1 || version > VERSION) {
+        st = bp_fail(BP_EINVAL, "%s: checkpoint version %u, expected 1 to %u",
+                     path, version, VERSION);
         goto out;
     }
     if (len != n - HEAD - 64) {
@@ -603,7 +651,7 @@ int bp_ckpt_load(bp_ckpt *c, const char *path)
         }
         goto out;
     }
-    if ((st = decode_state(&r, &c->st))) {
+    if ((st = decode_state(&r, &c->st, version))) {
         bp_ckpt_state_clear(&c->st);
         goto out;
     }

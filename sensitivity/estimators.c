@@ -505,6 +505,13 @@ static uint64_t stream_of(int purpose, int layer)
     return (uint64_t)purpose << 32 | (uint64_t)(unsigned)layer;
 }
 
+/* Saves the exact stage's position when a checkpoint is due: batches done
+ * of the Gauss-Newton pass, columns done, and tr (per layer: the sums so
+ * far of the exact layers).  Defined with the checkpoints below. */
+typedef struct exact_ck exact_ck;
+static int exact_save(exact_ck *x, int64_t batch, int64_t cols,
+                      const double *tr);
+
 typedef struct gn_tick {
     bp_hessian *h;
     int64_t b;
@@ -517,8 +524,13 @@ static void on_gn_tick(void *ctx, int64_t done, int64_t total)
     progress(t->h, "exact traces", t->b * total + done, t->h->nb * total);
 }
 
-/* Exact traces by the Gauss-Newton identity for the layers with want. */
-static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer)
+/* Exact traces by the Gauss-Newton identity for the layers with want,
+ * from batch b0 on: tr_layer holds the sums over batches 0..b0-1 (a
+ * resumed checkpoint's; 0 from the start) and gets the sums over all.  The
+ * sums run batch by batch in the same order either way, so a resumed run
+ * ends on the same bits. */
+static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer,
+                     int64_t b0, exact_ck *x)
 {
     int st = BP_OK;
     char *want = calloc((size_t)h->np, 1);
@@ -529,17 +541,26 @@ static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer)
         return BP_ENOMEM;
     }
     for (int i = 0; i < h->nl; i++)
-        if (want_layer[i])
+        if (want_layer[i]) {
             want[h->lw[i]] = 1;
-    for (int64_t b = 0; b < h->nb && st == BP_OK; b++) {
+            tr[h->lw[i]] = tr_layer[i];
+        }
+    for (int64_t b = b0; b < h->nb && st == BP_OK; b++) {
         if ((st = load(h, b)))
             break;
         gn_tick t = {h, b};
         bp_ad_set_tick(h->ad, on_gn_tick, &t);
         st = bp_ad_gn_trace(h->ad, want, tr);
         bp_ad_set_tick(h->ad, NULL, NULL); /* t is gone after this round */
+        if (st)
+            break;
+        for (int i = 0; i < h->nl; i++)
+            if (want_layer[i])
+                tr_layer[i] = tr[h->lw[i]];
+        /* after the last batch too: the column stage may follow */
+        st = exact_save(x, b + 1, 0, tr_layer);
     }
-    for (int i = 0; i < h->nl; i++)
+    for (int i = 0; st == BP_OK && i < h->nl; i++)
         if (want_layer[i])
             tr_layer[i] = tr[h->lw[i]];
     free(want);
@@ -547,18 +568,27 @@ static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer)
     return st;
 }
 
+/* The columns of the layers with want: what column_traces runs through. */
+static int64_t column_count(const bp_hessian *h, const char *want)
+{
+    int64_t total = 0;
+    for (int i = 0; i < h->nl; i++)
+        if (want[i])
+            total += h->numel[h->lw[i]];
+    return total;
+}
+
 /* Exact traces sum_j e_j^T H_ii e_j for the layers with want, unit vectors
- * of all those layers sharing passes. */
-static int column_traces(bp_hessian *h, const char *want, double *tr)
+ * of all those layers sharing passes, from column c0 on (counted over the
+ * layers with want in order): tr holds the sums of the columns before it
+ * (a resumed checkpoint's; 0 from the start).  Groups of columns are formed
+ * from the position alone, so a resumed run sweeps the same groups. */
+static int column_traces(bp_hessian *h, const char *want, double *tr,
+                         int64_t c0, exact_ck *x)
 {
     int st = BP_OK;
-    int64_t total = 0, done = 0;
-    for (int i = 0; i < h->nl; i++)
-        if (want[i]) {
-            total += h->numel[h->lw[i]];
-            tr[i] = 0;
-        }
-    if (!total)
+    int64_t total = column_count(h, want), done = c0;
+    if (!total || c0 >= total)
         return BP_OK;
     dirn d[SWEEP_MAX];
     int lay[SWEEP_MAX];
@@ -574,8 +604,16 @@ static int column_traces(bp_hessian *h, const char *want, double *tr)
         st = st ? st : BP_ENOMEM;
         goto out;
     }
+    /* the column c0 is column j of layer i */
     int i = 0;
-    int64_t j = 0;
+    int64_t j = c0;
+    for (; i < h->nl; i++) {
+        if (!want[i])
+            continue;
+        if (j < h->numel[h->lw[i]])
+            break;
+        j -= h->numel[h->lw[i]];
+    }
     while (st == BP_OK) {
         int k = 0;
         dirs_clear(d, SWEEP_MAX, h->np);
@@ -604,6 +642,7 @@ static int column_traces(bp_hessian *h, const char *want, double *tr)
             tr[lay[q]] += hb[q * maxn + col[q]];
         done += k;
         progress(h, "exact traces", done, total);
+        st = exact_save(x, h->nb, done, tr);
     }
 out:
     dirs_free(d, SWEEP_MAX);
@@ -917,6 +956,8 @@ static int traces_save(bp_hessian *h, const bp_sens_opts *o, int force,
     s->gsamples = gsamples;
     s->products = h->products;
     memcpy(s->grng, grng->s, sizeof s->grng);
+    if (!(stage & BP_CKPT_EXACT_PART)) /* exact_save sets them */
+        s->exact_batch = s->exact_nb = s->exact_cols = s->exact_ncols = 0;
     for (int i = 0; i < h->nl; i++) {
         bp_ckpt_layer *l = &s->layers[i];
         const lstate *x = &ls[i];
@@ -985,6 +1026,71 @@ static int traces_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
         }
     }
     h->products = s->products;
+    return BP_OK;
+}
+
+/* What exact_save needs to write a whole trace-stage state. */
+struct exact_ck {
+    bp_hessian *h;
+    const bp_sens_opts *o;
+    const lstate *ls;
+    bp_trace_est *est;
+    const char *exact;     /* (nl) layers with exact traces */
+    int64_t ncols;         /* columns of column_traces */
+    bp_trace_scope scope;
+    int64_t gsamples;
+    const bp_rng *grng;
+};
+
+static int exact_save(exact_ck *x, int64_t batch, int64_t cols,
+                      const double *tr)
+{
+    bp_ckpt *ck = x->o->ckpt;
+    if (!bp_ckpt_due(ck, 0))
+        return BP_OK;
+    bp_hessian *h = x->h;
+    /* traces_save resets a state of another shape, which would drop the
+     * position: shape it first */
+    if (ck->st.n_layers != h->nl && bp_ckpt_state_reset(&ck->st, h->nl))
+        return BP_ENOMEM;
+    /* the sums so far travel as the exact layers' trace results, which a
+     * finished stage overwrites */
+    for (int i = 0; i < h->nl; i++)
+        if (x->exact[i]) {
+            x->est[i].mean = tr[i];
+            x->est[i].method = BP_TRACE_EXACT;
+        }
+    ck->st.exact_batch = batch;
+    ck->st.exact_nb = h->nb;
+    ck->st.exact_cols = cols;
+    ck->st.exact_ncols = x->ncols;
+    return traces_save(h, x->o, 1, BP_CKPT_EXACT_PART, x->ls, x->est, x->scope,
+                       BP_SCOPE_AUTO, x->gsamples, x->grng);
+}
+
+/* Restores a checkpoint taken inside the exact stage: the sums so far into
+ * tr (per layer) and where to go on from. */
+static int exact_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
+                         bp_trace_est *est, const char *exact, int64_t ncols,
+                         double *tr, int64_t *b0, int64_t *c0)
+{
+    const bp_ckpt_state *s = &ck->st;
+    if (s->exact_nb != h->nb)
+        return bp_fail(BP_EINVAL, "%s: checkpoint was saved over %lld "
+                       "batches, this run has %lld", ck_name(ck),
+                       (long long)s->exact_nb, (long long)h->nb);
+    if (s->exact_ncols != ncols)
+        return bp_fail(BP_EINVAL, "%s: checkpoint counts %lld columns of "
+                       "exact traces, this run %lld", ck_name(ck),
+                       (long long)s->exact_ncols, (long long)ncols);
+    int st = traces_restore(h, ck, ls, est, exact);
+    if (st)
+        return st;
+    for (int i = 0; i < h->nl; i++)
+        if (exact[i])
+            tr[i] = est[i].mean;
+    *b0 = s->exact_batch;
+    *c0 = s->exact_cols;
     return BP_OK;
 }
 
@@ -1092,7 +1198,25 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         gsamples = ck->st.gsamples;
         memcpy(grng.s, ck->st.grng, sizeof grng.s);
     } else {
-        if ((st = gn_traces(h, want, tr))) {
+        /* the exact stage, from the start or from where a checkpoint of
+         * it stopped */
+        char *exact = malloc((size_t)nl);
+        if (!exact) {
+            free(cols);
+            st = BP_ENOMEM;
+            goto out;
+        }
+        for (int i = 0; i < nl; i++)
+            exact[i] = (char)(want[i] | cols[i]);
+        const int64_t ncols = column_count(h, cols);
+        int64_t b0 = 0, c0 = 0;
+        if (rs & BP_CKPT_EXACT_PART)
+            st = exact_restore(h, ck, ls, est, exact, ncols, tr, &b0, &c0);
+        exact_ck x = {h, o, ls, est, exact, ncols, scope, gsamples, &grng};
+        if (st == BP_OK)
+            st = gn_traces(h, want, tr, b0, &x);
+        if (st) {
+            free(exact);
             free(cols);
             goto out;
         }
@@ -1101,7 +1225,8 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                 est[i].mean = tr[i];
                 est[i].method = BP_TRACE_EXACT;
             }
-        st = column_traces(h, cols, tr);
+        st = column_traces(h, cols, tr, c0, &x);
+        free(exact);
         for (int i = 0; st == BP_OK && i < nl; i++)
             if (cols[i]) {
                 est[i].mean = tr[i];

@@ -5,14 +5,21 @@
  *    byte-identical to the uninterrupted one, for every trace method, scope
  *    (with the pilots of auto) and eigenvalue method, on a tiny model
  *    whose tanh makes every layer sampled.
+ *  - Inside the exact stage (Gauss-Newton on tiny_cnn, columns on
+ *    tiny_tanh), a checkpoint after each batch or group of columns resumes
+ *    byte-identically, and the progress goes on from the restored batch.
  *  - Saving checkpoints does not change the result.
- *  - The state encoding round-trips; every truncation and a set of hostile
- *    counts are refused with one line, allocating nothing they claim.
+ *  - The state encoding round-trips, with or without a position inside the
+ *    exact stage; every truncation, a set of hostile counts and every
+ *    inconsistent position are refused with one line, allocating nothing
+ *    they claim.  A version-1 state and file (no position) still read; a
+ *    version-3 file is refused.
  *  - A file of another identity, a damaged one, or a state whose layers do
  *    not match the model is refused (BP_EINVAL, one line naming the file). */
 #include "bitplan.h"
 #include "checkpoint.h"
 #include "estimators.h"
+#include "hash.h"
 #include "rng.h"
 #include "sensfile.h"
 
@@ -245,6 +252,121 @@ START_TEST(test_resume_from_every_checkpoint)
 }
 END_TEST
 
+/* The first "exact traces" report of a run: where its progress starts. */
+typedef struct first_exact {
+    int seen;
+    int64_t done, total;
+} first_exact;
+
+static void on_first_exact(void *ctx, const char *stage, int64_t done,
+                           int64_t total)
+{
+    first_exact *f = ctx;
+    if (!f->seen && strcmp(stage, "exact traces") == 0) {
+        f->seen = 1;
+        f->done = done;
+        f->total = total;
+    }
+}
+
+typedef struct exact_variant {
+    const char *model;
+    bp_trace_method trace;
+    int gn; /* exact by Gauss-Newton (else by columns) */
+} exact_variant;
+
+static const exact_variant exact_variants[] = {
+    {"tiny_cnn", BP_TRACE_EXACT, 1},  /* every layer by Gauss-Newton */
+    {"tiny_tanh", BP_TRACE_EXACT, 0}, /* tanh: every layer by columns */
+};
+
+/* Checkpoints inside the exact stage (one per batch, per group of
+ * columns) resume to the same bytes, and the resumed progress starts from
+ * the restored position instead of 0. */
+START_TEST(test_resume_inside_exact_stage)
+{
+    const exact_variant *v = &exact_variants[_i];
+    run r;
+    run_open(&r, v->model, 12);
+    bp_sens_opts o;
+    bp_sens_opts_default(&o);
+    o.trace = v->trace;
+    o.eig = BP_EIG_POWER;
+    o.eig_max_iter = 3;
+    o.eig_tol = 0;
+    o.batch = 2; /* 6 batches */
+    o.seed = 3;
+    size_t nref;
+    unsigned char *ref = sens_bytes(&r, &o, &nref);
+
+    capture cap = {sp("ck.bin"), 0, {0}, {0}};
+    bp_ckpt *ck = NULL;
+    ck_assert_int_eq(bp_ckpt_new(&ck, cap.path, 0, "m", "d", "o"), BP_OK);
+    o.ckpt = ck;
+    o.progress = on_progress;
+    o.progress_ctx = &cap;
+    size_t n;
+    unsigned char *got = sens_bytes(&r, &o, &n);
+    keep(&cap);
+    ck_assert_msg(n == nref && memcmp(got, ref, n) == 0,
+                  "checkpointing changed the result");
+    free(got);
+    bp_ckpt_free(&ck);
+
+    int mid_batches = 0, mid_cols = 0;
+    for (int k = 0; k < cap.n; k++) {
+        FILE *f = fopen(sp("res.bin"), "wb");
+        fwrite(cap.file[k], 1, cap.len[k], f);
+        fclose(f);
+        ck_assert_int_eq(bp_ckpt_new(&ck, sp("res.bin"), 0, "m", "d", "o"),
+                         BP_OK);
+        ck_assert_msg(bp_ckpt_load(ck, sp("res.bin")) == BP_OK, "%s",
+                      bp_errmsg());
+        const bp_ckpt_state s = ck->st; /* the loaded position */
+        int part = s.stage == BP_CKPT_EXACT_PART;
+        if (part) {
+            ck_assert_int_eq(s.exact_nb, 6);
+            mid_batches += s.exact_batch > 0 && s.exact_batch < s.exact_nb;
+            mid_cols += s.exact_cols > 0 && s.exact_cols < s.exact_ncols;
+        }
+        first_exact fe = {0, 0, 0};
+        o.ckpt = ck;
+        o.progress = on_first_exact;
+        o.progress_ctx = &fe;
+        got = sens_bytes(&r, &o, &n);
+        ck_assert_msg(n == nref && memcmp(got, ref, n) == 0,
+                      "%s: resuming checkpoint %d of %d (stage %u, batch "
+                      "%lld, columns %lld) differs", v->model, k + 1, cap.n,
+                      s.stage, (long long)s.exact_batch,
+                      (long long)s.exact_cols);
+        free(got);
+        if (part && v->gn && s.exact_batch < s.exact_nb) {
+            /* Gauss-Newton reports classes done over the stage: batch K
+             * starts at K * classes */
+            ck_assert(fe.seen);
+            ck_assert_int_ge(fe.done, s.exact_batch * (fe.total / 6));
+        }
+        if (part && !v->gn && s.exact_cols > 0) {
+            ck_assert(fe.seen);
+            ck_assert_int_gt(fe.done, s.exact_cols);
+            ck_assert_int_eq(fe.total, s.exact_ncols);
+        }
+        bp_ckpt_free(&ck);
+        free(cap.file[k]);
+    }
+    if (getenv("CHECK_CKPT_VERBOSE"))
+        fprintf(stderr, "%s: %d checkpoints, %d between batches, %d between "
+                "column groups, all resumed identically\n", v->model, cap.n,
+                mid_batches, mid_cols);
+    if (v->gn)
+        ck_assert_int_ge(mid_batches, 5); /* after batches 1..5 of 6 */
+    else
+        ck_assert_int_ge(mid_cols, 1);
+    free(ref);
+    run_close(&r);
+}
+END_TEST
+
 /* A realistic state: a layer with every array. */
 static void sample_state(bp_ckpt_state *s)
 {
@@ -303,12 +425,12 @@ START_TEST(test_state_roundtrip_and_truncations)
     /* a huge layer count, a huge array count: refused before allocation */
     uint8_t *h = malloc(n);
     memcpy(h, p, n);
-    h[4 + 4 + 4 + 8 + 8 + 32 + 3] = 0x7f; /* layers = 0x7f000002 */
+    h[4 + 4 + 4 + 8 + 8 + 32 + 32 + 3] = 0x7f; /* layers = 0x7f000002 */
     ck_assert_int_eq(bp_ckpt_state_decode(&t, h, n, "x"), BP_EINVAL);
     ck_assert(strstr(bp_errmsg(), "layers: count exceeds the file"));
     memcpy(h, p, n);
     /* the first array count (sketch of layer 0) sits after the fixed part */
-    size_t at = 4 + 4 + 4 + 8 + 8 + 32 + 4 + 208 - 32;
+    size_t at = 4 + 4 + 4 + 8 + 8 + 32 + 32 + 4 + 208 - 32;
     h[at + 7] = 0x10;
     ck_assert_int_eq(bp_ckpt_state_decode(&t, h, n, "x"), BP_EINVAL);
     ck_assert(strstr(bp_errmsg(), "sketch: count exceeds the file"));
@@ -318,6 +440,222 @@ START_TEST(test_state_roundtrip_and_truncations)
     free(h);
     free(p);
     bp_ckpt_state_clear(&s);
+}
+END_TEST
+
+/* Offset of exact_batch in a state payload: after stage, scope,
+ * scope_used, global samples, products and the global RNG. */
+#define AT_EXACT (4 + 4 + 4 + 8 + 8 + 32)
+
+static void put64(uint8_t *p, int64_t x)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)((uint64_t)x >> (8 * i));
+}
+
+/* A state saved inside the exact stage: 3 of 5 batches done. */
+static void partial_state(bp_ckpt_state *s)
+{
+    ck_assert_int_eq(bp_ckpt_state_reset(s, 2), BP_OK);
+    s->stage = BP_CKPT_EXACT_PART;
+    s->exact_batch = 3;
+    s->exact_nb = 5;
+    s->exact_ncols = 40;
+    for (int i = 0; i < 2; i++) {
+        s->layers[i].n = 20;
+        s->layers[i].est_mean = 1.0 / 3 + i; /* a sum so far, all 64 bits */
+        s->layers[i].est_method = BP_TRACE_EXACT;
+    }
+}
+
+START_TEST(test_exact_position_roundtrip_and_damage)
+{
+    bp_ckpt_state s = {0}, t = {0};
+    partial_state(&s);
+    uint8_t *p, *q;
+    size_t n, m;
+    ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
+    ck_assert_int_eq(bp_ckpt_state_decode(&t, p, n, "x"), BP_OK);
+    ck_assert_uint_eq(t.stage, BP_CKPT_EXACT_PART);
+    ck_assert_int_eq(t.exact_batch, 3);
+    ck_assert_int_eq(t.exact_nb, 5);
+    ck_assert_int_eq(t.exact_cols, 0);
+    ck_assert_int_eq(t.exact_ncols, 40);
+    ck_assert(t.layers[0].est_mean == 1.0 / 3);
+    ck_assert(t.layers[1].est_mean == 1.0 / 3 + 1);
+    ck_assert_int_eq(bp_ckpt_state_encode(&t, &q, &m), BP_OK);
+    ck_assert(m == n && memcmp(p, q, n) == 0);
+    free(q);
+    /* every truncation, through the new fields too */
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_eq(bp_ckpt_state_decode(&t, p, k, "cut"), BP_EINVAL);
+        ck_assert_ptr_null(t.layers);
+        ck_assert(strncmp(bp_errmsg(), "cut: checkpoint ", 16) == 0);
+        ck_assert_ptr_null(strchr(bp_errmsg(), '\n'));
+    }
+    /* inconsistent positions: each refused, naming the field */
+    static const struct {
+        uint32_t stage;
+        int64_t batch, nb, cols, ncols;
+        const char *msg;
+    } bad[] = {
+        {BP_CKPT_EXACT_PART, 6, 5, 0, 40, "exact batch: expected 0..batches"},
+        {BP_CKPT_EXACT_PART, -1, 5, 0, 40, "exact batch: expected 0..batches"},
+        {BP_CKPT_EXACT_PART, 0, 0, 0, 40, "exact batch: expected 0..batches"},
+        {BP_CKPT_EXACT_PART, 5, 5, 41, 40, "exact columns: expected 0..columns"},
+        {BP_CKPT_EXACT_PART, 5, 5, 1, -1, "exact columns: expected 0..columns"},
+        {BP_CKPT_EXACT_PART, 4, 5, 1, 40, "columns done before the last batch"},
+        {BP_CKPT_EXACT_PART | BP_CKPT_EXACT, 3, 5, 0, 40,
+         "stage: exact traces under way with a later stage"},
+        {BP_CKPT_EXACT, 3, 5, 0, 40, "exact stage: position without the flag"},
+        {128, 0, 0, 0, 0, "stage: unknown flags"},
+    };
+    uint8_t *h = malloc(n);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        memcpy(h, p, n);
+        for (int i = 0; i < 4; i++)
+            h[i] = (uint8_t)(bad[k].stage >> (8 * i));
+        put64(h + AT_EXACT, bad[k].batch);
+        put64(h + AT_EXACT + 8, bad[k].nb);
+        put64(h + AT_EXACT + 16, bad[k].cols);
+        put64(h + AT_EXACT + 24, bad[k].ncols);
+        ck_assert_int_eq(bp_ckpt_state_decode(&t, h, n, "x"), BP_EINVAL);
+        ck_assert_ptr_null(t.layers);
+        ck_assert_msg(strstr(bp_errmsg(), bad[k].msg) != NULL, "case %zu: %s",
+                      k, bp_errmsg());
+    }
+    free(h);
+
+    /* version 1: the same state without the four fields (and without the
+     * flag, which version 1 did not know) */
+    s.stage = BP_CKPT_EXACT;
+    s.exact_batch = s.exact_nb = s.exact_ncols = 0;
+    free(p);
+    ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
+    uint8_t *v1 = malloc(n - 32);
+    memcpy(v1, p, AT_EXACT);
+    memcpy(v1 + AT_EXACT, p + AT_EXACT + 32, n - AT_EXACT - 32);
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n - 32, 1, "v1"),
+                     BP_OK);
+    ck_assert_uint_eq(t.stage, BP_CKPT_EXACT);
+    ck_assert_int_eq(t.exact_nb, 0);
+    ck_assert(t.layers[1].est_mean == 1.0 / 3 + 1);
+    ck_assert_int_eq(bp_ckpt_state_encode(&t, &q, &m), BP_OK);
+    ck_assert(m == n && memcmp(p, q, n) == 0); /* saved again as version 2 */
+    free(q);
+    /* a version-1 payload is not a version-2 one, and vice versa */
+    ck_assert_int_eq(bp_ckpt_state_decode(&t, v1, n - 32, "x"), BP_EINVAL);
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, p, n, 1, "x"), BP_EINVAL);
+    /* version 1 knew six flags */
+    v1[0] = BP_CKPT_EXACT_PART;
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n - 32, 1, "v1"),
+                     BP_EINVAL);
+    ck_assert(strstr(bp_errmsg(), "stage: unknown flags"));
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, p, n, 3, "v3"),
+                     BP_EINVAL);
+    ck_assert(strstr(bp_errmsg(), "v3: checkpoint version: expected 1 or 2"));
+    ck_assert_ptr_null(t.layers);
+    free(v1);
+    free(p);
+    bp_ckpt_state_clear(&s);
+}
+END_TEST
+
+/* A whole checkpoint file of layout `version` holding payload p (n bytes)
+ * after the identity "aa", "bb", "o", checksum included. */
+static void write_file(const char *path, uint32_t version, const uint8_t *p,
+                       size_t n)
+{
+    static const char *ids[] = {"aa", "bb", "o"};
+    size_t len = 0;
+    uint8_t *b = malloc(24 + 64 + 3 * 4 + 6 + n);
+    memcpy(b, "BPCKPT1\n", 8);
+    for (int i = 0; i < 4; i++)
+        b[8 + i] = (uint8_t)(version >> (8 * i));
+    memset(b + 12, 0, 12);
+    len = 24;
+    for (int k = 0; k < 3; k++) {
+        uint32_t sl = (uint32_t)strlen(ids[k]);
+        for (int i = 0; i < 4; i++)
+            b[len + i] = (uint8_t)(sl >> (8 * i));
+        memcpy(b + len + 4, ids[k], sl);
+        len += 4 + sl;
+    }
+    memcpy(b + len, p, n);
+    len += n;
+    put64(b + 16, (int64_t)(len - 24));
+    bp_sha256 h;
+    char hex[65];
+    bp_sha256_init(&h);
+    bp_sha256_update(&h, b, len);
+    bp_sha256_hex(&h, hex);
+    memcpy(b + len, hex, 64);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len + 64, f), len + 64);
+    fclose(f);
+    free(b);
+}
+
+/* Files: a saved partial state loads back; a version-1 file still loads;
+ * a version-3 one and a partial state whose position is damaged (checksum
+ * made good again) are refused with one line naming the file. */
+START_TEST(test_exact_position_files)
+{
+    bp_ckpt *c = NULL, *d = NULL;
+    ck_assert_int_eq(bp_ckpt_new(&c, sp("p.bin"), 0, "aa", "bb", "o"), BP_OK);
+    partial_state(&c->st);
+    ck_assert_int_eq(bp_ckpt_save(c), BP_OK);
+    ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
+    ck_assert_msg(bp_ckpt_load(d, sp("p.bin")) == BP_OK, "%s", bp_errmsg());
+    ck_assert_uint_eq(d->st.stage, BP_CKPT_EXACT_PART);
+    ck_assert_int_eq(d->st.exact_batch, 3);
+    ck_assert(d->st.layers[0].est_mean == 1.0 / 3);
+    bp_ckpt_free(&d);
+
+    uint8_t *p;
+    size_t n;
+    ck_assert_int_eq(bp_ckpt_state_encode(&c->st, &p, &n), BP_OK);
+    /* exact_batch beyond exact_nb, with a valid checksum */
+    put64(p + AT_EXACT, 9);
+    write_file(sp("bad.bin"), 2, p, n);
+    ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
+    ck_assert_int_eq(bp_ckpt_load(d, sp("bad.bin")), BP_EINVAL);
+    ck_assert_msg(strstr(bp_errmsg(), "bad.bin: checkpoint exact batch: "
+                         "expected 0..batches") != NULL, "%s", bp_errmsg());
+    ck_assert_int_eq(d->resumed, 0);
+    ck_assert_ptr_null(d->st.layers);
+    bp_ckpt_free(&d);
+    /* a layout this build does not know */
+    put64(p + AT_EXACT, 3);
+    write_file(sp("v3.bin"), 3, p, n);
+    ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
+    ck_assert_int_eq(bp_ckpt_load(d, sp("v3.bin")), BP_EINVAL);
+    ck_assert_msg(strstr(bp_errmsg(), "v3.bin: checkpoint version 3, "
+                         "expected 1 to 2") != NULL, "%s", bp_errmsg());
+    bp_ckpt_free(&d);
+
+    /* version 1: the payload without the position */
+    c->st.stage = BP_CKPT_EXACT;
+    c->st.exact_batch = c->st.exact_nb = c->st.exact_ncols = 0;
+    free(p);
+    ck_assert_int_eq(bp_ckpt_state_encode(&c->st, &p, &n), BP_OK);
+    memmove(p + AT_EXACT, p + AT_EXACT + 32, n - AT_EXACT - 32);
+    write_file(sp("v1.bin"), 1, p, n - 32);
+    ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
+    ck_assert_msg(bp_ckpt_load(d, sp("v1.bin")) == BP_OK, "%s", bp_errmsg());
+    ck_assert_uint_eq(d->st.stage, BP_CKPT_EXACT);
+    ck_assert(d->st.layers[1].est_mean == 1.0 / 3 + 1);
+    bp_ckpt_free(&d);
+    /* the same bytes declared version 2 are malformed, not misread */
+    write_file(sp("v1as2.bin"), 2, p, n - 32);
+    ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
+    ck_assert_int_eq(bp_ckpt_load(d, sp("v1as2.bin")), BP_EINVAL);
+    ck_assert(strncmp(bp_errmsg(), sp("v1as2.bin"), strlen(sp("v1as2.bin"))) == 0);
+    ck_assert_ptr_null(strchr(bp_errmsg(), '\n'));
+    bp_ckpt_free(&d);
+    free(p);
+    bp_ckpt_free(&c);
 }
 END_TEST
 
@@ -416,12 +754,16 @@ static Suite *ckpt_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_resume_from_every_checkpoint, 0,
                         (int)(sizeof variants / sizeof variants[0]));
+    tcase_add_loop_test(tc, test_resume_inside_exact_stage, 0,
+                        (int)(sizeof exact_variants / sizeof exact_variants[0]));
     tcase_add_test(tc, test_state_of_another_model);
     suite_add_tcase(s, tc);
     tc = tcase_create("format");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_state_roundtrip_and_truncations);
     tcase_add_test(tc, test_file_identity_and_damage);
+    tcase_add_test(tc, test_exact_position_roundtrip_and_damage);
+    tcase_add_test(tc, test_exact_position_files);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,10 @@
 #    mid-run leaves neither its output nor any temporary file, only its
 #    last checkpoint; --resume then finishes to a file byte-identical to an
 #    uninterrupted run with the same seed;
+#  - the exact-trace stage is checkpointed between batches: a run stopped
+#    inside it resumes from the batch it reached ("exact traces: batch K of
+#    N done") to the same bytes; a version-1 checkpoint (saved before
+#    version 2, which added that position) still resumes to the same bytes;
 #  - a checkpoint of other inputs or options, or a damaged one, is refused
 #    (exit 2, one line);
 #  - `bitplan sweep` stopped by SIGINT or SIGKILL while solving or while
@@ -90,6 +94,61 @@ interrupt() {
 }
 interrupt INT 130
 interrupt KILL 137
+
+# The exact stage between batches: trace auto makes every cnn layer exact
+# by Gauss-Newton (10 classes, one backward pass per class per batch);
+# --batch 1 makes 256 batches of about 2 ms each (6 ms with a save after
+# each), so the first checkpoint comes long before the last batch.
+EOPTS="--batch 1 --eig power --eig-iter 2 --seed 7"
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$TMP/eref.json" \
+    2>"$TMP/eref.err" || fail "uninterrupted exact run: $(cat "$TMP/eref.err")"
+d="$TMP/exact"
+mkdir -p "$d"
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$d/sens.json" \
+    --checkpoint "$d/ck.bin" --checkpoint-every 0 2>"$TMP/exact.err" &
+pid=$!
+wait_for "$d/ck.bin" $pid
+if kill -INT $pid 2>/dev/null; then
+    wait $pid
+    rc=$?
+    [ $rc -eq 130 ] && pass "sensitivity SIGINT inside the exact stage: exit $rc" ||
+        fail "sensitivity SIGINT inside the exact stage: exit $rc, want 130"
+else
+    wait $pid
+    fail "exact stage: the run ended before the signal (too fast?)"
+fi
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$d/sens.json" \
+    --resume "$d/ck.bin" 2>"$TMP/exact.res" ||
+    fail "resume inside the exact stage: $(cat "$TMP/exact.res")"
+how=$(grep '^resuming' "$TMP/exact.res")
+k=$(echo "$how" | sed -n 's/.*: exact traces: batch \([0-9]*\) of 256 done,.*/\1/p')
+if [ -n "$k" ] && [ "$k" -ge 1 ] && [ "$k" -lt 256 ]; then
+    pass "exact stage: $how"
+else
+    fail "exact stage: not resumed between two batches: '$how'"
+fi
+cmp -s "$TMP/eref.json" "$d/sens.json" &&
+    pass "exact stage: resumed file byte-identical to the uninterrupted run" ||
+    fail "exact stage: resumed file differs from the uninterrupted run"
+
+# a version-1 checkpoint (written by bitplan before version 2, with the same
+# options, once the exact traces were done) resumes to the same bytes; it
+# is resumed from a copy, since --resume saves to the file it reads
+cp "$TD/ckpt/cnn_exact_v1.ckpt" "$TMP/v1.ckpt"
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$TMP/v1.json" \
+    --resume "$TMP/v1.ckpt" 2>"$TMP/v1.err" ||
+    fail "resume of a version-1 checkpoint: $(cat "$TMP/v1.err")"
+grep -q "^resuming .*v1.ckpt: exact traces done" "$TMP/v1.err" &&
+    cmp -s "$TMP/eref.json" "$TMP/v1.json" &&
+    pass "version-1 checkpoint: resumed, byte-identical" ||
+    fail "version-1 checkpoint: $(cat "$TMP/v1.err")"
+v=$(od -An -tu4 -j8 -N4 "$TMP/v1.ckpt" | tr -d ' ')
+[ "$v" = 2 ] && pass "version-1 checkpoint: saved again as version 2" ||
+    fail "version-1 checkpoint: saved again as version '$v'"
 
 # a finished checkpoint resumes to the same file without computing
 # shellcheck disable=SC2086
