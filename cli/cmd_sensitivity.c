@@ -35,13 +35,18 @@ static const char help[] =
     "                      parallel, BLAS uses them otherwise (default: one\n"
     "                      worker, BLAS threads as OpenBLAS chooses); results\n"
     "                      do not depend on it\n"
-    "  --trace M           auto|exact|hutchpp|hutchinson (default auto: exact\n"
-    "                      where the logits are piecewise linear in the layer,\n"
-    "                      by the Gauss-Newton identity, one backward pass per\n"
-    "                      class; Hutch++ elsewhere, or every unit vector for a\n"
-    "                      block smaller than the cheapest sampling plan).\n"
-    "                      exact on a non-piecewise-linear layer costs one\n"
-    "                      product per weight\n"
+    "  --trace M           auto|exact|hutchpp|hutchinson|gn-hutchinson\n"
+    "                      (default auto: exact where the logits are piecewise\n"
+    "                      linear in the layer, by the Gauss-Newton identity,\n"
+    "                      one backward pass per class and sample; above 128\n"
+    "                      classes (4x the fewest draws, --min-samples) sampled\n"
+    "                      instead (gn-hutchinson: Hutchinson in the output\n"
+    "                      space, one backward pass per draw for all layers,\n"
+    "                      rounds of 8 draws per sample until --tol); Hutch++\n"
+    "                      elsewhere, or every unit vector for a block smaller\n"
+    "                      than the cheapest sampling plan).  exact on a\n"
+    "                      non-piecewise-linear layer costs one product per\n"
+    "                      weight\n"
     "  --scope S           auto|block|global: Rademacher vectors restricted to\n"
     "                      one layer, or over all sampled layers at once (auto\n"
     "                      pilots both and keeps the cheaper; global samples\n"
@@ -347,8 +352,6 @@ int cmd_sensitivity(int argc, char **argv)
         {"resume", required_argument, NULL, O_RESUME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    static const char *const traces[] = {"auto", "exact", "hutchpp",
-                                         "hutchinson"};
     static const char *const scopes[] = {"auto", "block", "global"};
     static const char *const eigs[] = {"lanczos", "power", "none"};
     const char *xpath = NULL, *ypath = NULL, *outpath = NULL, *dpath = NULL;
@@ -382,10 +385,8 @@ int cmd_sensitivity(int argc, char **argv)
                 return BP_EXIT_INPUT;
             break;
         case O_TRACE:
-            if (parse_choice("--trace (auto, exact, hutchpp, hutchinson)", optarg,
-                             traces, 4, &choice))
-                return BP_EXIT_INPUT;
-            o.trace = (bp_trace_method)choice;
+            if (bp_trace_method_parse(optarg, &o.trace))
+                return cli_usage("sensitivity", "%s", bp_errmsg());
             break;
         case O_SCOPE:
             if (parse_choice("--scope (auto, block, global)", optarg, scopes, 3,

@@ -18,8 +18,7 @@ const char ilp_common_help[] =
     "                    sensitivity's defaults, --seed; --samples N uses\n"
     "                    the first N) and keep it with --save-sensitivity\n"
     "  --trace M         with --data: sensitivity's --trace (auto, exact,\n"
-    "                    hutchpp, hutchinson; exact traces cost one backward\n"
-    "                    pass per class and sample: hutchpp on 1000 classes)\n"
+    "                    hutchpp, hutchinson, gn-hutchinson)\n"
     "  --sens-batch N    with --data: samples per sensitivity pass (default:\n"
     "                    automatic, as sensitivity's --batch)\n"
     "  --profile HW      a shipped profile (bops, nvidia-t4, nvidia-a100,\n"
@@ -140,16 +139,13 @@ int ilp_args_option(const char *cmd, ilp_args *a, int c, const char *arg)
         return cli_parse_int(cmd, "--sens-batch", arg, 1, 1 << 20,
                              &a->sens_batch) ? -1 : 1;
     case ILP_OPT_TRACE: {
-        static const char *const traces[] = {"auto", "exact", "hutchpp",
-                                             "hutchinson"};
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(arg, traces[i])) {
-                a->trace = i;
-                return 1;
-            }
-        cli_usage(cmd, "--trace expects auto, exact, hutchpp or hutchinson, "
-                  "got '%s'", arg);
-        return -1;
+        bp_trace_method m;
+        if (bp_trace_method_parse(arg, &m)) {
+            cli_usage(cmd, "%s", bp_errmsg());
+            return -1;
+        }
+        a->trace = (int)m;
+        return 1;
     }
     case ILP_OPT_BUDGET:
         if (a->n_budgets >= BP_MCKP_MAX_BUDGETS) {

@@ -419,7 +419,7 @@ static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
         if (l->n < 1 || l->k < 0 || l->rem_m < 0 || l->glob_m < 0 ||
             l->products < 0 || l->est_samples < 0 || l->eig_iters < 0 ||
             l->lz_m < 0 || l->method < 0 || l->method > 3 ||
-            l->est_method < 0 || l->est_method > 3)
+            l->est_method < 0 || l->est_method > 4) /* BP_TRACE_GN_HUTCHINSON */
             return bad(r, "layer", "field out of range");
         if (l->lz_m != l->n_ab)
             return bad(r, "alpha", "length differs from the Lanczos steps");

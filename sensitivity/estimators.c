@@ -28,7 +28,7 @@
 
 /* Random streams, one per purpose; each layer gets its own stream within. */
 enum { RS_BLOCK = 1, RS_GLOBAL, RS_SKETCH, RS_REMAINDER, RS_LANCZOS,
-       RS_POWER, RS_DENSITY };
+       RS_POWER, RS_DENSITY, RS_GNS };
 
 struct bp_hessian {
     bp_graph *g;
@@ -651,6 +651,111 @@ out:
     return st;
 }
 
+/* Output-space draws per sample and round (bp_ad_gn_sample). */
+#define GNS_DRAWS 8
+
+/* Gauss-Newton traces sampled in the output space for the layers with
+ * want: where exact traces cost one backward pass per class (1000 on
+ * ImageNet models), a draw costs one for every layer at once.  A round is
+ * GNS_DRAWS draws per sample over every batch, an unbiased estimate of
+ * each wanted trace; rounds are added until every layer's standard error
+ * is within tol of its mean, after at least max(2, min_samples / draws)
+ * rounds, or until the draws reach max_samples.  One RNG stream, drawn in
+ * batch order: the result does not depend on the threads.
+ *
+ * With fell_back (auto), the first rounds are a pilot: when they show that
+ * reaching tol would take more draws per sample than there are classes,
+ * exact traces are cheaper; *fell_back is set and est left alone.  The
+ * variance per draw depends on how the logits' Jacobian spreads over the
+ * output space, and the rounds needed fall with the sample count: on a
+ * seeded ResNet-18, 4 images needed the full 500 draws (as costly as the
+ * exact 1000 classes), 64 need about 30. */
+static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
+                      const char *want_layer, bp_trace_est *est,
+                      int *fell_back)
+{
+    const int K = GNS_DRAWS;
+    const int64_t C = bp_ad_classes(h->ad);
+    const int np = h->np, nl = h->nl;
+    int st = BP_OK, any = 0;
+    for (int i = 0; i < nl; i++)
+        any |= want_layer[i];
+    if (!any)
+        return BP_OK;
+    char *want = calloc((size_t)np, 1);
+    double *trk = malloc((size_t)K * (size_t)np * sizeof *trk);
+    double *sum = calloc((size_t)nl, sizeof *sum);
+    double *signs = malloc((size_t)(K * h->batch * C) * sizeof *signs);
+    welford *wf = calloc((size_t)nl, sizeof *wf);
+    if (!want || !trk || !sum || !signs || !wf) {
+        st = BP_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < nl; i++)
+        if (want_layer[i])
+            want[h->lw[i]] = 1;
+    bp_rng rng;
+    bp_rng_seed(&rng, o->seed, stream_of(RS_GNS, 0));
+    int64_t rmin = (o->min_samples + K - 1) / K;
+    rmin = rmin < 2 ? 2 : rmin;
+    int64_t rmax = o->max_samples / K > rmin ? o->max_samples / K : rmin;
+    int64_t r = 0;
+    int converged = 0;
+    while (r < rmax && !converged) {
+        memset(sum, 0, (size_t)nl * sizeof *sum);
+        for (int64_t b = 0; b < h->nb; b++) {
+            int64_t start = b * h->batch;
+            int64_t n = h->d->count - start < h->batch ? h->d->count - start
+                                                        : h->batch;
+            if ((st = load(h, b)))
+                goto out;
+            bp_rng_rademacher(&rng, signs, K * n * C);
+            memset(trk, 0, (size_t)K * (size_t)np * sizeof *trk);
+            if ((st = bp_ad_gn_sample(h->ad, want, K, signs, trk)))
+                goto out;
+            for (int i = 0; i < nl; i++)
+                if (want_layer[i])
+                    for (int j = 0; j < K; j++)
+                        sum[i] += trk[(int64_t)j * np + h->lw[i]] / K;
+            progress(h, "output-space traces", r * h->nb + b + 1,
+                     (r + 1 > rmin ? r + 1 : rmin) * h->nb);
+        }
+        r++;
+        converged = r >= rmin;
+        double need = 0; /* rounds the worst layer needs for tol */
+        for (int i = 0; i < nl; i++)
+            if (want_layer[i]) {
+                wf_add(&wf[i], sum[i]);
+                double rel = wf_se(&wf[i]) / (o->tol * fabs(wf[i].mean));
+                if (r >= rmin && !(rel <= 1))
+                    converged = 0;
+                rel = isfinite(rel) ? rel : INFINITY;
+                need = rel * rel * (double)r > need ? rel * rel * (double)r
+                                                    : need;
+            }
+        if (fell_back && r == rmin && !converged &&
+            need * K > (double)C) {
+            *fell_back = 1;
+            goto out;
+        }
+    }
+    for (int i = 0; i < nl; i++)
+        if (want_layer[i]) {
+            est[i].mean = wf[i].mean;
+            est[i].stderr_ = wf_se(&wf[i]);
+            est[i].samples = r * K;
+            est[i].method = BP_TRACE_GN_HUTCHINSON;
+            est[i].hit_max = !(est[i].stderr_ <= o->tol * fabs(est[i].mean));
+        }
+out:
+    free(want);
+    free(trk);
+    free(sum);
+    free(signs);
+    free(wf);
+    return st;
+}
+
 /* Orthonormalises the k rows (each of length n) of Y in place (QR by
  * LAPACKE: Y^T = Q R, column-major n x k is exactly our row layout). */
 static int orthonormalize(double *Y, int64_t n, int k)
@@ -1000,7 +1105,10 @@ static int traces_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
         const bp_ckpt_layer *l = &s->layers[i];
         lstate *x = &ls[i];
         if (exact[i]) {
-            if (l->est_method != BP_TRACE_EXACT)
+            /* exact[i] 2: sampled in the output space (gns_traces), or
+             * exact where its pilot fell back */
+            if (l->est_method != BP_TRACE_EXACT &&
+                (exact[i] != 2 || l->est_method != BP_TRACE_GN_HUTCHINSON))
                 return ck_bad(ck, i, "the trace method");
             est_from_ck(&est[i], l);
         }
@@ -1103,7 +1211,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
     const int nl = h->nl;
     h->o = o;
     lstate *ls = calloc((size_t)nl, sizeof *ls);
-    char *want = calloc((size_t)nl, 1);
+    char *want = calloc((size_t)nl, 1), *gns = NULL;
     double *tr = calloc((size_t)nl, sizeof *tr);
     if (!ls || !want || !tr) {
         st = BP_ENOMEM;
@@ -1131,10 +1239,24 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
     bp_rng grng;
     bp_rng_seed(&grng, o->seed, stream_of(RS_GLOBAL, 0));
     int64_t gsamples = 0;
-    /* 1. classify: exact by Gauss-Newton, exact by columns, or sampled */
+    /* 1. classify: exact by Gauss-Newton, exact by columns, sampled in the
+     * output space, or sampled */
     const int64_t min_plan = 2 * (int64_t)o->sketch + o->min_samples;
+    /* exact Gauss-Newton traces cost C backward passes per batch, samples
+     * in the output space at least min_draws (and rarely more than a few
+     * times that): auto samples once C is 4x that (128 by default; 1000
+     * classes took about 100 s per ResNet-18 image exactly) */
+    const int64_t min_draws =
+        (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS > 2
+            ? (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS * GNS_DRAWS
+            : 2 * GNS_DRAWS;
+    const int gn_sampled =
+        o->trace == BP_TRACE_GN_HUTCHINSON ||
+        (o->trace == BP_TRACE_AUTO && bp_ad_classes(h->ad) > 4 * min_draws);
     char *cols = calloc((size_t)nl, 1);
-    if (!cols) {
+    gns = calloc((size_t)nl, 1);
+    if (!cols || !gns) {
+        free(cols);
         st = BP_ENOMEM;
         goto out;
     }
@@ -1146,7 +1268,10 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         int gn = bp_hessian_layer_exact(h, i);
         switch (o->trace) {
         case BP_TRACE_AUTO:
-            if (gn)
+        case BP_TRACE_GN_HUTCHINSON:
+            if (gn && gn_sampled)
+                gns[i] = 1;
+            else if (gn)
                 want[i] = 1;
             else if (n <= min_plan)
                 cols[i] = 1;
@@ -1187,7 +1312,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
     }
     if (rs & BP_CKPT_EXACT) {
         for (int i = 0; i < nl; i++)
-            cols[i] |= want[i];
+            cols[i] = gns[i] ? 2 : (char)(cols[i] | want[i]);
         st = traces_restore(h, ck, ls, est, cols);
         free(cols);
         if (st)
@@ -1198,6 +1323,20 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         gsamples = ck->st.gsamples;
         memcpy(grng.s, ck->st.grng, sizeof grng.s);
     } else {
+        /* output-space samples first: under auto their pilot may hand the
+         * layers back to the exact traces (not checkpointed within: rounds
+         * of minutes, not hours, and a resumed run repeats them to the
+         * same bits) */
+        int fell_back = 0;
+        if ((st = gns_traces(h, o, gns, est,
+                             o->trace == BP_TRACE_AUTO ? &fell_back : NULL))) {
+            free(cols);
+            goto out;
+        }
+        for (int i = 0; fell_back && i < nl; i++) {
+            want[i] |= gns[i];
+            gns[i] = 0;
+        }
         /* the exact stage, from the start or from where a checkpoint of
          * it stopped */
         char *exact = malloc((size_t)nl);
@@ -1410,6 +1549,7 @@ out:
         free(ls[i].Q);
     free(ls);
     free(want);
+    free(gns);
     free(tr);
     h->o = NULL;
     return st;
@@ -1891,12 +2031,27 @@ int bp_density_save_csv(const bp_density *d, const char *path)
 
 /* ---- the whole stage ----------------------------------------------------------------------- */
 
-static const char *method_name(bp_trace_method m)
+int bp_trace_method_parse(const char *s, bp_trace_method *m)
+{
+    static const bp_trace_method all[] = {
+        BP_TRACE_AUTO, BP_TRACE_EXACT, BP_TRACE_HUTCHPP, BP_TRACE_HUTCHINSON,
+        BP_TRACE_GN_HUTCHINSON};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, bp_trace_method_name(all[i]))) {
+            *m = all[i];
+            return BP_OK;
+        }
+    return bp_fail(BP_EINVAL, "--trace expects auto, exact, hutchpp, "
+                   "hutchinson or gn-hutchinson, got '%s'", s);
+}
+
+const char *bp_trace_method_name(bp_trace_method m)
 {
     switch (m) {
     case BP_TRACE_EXACT: return "exact";
     case BP_TRACE_HUTCHPP: return "hutchpp";
     case BP_TRACE_HUTCHINSON: return "hutchinson";
+    case BP_TRACE_GN_HUTCHINSON: return "gn-hutchinson";
     default: return "auto";
     }
 }
@@ -1979,7 +2134,7 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
         bp_sens_layer *sl = &s->layers[i];
         sl->name = xstrdup(l->name);
         sl->op = xstrdup(bp_op_name(l->op));
-        sl->trace_method = xstrdup(method_name(est[i].method));
+        sl->trace_method = xstrdup(bp_trace_method_name(est[i].method));
         if (!sl->name || !sl->op || !sl->trace_method) {
             st = BP_ENOMEM;
             goto out;
@@ -2022,7 +2177,7 @@ int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
              "\"eig_max_iter\":%d,\"batch\":%lld,\"bits\":[%s],"
              "\"targets\":\"%s\",\"loss_increase\":%s,"
              "\"hessian_products\":%lld}",
-             method_name(o->trace),
+             bp_trace_method_name(o->trace),
              o->scope == BP_SCOPE_BLOCK ? "block"
              : o->scope == BP_SCOPE_GLOBAL ? "global" : "auto",
              scope == BP_SCOPE_BLOCK ? "block"

@@ -51,8 +51,18 @@ typedef enum bp_trace_method {
     BP_TRACE_AUTO = 0,  /* exact where piecewise linear, else Hutch++ */
     BP_TRACE_EXACT,
     BP_TRACE_HUTCHPP,
-    BP_TRACE_HUTCHINSON
+    BP_TRACE_HUTCHINSON,
+    /* where piecewise linear: the Gauss-Newton trace sampled in the output
+     * space (bp_ad_gn_sample), one backward pass per draw for all layers
+     * instead of one per class; elsewhere as auto */
+    BP_TRACE_GN_HUTCHINSON
 } bp_trace_method;
+
+/* "auto", "exact", "hutchpp", "hutchinson", "gn-hutchinson": the names of
+ * --trace and of a sensitivity file's trace methods. */
+const char *bp_trace_method_name(bp_trace_method m);
+/* The method named s; BP_EINVAL (listing the names) for another name. */
+int bp_trace_method_parse(const char *s, bp_trace_method *m);
 
 typedef enum bp_trace_scope {
     BP_SCOPE_AUTO = 0,  /* pilot both, keep the cheaper */

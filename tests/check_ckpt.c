@@ -175,6 +175,9 @@ static const variant variants[] = {
     {BP_TRACE_HUTCHINSON, BP_SCOPE_GLOBAL, BP_EIG_LANCZOS},
     {BP_TRACE_HUTCHPP, BP_SCOPE_BLOCK, BP_EIG_POWER},
     {BP_TRACE_AUTO, BP_SCOPE_AUTO, BP_EIG_NONE},
+    /* fc3 sampled in the output space, fc1 and fc2 by Hutch++: the
+     * checkpoints between them carry fc3's result as the exact stage's */
+    {BP_TRACE_GN_HUTCHINSON, BP_SCOPE_AUTO, BP_EIG_POWER},
 };
 
 START_TEST(test_resume_from_every_checkpoint)

@@ -351,6 +351,82 @@ START_TEST(test_threads_exact)
 }
 END_TEST
 
+/* The Gauss-Newton trace sampled in the output space: within 4 standard
+ * errors of the dense trace, rounds of 8 draws, the same bits over thread
+ * counts, other bits for another seed. */
+START_TEST(test_gn_sampled)
+{
+    fixture f;
+    setup(&f, "tiny_cnn", 24, 10);
+    dense(&f);
+    bp_sens_opts o;
+    bp_sens_opts_default(&o);
+    o.trace = BP_TRACE_GN_HUTCHINSON;
+    o.tol = 0.05;
+    o.seed = 3;
+    bp_trace_est a[8], b[8];
+    bp_trace_scope sc;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, a, &sc), BP_OK);
+    for (int i = 0; i < f.nl; i++) {
+        ck_assert(bp_hessian_layer_exact(f.h, i));
+        ck_assert_int_eq(a[i].method, BP_TRACE_GN_HUTCHINSON);
+        ck_assert(a[i].samples >= 32 && a[i].samples % 8 == 0);
+        ck_assert(a[i].stderr_ > 0);
+        ck_assert_msg(fabs(a[i].mean - f.trace[i]) <= 4 * a[i].stderr_,
+                      "%s: sampled %.6g +- %.2g, dense %.6g",
+                      bp_hessian_layer(f.h, i)->name, a[i].mean, a[i].stderr_,
+                      f.trace[i]);
+        ck_assert(a[i].hit_max || a[i].stderr_ <= o.tol * fabs(a[i].mean));
+    }
+    o.threads = 3;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, b, &sc), BP_OK);
+    ck_assert(memcmp(a, b, sizeof(bp_trace_est) * (size_t)f.nl) == 0);
+    o.threads = 1;
+    o.seed = 4;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, b, &sc), BP_OK);
+    ck_assert(a[0].mean != b[0].mean);
+    teardown(&f);
+}
+END_TEST
+
+/* auto on 200 classes: the output-space samples, unless their pilot shows
+ * that tol needs more draws than there are classes (tol 1e-9), where it
+ * falls back to the exact traces, bit for bit. */
+START_TEST(test_gn_sampled_auto)
+{
+    fixture f;
+    setup(&f, "tiny_wide", 16, 5);
+    ck_assert_int_eq(f.nl, 2);
+    dense(&f);
+    bp_sens_opts o;
+    bp_sens_opts_default(&o);
+    bp_trace_est ex[2], a[2];
+    bp_trace_scope sc;
+    o.trace = BP_TRACE_EXACT;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, ex, &sc), BP_OK);
+    for (int i = 0; i < 2; i++)
+        ck_assert(fabs(ex[i].mean - f.trace[i]) <= 1e-9 * fabs(f.trace[i]));
+    o.trace = BP_TRACE_AUTO;
+    o.tol = 0.1;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, a, &sc), BP_OK);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(a[i].method, BP_TRACE_GN_HUTCHINSON);
+        ck_assert_msg(fabs(a[i].mean - f.trace[i]) <= 4 * a[i].stderr_,
+                      "layer %d: sampled %.6g +- %.2g, dense %.6g", i,
+                      a[i].mean, a[i].stderr_, f.trace[i]);
+    }
+    o.tol = 1e-9;
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, a, &sc), BP_OK);
+    ck_assert(memcmp(a, ex, sizeof a) == 0);
+    /* a smaller class count than 4x the fewest draws stays exact */
+    o.tol = 0.1;
+    o.min_samples = 56; /* 7 rounds of 8: threshold 224 > 200 classes */
+    ck_assert_int_eq(bp_hessian_traces(f.h, &o, a, &sc), BP_OK);
+    ck_assert(memcmp(a, ex, sizeof a) == 0);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_sensitivity_file)
 {
     fixture f;
@@ -678,6 +754,8 @@ int main(void)
     tcase_add_test(tc, test_stopping_rule);
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_threads_exact);
+    tcase_add_test(tc, test_gn_sampled);
+    tcase_add_test(tc, test_gn_sampled_auto);
     tcase_add_test(tc, test_sensitivity_file);
     tcase_add_loop_test(tc, test_loss_increase, 0, 2);
     tcase_add_test(tc, test_density);

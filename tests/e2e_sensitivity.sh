@@ -96,6 +96,36 @@ expect_bad "--bits malformed" "$D/tiny_tanh.onnx" --data "$D/x6.npy" --bits 4,,8
 expect_bad "data shape mismatch" "$D/tiny_tanh.onnx" --data "$D/x4.npy"
 expect_bad "missing model" "$D/nonexistent.onnx" --data "$D/x6.npy"
 
+# --- 200 classes: auto samples the Gauss-Newton traces in the output space;
+# a checkpoint taken after that stage resumes to the same bytes
+W="$D/tiny_wide.onnx"
+if "$BITPLAN" sensitivity "$W" --data "$D/x6.npy" --tol 0.1 --eig none \
+        --checkpoint "$T/w.ck" --checkpoint-every 0 -o "$T/w1.json" 2>"$T/err"; then
+    n=$(grep -c '"method":[[:space:]]*"gn-hutchinson"' "$T/w1.json")
+    [ "$n" = 2 ] && ok "tiny_wide: both layers gn-hutchinson" ||
+        bad "tiny_wide: $n gn-hutchinson layers"
+    grep -q '"trace":[[:space:]]*"auto"' "$T/w1.json" && ok "settings.trace auto" ||
+        bad "settings.trace"
+    "$BITPLAN" sensitivity "$W" --data "$D/x6.npy" --tol 0.1 --eig none \
+        --resume "$T/w.ck" -o "$T/w2.json" 2>"$T/err2" &&
+        cmp -s "$T/w1.json" "$T/w2.json" && ok "gn-hutchinson: resumed file identical" ||
+        bad "gn-hutchinson resume: $(cat "$T/err2")"
+else
+    bad "tiny_wide sensitivity: $(cat "$T/err")"
+fi
+# --tol that sampling cannot reach in fewer draws than classes: exact traces
+"$BITPLAN" sensitivity "$W" --data "$D/x6.npy" --tol 1e-9 --eig none -o "$T/w3.json" 2>/dev/null
+"$BITPLAN" sensitivity "$W" --data "$D/x6.npy" --trace exact --eig none -o "$T/w4.json" 2>/dev/null
+n=$(grep -c '"method":[[:space:]]*"exact"' "$T/w3.json")
+[ "$n" = 2 ] && ok "tiny_wide --tol 1e-9: the pilot falls back to exact traces" ||
+    bad "tiny_wide --tol 1e-9: $n exact layers"
+# the traces themselves (the lines after "trace") agree to the bit
+grep -A1 '"trace":[[:space:]]*{' "$T/w3.json" >"$T/w3.tr"
+grep -A1 '"trace":[[:space:]]*{' "$T/w4.json" >"$T/w4.tr"
+cmp -s "$T/w3.tr" "$T/w4.tr" && ok "fallback traces equal --trace exact's" ||
+    bad "fallback traces differ from --trace exact's"
+expect_bad "unknown --trace" "$W" --data "$D/x6.npy" --trace gn
+
 "$BITPLAN" sensitivity --help >/dev/null && ok "--help exits 0" || bad "--help"
 
 if [ $fails -ne 0 ]; then

@@ -278,7 +278,7 @@ else
 fi
 expect_error 2 "--sens-batch goes with MODEL.onnx --data" -- \
     "$BITPLAN" solve --sensitivity "$S" --profile bops --budget size=25% --sens-batch 8 -o "$OUT"
-expect_error 2 "--trace expects auto, exact, hutchpp or hutchinson, got 'fast'" -- \
+expect_error 2 "--trace expects auto, exact, hutchpp, hutchinson or gn-hutchinson, got 'fast'" -- \
     "$BITPLAN" solve "$M" --data "$X" --profile bops --budget size=25% --trace fast -o "$OUT"
 expect_error 2 "digits_test_flat.npy: samples have shape" -- \
     "$BITPLAN" solve "$M" --data "$EX/digits_test_flat.npy" --profile bops \

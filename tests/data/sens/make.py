@@ -13,7 +13,8 @@ shape -> the op -> Reshape (N, -1) -> Gemm -> logits (N, 3).  Ops with two
 activation inputs get two such branches.  Every float initializer that sits
 at a differentiable input is a parameter of the finite-difference tests.
 
-tiny_*.onnx: small networks whose Hessian blocks are dense-diagonalisable.
+tiny_*.onnx: small networks whose Hessian blocks are dense-diagonalisable
+(tiny_wide: 200 classes).
 """
 import os
 
@@ -74,7 +75,7 @@ class Model:
         return self.node("Gemm", [f, self.w(numel, C, scale=0.5),
                                   self.w(C, scale=0.2)])
 
-    def save(self, logits):
+    def save(self, logits, classes=C):
         nodes = self.nodes
         # rename the final value to "logits"
         for n in nodes:
@@ -87,7 +88,7 @@ class Model:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                           ["N"] + list(self.in_shape))
         y = helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                          ["N", C])
+                                          ["N", classes])
         g = helper.make_graph(nodes, self.name, [x], [y], self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.opset)],
                               producer_name="bitplan-tests")
@@ -360,6 +361,16 @@ def main():
     t = m.node("Tanh", [t])
     t = m.node("MatMul", [t, m.w(8, C, base="fc3.weight")])
     m.save(t)
+
+    # 200 classes: where auto samples the Gauss-Newton trace in the output
+    # space rather than take one backward pass per class
+    m = Model("tiny_wide", in_shape=(6,), seed=12)
+    t = m.node("Gemm", ["x", m.w(10, 6, scale=0.7, base="fc1.weight"),
+                        m.w(10, scale=0.3, base="fc1.bias")], transB=1)
+    t = m.node("Relu", [t])
+    m.save(m.node("Gemm", [t, m.w(200, 10, scale=0.5, base="fc2.weight"),
+                           m.w(200, scale=0.2, base="fc2.bias")], transB=1),
+           classes=200)
 
     # --- bad inputs for the command-line tests ----------------------------------------------------
     m = Model("noquant", in_shape=(4,), seed=9)
