@@ -184,17 +184,11 @@ static int check_finite_constants(const bp_graph *g)
 #define BP_SENS_BATCH_BYTES ((double)(1u << 30))
 static int auto_batch(bp_graph *g, int64_t *batch)
 {
-    int st = bp_graph_infer(g, 1);
+    int64_t numel;
+    int st = bp_graph_act_numel(g, &numel);
     if (st)
         return st;
-    double per = 0;
-    for (int v = 0; v < g->n_values; v++) {
-        const bp_value *val = &g->values[v];
-        int64_t n;
-        if (!val->data && val->rank >= 1 &&
-            bp_shape_numel(val->rank, val->dims, &n) == BP_OK)
-            per += (double)n;
-    }
+    double per = (double)numel;
     double fit = floor(BP_SENS_BATCH_BYTES / (9.0 * 8.0 * (per > 1 ? per : 1)));
     *batch = fit < 1 ? 1 : fit > 256 ? 256 : (int64_t)fit;
     return BP_OK;

@@ -241,6 +241,41 @@ void bp_exec_const_changed(bp_exec *ex, int v)
         ex->converted[v] = 0;
 }
 
+int64_t bp_exec_buffer_bytes(const bp_exec *ex)
+{
+    int64_t n = ex->work_cap;
+    for (int v = 0; v < ex->g->n_values; v++)
+        if (ex->owned[v])
+            n += ex->cap[v];
+    return n * (int64_t)bp_dtype_size(ex->dt);
+}
+
+int bp_exec_sample_bytes(bp_graph *g, bp_dtype dt, int64_t *bytes)
+{
+    int64_t n;
+    int st = bp_graph_act_numel(g, &n);
+    if (st)
+        return st;
+    int64_t rm = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == BP_OP_REDUCEMEAN) {
+            int64_t w = bp_exec_node_work(g, i);
+            rm = w > rm ? w : rm;
+        }
+    int64_t es = (int64_t)bp_dtype_size(dt);
+    n = rm > INT64_MAX - n ? INT64_MAX : n + rm;
+    *bytes = n > INT64_MAX / es ? INT64_MAX : n * es;
+    return BP_OK;
+}
+
+int64_t bp_auto_batch(int64_t sample_bytes)
+{
+    if (sample_bytes < 1)
+        return BP_AUTO_BATCH_MAX;
+    int64_t fit = BP_AUTO_BATCH_BYTES / sample_bytes;
+    return fit < 1 ? 1 : fit > BP_AUTO_BATCH_MAX ? BP_AUTO_BATCH_MAX : fit;
+}
+
 bp_dtype bp_exec_dtype(const bp_exec *ex) { return ex->dt; }
 int64_t bp_exec_max_batch(const bp_exec *ex) { return ex->max_batch; }
 

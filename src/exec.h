@@ -35,6 +35,30 @@ const void *bp_exec_output(const bp_exec *ex, int k);
  * it converted to its dtype converts it again before the next run. */
 void bp_exec_const_changed(bp_exec *ex, int v);
 
+/* Bytes of the buffers the executor holds now: one per computed value at
+ * max_batch (graph inputs included) and the per-node workspace.  Constants
+ * it converted to dt count too; those it reads in place do not. */
+int64_t bp_exec_buffer_bytes(const bp_exec *ex);
+
+/* Bytes one more sample of max_batch adds to bp_exec_new(g, dt, .)'s
+ * buffers: dt-sized elements of every computed value
+ * (bp_graph_act_numel), plus the workspace of the largest ReduceMean (the
+ * only workspace that grows with the batch; a Conv's im2col matrix is per
+ * sample and reused).  Infers g at batch 1 and leaves it so.  Errors of
+ * bp_graph_infer; *bytes is written only on success. */
+int bp_exec_sample_bytes(bp_graph *g, bp_dtype dt, int64_t *bytes);
+
+/* The default batch of `bitplan eval` and `bitplan run`: BP_AUTO_BATCH_MAX
+ * samples, or fewer so that sample_bytes (bytes per sample of activation
+ * buffers, from bp_exec_sample_bytes and its integer counterpart) times the
+ * batch stays within BP_AUTO_BATCH_BYTES; at least 1.  It depends on the
+ * model only, never on the machine, so results stay reproducible: the
+ * bundled examples (62 KB per sample) keep 64, ResNet-18 at 224x224
+ * (33.5 MB per sample in float32) gets 8. */
+#define BP_AUTO_BATCH_MAX 64
+#define BP_AUTO_BATCH_BYTES ((int64_t)256 << 20)
+int64_t bp_auto_batch(int64_t sample_bytes);
+
 bp_dtype bp_exec_dtype(const bp_exec *ex);
 int64_t bp_exec_max_batch(const bp_exec *ex);
 

@@ -356,6 +356,26 @@ int bp_node_attr_ints(const bp_node *n, const char *name, int64_t *out,
     return a->n;
 }
 
+/* --- activation size ------------------------------------------------------ */
+
+int bp_graph_act_numel(bp_graph *g, int64_t *numel)
+{
+    int st = bp_graph_infer(g, 1);
+    if (st)
+        return st;
+    int64_t sum = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const bp_value *val = &g->values[v];
+        int64_t n;
+        if (val->data || val->known || val->rank < 1 ||
+            bp_shape_numel(val->rank, val->dims, &n) != BP_OK)
+            continue;
+        sum = n > INT64_MAX - sum ? INT64_MAX : sum + n;
+    }
+    *numel = sum;
+    return BP_OK;
+}
+
 /* --- quantizable layers ---------------------------------------------------- */
 
 int bp_graph_layers(bp_graph *g, bp_layer **layers, int *count)

@@ -150,6 +150,16 @@ int bp_graph_find(const bp_graph *g, const char *name);
  * shapes are then unspecified but it stays valid to free or re-infer. */
 int bp_graph_infer(bp_graph *g, int64_t batch);
 
+/* Elements per sample of the values computed at run time: every value that
+ * is neither a constant nor evaluated by inference (`known`: shape
+ * arithmetic, the same at any batch), summed over values of rank >= 1
+ * after bp_graph_infer(g, 1) (which this calls, leaving g at batch 1).  The
+ * float executor holds one buffer of each, so callers size batches with it:
+ * sensitivity's automatic batch, the default --batch of eval and run.  A
+ * sum past INT64_MAX saturates.  Errors of bp_graph_infer; *numel is
+ * written only on success. */
+int bp_graph_act_numel(bp_graph *g, int64_t *numel);
+
 /* Constant folding: nodes whose inputs are all constants become constants.
  * Called by loaders once the graph is built. */
 int bp_graph_fold(bp_graph *g);

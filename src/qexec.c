@@ -166,6 +166,40 @@ struct bp_qexec {
 
 static int64_t tnumel(const bp_qtensor *t) { return t->h * t->w * t->c; }
 
+/* Per sample: the codes of tensor t; a DEQUANT's float output.  The
+ * executor's buffers are these times max_batch, plus 64 bytes of slack. */
+static int64_t tensor_bytes(const bp_qtensor *t)
+{
+    return tnumel(t) * (int64_t)bp_qtype_size(t->type);
+}
+
+static int64_t dequant_bytes(const bp_qmodel *qm, const bp_qop *o)
+{
+    return tnumel(&qm->t[o->in]) * (int64_t)sizeof(float);
+}
+
+int64_t bp_qexec_sample_bytes(const bp_qmodel *qm)
+{
+    int64_t n = 0;
+    for (int t = 0; t < qm->n_tensors; t++)
+        n += tensor_bytes(&qm->t[t]);
+    for (int i = 0; i < qm->n_ops; i++)
+        if (qm->ops[i].kind == BP_QOP_DEQUANT)
+            n += dequant_bytes(qm, &qm->ops[i]);
+    return n;
+}
+
+int bp_qexec_graph_sample_bytes(bp_graph *g, int64_t *bytes)
+{
+    bp_qmodel *qm = NULL;
+    int st = bp_qmodel_skeleton(&qm, g);
+    if (st)
+        return st;
+    *bytes = bp_qexec_sample_bytes(qm);
+    bp_qmodel_free(&qm);
+    return BP_OK;
+}
+
 int bp_qexec_threads(const bp_qexec *ex) { return ex->pool->n; }
 
 void bp_qexec_free(bp_qexec **exp)
@@ -207,8 +241,7 @@ int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,
         goto fail;
     }
     for (int t = 0; t < qm->n_tensors; t++) {
-        size_t bytes = (size_t)(max_batch * tnumel(&qm->t[t])) *
-                       bp_qtype_size(qm->t[t].type) + 64;
+        size_t bytes = (size_t)(max_batch * tensor_bytes(&qm->t[t])) + 64;
         ex->buf[t] = calloc(1, bytes);
         if (!ex->buf[t]) {
             st = BP_ENOMEM;
@@ -219,8 +252,7 @@ int bp_qexec_new(bp_qexec **out, const bp_qmodel *qm, int64_t max_batch,
     for (int i = 0; i < qm->n_ops; i++) {
         const bp_qop *o = &qm->ops[i];
         if (o->kind == BP_QOP_DEQUANT) {
-            size_t bytes = (size_t)(max_batch * tnumel(&qm->t[o->in])) *
-                           sizeof(float) + 64;
+            size_t bytes = (size_t)(max_batch * dequant_bytes(qm, o)) + 64;
             ex->out[o->io] = calloc(1, bytes);
             if (!ex->out[o->io]) {
                 st = BP_ENOMEM;

@@ -53,6 +53,20 @@ const void *bp_qexec_tensor(const bp_qexec *ex, int t);
 /* Bytes of activation buffers and workspace (not model bytes). */
 int64_t bp_qexec_workspace_bytes(const bp_qexec *ex);
 
+/* Bytes one more sample of max_batch adds to bp_qexec_new(qm, .)'s
+ * buffers: the codes of every integer tensor and the float outputs.  The
+ * workspaces of the layers do not grow with the batch (they hold one chunk
+ * of positions). */
+int64_t bp_qexec_sample_bytes(const bp_qmodel *qm);
+
+/* The same for the model any plan makes of g, before a plan or calibration
+ * exists (bp_qmodel_skeleton): without the REQUANT copies a plan adds where
+ * a layer reads fewer activation bits than its input has (one more byte per
+ * element of such an input).  Infers g at batch 1 and leaves it so.
+ * BP_EUNSUPPORTED naming the node for a graph the executor cannot run;
+ * *bytes is written only on success. */
+int bp_qexec_graph_sample_bytes(bp_graph *g, int64_t *bytes);
+
 int bp_qexec_threads(const bp_qexec *ex);
 
 /* Runs only op i of the model on the buffers of the last run (for

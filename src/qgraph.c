@@ -1281,7 +1281,7 @@ out:
     return BP_OK;
 }
 
-int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
+int bp_qmodel_skeleton(bp_qmodel **out, bp_graph *g)
 {
     int st;
     if ((st = bp_graph_infer(g, 1)))
@@ -1295,11 +1295,25 @@ int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
     b.qm = calloc(1, sizeof *b.qm);
     if (!b.qm)
         return BP_ENOMEM;
-    bp_qop_info *info = NULL;
-    if ((st = build_init(&b, g, NULL)) || (st = walk(&b)))
-        goto out;
-    const bp_qmodel *qm = b.qm;
-    info = calloc((size_t)qm->n_ops + 1, sizeof *info);
+    st = build_init(&b, g, NULL);
+    if (!st)
+        st = walk(&b);
+    build_fini(&b);
+    if (st) {
+        bp_qmodel_free(&b.qm);
+        return st;
+    }
+    *out = b.qm;
+    return BP_OK;
+}
+
+int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
+{
+    bp_qmodel *qm = NULL;
+    int st = bp_qmodel_skeleton(&qm, g);
+    if (st)
+        return st;
+    bp_qop_info *info = calloc((size_t)qm->n_ops + 1, sizeof *info);
     if (!info) {
         st = BP_ENOMEM;
         goto out;
@@ -1333,7 +1347,6 @@ int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops)
     info = NULL;
 out:
     free(info);
-    build_fini(&b);
-    bp_qmodel_free(&b.qm);
+    bp_qmodel_free(&qm);
     return st;
 }

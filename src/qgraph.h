@@ -193,6 +193,13 @@ typedef struct bp_qop_info {
  * BP_EUNSUPPORTED (naming the node) for a graph the executor cannot run. */
 int bp_qmodel_ops(bp_graph *g, bp_qop_info **ops, int *n_ops);
 
+/* The tensors and ops bp_qmodel_new would make of g, without a plan or
+ * calibration (no weights, scales or bits: a model for sizing, which
+ * bp_qexec_new must not run).  Infers g at batch 1 and leaves it so; the
+ * caller frees *out with bp_qmodel_free.  BP_EUNSUPPORTED (naming the node)
+ * for a graph the executor cannot run. */
+int bp_qmodel_skeleton(bp_qmodel **out, bp_graph *g);
+
 /* Bit-operations of one sample: sum over layers of MACs * w_bits * a_bits. */
 double bp_qmodel_bops(const bp_qmodel *qm);
 

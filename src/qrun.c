@@ -122,6 +122,22 @@ static int64_t input_per(const bp_graph *g)
     return per;
 }
 
+int bp_qrun_sample_bytes(bp_graph *g, int64_t *bytes)
+{
+    int64_t fb, qb;
+    int st;
+    if (g->n_inputs != 1)
+        return bp_fail(BP_EUNSUPPORTED, "%s: bitplan runs models with one "
+                       "input", g->path);
+    if ((st = bp_exec_sample_bytes(g, BP_F32, &fb)) ||
+        (st = bp_qexec_graph_sample_bytes(g, &qb)))
+        return st;
+    int64_t own = input_per(g) * (int64_t)sizeof(float) + (int64_t)sizeof(int64_t);
+    fb = qb > INT64_MAX - fb ? INT64_MAX : fb + qb;
+    *bytes = own > INT64_MAX - fb ? INT64_MAX : fb + own;
+    return BP_OK;
+}
+
 /* Reads batch [start, start + count) into r->x (and r->labels). */
 static int read_batch(bp_qrun *r, int64_t start, int64_t count)
 {
@@ -167,10 +183,9 @@ int bp_qrun_open(bp_qrun **out, bp_graph *g, const bp_qrun_source *src,
         st = BP_ENOMEM;
         goto out;
     }
-    /* the float model, kept for the batches of every plan */
-    if ((st = bp_exec_new(&r->fex, g, BP_F32, r->b)))
-        goto out;
     {
+        if ((st = bp_graph_infer(g, 1)))
+            goto out;
         const bp_value *yv = &g->values[g->outputs[0]];
         r->out_per = 1;
         for (int d = 1; d < yv->rank; d++)
@@ -214,7 +229,14 @@ int bp_qrun_open(bp_qrun **out, bp_graph *g, const bp_qrun_source *src,
             goto out;
     }
     r->calib_n = cn;
-    st = bp_qcalib_new(&r->calib, g, cx, cn, r->o.calib_batch);
+    /* the float model, kept for the batches of every plan, is made after
+     * the calibration passes, which hold a float executor of their own:
+     * one at a time keeps the peak at one executor's activations */
+    if ((st = bp_qcalib_new(&r->calib, g, cx, cn, r->o.calib_batch)))
+        goto out;
+    free(cx);
+    cx = NULL;
+    st = bp_exec_new(&r->fex, g, BP_F32, r->b);
 out:
     free(cx);
     if (st) {

@@ -134,6 +134,17 @@ double bp_qrun_float_accuracy(const bp_qrun *r);
 int bp_qrun_plan(bp_qrun *r, const bp_plan *plan, const char *plan_name,
                  bp_qrun_result *res);
 
+/* Bytes one more sample of opts.batch adds to what a bp_qrun of g holds
+ * while it runs a plan: the float executor's buffers
+ * (bp_exec_sample_bytes, float32), the integer executor's
+ * (bp_qexec_graph_sample_bytes) and the batch of samples and labels read.
+ * The calibration passes hold a float executor at opts.calib_batch (before
+ * the run's float executor is made), so with calib_batch = batch this is
+ * the peak.  `bitplan run` sizes its automatic batch with it.  Infers g at
+ * batch 1 and leaves it so; errors as those two functions; *bytes is
+ * written only on success. */
+int bp_qrun_sample_bytes(bp_graph *g, int64_t *bytes);
+
 /* The median of n timings (sorts v): the latency statistic `bitplan run`
  * reports, and the one `bitplan profile --measure` keeps so that its
  * profiles predict it. */

@@ -807,6 +807,152 @@ START_TEST(test_qmodel_ops)
 }
 END_TEST
 
+/* ---- activation bytes per sample (the automatic --batch) ------------------- */
+
+/* What the executors hold for max_batch b, minus what they hold for 1,
+ * over b - 1: the bytes one sample adds, which the estimates made from the
+ * graph alone must match exactly. */
+static void check_sample_bytes(bp_graph *g, const bp_qmodel *qm, int requant)
+{
+    for (int d = 0; d < 2; d++) {
+        bp_dtype dt = d ? BP_F64 : BP_F32;
+        int64_t est;
+        ck_assert_int_eq(bp_exec_sample_bytes(g, dt, &est), BP_OK);
+        bp_exec *e1, *e3;
+        ck_assert_int_eq(bp_exec_new(&e1, g, dt, 1), BP_OK);
+        ck_assert_int_eq(bp_exec_new(&e3, g, dt, 3), BP_OK);
+        ck_assert_int_eq(bp_exec_buffer_bytes(e3) - bp_exec_buffer_bytes(e1),
+                         2 * est);
+        bp_exec_free(&e1);
+        bp_exec_free(&e3);
+    }
+    bp_qexec *q1, *q3;
+    ck_assert_int_eq(bp_qexec_new(&q1, qm, 1, 1), BP_OK);
+    ck_assert_int_eq(bp_qexec_new(&q3, qm, 3, 1), BP_OK);
+    int64_t per = bp_qexec_sample_bytes(qm), skel;
+    ck_assert_int_eq(bp_qexec_workspace_bytes(q3) - bp_qexec_workspace_bytes(q1),
+                     2 * per);
+    bp_qexec_free(&q1);
+    bp_qexec_free(&q3);
+    /* before any plan: exact unless the plan adds REQUANT copies */
+    ck_assert_int_eq(bp_qexec_graph_sample_bytes(g, &skel), BP_OK);
+    if (requant)
+        ck_assert_int_lt(skel, per);
+    else
+        ck_assert_int_eq(skel, per);
+}
+
+START_TEST(test_sample_bytes_random)
+{
+    rng r = {900 + (uint64_t)_i};
+    int64_t dims[4];
+    bp_graph *g = random_cnn(&r, dims);
+    int64_t numel = dims[1] * dims[2] * dims[3];
+    float *cal = malloc((size_t)(4 * numel) * sizeof *cal);
+    for (int64_t k = 0; k < 4 * numel; k++)
+        cal[k] = (float)rng_gauss(&r);
+    bp_qcalib *qc;
+    ck_assert_int_eq(bp_qcalib_new(&qc, g, cal, 4, 4), BP_OK);
+    for (int pl = 0; pl < 2; pl++) {
+        bp_plan *p = random_plan(&r, g, 8, 8, pl ? 2 : 8, 8);
+        bp_qmodel *qm;
+        ck_assert_msg(bp_qmodel_new(&qm, g, p, qc, NULL) == BP_OK, "%s",
+                      bp_errmsg());
+        check_sample_bytes(g, qm, count_ops(qm, BP_QOP_REQUANT) > 0);
+        bp_qmodel_free(&qm);
+        bp_plan_free(&p);
+    }
+    bp_qcalib_free(&qc);
+    free(cal);
+    bp_graph_free(&g);
+}
+END_TEST
+
+/* The examples keep the historical batch of 64: their outputs and every
+ * golden file made at --batch 64 stay as they were. */
+START_TEST(test_sample_bytes_examples)
+{
+    bp_graph *g = load_model(models[_i][0]);
+    bp_tensor *cal = load(models[_i][1]);
+    bp_qcalib *qc;
+    ck_assert_int_eq(bp_qcalib_new(&qc, g, cal->data, cal->dims[0], 64), BP_OK);
+    rng r = {77};
+    bp_plan *p = random_plan(&r, g, 8, 8, 8, 8);
+    bp_qmodel *qm;
+    ck_assert_int_eq(bp_qmodel_new(&qm, g, p, qc, NULL), BP_OK);
+    check_sample_bytes(g, qm, 0);
+    int64_t fb, qb, rb;
+    ck_assert_int_eq(bp_exec_sample_bytes(g, BP_F32, &fb), BP_OK);
+    ck_assert_int_eq(bp_qexec_graph_sample_bytes(g, &qb), BP_OK);
+    ck_assert_int_eq(bp_qrun_sample_bytes(g, &rb), BP_OK);
+    /* the run's float and integer executors, its batch of samples, labels */
+    ck_assert_int_eq(rb, fb + qb + bp_tensor_numel(cal) / cal->dims[0] * 4 + 8);
+    ck_assert_int_eq(bp_auto_batch(fb), 64);
+    ck_assert_int_eq(bp_auto_batch(rb), 64);
+    bp_qmodel_free(&qm);
+    bp_plan_free(&p);
+    bp_qcalib_free(&qc);
+    bp_tensor_free(&cal);
+    bp_graph_free(&g);
+}
+END_TEST
+
+/* A model of large activations (ResNet-18's stem at 224x224, 26 MB per
+ * sample in float32) gets a smaller batch, computed by shape inference
+ * alone: nothing of that size is allocated here. */
+START_TEST(test_auto_batch_large)
+{
+    rng r = {3};
+    gb b = {NULL, &r, 0};
+    ck_assert_int_eq(bp_graph_new(&b.g, "wide"), BP_OK);
+    int x = value(&b, "input");
+    int64_t dims[4] = {1, 3, 224, 224}, wd[4] = {64, 3, 3, 3}, gd[2] = {10, 64};
+    set_in(&b, x, 4, dims);
+    int in[2] = {x, constant(&b, "w", 4, wd, 0, 0.2)};
+    int y, a, gp, f, out;
+    bp_node *n = node(&b, BP_OP_CONV, 2, in, &y);
+    int64_t ks[2] = {3, 3}, pads[4] = {1, 1, 1, 1};
+    attr_ints(n, "kernel_shape", 2, ks);
+    attr_ints(n, "pads", 4, pads);
+    node(&b, BP_OP_RELU, 1, &y, &a);
+    node(&b, BP_OP_GLOBALAVERAGEPOOL, 1, &a, &gp);
+    attr_int(node(&b, BP_OP_FLATTEN, 1, &gp, &f), "axis", 1);
+    int in2[3] = {f, constant(&b, "gw", 2, gd, 0, 0.1), -1};
+    attr_int(node(&b, BP_OP_GEMM, 2, in2, &out), "transB", 1);
+    set_out(&b, out);
+    /* input, conv, relu (64 x 224 x 224 each), pooled, flat, logits */
+    int64_t hw = 224 * 224, act = 3 * hw + 2 * 64 * hw + 64 + 64 + 10;
+    int64_t numel, fb, qb, rb;
+    ck_assert_int_eq(bp_graph_act_numel(b.g, &numel), BP_OK);
+    ck_assert_int_eq(numel, act);
+    ck_assert_int_eq(bp_exec_sample_bytes(b.g, BP_F32, &fb), BP_OK);
+    ck_assert_int_eq(fb, 4 * act);
+    ck_assert_int_eq(bp_auto_batch(fb), BP_AUTO_BATCH_BYTES / (4 * act));
+    ck_assert_int_eq(bp_auto_batch(fb), 10);
+    /* integer: codes of the input and of the (ReLU-fused) conv output, the
+     * pooled codes (which Flatten of a 1x1 map reads as they are), int32
+     * logits and their floats */
+    ck_assert_int_eq(bp_qexec_graph_sample_bytes(b.g, &qb), BP_OK);
+    ck_assert_int_eq(qb, 3 * hw + 64 * hw + 64 + 4 * 10 + 4 * 10);
+    ck_assert_int_eq(bp_qrun_sample_bytes(b.g, &rb), BP_OK);
+    ck_assert_int_eq(rb, fb + qb + 3 * hw * 4 + 8);
+    ck_assert_int_eq(bp_auto_batch(rb), 8);
+    bp_graph_free(&b.g);
+}
+END_TEST
+
+/* The rule at its edges. */
+START_TEST(test_auto_batch_rule)
+{
+    ck_assert_int_eq(bp_auto_batch(0), BP_AUTO_BATCH_MAX);
+    ck_assert_int_eq(bp_auto_batch(1), BP_AUTO_BATCH_MAX);
+    ck_assert_int_eq(bp_auto_batch(BP_AUTO_BATCH_BYTES / 64), 64);
+    ck_assert_int_eq(bp_auto_batch(BP_AUTO_BATCH_BYTES / 64 + 1), 63);
+    ck_assert_int_eq(bp_auto_batch(BP_AUTO_BATCH_BYTES), 1);
+    ck_assert_int_eq(bp_auto_batch(INT64_MAX), 1);
+}
+END_TEST
+
 /* ---- plan checks ------------------------------------------------------------ */
 
 START_TEST(test_plan_errors)
@@ -894,6 +1040,10 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_examples_w8a8_accuracy, 0, 2);
     tcase_add_test(tc, test_qrun_stream);
     tcase_add_test(tc, test_qmodel_ops);
+    tcase_add_loop_test(tc, test_sample_bytes_random, 0, 8);
+    tcase_add_loop_test(tc, test_sample_bytes_examples, 0, 2);
+    tcase_add_test(tc, test_auto_batch_large);
+    tcase_add_test(tc, test_auto_batch_rule);
     tcase_add_test(tc, test_plan_errors);
     tcase_add_test(tc, test_unsupported_op);
     suite_add_tcase(s, tc);

@@ -13,6 +13,9 @@ for m in mlp mlp_op17 mlp_typed cnn cnn_op17; do
         fi
         grep -q '"samples":500' "$TMP/$m.json" && grep -q '"accuracy":0\.9' "$TMP/$m.json" \
             && pass "$m --json: $(cat "$TMP/$m.json")" || fail "$m --json: $(cat "$TMP/$m.json")"
+        # no --batch: the examples' activations keep the automatic batch at 64
+        grep -q '"batch":64,' "$TMP/$m.json" && grep -q 'samples (batch 64)' "$TMP/$m.err" \
+            && pass "$m: automatic batch 64" || fail "$m: automatic batch: $(cat "$TMP/$m.json" "$TMP/$m.err")"
     else
         fail "$m: eval failed: $(cat "$TMP/$m.err")"
     fi
@@ -35,9 +38,12 @@ r=$("$NPYCMP" "$TMP/mlp.npy" "$TMP/mlp_typed.npy" 0) && pass "raw_data == typed 
 r=$("$NPYCMP" "$TMP/b1.npy" "$TMP/b256.npy" 1e-5 --argmax) && pass "batch 1 vs 256: $r" \
     || fail "batch 1 vs 256: $r"
 
-# --samples keeps the first N
+# --samples keeps the first N (and the batch holds no more than those)
 "$BITPLAN" eval "$EX/cnn.onnx" --data "$EX/digits_test_x.npy" --labels "$EX/digits_test_y.npy" \
-    --samples 10 --json 2>/dev/null | grep -q '"samples":10' && pass "--samples 10" || fail "--samples 10"
+    --samples 10 --json 2>/dev/null | grep -q '"samples":10,"batch":10,' && pass "--samples 10" || fail "--samples 10"
+# an explicit --batch is used as given
+"$BITPLAN" eval "$EX/mlp.onnx" --data "$EX/digits_test_flat.npy" --batch 7 --json 2>/dev/null |
+    grep -q '"samples":500,"batch":7}' && pass "--batch 7 reported" || fail "--batch 7 not reported"
 
 # the op zoo: every op of the float executor, three opsets, against torch
 for z in zoo1 zoo2; do

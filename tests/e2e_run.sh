@@ -39,6 +39,11 @@ for m in cnn mlp; do
              size_bytes latency_s predicted_latency_s budgets_met; do
         grep -q "\"$k\":" "$TMP/$m.json" || bad "$m: --json lacks $k"
     done
+    # no --batch: the automatic batch is the historical 64 for the examples
+    # (their activations are far below the 256 MiB bound)
+    [ "$(jget "$TMP/$m.json" batch)" = 64 ] && grep -q "samples, batch 64," "$TMP/$m.err" &&
+        ok "$m: automatic batch 64, in --json and the text" ||
+        bad "$m: automatic batch $(jget "$TMP/$m.json" batch), want 64"
     fa=$(jget "$TMP/$m.json" float_accuracy); ia=$(jget "$TMP/$m.json" int_accuracy)
     drop=$(awk -v f="$fa" -v i="$ia" 'BEGIN { printf "%.2f", (f - i) * 100 }')
     awk -v d="$drop" 'BEGIN { exit !(d <= 0.5) }' &&
@@ -64,8 +69,10 @@ for p in cnn_w4a8 cnn_mixed; do
         2>/dev/null || bad "$p: exit $?"
     cnn --plan "$PL/$p.json" --repeat 0 --isa portable --threads 1 --json \
         --out "$TMP/b.npy" >"$TMP/b.json" 2>/dev/null || bad "$p portable: exit $?"
-    cnn --plan "$PL/$p.json" --repeat 0 --batch 7 --out "$TMP/c.npy" 2>/dev/null ||
-        bad "$p --batch 7: exit $?"
+    cnn --plan "$PL/$p.json" --repeat 0 --batch 7 --json --out "$TMP/c.npy" \
+        >"$TMP/c.json" 2>/dev/null || bad "$p --batch 7: exit $?"
+    [ "$(jget "$TMP/c.json" batch)" = 7 ] && ok "$p: --batch 7 reported as 7" ||
+        bad "$p: --batch 7 reported as $(jget "$TMP/c.json" batch)"
     # --out: the integer logits, one row per sample, whatever the ISA or batch
     r=$("$NPYCMP" "$TMP/a.npy" "$EX/cnn_test_logits.npy" 1e9) &&
         "$NPYCMP" "$TMP/a.npy" "$TMP/b.npy" 0 >/dev/null &&
