@@ -677,14 +677,23 @@ static double extreme(const bp_alloc *a, int k, int want_max, int *pick)
     return t;
 }
 
-int bp_alloc_total_range(const bp_alloc *a, bp_budget_kind k, double *lo,
-                   double *hi)
+/* Whether totals of kind k exist for a. */
+static int check_kind(const bp_alloc *a, bp_budget_kind k)
 {
     if (k < 0 || k >= BP_BUDGET_KINDS)
         return bp_fail(BP_EINVAL, "budget kind %d unknown", (int)k);
     if (k == BP_BUDGET_LATENCY && !a->has_latency)
         return bp_fail(BP_EINVAL, "the profile models no latency (choose a "
                        "hardware profile such as nvidia-t4)");
+    return BP_OK;
+}
+
+int bp_alloc_total_range(const bp_alloc *a, bp_budget_kind k, double *lo,
+                   double *hi)
+{
+    int st = check_kind(a, k);
+    if (st)
+        return st;
     double fixed = k == BP_BUDGET_SIZE ? a->fixed_bytes : 0;
     *lo = extreme(a, k, 0, NULL) + fixed;
     *hi = extreme(a, k, 1, NULL) + fixed;
@@ -693,11 +702,9 @@ int bp_alloc_total_range(const bp_alloc *a, bp_budget_kind k, double *lo,
 
 int bp_alloc_total_at_best(const bp_alloc *a, bp_budget_kind k, double *hi)
 {
-    if (k < 0 || k >= BP_BUDGET_KINDS)
-        return bp_fail(BP_EINVAL, "budget kind %d unknown", (int)k);
-    if (k == BP_BUDGET_LATENCY && !a->has_latency)
-        return bp_fail(BP_EINVAL, "the profile models no latency (choose a "
-                       "hardware profile such as nvidia-t4)");
+    int st = check_kind(a, k);
+    if (st)
+        return st;
     double t = k == BP_BUDGET_SIZE ? a->fixed_bytes : 0;
     for (int g = 0; g < a->n_groups; g++) {
         const agroup *G = &a->G[g];

@@ -2004,16 +2004,38 @@ typedef struct gn_arg {
     double *trc;       /* (C, np) per-class contributions */
 } gn_arg;
 
+/* The adjoint of the logits for a Gauss-Newton pass of P over want (the
+ * caller writes the seed into it), or NULL when want does not reach them. */
+static double *gn_seed(bp_ad *ad, pass *P, const char *want)
+{
+    closure(ad, want, P->need);
+    for (int u = 0; u < ad->g->n_values; u++)
+        P->tp[u] = NULL;
+    setup_dst(ad, P, P->radj, P->need, NULL);
+    return P->dst[ad->logits];
+}
+
+/* The backward pass from the seed: tr[p] += sum_n wt_n ||grad_n||^2 for p
+ * in want, with the per-sample weights in P->wtbuf. */
+static int gn_backward(bp_ad *ad, pass *P, const char *want, double *tr)
+{
+    P->anz[ad->logits] = 1;
+    P->gn = 1;
+    P->gn_want = want;
+    P->gn_tr = tr;
+    P->wt = P->wtbuf;
+    int st = backward(ad, P, 0);
+    P->gn = 0;
+    P->gn_want = NULL;
+    P->gn_tr = NULL;
+    return st;
+}
+
 static int gn_item(bp_ad *ad, pass *P, int c, void *arg)
 {
     gn_arg *a = arg;
     const int64_t C = ad->C;
-    double *tr = a->trc + (int64_t)c * ad->np;
-    closure(ad, a->want, P->need);
-    for (int u = 0; u < ad->g->n_values; u++)
-        P->tp[u] = NULL;
-    setup_dst(ad, P, P->radj, P->need, NULL);
-    double *seed = P->dst[ad->logits];
+    double *seed = gn_seed(ad, P, a->want);
     if (!seed)
         return BP_OK;
     int any = 0;
@@ -2026,16 +2048,7 @@ static int gn_item(bp_ad *ad, pass *P, int c, void *arg)
     }
     if (!any)
         return BP_OK;
-    P->anz[ad->logits] = 1;
-    P->gn = 1;
-    P->gn_want = a->want;
-    P->gn_tr = tr;
-    P->wt = P->wtbuf;
-    int st = backward(ad, P, 0);
-    P->gn = 0;
-    P->gn_want = NULL;
-    P->gn_tr = NULL;
-    return st;
+    return gn_backward(ad, P, a->want, a->trc + (int64_t)c * ad->np);
 }
 
 /* The Gram matrices of the wanted convs' inputs, shared by every class or
@@ -2077,11 +2090,7 @@ static int gns_item(bp_ad *ad, pass *P, int j, void *arg)
 {
     gns_arg *a = arg;
     const int64_t C = ad->C;
-    closure(ad, a->want, P->need);
-    for (int u = 0; u < ad->g->n_values; u++)
-        P->tp[u] = NULL;
-    setup_dst(ad, P, P->radj, P->need, NULL);
-    double *seed = P->dst[ad->logits];
+    double *seed = gn_seed(ad, P, a->want);
     if (!seed)
         return BP_OK;
     const double *r = a->signs + (int64_t)j * ad->n * C;
@@ -2096,16 +2105,7 @@ static int gns_item(bp_ad *ad, pass *P, int j, void *arg)
             es[c] = sqrt(ps[c]) * rs[c] - ps[c] * dot;
         P->wtbuf[s] = ad->weight;
     }
-    P->anz[ad->logits] = 1;
-    P->gn = 1;
-    P->gn_want = a->want;
-    P->gn_tr = a->trk + (int64_t)j * ad->np;
-    P->wt = P->wtbuf;
-    int st = backward(ad, P, 0);
-    P->gn = 0;
-    P->gn_want = NULL;
-    P->gn_tr = NULL;
-    return st;
+    return gn_backward(ad, P, a->want, a->trk + (int64_t)j * ad->np);
 }
 
 void bp_ad_set_tick(bp_ad *ad, void (*tick)(void *ctx, int64_t done,
