@@ -648,6 +648,14 @@ out:
 /* Output-space draws per sample and round (bp_ad_gn_sample). */
 #define GNS_DRAWS 8
 
+/* Rounds before the rule applies: --min-samples draws, and at least 2 for a
+ * standard error. */
+static int64_t gns_min_rounds(const bp_sens_opts *o)
+{
+    int64_t r = (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS;
+    return r < 2 ? 2 : r;
+}
+
 /* Gauss-Newton traces sampled in the output space for the layers with
  * want: where exact traces cost one backward pass per class (1000 on
  * ImageNet models), a draw costs one for every layer at once.  A round is
@@ -661,9 +669,10 @@ out:
  * reaching tol would take more draws per sample than there are classes,
  * exact traces are cheaper; *fell_back is set and est left alone.  The
  * variance per draw depends on how the logits' Jacobian spreads over the
- * output space, and the rounds needed fall with the sample count: on a
- * seeded ResNet-18, 4 images needed the full 500 draws (as costly as the
- * exact 1000 classes), 64 need about 30. */
+ * output space, and the draws needed per sample fall as 1/samples: on a
+ * seeded ResNet-18 at --tol 0.01, 4 images took the full 496 draws each
+ * (362 s, about the exact 1000 classes' cost), 16 images 184 each (538 s
+ * against about 2800 s exactly). */
 static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                       const char *want_layer, bp_trace_est *est,
                       int *fell_back)
@@ -690,8 +699,7 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
             want[h->lw[i]] = 1;
     bp_rng rng;
     bp_rng_seed(&rng, o->seed, stream_of(RS_GNS, 0));
-    int64_t rmin = (o->min_samples + K - 1) / K;
-    rmin = rmin < 2 ? 2 : rmin;
+    const int64_t rmin = gns_min_rounds(o);
     int64_t rmax = o->max_samples / K > rmin ? o->max_samples / K : rmin;
     int64_t r = 0;
     int converged = 0;
@@ -1236,17 +1244,15 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
     /* 1. classify: exact by Gauss-Newton, exact by columns, sampled in the
      * output space, or sampled */
     const int64_t min_plan = 2 * (int64_t)o->sketch + o->min_samples;
-    /* exact Gauss-Newton traces cost C backward passes per batch, samples
-     * in the output space at least min_draws (and rarely more than a few
-     * times that): auto samples once C is 4x that (128 by default; 1000
-     * classes took about 100 s per ResNet-18 image exactly) */
-    const int64_t min_draws =
-        (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS > 2
-            ? (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS * GNS_DRAWS
-            : 2 * GNS_DRAWS;
+    /* exact Gauss-Newton traces cost C backward passes per sample (1000
+     * classes: 176 s per ResNet-18 image here), samples in the output space
+     * at least GNS_DRAWS x gns_min_rounds per sample (32 by default), more
+     * on few samples or a tight --tol, which their pilot weighs against C:
+     * auto samples once C is 4x the fewest (128 by default) */
     const int gn_sampled =
         o->trace == BP_TRACE_GN_HUTCHINSON ||
-        (o->trace == BP_TRACE_AUTO && bp_ad_classes(h->ad) > 4 * min_draws);
+        (o->trace == BP_TRACE_AUTO &&
+         bp_ad_classes(h->ad) > 4 * GNS_DRAWS * gns_min_rounds(o));
     char *cols = calloc((size_t)nl, 1);
     gns = calloc((size_t)nl, 1);
     if (!cols || !gns) {
