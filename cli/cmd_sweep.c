@@ -611,6 +611,11 @@ int cmd_sweep(int argc, char **argv)
         ro.repeat = (int)repeat;
         ro.time_batch = 0;
         ro.threads = (int)threads;
+        /* batches as run's default: 64, fewer for large activations */
+        int64_t per;
+        if ((st = bp_qrun_sample_bytes(ctx.graph, &per)))
+            goto out;
+        ro.batch = ro.calib_batch = bp_auto_batch(per);
         if ((st = cli_qdata_load(&qd, ctx.graph, vx, vy, 0, cpath, 256)) ||
             (st = bp_qrun_open(&qr, ctx.graph, &qd.src, qd.cx, &ro)))
             goto out;
