@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char help[] =
     "usage: bitplan sensitivity MODEL.onnx --data X.npy [--labels Y.npy]\n"
@@ -31,10 +32,10 @@ static const char help[] =
     "  --batch N           samples per pass (default: 256, or fewer so that a\n"
     "                      pass holds about 1 GiB: 1 for ResNet-18 at 224x224)\n"
     "  --seed N            seed of every random vector (default 0)\n"
-    "  --threads N         threads: independent Hessian-vector products run in\n"
-    "                      parallel, BLAS uses them otherwise (default: one\n"
-    "                      worker, BLAS threads as OpenBLAS chooses); results\n"
-    "                      do not depend on it\n"
+    "  --threads N         workers: independent Hessian-vector products and\n"
+    "                      backward passes run in parallel, BLAS on one thread\n"
+    "                      (default: one per CPU, at most 4); results do not\n"
+    "                      depend on it\n"
     "  --trace M           auto|exact|hutchpp|hutchinson|gn-hutchinson\n"
     "                      (default auto: exact where the logits are piecewise\n"
     "                      linear in the layer, by the Gauss-Newton identity,\n"
@@ -157,6 +158,15 @@ out:
     }
     *out = s;
     return BP_OK;
+}
+
+int cli_sens_workers(int64_t requested)
+{
+    bp_set_threads(1);
+    if (requested > 0)
+        return (int)requested;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 4 ? 4 : (int)n;
 }
 
 void cli_sens_progress(void *ctx, const char *stage, int64_t done,
@@ -468,9 +478,7 @@ int cmd_sensitivity(int argc, char **argv)
         if (st)
             return cli_status(st);
     }
-    cli_set_threads((int)threads);
-    /* the same threads run independent products (directions, classes) */
-    o.threads = threads > 0 ? (int)threads : 1;
+    o.threads = cli_sens_workers(threads);
     o.progress = cli_sens_progress;
 
     int st, rc = BP_EXIT_OK;

@@ -235,6 +235,11 @@ void bp_set_threads(int n)
         openblas_set_num_threads(n);
 }
 
+int bp_get_threads(void)
+{
+    return openblas_get_num_threads();
+}
+
 void bp_exec_const_changed(bp_exec *ex, int v)
 {
     if (v >= 0 && v < ex->g->n_values)

@@ -66,6 +66,8 @@ void bp_exec_free(bp_exec **ex);
 
 /* Threads BLAS may use (OpenBLAS); n <= 0 leaves its default. */
 void bp_set_threads(int n);
+/* Threads BLAS uses now. */
+int bp_get_threads(void);
 
 /* The executor's per-node step, exposed for the autodiff: computes node i
  * of the graph from the buffers in `val` (indexed by value, in dt) into the

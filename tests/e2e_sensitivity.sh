@@ -96,6 +96,19 @@ expect_bad "--bits malformed" "$D/tiny_tanh.onnx" --data "$D/x6.npy" --bits 4,,8
 expect_bad "data shape mismatch" "$D/tiny_tanh.onnx" --data "$D/x4.npy"
 expect_bad "missing model" "$D/nonexistent.onnx" --data "$D/x6.npy"
 
+# --- no figure depends on the thread count: 500 samples make batches of 256
+# and 244, on which OpenBLAS's threaded dgemm ends on other last bits than
+# its single-threaded one (BLAS stays on one thread; workers share the rest)
+for t in 1 2 3 default; do
+    opt="--threads $t"; [ "$t" = default ] && opt=
+    "$BITPLAN" sensitivity "$EX/mlp.onnx" --data "$EX/digits_test_flat.npy" \
+        --trace hutchpp $opt -o "$T/th_$t.json" 2>/dev/null || bad "threads $t: exit $?"
+done
+cmp -s "$T/th_1.json" "$T/th_2.json" && cmp -s "$T/th_1.json" "$T/th_3.json" &&
+    cmp -s "$T/th_1.json" "$T/th_default.json" &&
+    ok "--threads 1, 2, 3 and the default: byte-identical files" ||
+    bad "the file depends on --threads"
+
 # --- 200 classes: auto samples the Gauss-Newton traces in the output space;
 # a checkpoint taken after that stage resumes to the same bytes
 W="$D/tiny_wide.onnx"
