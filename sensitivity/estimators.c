@@ -526,7 +526,11 @@ static void on_gn_tick(void *ctx, int64_t done, int64_t total)
 static int gn_traces(bp_hessian *h, const char *want_layer, double *tr_layer,
                      int64_t b0, exact_ck *x)
 {
-    int st = BP_OK;
+    int st = BP_OK, any = 0;
+    for (int i = 0; i < h->nl; i++)
+        any |= want_layer[i];
+    if (!any) /* every layer sampled: no pass over the data for nothing */
+        return BP_OK;
     char *want = calloc((size_t)h->np, 1);
     double *tr = calloc((size_t)h->np, sizeof *tr);
     if (!want || !tr) {
@@ -648,26 +652,28 @@ out:
 /* Output-space draws per sample and round (bp_ad_gn_sample). */
 #define GNS_DRAWS 8
 
-/* Rounds before the rule applies: --min-samples draws, and at least 2 for a
- * standard error. */
-static int64_t gns_min_rounds(const bp_sens_opts *o)
+/* Rounds of k draws before the rule applies: --min-samples draws, and at
+ * least 2 for a standard error. */
+static int64_t gns_min_rounds(const bp_sens_opts *o, int k)
 {
-    int64_t r = (o->min_samples + GNS_DRAWS - 1) / GNS_DRAWS;
+    int64_t r = (o->min_samples + k - 1) / k;
     return r < 2 ? 2 : r;
 }
 
 /* Gauss-Newton traces sampled in the output space for the layers with
  * want: where exact traces cost one backward pass per class (1000 on
  * ImageNet models), a draw costs one for every layer at once.  A round is
- * GNS_DRAWS draws per sample over every batch, an unbiased estimate of
- * each wanted trace; rounds are added until every layer's standard error
- * is within tol of its mean, after at least max(2, min_samples / draws)
- * rounds, or until the draws reach max_samples.  One RNG stream, drawn in
- * batch order: the result does not depend on the threads.
+ * GNS_DRAWS draws per sample over every batch (fewer when max_samples is
+ * under twice that), an unbiased estimate of each wanted trace; rounds are
+ * added until every layer's standard error is within tol of its mean,
+ * after at least max(2, min_samples / draws) rounds, or until the draws
+ * reach max_samples.  One RNG stream, drawn in batch order: the result
+ * does not depend on the threads.
  *
- * With fell_back (auto), the first rounds are a pilot: when they show that
- * reaching tol would take more draws per sample than there are classes,
- * exact traces are cheaper; *fell_back is set and est left alone.  The
+ * With fell_back (auto), every round past the first min_samples draws
+ * projects the rounds tol still needs from the spread so far: once the
+ * draws still to come exceed the classes, exact traces are cheaper from
+ * there; *fell_back is set and est left alone.  The
  * variance per draw depends on how the logits' Jacobian spreads over the
  * output space, and the draws needed per sample fall as 1/samples: on a
  * seeded ResNet-18 at --tol 0.01, 4 images took the full 496 draws each
@@ -677,7 +683,9 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                       const char *want_layer, bp_trace_est *est,
                       int *fell_back)
 {
-    const int K = GNS_DRAWS;
+    /* --max-samples bounds the draws per sample, as it bounds products */
+    const int K = o->max_samples >= 2 * GNS_DRAWS ? GNS_DRAWS
+                  : o->max_samples >= 4 ? (int)(o->max_samples / 2) : 1;
     const int64_t C = bp_ad_classes(h->ad);
     const int np = h->np, nl = h->nl;
     int st = BP_OK, any = 0;
@@ -699,9 +707,10 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
             want[h->lw[i]] = 1;
     bp_rng rng;
     bp_rng_seed(&rng, o->seed, stream_of(RS_GNS, 0));
-    const int64_t rmin = gns_min_rounds(o);
-    int64_t rmax = o->max_samples / K > rmin ? o->max_samples / K : rmin;
-    int64_t r = 0;
+    const int64_t rmax = o->max_samples / K > 2 ? o->max_samples / K : 2;
+    const int64_t rmin = gns_min_rounds(o, K) < rmax ? gns_min_rounds(o, K)
+                                                      : rmax;
+    int64_t r = 0, planned = rmin; /* rounds expected, for the progress */
     int converged = 0;
     while (r < rmax && !converged) {
         memset(sum, 0, (size_t)nl * sizeof *sum);
@@ -720,7 +729,7 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                     for (int j = 0; j < K; j++)
                         sum[i] += trk[(int64_t)j * np + h->lw[i]] / K;
             progress(h, "output-space traces", r * h->nb + b + 1,
-                     (r + 1 > rmin ? r + 1 : rmin) * h->nb);
+                     planned * h->nb);
         }
         r++;
         converged = r >= rmin;
@@ -735,11 +744,16 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                 need = rel * rel * (double)r > need ? rel * rel * (double)r
                                                     : need;
             }
-        if (fell_back && r == rmin && !converged &&
-            need * K > (double)C) {
+        if (converged || r < rmin)
+            continue;
+        /* rounds still to go, as the spread so far predicts */
+        double left = fmin(ceil(need), (double)rmax) - (double)r;
+        if (fell_back && (double)C < left * K) {
+            /* the exact traces cost C passes per sample from here */
             *fell_back = 1;
             goto out;
         }
+        planned = r + 1 + (int64_t)(left > 1 ? left - 1 : 0);
     }
     for (int i = 0; i < nl; i++)
         if (want_layer[i]) {
@@ -1252,7 +1266,7 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
     const int gn_sampled =
         o->trace == BP_TRACE_GN_HUTCHINSON ||
         (o->trace == BP_TRACE_AUTO &&
-         bp_ad_classes(h->ad) > 4 * GNS_DRAWS * gns_min_rounds(o));
+         bp_ad_classes(h->ad) > 4 * GNS_DRAWS * gns_min_rounds(o, GNS_DRAWS));
     char *cols = calloc((size_t)nl, 1);
     gns = calloc((size_t)nl, 1);
     if (!cols || !gns) {
