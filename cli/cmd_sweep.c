@@ -1,7 +1,7 @@
 /* cmd_sweep.c - `bitplan sweep`: the Pareto front of sensitivity against
  * one cost axis.  N budgets from the smallest reachable value to that of
- * the plan no budget constrains (beyond it every point would repeat that
- * plan), one exact solve each on the same allocation problem, written as
+ * the best plan under the other budgets (beyond it every point would
+ * repeat that plan), one exact solve each on the same allocation problem, written as
  * pareto.csv, pareto.svg and one plan per point.
  *
  * The plot is written by hand as SVG: Debian's C plotting libraries either
@@ -23,11 +23,11 @@ static const char help[] =
     "                     --axis size|latency|bops [--points N] -o DIR\n"
     "                     [--budget KIND=VALUE ...] [--json] [options]\n\n"
     "Solves N budgets of one kind, evenly spaced from the smallest total any\n"
-    "plan can reach to the total of the best plan, the one no budget\n"
-    "constrains (on a CPU profile 2-bit kernels can be the slowest: a latency\n"
-    "sweep stops at the best plan's latency, not at theirs); other --budget\n"
-    "options stay enforced at every point.  Writes into DIR (created if\n"
-    "missing):\n"
+    "plan can reach to the total of the best plan under the other --budget\n"
+    "options (with none, the plan no budget constrains; on a CPU profile\n"
+    "2-bit kernels can be the slowest: a latency sweep stops at the best\n"
+    "plan's latency, not at theirs); the other budgets stay enforced at\n"
+    "every point.  Writes into DIR (created if missing):\n"
     "  pareto.csv   one row per point: budget (bytes, seconds or BOPs),\n"
     "               objective, size_bytes, latency_s, bops, status, gap,\n"
     "               plan (its file), then w:NAME and a:NAME, the weight and\n"
@@ -533,10 +533,36 @@ int cmd_sweep(int argc, char **argv)
         goto out;
     }
     double best;
-    if ((st = bp_alloc_total_range(ctx.alloc, (bp_budget_kind)axis, &lo, &hi)) ||
-        (st = bp_alloc_total_at_best(ctx.alloc, (bp_budget_kind)axis, &best)))
+    if ((st = bp_alloc_total_range(ctx.alloc, (bp_budget_kind)axis, &lo, &hi)))
         goto out;
-    /* budgets past the unconstrained plan's total would all repeat it */
+    for (int j = 0; j < a.n_budgets; j++) {
+        if ((st = bp_alloc_resolve(ctx.alloc, &a.budgets[j], &values[j + 1])))
+            goto out;
+        kinds[j + 1] = a.budgets[j].kind;
+        texts[j + 1] = a.budgets[j].text;
+        bud[j + 1] = a.budgets[j];
+    }
+    /* budgets past the best plan's total would all repeat it: the best
+     * plan under the other budgets, when there are any */
+    if (a.n_budgets == 0) {
+        if ((st = bp_alloc_total_at_best(ctx.alloc, (bp_budget_kind)axis,
+                                         &best)))
+            goto out;
+    } else {
+        bp_alloc_result r0;
+        memset(&r0, 0, sizeof r0);
+        st = bp_alloc_solve_caps(ctx.alloc, a.n_budgets, kinds + 1, values + 1,
+                                 texts + 1, &a.mo, &r0);
+        best = st ? hi : axis == BP_BUDGET_SIZE ? r0.size_bytes
+                       : axis == BP_BUDGET_LATENCY ? r0.total_latency_s
+                                                   : r0.total_bops;
+        bp_alloc_result_free(&r0);
+        /* none feasible: every point says why below */
+        if (st == BP_EINFEASIBLE || st == BP_EINTERRUPTED)
+            st = BP_OK;
+        if (st)
+            goto out;
+    }
     if (best < hi)
         hi = best > lo ? best : lo;
     if (hi <= lo && n > 1) {
@@ -544,13 +570,6 @@ int cmd_sweep(int argc, char **argv)
                 "one point, not %d\n", bp_budget_kind_name((bp_budget_kind)axis),
                 n);
         n = 1;
-    }
-    for (int j = 0; j < a.n_budgets; j++) {
-        if ((st = bp_alloc_resolve(ctx.alloc, &a.budgets[j], &values[j + 1])))
-            goto out;
-        kinds[j + 1] = a.budgets[j].kind;
-        texts[j + 1] = a.budgets[j].text;
-        bud[j + 1] = a.budgets[j];
     }
     kinds[0] = (bp_budget_kind)axis;
     bud[0].kind = (bp_budget_kind)axis;

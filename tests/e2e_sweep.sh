@@ -70,6 +70,22 @@ if "$BITPLAN" sweep --sensitivity "$S" --profile "$TMP/slow2.json" --axis latenc
 else
     fail "latency sweep on slow2: $(cat "$TMP/err")"
 fi
+# with another budget, the range ends at the best plan under it: the top
+# point is what solve gives for that budget alone
+for sb in size=15% size=12%; do
+    if "$BITPLAN" sweep --sensitivity "$S" --profile "$TMP/slow2.json" --axis latency \
+            --points 4 --budget $sb -o "$TMP/s2b" 2>"$TMP/err" &&
+        "$BITPLAN" solve --sensitivity "$S" --profile "$TMP/slow2.json" --budget $sb \
+            --json >"$TMP/sj" 2>/dev/null; then
+        top=$(tail -1 "$TMP/s2b/pareto.csv" | cut -d, -f2)
+        sol=$(grep -o '"objective":[^,}]*' "$TMP/sj" | cut -d: -f2)
+        awk -v a="$top" -v b="$sol" 'BEGIN { exit !(a != "" && (a - b) * (a - b) <= 1e-24 * b * b) }' &&
+            pass "latency sweep under $sb: top point = solve's plan ($top)" ||
+            fail "latency sweep under $sb: top objective $top, solve $sol"
+    else
+        fail "latency sweep under $sb: $(cat "$TMP/err")"
+    fi
+done
 # where the fastest plan is the best one, every budget gives it: one point
 if "$BITPLAN" sweep --sensitivity "$S" --profile "$TD/profiles/fitted.json" \
         --axis latency --points 6 -o "$TMP/f1" 2>"$TMP/err"; then
