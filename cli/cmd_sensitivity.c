@@ -43,11 +43,12 @@ static const char help[] =
     "                      classes (4x the fewest draws, --min-samples) sampled\n"
     "                      instead (gn-hutchinson: Hutchinson in the output\n"
     "                      space, one backward pass per draw for all layers,\n"
-    "                      rounds of 8 draws per sample until --tol); Hutch++\n"
-    "                      elsewhere, or every unit vector for a block smaller\n"
-    "                      than the cheapest sampling plan).  exact on a\n"
-    "                      non-piecewise-linear layer costs one product per\n"
-    "                      weight\n"
+    "                      rounds of 8 draws per sample until --tol), unless\n"
+    "                      the rounds so far project more draws than classes;\n"
+    "                      Hutch++ elsewhere, or every unit vector for a block\n"
+    "                      smaller than the cheapest sampling plan).  exact on\n"
+    "                      a non-piecewise-linear layer costs one product per\n"
+    "                      weight; gn-hutchinson treats such layers as auto\n"
     "  --scope S           auto|block|global: Rademacher vectors restricted to\n"
     "                      one layer, or over all sampled layers at once (auto\n"
     "                      pilots both and keeps the cheaper; global samples\n"
@@ -299,6 +300,9 @@ static int open_checkpoint(bp_ckpt **out, const bp_graph *g, const char *xpath,
         else
             snprintf(part, sizeof part, "exact traces: column %lld of %lld done",
                      (long long)s->exact_cols, (long long)s->exact_ncols);
+        if (f & BP_CKPT_GNS_PART)
+            snprintf(part, sizeof part, "output-space traces: round %lld done",
+                     (long long)s->gns_round);
         fprintf(stderr, "resuming %s: %s, %lld Hessian-vector products done\n",
                 resume,
                 f & BP_CKPT_EIGS ? "all stages done"
@@ -307,7 +311,7 @@ static int open_checkpoint(bp_ckpt **out, const bp_graph *g, const char *xpath,
                 : f & BP_CKPT_SCOPE ? "exact traces done, sampling"
                 : f & BP_CKPT_SKETCH ? "exact traces done, block pilot"
                 : f & BP_CKPT_EXACT ? "exact traces done"
-                : f & BP_CKPT_EXACT_PART ? part
+                : f & (BP_CKPT_EXACT_PART | BP_CKPT_GNS_PART) ? part
                 : "nothing done yet",
                 (long long)s->products);
     }

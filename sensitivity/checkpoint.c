@@ -134,8 +134,8 @@ static void put_str(wbuf *b, const char *s)
     put(b, s, n);
 }
 
-/* Always the newest layout: a resumed version-1 file is saved as version 2
- * (its exact_* are 0, as they would have been). */
+/* Always the newest layout: a resumed version-1 or 2 file is saved as
+ * version 3 (its exact_* and gns_* are 0, as they would have been). */
 static void encode_state(wbuf *b, const bp_ckpt_state *s)
 {
     put_u32(b, s->stage);
@@ -149,6 +149,9 @@ static void encode_state(wbuf *b, const bp_ckpt_state *s)
     put_i64(b, s->exact_nb);
     put_i64(b, s->exact_cols);
     put_i64(b, s->exact_ncols);
+    put_i64(b, s->gns_round);
+    for (int i = 0; i < 4; i++)
+        put_u64(b, s->gns_rng[i]);
     put_i32(b, s->n_layers);
     for (int i = 0; i < s->n_layers; i++) {
         const bp_ckpt_layer *l = &s->layers[i];
@@ -180,6 +183,9 @@ static void encode_state(wbuf *b, const bp_ckpt_state *s)
         put_arr(b, l->n_ab, l->alpha);
         put_arr(b, l->n_ab, l->beta);
         put_arr(b, l->n_v, l->v);
+        put_i64(b, l->gns_m);
+        put_f64(b, l->gns_mean);
+        put_f64(b, l->gns_m2);
     }
 }
 
@@ -344,6 +350,25 @@ static int check_exact(rbuf *r, const bp_ckpt_state *s)
     return BP_OK;
 }
 
+/* The output-space rounds, likewise: they run before anything else. */
+static int check_gns(rbuf *r, const bp_ckpt_state *s)
+{
+    int rng = s->gns_rng[0] || s->gns_rng[1] || s->gns_rng[2] ||
+              s->gns_rng[3];
+    if (!(s->stage & BP_CKPT_GNS_PART)) {
+        if (s->gns_round || rng)
+            return bad(r, "output-space rounds", "position without the flag");
+        return BP_OK;
+    }
+    if (s->stage != BP_CKPT_GNS_PART)
+        return bad(r, "stage", "output-space rounds under way with another "
+                   "stage");
+    if (s->gns_round < 1 || !rng)
+        return bad(r, "output-space rounds", "expected at least one round "
+                   "and its stream");
+    return BP_OK;
+}
+
 static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
 {
     bp_ckpt_state_clear(s);
@@ -360,13 +385,18 @@ static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
         s->exact_cols = get_i64(r, "exact columns");
         s->exact_ncols = get_i64(r, "exact column count");
     }
+    if (version >= 3) {
+        s->gns_round = get_i64(r, "output-space rounds");
+        for (int i = 0; i < 4; i++)
+            s->gns_rng[i] = get_u64(r, "output-space rng");
+    }
     int32_t nl = get_i32(r, "layers");
     if (r->st)
         return r->st;
-    /* version 1 knew the first six flags only */
-    if (s->stage > (version >= 2 ? 127u : 63u))
+    /* version 1 knew the first six flags only, version 2 seven */
+    if (s->stage > (version >= 3 ? 255u : version >= 2 ? 127u : 63u))
         return bad(r, "stage", "unknown flags");
-    if (check_exact(r, s))
+    if (check_exact(r, s) || check_gns(r, s))
         return r->st;
     if (s->scope < 0 || s->scope > 2 || s->scope_used < 0 || s->scope_used > 2)
         return bad(r, "scope", "expected 0..2");
@@ -412,8 +442,15 @@ static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
         int64_t nb = 0;
         get_arr(r, "beta", &nb, &l->beta);
         get_arr(r, "vectors", &l->n_v, &l->v);
+        if (version >= 3) {
+            l->gns_m = get_i64(r, "output-space samples");
+            l->gns_mean = get_f64(r, "output-space mean");
+            l->gns_m2 = get_f64(r, "output-space M2");
+        }
         if (r->st)
             break;
+        if (l->gns_m != 0 && l->gns_m != s->gns_round)
+            return bad(r, "output-space samples", "not the rounds done");
         if (nb != l->n_ab)
             return bad(r, "beta", "length differs from alpha");
         if (l->n < 1 || l->k < 0 || l->rem_m < 0 || l->glob_m < 0 ||
@@ -435,7 +472,7 @@ int bp_ckpt_state_decode_version(bp_ckpt_state *s, const uint8_t *p, size_t n,
     rbuf r = {p, n, 0, what, BP_OK};
     if (version < 1 || version > VERSION) {
         bp_ckpt_state_clear(s);
-        return bad(&r, "version", "expected 1 or 2");
+        return bad(&r, "version", "expected 1 to 3");
     }
     int st = decode_state(&r, s, version);
     if (st)

@@ -9,6 +9,9 @@
  *    the batches done and the next batch; after each group of columns (each
  *    a pass over all the batches) the sums and the columns done; and once
  *    they are all done, the traces;
+ *  - before them, the Gauss-Newton traces sampled in the output space
+ *    (--trace gn-hutchinson): after each round, the rounds done, per layer
+ *    the Welford sums over them, and the stream of the next draws;
  *  - the sampled traces: per layer the Welford sums (count, mean, M2) of the
  *    block and of the global samples, the products spent, the Hutch++
  *    sketch Q and tr(Q^T H Q), and the layer's RNG stream; the global
@@ -25,7 +28,7 @@
  * checkpointed (it runs after the sensitivity stage and is recomputed).
  *
  * File format (little-endian):
- *   "BPCKPT1\n"  u32 version (2)  u32 0  u64 L  payload (L bytes)
+ *   "BPCKPT1\n"  u32 version (3)  u32 0  u64 L  payload (L bytes)
  *   64 lowercase hex digits: SHA-256 of everything before them.
  * The payload holds three identity strings (model sha256, data sha256, the
  * options that determine the result), then the state.  Version 2 adds four
@@ -33,6 +36,9 @@
  * exact_ncols: where the exact stage stands) and the flag
  * BP_CKPT_EXACT_PART; a version-1 file (no such fields: the exact stage
  * was saved only when finished) is still read, with those fields 0.
+ * Version 3 adds the output-space rounds (gns_round and gns_rng after
+ * exact_ncols; gns_m, gns_mean, gns_m2 at the end of each layer) and the
+ * flag BP_CKPT_GNS_PART; versions 1 and 2 are read with them 0.
  * The magic stays "BPCKPT1\n": it names the file kind, the version field
  * the layout.  The reader checks
  * the length against the file, the checksum, every count against the bytes
@@ -57,11 +63,12 @@ enum {
     BP_CKPT_EIGS = 32,    /* every top eigenvalue done */
     /* exact traces under way (alone: no other flag with it): est_mean of
      * the exact layers holds their sums so far, exact_* where they stand */
-    BP_CKPT_EXACT_PART = 64
+    BP_CKPT_EXACT_PART = 64,
+    BP_CKPT_GNS_PART = 128 /* output-space trace rounds under way (gns_*) */
 };
 
-/* Layouts this build writes (the newest) and reads (1 and 2). */
-#define BP_CKPT_VERSION 2u
+/* Layouts this build writes (the newest) and reads (1 to 3). */
+#define BP_CKPT_VERSION 3u
 
 typedef struct bp_ckpt_layer {
     /* sampled traces */
@@ -84,6 +91,10 @@ typedef struct bp_ckpt_layer {
     int64_t n_v;               /* Lanczos rows 0..lz_m ((lz_m+1) n), the
                                   power iterate (n), or 0 when done */
     double *v;
+    /* output-space trace rounds (version 3; 0 without BP_CKPT_GNS_PART):
+     * the Welford sums over the rounds done */
+    int64_t gns_m;
+    double gns_mean, gns_m2;
 } bp_ckpt_layer;
 
 typedef struct bp_ckpt_state {
@@ -95,6 +106,10 @@ typedef struct bp_ckpt_state {
      * Gauss-Newton batches done (the next one to run) of exact_nb, then
      * columns done of exact_ncols (only once exact_batch == exact_nb) */
     int64_t exact_batch, exact_nb, exact_cols, exact_ncols;
+    /* the output-space rounds under way (all 0 without BP_CKPT_GNS_PART):
+     * rounds done, and the stream the next draws come from */
+    int64_t gns_round;
+    uint64_t gns_rng[4];
     int32_t n_layers;
     bp_ckpt_layer *layers;
 } bp_ckpt_state;
@@ -114,7 +129,7 @@ int bp_ckpt_state_encode(const bp_ckpt_state *s, uint8_t **out, size_t *n);
  * malformed; never allocates more than the bytes present justify. */
 int bp_ckpt_state_decode(bp_ckpt_state *s, const uint8_t *p, size_t n,
                          const char *what);
-/* The same for a payload of layout `version` (1 or 2; BP_EINVAL for any
+/* The same for a payload of layout `version` (1 to 3; BP_EINVAL for any
  * other). */
 int bp_ckpt_state_decode_version(bp_ckpt_state *s, const uint8_t *p, size_t n,
                                  uint32_t version, const char *what);

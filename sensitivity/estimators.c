@@ -652,6 +652,14 @@ out:
 /* Output-space draws per sample and round (bp_ad_gn_sample). */
 #define GNS_DRAWS 8
 
+/* Saves the output-space rounds when a checkpoint is due (defined with the
+ * checkpoints below), and restores them from a checkpoint taken there. */
+static int gns_save(exact_ck *x, int64_t round, const bp_rng *rng,
+                    const welford *wf, const char *want);
+static int gns_restore(bp_hessian *h, const bp_ckpt *ck, const char *want,
+                       int64_t rmax, int64_t *round, bp_rng *rng,
+                       welford *wf);
+
 /* Rounds of k draws before the rule applies: --min-samples draws, and at
  * least 2 for a standard error. */
 static int64_t gns_min_rounds(const bp_sens_opts *o, int k)
@@ -681,7 +689,7 @@ static int64_t gns_min_rounds(const bp_sens_opts *o, int k)
  * against about 2800 s exactly). */
 static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                       const char *want_layer, bp_trace_est *est,
-                      int *fell_back)
+                      int *fell_back, exact_ck *x)
 {
     /* --max-samples bounds the draws per sample, as it bounds products */
     const int K = o->max_samples >= 2 * GNS_DRAWS ? GNS_DRAWS
@@ -712,6 +720,11 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                                                       : rmax;
     int64_t r = 0, planned = rmin; /* rounds expected, for the progress */
     int converged = 0;
+    if (o->ckpt && (o->ckpt->st.stage & BP_CKPT_GNS_PART)) {
+        if ((st = gns_restore(h, o->ckpt, want_layer, rmax, &r, &rng, wf)))
+            goto out;
+        planned = r + 1 > rmin ? r + 1 : rmin;
+    }
     while (r < rmax && !converged) {
         memset(sum, 0, (size_t)nl * sizeof *sum);
         for (int64_t b = 0; b < h->nb; b++) {
@@ -744,16 +757,20 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                 need = rel * rel * (double)r > need ? rel * rel * (double)r
                                                     : need;
             }
-        if (converged || r < rmin)
-            continue;
-        /* rounds still to go, as the spread so far predicts */
-        double left = fmin(ceil(need), (double)rmax) - (double)r;
-        if (fell_back && (double)C < left * K) {
-            /* the exact traces cost C passes per sample from here */
-            *fell_back = 1;
-            goto out;
+        if (converged)
+            break;
+        if (r >= rmin) {
+            /* rounds still to go, as the spread so far predicts */
+            double left = fmin(ceil(need), (double)rmax) - (double)r;
+            if (fell_back && (double)C < left * K) {
+                /* the exact traces cost C passes per sample from here */
+                *fell_back = 1;
+                goto out;
+            }
+            planned = r + 1 + (int64_t)(left > 1 ? left - 1 : 0);
         }
-        planned = r + 1 + (int64_t)(left > 1 ? left - 1 : 0);
+        if (r < rmax && (st = gns_save(x, r, &rng, wf, want_layer)))
+            goto out;
     }
     for (int i = 0; i < nl; i++)
         if (want_layer[i]) {
@@ -1079,9 +1096,18 @@ static int traces_save(bp_hessian *h, const bp_sens_opts *o, int force,
     memcpy(s->grng, grng->s, sizeof s->grng);
     if (!(stage & BP_CKPT_EXACT_PART)) /* exact_save sets them */
         s->exact_batch = s->exact_nb = s->exact_cols = s->exact_ncols = 0;
+    const int gns = (stage & BP_CKPT_GNS_PART) != 0; /* gns_save sets them */
+    if (!gns) {
+        s->gns_round = 0;
+        memset(s->gns_rng, 0, sizeof s->gns_rng);
+    }
     for (int i = 0; i < h->nl; i++) {
         bp_ckpt_layer *l = &s->layers[i];
         const lstate *x = &ls[i];
+        if (!gns) {
+            l->gns_m = 0;
+            l->gns_mean = l->gns_m2 = 0;
+        }
         l->sampled = x->sampled;
         l->method = (int32_t)x->method;
         l->k = x->k;
@@ -1218,6 +1244,52 @@ static int exact_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
     return BP_OK;
 }
 
+static int gns_save(exact_ck *x, int64_t round, const bp_rng *rng,
+                    const welford *wf, const char *want)
+{
+    bp_ckpt *ck = x->o->ckpt;
+    if (!bp_ckpt_due(ck, 0))
+        return BP_OK;
+    bp_hessian *h = x->h;
+    /* shaped first, as in exact_save */
+    if (ck->st.n_layers != h->nl && bp_ckpt_state_reset(&ck->st, h->nl))
+        return BP_ENOMEM;
+    ck->st.gns_round = round;
+    memcpy(ck->st.gns_rng, rng->s, sizeof ck->st.gns_rng);
+    for (int i = 0; i < h->nl; i++) {
+        bp_ckpt_layer *l = &ck->st.layers[i];
+        l->gns_m = want[i] ? wf[i].m : 0;
+        l->gns_mean = want[i] ? wf[i].mean : 0;
+        l->gns_m2 = want[i] ? wf[i].m2 : 0;
+    }
+    return traces_save(h, x->o, 1, BP_CKPT_GNS_PART, x->ls, x->est, x->scope,
+                       BP_SCOPE_AUTO, x->gsamples, x->grng);
+}
+
+static int gns_restore(bp_hessian *h, const bp_ckpt *ck, const char *want,
+                       int64_t rmax, int64_t *round, bp_rng *rng,
+                       welford *wf)
+{
+    const bp_ckpt_state *s = &ck->st;
+    int st = ck_check_layers(h, ck);
+    if (st)
+        return st;
+    if (s->gns_round >= rmax)
+        return bp_fail(BP_EINVAL, "%s: checkpoint has %lld output-space "
+                       "rounds, this run stops at %lld", ck_name(ck),
+                       (long long)s->gns_round, (long long)rmax);
+    for (int i = 0; i < h->nl; i++) {
+        const bp_ckpt_layer *l = &s->layers[i];
+        if (l->gns_m != (want[i] ? s->gns_round : 0))
+            return ck_bad(ck, i, "the output-space samples");
+        if (want[i])
+            wf[i] = (welford){l->gns_m, l->gns_mean, l->gns_m2};
+    }
+    *round = s->gns_round;
+    memcpy(rng->s, s->gns_rng, sizeof rng->s);
+    return BP_OK;
+}
+
 int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                       bp_trace_est *est, bp_trace_scope *scope_used)
 {
@@ -1342,8 +1414,10 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
          * of minutes, not hours, and a resumed run repeats them to the
          * same bits) */
         int fell_back = 0;
+        exact_ck gx = {h, o, ls, est, NULL, 0, scope, gsamples, &grng};
         if ((st = gns_traces(h, o, gns, est,
-                             o->trace == BP_TRACE_AUTO ? &fell_back : NULL))) {
+                             o->trace == BP_TRACE_AUTO ? &fell_back : NULL,
+                             &gx))) {
             free(cols);
             goto out;
         }

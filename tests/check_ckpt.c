@@ -428,12 +428,12 @@ START_TEST(test_state_roundtrip_and_truncations)
     /* a huge layer count, a huge array count: refused before allocation */
     uint8_t *h = malloc(n);
     memcpy(h, p, n);
-    h[4 + 4 + 4 + 8 + 8 + 32 + 32 + 3] = 0x7f; /* layers = 0x7f000002 */
+    h[4 + 4 + 4 + 8 + 8 + 32 + 32 + 40 + 3] = 0x7f; /* layers = 0x7f000002 */
     ck_assert_int_eq(bp_ckpt_state_decode(&t, h, n, "x"), BP_EINVAL);
     ck_assert(strstr(bp_errmsg(), "layers: count exceeds the file"));
     memcpy(h, p, n);
     /* the first array count (sketch of layer 0) sits after the fixed part */
-    size_t at = 4 + 4 + 4 + 8 + 8 + 32 + 32 + 4 + 208 - 32;
+    size_t at = 4 + 4 + 4 + 8 + 8 + 32 + 32 + 40 + 4 + 208 - 32;
     h[at + 7] = 0x10;
     ck_assert_int_eq(bp_ckpt_state_decode(&t, h, n, "x"), BP_EINVAL);
     ck_assert(strstr(bp_errmsg(), "sketch: count exceeds the file"));
@@ -449,6 +449,34 @@ END_TEST
 /* Offset of exact_batch in a state payload: after stage, scope,
  * scope_used, global samples, products and the global RNG. */
 #define AT_EXACT (4 + 4 + 4 + 8 + 8 + 32)
+/* Offset of gns_round (version 3): after the exact stage's four. */
+#define AT_GNS (AT_EXACT + 32)
+/* Bytes of one layer whose arrays are empty, version 3 (the last 24 are
+ * the output-space rounds, which versions 1 and 2 lack). */
+#define LAYER_V3 232
+
+/* p (n bytes, version 3, nl layers, every array empty) in an older layout:
+ * without the output-space fields (version 2) and the exact stage's
+ * position (version 1).  *m: its length. */
+static uint8_t *older(const uint8_t *p, size_t n, int nl, uint32_t version,
+                      size_t *m)
+{
+    uint8_t *o = malloc(n);
+    size_t head = version >= 2 ? AT_GNS : AT_EXACT, at = head,
+           src = AT_GNS + 40;
+    memcpy(o, p, head);
+    memcpy(o + at, p + src, 4); /* the layer count */
+    at += 4;
+    src += 4;
+    for (int i = 0; i < nl; i++) {
+        memcpy(o + at, p + src, LAYER_V3 - 24);
+        at += LAYER_V3 - 24;
+        src += LAYER_V3;
+    }
+    ck_assert_uint_eq(src, n);
+    *m = at;
+    return o;
+}
 
 static void put64(uint8_t *p, int64_t x)
 {
@@ -511,7 +539,7 @@ START_TEST(test_exact_position_roundtrip_and_damage)
         {BP_CKPT_EXACT_PART | BP_CKPT_EXACT, 3, 5, 0, 40,
          "stage: exact traces under way with a later stage"},
         {BP_CKPT_EXACT, 3, 5, 0, 40, "exact stage: position without the flag"},
-        {128, 0, 0, 0, 0, "stage: unknown flags"},
+        {256, 0, 0, 0, 0, "stage: unknown flags"},
     };
     uint8_t *h = malloc(n);
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
@@ -535,31 +563,102 @@ START_TEST(test_exact_position_roundtrip_and_damage)
     s.exact_batch = s.exact_nb = s.exact_ncols = 0;
     free(p);
     ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
-    uint8_t *v1 = malloc(n - 32);
-    memcpy(v1, p, AT_EXACT);
-    memcpy(v1 + AT_EXACT, p + AT_EXACT + 32, n - AT_EXACT - 32);
-    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n - 32, 1, "v1"),
+    size_t n1, n2;
+    uint8_t *v1 = older(p, n, 2, 1, &n1), *v2 = older(p, n, 2, 2, &n2);
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v2, n2, 2, "v2"),
+                     BP_OK);
+    ck_assert_int_eq(bp_ckpt_state_encode(&t, &q, &m), BP_OK);
+    ck_assert(m == n && memcmp(p, q, n) == 0); /* saved again as version 3 */
+    free(q);
+    free(v2);
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n1, 1, "v1"),
                      BP_OK);
     ck_assert_uint_eq(t.stage, BP_CKPT_EXACT);
     ck_assert_int_eq(t.exact_nb, 0);
     ck_assert(t.layers[1].est_mean == 1.0 / 3 + 1);
     ck_assert_int_eq(bp_ckpt_state_encode(&t, &q, &m), BP_OK);
-    ck_assert(m == n && memcmp(p, q, n) == 0); /* saved again as version 2 */
+    ck_assert(m == n && memcmp(p, q, n) == 0); /* saved again as version 3 */
     free(q);
-    /* a version-1 payload is not a version-2 one, and vice versa */
-    ck_assert_int_eq(bp_ckpt_state_decode(&t, v1, n - 32, "x"), BP_EINVAL);
+    /* a version-1 payload is not a version-3 one, and vice versa */
+    ck_assert_int_eq(bp_ckpt_state_decode(&t, v1, n1, "x"), BP_EINVAL);
     ck_assert_int_eq(bp_ckpt_state_decode_version(&t, p, n, 1, "x"), BP_EINVAL);
     /* version 1 knew six flags */
     v1[0] = BP_CKPT_EXACT_PART;
-    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n - 32, 1, "v1"),
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, v1, n1, 1, "v1"),
                      BP_EINVAL);
     ck_assert(strstr(bp_errmsg(), "stage: unknown flags"));
-    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, p, n, 3, "v3"),
+    ck_assert_int_eq(bp_ckpt_state_decode_version(&t, p, n, 4, "v4"),
                      BP_EINVAL);
-    ck_assert(strstr(bp_errmsg(), "v3: checkpoint version: expected 1 or 2"));
+    ck_assert(strstr(bp_errmsg(), "v4: checkpoint version: expected 1 to 3"));
     ck_assert_ptr_null(t.layers);
     free(v1);
     free(p);
+    bp_ckpt_state_clear(&s);
+}
+END_TEST
+
+/* A state saved among the output-space rounds: 3 done, layer 0 sampled
+ * there.  It round-trips; every truncation and each inconsistency is
+ * refused, naming the field. */
+START_TEST(test_gns_position_roundtrip_and_damage)
+{
+    bp_ckpt_state s = {0}, t = {0};
+    ck_assert_int_eq(bp_ckpt_state_reset(&s, 2), BP_OK);
+    s.stage = BP_CKPT_GNS_PART;
+    s.gns_round = 3;
+    s.gns_rng[0] = 0x9e3779b97f4a7c15u;
+    s.gns_rng[3] = 7;
+    for (int i = 0; i < 2; i++)
+        s.layers[i].n = 20;
+    s.layers[0].gns_m = 3;
+    s.layers[0].gns_mean = 1.0 / 3;
+    s.layers[0].gns_m2 = 0.25;
+    uint8_t *p, *q;
+    size_t n, m;
+    ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
+    ck_assert_int_eq(bp_ckpt_state_decode(&t, p, n, "x"), BP_OK);
+    ck_assert_uint_eq(t.stage, BP_CKPT_GNS_PART);
+    ck_assert_int_eq(t.gns_round, 3);
+    ck_assert(t.gns_rng[0] == 0x9e3779b97f4a7c15u && t.gns_rng[3] == 7);
+    ck_assert_int_eq(t.layers[0].gns_m, 3);
+    ck_assert(t.layers[0].gns_mean == 1.0 / 3 && t.layers[0].gns_m2 == 0.25);
+    ck_assert_int_eq(t.layers[1].gns_m, 0);
+    ck_assert_int_eq(bp_ckpt_state_encode(&t, &q, &m), BP_OK);
+    ck_assert(m == n && memcmp(p, q, n) == 0);
+    free(q);
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_eq(bp_ckpt_state_decode(&t, p, k, "cut"), BP_EINVAL);
+        ck_assert_ptr_null(t.layers);
+        ck_assert_ptr_null(strchr(bp_errmsg(), '\n'));
+    }
+    free(p);
+    static const struct {
+        uint32_t stage;
+        int64_t round, m0;
+        uint64_t rng0;
+        const char *msg;
+    } bad[] = {
+        {BP_CKPT_GNS_PART, 0, 0, 1, "expected at least one round"},
+        {BP_CKPT_GNS_PART, 3, 3, 0, "expected at least one round"},
+        {BP_CKPT_GNS_PART | BP_CKPT_EXACT, 3, 3, 1,
+         "output-space rounds under way with another stage"},
+        {BP_CKPT_EXACT, 3, 3, 1, "output-space rounds: position without"},
+        {BP_CKPT_GNS_PART, 3, 2, 1, "output-space samples: not the rounds"},
+        {512, 3, 3, 1, "stage: unknown flags"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        s.stage = bad[k].stage;
+        s.gns_round = bad[k].round;
+        s.layers[0].gns_m = bad[k].m0;
+        s.gns_rng[0] = bad[k].rng0;
+        s.gns_rng[3] = bad[k].rng0 ? 7 : 0;
+        ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
+        ck_assert_int_eq(bp_ckpt_state_decode(&t, p, n, "x"), BP_EINVAL);
+        ck_assert_ptr_null(t.layers);
+        ck_assert_msg(strstr(bp_errmsg(), bad[k].msg) != NULL, "case %zu: %s",
+                      k, bp_errmsg());
+        free(p);
+    }
     bp_ckpt_state_clear(&s);
 }
 END_TEST
@@ -621,7 +720,7 @@ START_TEST(test_exact_position_files)
     ck_assert_int_eq(bp_ckpt_state_encode(&c->st, &p, &n), BP_OK);
     /* exact_batch beyond exact_nb, with a valid checksum */
     put64(p + AT_EXACT, 9);
-    write_file(sp("bad.bin"), 2, p, n);
+    write_file(sp("bad.bin"), 3, p, n);
     ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
     ck_assert_int_eq(bp_ckpt_load(d, sp("bad.bin")), BP_EINVAL);
     ck_assert_msg(strstr(bp_errmsg(), "bad.bin: checkpoint exact batch: "
@@ -631,11 +730,11 @@ START_TEST(test_exact_position_files)
     bp_ckpt_free(&d);
     /* a layout this build does not know */
     put64(p + AT_EXACT, 3);
-    write_file(sp("v3.bin"), 3, p, n);
+    write_file(sp("v4.bin"), 4, p, n);
     ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
-    ck_assert_int_eq(bp_ckpt_load(d, sp("v3.bin")), BP_EINVAL);
-    ck_assert_msg(strstr(bp_errmsg(), "v3.bin: checkpoint version 3, "
-                         "expected 1 to 2") != NULL, "%s", bp_errmsg());
+    ck_assert_int_eq(bp_ckpt_load(d, sp("v4.bin")), BP_EINVAL);
+    ck_assert_msg(strstr(bp_errmsg(), "v4.bin: checkpoint version 4, "
+                         "expected 1 to 3") != NULL, "%s", bp_errmsg());
     bp_ckpt_free(&d);
 
     /* version 1: the payload without the position */
@@ -643,15 +742,18 @@ START_TEST(test_exact_position_files)
     c->st.exact_batch = c->st.exact_nb = c->st.exact_ncols = 0;
     free(p);
     ck_assert_int_eq(bp_ckpt_state_encode(&c->st, &p, &n), BP_OK);
-    memmove(p + AT_EXACT, p + AT_EXACT + 32, n - AT_EXACT - 32);
-    write_file(sp("v1.bin"), 1, p, n - 32);
+    size_t n1;
+    uint8_t *p1 = older(p, n, 2, 1, &n1);
+    free(p);
+    p = p1;
+    write_file(sp("v1.bin"), 1, p, n1);
     ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
     ck_assert_msg(bp_ckpt_load(d, sp("v1.bin")) == BP_OK, "%s", bp_errmsg());
     ck_assert_uint_eq(d->st.stage, BP_CKPT_EXACT);
     ck_assert(d->st.layers[1].est_mean == 1.0 / 3 + 1);
     bp_ckpt_free(&d);
-    /* the same bytes declared version 2 are malformed, not misread */
-    write_file(sp("v1as2.bin"), 2, p, n - 32);
+    /* the same bytes declared version 3 are malformed, not misread */
+    write_file(sp("v1as2.bin"), 3, p, n1);
     ck_assert_int_eq(bp_ckpt_new(&d, NULL, 0, "aa", "bb", "o"), BP_OK);
     ck_assert_int_eq(bp_ckpt_load(d, sp("v1as2.bin")), BP_EINVAL);
     ck_assert(strncmp(bp_errmsg(), sp("v1as2.bin"), strlen(sp("v1as2.bin"))) == 0);
@@ -767,6 +869,7 @@ static Suite *ckpt_suite(void)
     tcase_add_test(tc, test_file_identity_and_damage);
     tcase_add_test(tc, test_exact_position_roundtrip_and_damage);
     tcase_add_test(tc, test_exact_position_files);
+    tcase_add_test(tc, test_gns_position_roundtrip_and_damage);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -134,6 +134,40 @@ cmp -s "$TMP/eref.json" "$d/sens.json" &&
     pass "exact stage: resumed file byte-identical to the uninterrupted run" ||
     fail "exact stage: resumed file differs from the uninterrupted run"
 
+# The output-space rounds (--trace gn-hutchinson): a SIGINT among them leaves
+# a checkpoint of the rounds done, which resumes to the same bytes
+GOPTS="--trace gn-hutchinson --batch 8 --samples 128 --max-samples 48 --eig none --seed 3"
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$TMP/gref.json" \
+    2>"$TMP/gref.err" || fail "uninterrupted gn-hutchinson run: $(cat "$TMP/gref.err")"
+d="$TMP/gns"
+mkdir -p "$d"
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$d/sens.json" \
+    --checkpoint "$d/ck.bin" --checkpoint-every 0 2>"$TMP/gns.err" &
+pid=$!
+wait_for "$d/ck.bin" $pid
+if kill -INT $pid 2>/dev/null; then
+    wait $pid
+    rc=$?
+    [ $rc -eq 130 ] && pass "sensitivity SIGINT among the output-space rounds: exit $rc" ||
+        fail "SIGINT among the output-space rounds: exit $rc, want 130"
+else
+    wait $pid
+    fail "output-space rounds: the run ended before the signal (too fast?)"
+fi
+# shellcheck disable=SC2086
+"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$d/sens.json" \
+    --resume "$d/ck.bin" 2>"$TMP/gns.res" ||
+    fail "resume among the output-space rounds: $(cat "$TMP/gns.res")"
+how=$(grep '^resuming' "$TMP/gns.res")
+echo "$how" | grep -q ': output-space traces: round [0-9]* done,' &&
+    pass "output-space rounds: $how" ||
+    fail "output-space rounds: not resumed between two rounds: '$how'"
+cmp -s "$TMP/gref.json" "$d/sens.json" &&
+    pass "output-space rounds: resumed file byte-identical to the uninterrupted run" ||
+    fail "output-space rounds: resumed file differs from the uninterrupted run"
+
 # a version-1 checkpoint (written by bitplan before version 2, with the same
 # options, once the exact traces were done) resumes to the same bytes; it
 # is resumed from a copy, since --resume saves to the file it reads
@@ -147,7 +181,7 @@ grep -q "^resuming .*v1.ckpt: exact traces done" "$TMP/v1.err" &&
     pass "version-1 checkpoint: resumed, byte-identical" ||
     fail "version-1 checkpoint: $(cat "$TMP/v1.err")"
 v=$(od -An -tu4 -j8 -N4 "$TMP/v1.ckpt" | tr -d ' ')
-[ "$v" = 2 ] && pass "version-1 checkpoint: saved again as version 2" ||
+[ "$v" = 3 ] && pass "version-1 checkpoint: saved again as version 3 (the newest)" ||
     fail "version-1 checkpoint: saved again as version '$v'"
 
 # a finished checkpoint resumes to the same file without computing

@@ -3,7 +3,8 @@
  * decoder, since mutated files rarely keep a valid checksum.  A state that
  * decodes is encoded again and must decode to the same bytes.  The bytes
  * also go through the version-1 decoder (files saved before version 2
- * still resume); its states re-encode as version 2 and must decode so. */
+ * still resume); its states re-encode as the newest version and must
+ * decode so. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = 0;
         if (bp_ckpt_state_encode(&s, &enc, &n) == BP_OK) {
             if (bp_ckpt_state_decode(&t, enc, n, "again") != BP_OK)
-                abort(); /* what version 1 held, version 2 holds */
+                abort(); /* what version 1 held, the newest holds */
             bp_ckpt_state_clear(&t);
         }
         free(enc);
