@@ -618,6 +618,9 @@ int cmd_sweep(int argc, char **argv)
         /* nothing to write: the fixed budgets rule out every point */
         st = bp_fail(BP_EINFEASIBLE, "no point of the sweep is feasible: %s",
                      why);
+        /* the other budgets rule every point out: say when 4-bit
+         * activations would not */
+        st = ilp_hint_abits(&ctx, &a, values + 1, st);
         goto out;
     }
     if (validate) {

@@ -196,4 +196,11 @@ rc=$?
     pass "an infeasible sweep: exit 1, $(tail -1 "$TMP/err")" ||
     fail "an infeasible sweep: exit $rc, $(cat "$TMP/err")"
 [ ! -e "$TMP/none" ] && pass "no DIR made for an infeasible sweep" || fail "infeasible sweep wrote $TMP/none"
+# ruled out by a BOPs budget that 4-bit activations would meet: said so
+"$BITPLAN" sweep --sensitivity "$S" --profile nvidia-t4 --axis size --points 3 \
+    --budget bops=20% -o "$TMP/none" 2>"$TMP/err"
+rc=$?
+[ $rc -eq 1 ] && tail -1 "$TMP/err" | grep -q "no point of the sweep is feasible: budget bops=20% cannot be met: .*; activations are 8-bit by default, and with --abits 4,8 .* a plan meets the budgets$" &&
+    pass "an infeasible sweep with the --abits hint" ||
+    fail "infeasible sweep, bops=20%: exit $rc, $(cat "$TMP/err")"
 finish
