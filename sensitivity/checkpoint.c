@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -451,6 +452,11 @@ static int decode_state(rbuf *r, bp_ckpt_state *s, uint32_t version)
             break;
         if (l->gns_m != 0 && l->gns_m != s->gns_round)
             return bad(r, "output-space samples", "not the rounds done");
+        /* Welford sums: finite, M2 >= 0, and 0 without samples */
+        if (!isfinite(l->gns_mean) || !isfinite(l->gns_m2) ||
+            !(l->gns_m2 >= 0) ||
+            (l->gns_m == 0 && (l->gns_mean != 0 || l->gns_m2 != 0)))
+            return bad(r, "output-space sums", "not finite, or negative");
         if (nb != l->n_ab)
             return bad(r, "beta", "length differs from alpha");
         if (l->n < 1 || l->k < 0 || l->rem_m < 0 || l->glob_m < 0 ||

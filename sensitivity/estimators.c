@@ -768,6 +768,7 @@ static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                 goto out;
             }
             planned = r + 1 + (int64_t)(left > 1 ? left - 1 : 0);
+            progress(h, "output-space traces", r * h->nb, planned * h->nb);
         }
         if (r < rmax && (st = gns_save(x, r, &rng, wf, want_layer)))
             goto out;
@@ -1290,6 +1291,33 @@ static int gns_restore(bp_hessian *h, const bp_ckpt *ck, const char *want,
     return BP_OK;
 }
 
+/* The output-space stage as a checkpoint taken after it recorded it: the
+ * layers' results, or (all of them exact) its fallback. */
+static int gns_from_ck(bp_hessian *h, const bp_ckpt *ck, const char *gns,
+                       bp_trace_est *est, int *fell_back)
+{
+    int st = ck_check_layers(h, ck), sampled = 0, exact = 0;
+    if (st)
+        return st;
+    for (int i = 0; i < h->nl; i++) {
+        if (!gns[i])
+            continue;
+        const bp_ckpt_layer *l = &ck->st.layers[i];
+        if (l->est_method == BP_TRACE_GN_HUTCHINSON) {
+            est_from_ck(&est[i], l);
+            sampled = 1;
+        } else if (l->est_method == BP_TRACE_EXACT) {
+            exact = 1;
+        } else {
+            return ck_bad(ck, i, "the trace method");
+        }
+        if (sampled && exact)
+            return ck_bad(ck, i, "the trace method");
+    }
+    *fell_back = exact;
+    return BP_OK;
+}
+
 int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
                       bp_trace_est *est, bp_trace_scope *scope_used)
 {
@@ -1409,15 +1437,19 @@ int bp_hessian_traces(bp_hessian *h, const bp_sens_opts *o,
         gsamples = ck->st.gsamples;
         memcpy(grng.s, ck->st.grng, sizeof grng.s);
     } else {
-        /* output-space samples first: under auto their pilot may hand the
-         * layers back to the exact traces (not checkpointed within: rounds
-         * of minutes, not hours, and a resumed run repeats them to the
-         * same bits) */
+        /* output-space samples first: under auto they may hand the layers
+         * back to the exact traces.  A checkpoint inside the exact stage
+         * comes after them: it holds their results, or exact partial sums
+         * where they fell back */
         int fell_back = 0;
         exact_ck gx = {h, o, ls, est, NULL, 0, scope, gsamples, &grng};
-        if ((st = gns_traces(h, o, gns, est,
-                             o->trace == BP_TRACE_AUTO ? &fell_back : NULL,
-                             &gx))) {
+        if (rs & BP_CKPT_EXACT_PART)
+            st = gns_from_ck(h, ck, gns, est, &fell_back);
+        else
+            st = gns_traces(h, o, gns, est,
+                            o->trace == BP_TRACE_AUTO ? &fell_back : NULL,
+                            &gx);
+        if (st) {
             free(cols);
             goto out;
         }

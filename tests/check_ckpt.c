@@ -25,6 +25,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -281,6 +282,11 @@ typedef struct exact_variant {
 static const exact_variant exact_variants[] = {
     {"tiny_cnn", BP_TRACE_EXACT, 1},  /* every layer by Gauss-Newton */
     {"tiny_tanh", BP_TRACE_EXACT, 0}, /* tanh: every layer by columns */
+    /* 200 classes: output-space rounds, then (their spread projects more
+     * draws than classes) exact traces by Gauss-Newton after all */
+    {"tiny_wide", BP_TRACE_AUTO, 1},
+    /* fc3 sampled in the output space, then fc1 and fc2 by columns */
+    {"tiny_tanh", BP_TRACE_GN_HUTCHINSON, 0},
 };
 
 /* Checkpoints inside the exact stage (one per batch, per group of
@@ -657,6 +663,28 @@ START_TEST(test_gns_position_roundtrip_and_damage)
         ck_assert_ptr_null(t.layers);
         ck_assert_msg(strstr(bp_errmsg(), bad[k].msg) != NULL, "case %zu: %s",
                       k, bp_errmsg());
+        free(p);
+    }
+    /* the Welford sums: finite, M2 not negative, 0 without samples */
+    s.stage = BP_CKPT_GNS_PART;
+    s.gns_round = 3;
+    s.gns_rng[0] = 1;
+    s.layers[0].gns_m = 3;
+    const double sums[][2] = {{NAN, 0.25}, {INFINITY, 0.25}, {0.5, -1e-300},
+                              {0.5, NAN}};
+    for (size_t k = 0; k < 5; k++) {
+        if (k < 4) {
+            s.layers[0].gns_mean = sums[k][0];
+            s.layers[0].gns_m2 = sums[k][1];
+        } else { /* sums on a layer without output-space samples */
+            s.layers[0].gns_mean = 0.5;
+            s.layers[0].gns_m2 = 0.25;
+            s.layers[1].gns_mean = 0.5;
+        }
+        ck_assert_int_eq(bp_ckpt_state_encode(&s, &p, &n), BP_OK);
+        ck_assert_int_eq(bp_ckpt_state_decode(&t, p, n, "x"), BP_EINVAL);
+        ck_assert_msg(strstr(bp_errmsg(), "output-space sums") != NULL,
+                      "sums %zu: %s", k, bp_errmsg());
         free(p);
     }
     bp_ckpt_state_clear(&s);
