@@ -1193,17 +1193,31 @@ struct exact_ck {
     const bp_rng *grng;
 };
 
+/* The checkpoint when a save is due, shaped for this model: traces_save
+ * resets a state of another shape, which would drop a position written
+ * into it first.  NULL when none is due, or with *st on failure. */
+static bp_ckpt *save_due(const exact_ck *x, int *st)
+{
+    bp_ckpt *ck = x->o->ckpt;
+    *st = BP_OK;
+    if (!bp_ckpt_due(ck, 0))
+        return NULL;
+    if (ck->st.n_layers != x->h->nl &&
+        bp_ckpt_state_reset(&ck->st, x->h->nl)) {
+        *st = BP_ENOMEM;
+        return NULL;
+    }
+    return ck;
+}
+
 static int exact_save(exact_ck *x, int64_t batch, int64_t cols,
                       const double *tr)
 {
-    bp_ckpt *ck = x->o->ckpt;
-    if (!bp_ckpt_due(ck, 0))
-        return BP_OK;
+    int st;
+    bp_ckpt *ck = save_due(x, &st);
+    if (!ck)
+        return st;
     bp_hessian *h = x->h;
-    /* traces_save resets a state of another shape, which would drop the
-     * position: shape it first */
-    if (ck->st.n_layers != h->nl && bp_ckpt_state_reset(&ck->st, h->nl))
-        return BP_ENOMEM;
     /* the sums so far travel as the exact layers' trace results, which a
      * finished stage overwrites */
     for (int i = 0; i < h->nl; i++)
@@ -1248,13 +1262,11 @@ static int exact_restore(bp_hessian *h, const bp_ckpt *ck, lstate *ls,
 static int gns_save(exact_ck *x, int64_t round, const bp_rng *rng,
                     const welford *wf, const char *want)
 {
-    bp_ckpt *ck = x->o->ckpt;
-    if (!bp_ckpt_due(ck, 0))
-        return BP_OK;
+    int st;
+    bp_ckpt *ck = save_due(x, &st);
+    if (!ck)
+        return st;
     bp_hessian *h = x->h;
-    /* shaped first, as in exact_save */
-    if (ck->st.n_layers != h->nl && bp_ckpt_state_reset(&ck->st, h->nl))
-        return BP_ENOMEM;
     ck->st.gns_round = round;
     memcpy(ck->st.gns_rng, rng->s, sizeof ck->st.gns_rng);
     for (int i = 0; i < h->nl; i++) {
