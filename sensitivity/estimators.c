@@ -685,7 +685,7 @@ static int64_t gns_min_rounds(const bp_sens_opts *o, int k)
  * variance per draw depends on how the logits' Jacobian spreads over the
  * output space, and the draws needed per sample fall as 1/samples: on a
  * seeded ResNet-18 at --tol 0.01, 4 images took the full 496 draws each
- * (362 s, about the exact 1000 classes' cost), 16 images 184 each (538 s
+ * (362 s, about the exact 1000 classes' cost), 16 images 184 each (472 s
  * against about 2800 s exactly). */
 static int gns_traces(bp_hessian *h, const bp_sens_opts *o,
                       const char *want_layer, bp_trace_est *est,
