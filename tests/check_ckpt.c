@@ -164,6 +164,44 @@ static unsigned char *sens_bytes(run *r, const bp_sens_opts *o, size_t *n)
     return slurp(sp("s.json"), n);
 }
 
+/* Runs o again checkpointing at every safe point, keeps each checkpoint
+ * in cap, and checks the result is ref's (nref bytes).  Returns the saves
+ * the run made. */
+static int64_t capture_all(run *r, bp_sens_opts *o, capture *cap,
+                           const unsigned char *ref, size_t nref)
+{
+    bp_ckpt *ck = NULL;
+    ck_assert_int_eq(bp_ckpt_new(&ck, cap->path, 0, "m", "d", "o"), BP_OK);
+    o->ckpt = ck;
+    o->progress = on_progress;
+    o->progress_ctx = cap;
+    size_t n;
+    unsigned char *got = sens_bytes(r, o, &n);
+    keep(cap); /* the final one */
+    ck_assert_msg(n == nref && memcmp(got, ref, n) == 0,
+                  "checkpointing changed the result");
+    free(got);
+    int64_t saves = ck->saves;
+    bp_ckpt_free(&ck);
+    o->ckpt = NULL;
+    o->progress = NULL;
+    return saves;
+}
+
+/* A checkpoint of the run loaded from cap's k-th file, saving to res.bin
+ * as a resumed run does. */
+static bp_ckpt *resume_from(const capture *cap, int k)
+{
+    FILE *f = fopen(sp("res.bin"), "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(cap->file[k], 1, cap->len[k], f), cap->len[k]);
+    fclose(f);
+    bp_ckpt *ck = NULL;
+    ck_assert_int_eq(bp_ckpt_new(&ck, sp("res.bin"), 0, "m", "d", "o"), BP_OK);
+    ck_assert_msg(bp_ckpt_load(ck, sp("res.bin")) == BP_OK, "%s", bp_errmsg());
+    return ck;
+}
+
 typedef struct variant {
     bp_trace_method trace;
     bp_trace_scope scope;
@@ -204,32 +242,16 @@ START_TEST(test_resume_from_every_checkpoint)
 
     /* the same run, checkpointing at every safe point */
     capture cap = {sp("ck.bin"), 0, {0}, {0}};
-    bp_ckpt *ck = NULL;
-    ck_assert_int_eq(bp_ckpt_new(&ck, cap.path, 0, "m", "d", "o"), BP_OK);
-    o.ckpt = ck;
-    o.progress = on_progress;
-    o.progress_ctx = &cap;
-    size_t n;
-    unsigned char *got = sens_bytes(&r, &o, &n);
-    keep(&cap); /* the final one */
-    ck_assert_msg(n == nref && memcmp(got, ref, n) == 0,
-                  "checkpointing changed the result");
-    free(got);
+    int64_t saves = capture_all(&r, &o, &cap, ref, nref);
     ck_assert_int_ge(cap.n, 3);
-    ck_assert_int_eq(ck->saves >= cap.n, 1);
-    bp_ckpt_free(&ck);
+    ck_assert_int_eq(saves >= cap.n, 1);
 
     /* resume from each */
-    o.progress = NULL;
+    size_t n;
+    unsigned char *got;
     int mid_traces = 0, mid_eigs = 0;
     for (int k = 0; k < cap.n; k++) {
-        FILE *f = fopen(sp("res.bin"), "wb");
-        fwrite(cap.file[k], 1, cap.len[k], f);
-        fclose(f);
-        ck_assert_int_eq(bp_ckpt_new(&ck, sp("res.bin"), 0, "m", "d", "o"),
-                         BP_OK);
-        ck_assert_msg(bp_ckpt_load(ck, sp("res.bin")) == BP_OK, "%s",
-                      bp_errmsg());
+        bp_ckpt *ck = resume_from(&cap, k);
         o.ckpt = ck;
         uint32_t fl = ck->st.stage;
         mid_traces += (fl & BP_CKPT_EXACT) && !(fl & BP_CKPT_TRACES) &&
@@ -309,28 +331,13 @@ START_TEST(test_resume_inside_exact_stage)
     unsigned char *ref = sens_bytes(&r, &o, &nref);
 
     capture cap = {sp("ck.bin"), 0, {0}, {0}};
-    bp_ckpt *ck = NULL;
-    ck_assert_int_eq(bp_ckpt_new(&ck, cap.path, 0, "m", "d", "o"), BP_OK);
-    o.ckpt = ck;
-    o.progress = on_progress;
-    o.progress_ctx = &cap;
-    size_t n;
-    unsigned char *got = sens_bytes(&r, &o, &n);
-    keep(&cap);
-    ck_assert_msg(n == nref && memcmp(got, ref, n) == 0,
-                  "checkpointing changed the result");
-    free(got);
-    bp_ckpt_free(&ck);
+    capture_all(&r, &o, &cap, ref, nref);
 
+    size_t n;
+    unsigned char *got;
     int mid_batches = 0, mid_cols = 0;
     for (int k = 0; k < cap.n; k++) {
-        FILE *f = fopen(sp("res.bin"), "wb");
-        fwrite(cap.file[k], 1, cap.len[k], f);
-        fclose(f);
-        ck_assert_int_eq(bp_ckpt_new(&ck, sp("res.bin"), 0, "m", "d", "o"),
-                         BP_OK);
-        ck_assert_msg(bp_ckpt_load(ck, sp("res.bin")) == BP_OK, "%s",
-                      bp_errmsg());
+        bp_ckpt *ck = resume_from(&cap, k);
         const bp_ckpt_state s = ck->st; /* the loaded position */
         int part = s.stage == BP_CKPT_EXACT_PART;
         if (part) {

@@ -95,34 +95,45 @@ interrupt() {
 interrupt INT 130
 interrupt KILL 137
 
+# stop_and_resume NAME WHAT OPTS...: the run of OPTS uninterrupted, then
+# checkpointed at every safe point and stopped by SIGINT at its first
+# checkpoint, then resumed: exit 130, a resume that succeeds, and a file
+# byte-identical to the uninterrupted one.  The resume's stderr is left in
+# $TMP/NAME.res for the caller to check where it went on from.
+stop_and_resume() {
+    name=$1; what=$2; shift 2
+    "$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" "$@" -o "$TMP/$name.ref" \
+        2>"$TMP/$name.referr" || fail "uninterrupted $what run: $(cat "$TMP/$name.referr")"
+    d="$TMP/$name"
+    mkdir -p "$d"
+    "$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" "$@" -o "$d/sens.json" \
+        --checkpoint "$d/ck.bin" --checkpoint-every 0 2>"$TMP/$name.err" &
+    pid=$!
+    wait_for "$d/ck.bin" $pid
+    if kill -INT $pid 2>/dev/null; then
+        wait $pid
+        rc=$?
+        [ $rc -eq 130 ] && pass "sensitivity SIGINT $what: exit $rc" ||
+            fail "sensitivity SIGINT $what: exit $rc, want 130"
+    else
+        wait $pid
+        fail "$what: the run ended before the signal (too fast?)"
+    fi
+    "$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" "$@" -o "$d/sens.json" \
+        --resume "$d/ck.bin" 2>"$TMP/$name.res" ||
+        fail "resume $what: $(cat "$TMP/$name.res")"
+    cmp -s "$TMP/$name.ref" "$d/sens.json" &&
+        pass "$what: resumed file byte-identical to the uninterrupted run" ||
+        fail "$what: resumed file differs from the uninterrupted run"
+}
+
 # The exact stage between batches: trace auto makes every cnn layer exact
 # by Gauss-Newton (10 classes, one backward pass per class per batch);
 # --batch 1 makes 256 batches of about 2 ms each (6 ms with a save after
 # each), so the first checkpoint comes long before the last batch.
 EOPTS="--batch 1 --eig power --eig-iter 2 --seed 7"
 # shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$TMP/eref.json" \
-    2>"$TMP/eref.err" || fail "uninterrupted exact run: $(cat "$TMP/eref.err")"
-d="$TMP/exact"
-mkdir -p "$d"
-# shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$d/sens.json" \
-    --checkpoint "$d/ck.bin" --checkpoint-every 0 2>"$TMP/exact.err" &
-pid=$!
-wait_for "$d/ck.bin" $pid
-if kill -INT $pid 2>/dev/null; then
-    wait $pid
-    rc=$?
-    [ $rc -eq 130 ] && pass "sensitivity SIGINT inside the exact stage: exit $rc" ||
-        fail "sensitivity SIGINT inside the exact stage: exit $rc, want 130"
-else
-    wait $pid
-    fail "exact stage: the run ended before the signal (too fast?)"
-fi
-# shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $EOPTS -o "$d/sens.json" \
-    --resume "$d/ck.bin" 2>"$TMP/exact.res" ||
-    fail "resume inside the exact stage: $(cat "$TMP/exact.res")"
+stop_and_resume exact "inside the exact stage" $EOPTS
 how=$(grep '^resuming' "$TMP/exact.res")
 k=$(echo "$how" | sed -n 's/.*: exact traces: batch \([0-9]*\) of 256 done,.*/\1/p')
 if [ -n "$k" ] && [ "$k" -ge 1 ] && [ "$k" -lt 256 ]; then
@@ -130,43 +141,15 @@ if [ -n "$k" ] && [ "$k" -ge 1 ] && [ "$k" -lt 256 ]; then
 else
     fail "exact stage: not resumed between two batches: '$how'"
 fi
-cmp -s "$TMP/eref.json" "$d/sens.json" &&
-    pass "exact stage: resumed file byte-identical to the uninterrupted run" ||
-    fail "exact stage: resumed file differs from the uninterrupted run"
 
 # The output-space rounds (--trace gn-hutchinson): a SIGINT among them leaves
 # a checkpoint of the rounds done, which resumes to the same bytes
-GOPTS="--trace gn-hutchinson --batch 8 --samples 128 --max-samples 48 --eig none --seed 3"
-# shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$TMP/gref.json" \
-    2>"$TMP/gref.err" || fail "uninterrupted gn-hutchinson run: $(cat "$TMP/gref.err")"
-d="$TMP/gns"
-mkdir -p "$d"
-# shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$d/sens.json" \
-    --checkpoint "$d/ck.bin" --checkpoint-every 0 2>"$TMP/gns.err" &
-pid=$!
-wait_for "$d/ck.bin" $pid
-if kill -INT $pid 2>/dev/null; then
-    wait $pid
-    rc=$?
-    [ $rc -eq 130 ] && pass "sensitivity SIGINT among the output-space rounds: exit $rc" ||
-        fail "SIGINT among the output-space rounds: exit $rc, want 130"
-else
-    wait $pid
-    fail "output-space rounds: the run ended before the signal (too fast?)"
-fi
-# shellcheck disable=SC2086
-"$BITPLAN" sensitivity "$M" --data "$X" --labels "$Y" $GOPTS -o "$d/sens.json" \
-    --resume "$d/ck.bin" 2>"$TMP/gns.res" ||
-    fail "resume among the output-space rounds: $(cat "$TMP/gns.res")"
+stop_and_resume gns "among the output-space rounds" --trace gn-hutchinson --batch 8 \
+    --samples 128 --max-samples 48 --eig none --seed 3
 how=$(grep '^resuming' "$TMP/gns.res")
 echo "$how" | grep -q ': output-space traces: round [0-9]* done,' &&
     pass "output-space rounds: $how" ||
     fail "output-space rounds: not resumed between two rounds: '$how'"
-cmp -s "$TMP/gref.json" "$d/sens.json" &&
-    pass "output-space rounds: resumed file byte-identical to the uninterrupted run" ||
-    fail "output-space rounds: resumed file differs from the uninterrupted run"
 
 # a version-1 checkpoint (written by bitplan before version 2, with the same
 # options, once the exact traces were done) resumes to the same bytes; it
@@ -177,7 +160,7 @@ cp "$TD/ckpt/cnn_exact_v1.ckpt" "$TMP/v1.ckpt"
     --resume "$TMP/v1.ckpt" 2>"$TMP/v1.err" ||
     fail "resume of a version-1 checkpoint: $(cat "$TMP/v1.err")"
 grep -q "^resuming .*v1.ckpt: exact traces done" "$TMP/v1.err" &&
-    cmp -s "$TMP/eref.json" "$TMP/v1.json" &&
+    cmp -s "$TMP/exact.ref" "$TMP/v1.json" &&
     pass "version-1 checkpoint: resumed, byte-identical" ||
     fail "version-1 checkpoint: $(cat "$TMP/v1.err")"
 v=$(od -An -tu4 -j8 -N4 "$TMP/v1.ckpt" | tr -d ' ')
