@@ -117,13 +117,10 @@ struct bp_sens;
 int cli_sensitivity_compute(bp_graph *g, const char *xpath, const char *ypath,
                             int64_t samples, const struct bp_sens_opts *o,
                             struct bp_sens **out);
-/* Workers for the sensitivity stages (bp_sens_opts.threads), with BLAS set
- * to one thread: they run independent products summed in a fixed order,
- * so no figure depends on the thread count, whereas OpenBLAS's threaded
- * dgemm ends on other last bits than its single-threaded one for some
- * shapes (the example MLP on 500 samples, batches of 256 and 244).
- * requested 0: one per CPU, at most 4 (each holds a batch's tangents and
- * adjoints). */
+/* Workers for the sensitivity stages (bp_sens_opts.threads): the stages
+ * run BLAS on one thread (bp_sensitivity), so the workers are all the
+ * parallelism there is.  requested 0: one per CPU, at most 4 (each holds a
+ * batch's tangents and adjoints). */
 int cli_sens_workers(int64_t requested);
 
 /* The sensitivity stages' progress on stderr, when it is a terminal

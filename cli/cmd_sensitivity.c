@@ -164,7 +164,6 @@ out:
 
 int cli_sens_workers(int64_t requested)
 {
-    bp_set_threads(1);
     if (requested > 0)
         return (int)requested;
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -319,7 +319,6 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
             so.trace = (bp_trace_method)a->trace;
         so.batch = a->sens_batch;
         so.progress = cli_sens_progress;
-        int blas = bp_get_threads();
         so.threads = cli_sens_workers(0);
         if ((st = bp_profile_open(&c->prof, a->profile)) ||
             (st = bp_onnx_load(&c->graph, a->model)))
@@ -327,7 +326,6 @@ int ilp_ctx_load(const char *cmd, const ilp_args *a, ilp_ctx *c)
         st = cli_sensitivity_compute(c->graph, a->data, a->labels, a->samples,
                                      &so, &c->sens);
         cli_progress_end();
-        bp_set_threads(blas); /* the executors after it use BLAS's own */
         if (st ||
             (a->save_sens && (st = bp_sens_save(c->sens, a->save_sens))) ||
             (st = bp_layer_facts_from_graph(c->graph, &c->facts, &n, &model)))

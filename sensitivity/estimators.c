@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "status.h"
 #include "atomic.h"
+#include "exec.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -2032,7 +2033,7 @@ void bp_density_free(bp_density **dp)
     *dp = NULL;
 }
 
-int bp_hessian_density(bp_hessian *h, const bp_sens_opts *o, int runs,
+static int density_run(bp_hessian *h, const bp_sens_opts *o, int runs,
                        int steps, int n_grid, bp_density **out)
 {
     int st = BP_OK;
@@ -2227,8 +2228,8 @@ static const char *shortest(char *buf, size_t n, double x)
     return buf;
 }
 
-int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
-                   const bp_sens_opts *o)
+static int sensitivity_run(bp_sens **out, bp_graph *g, const bp_sens_data *d,
+                           const bp_sens_opts *o)
 {
     int st;
     for (int b = 0; b < o->n_bits; b++)
@@ -2338,4 +2339,30 @@ out:
     }
     *out = s;
     return BP_OK;
+}
+
+/* BLAS on one thread for the whole stage, the workers (o->threads)
+ * providing the parallelism: their products are summed in a fixed order,
+ * whereas OpenBLAS's threaded dgemm ends on other last bits than its
+ * single-threaded one for some shapes (the example MLP on 500 samples,
+ * batches of 256 and 244), which made the file depend on the thread count
+ * and the machine's core count. */
+int bp_sensitivity(bp_sens **out, bp_graph *g, const bp_sens_data *d,
+                   const bp_sens_opts *o)
+{
+    int blas = bp_get_threads();
+    bp_set_threads(1);
+    int st = sensitivity_run(out, g, d, o);
+    bp_set_threads(blas);
+    return st;
+}
+
+int bp_hessian_density(bp_hessian *h, const bp_sens_opts *o, int runs,
+                       int steps, int n_grid, bp_density **out)
+{
+    int blas = bp_get_threads(); /* as bp_sensitivity */
+    bp_set_threads(1);
+    int st = density_run(h, o, runs, steps, n_grid, out);
+    bp_set_threads(blas);
+    return st;
 }
